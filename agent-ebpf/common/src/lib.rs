@@ -1,0 +1,77 @@
+//! Types and names shared by the kernel programs and the agent.
+//!
+//! Every map value is plain integers with explicit padding and a compile-time size check, so the
+//! kernel and userspace agree on the layout byte for byte. No bool, enum or Option in a map value.
+#![no_std]
+
+/// Per-CPU hash: cgroup v2 id -> nanoseconds on CPU committed at context switches (cumulative).
+pub const MAP_CPU_NS: &str = "CPU_NS";
+/// Per-CPU array with one [`RunState`]: what each CPU is running now, and since when.
+pub const MAP_RUNNING: &str = "RUNNING";
+/// Per-CPU array of self-counters, indexed by the `STAT_*` constants.
+pub const MAP_STATS: &str = "STATS";
+/// The global holding the [`KernelOffsets`] that userspace fills from the running kernel's BTF.
+pub const GLOBAL_OFFSETS: &str = "OFFSETS";
+/// Program name of the context-switch accounting program.
+pub const PROG_SCHED_SWITCH: &str = "sched_switch";
+
+/// Default capacity of [`MAP_CPU_NS`]; userspace may resize it at load time.
+pub const DEFAULT_CPU_NS_ENTRIES: u32 = 16_384;
+
+/// Inserts into [`MAP_CPU_NS`] refused because the map was full.
+pub const STAT_CPU_MAP_FULL: u32 = 0;
+/// Nanoseconds that could not be committed because the map was full.
+pub const STAT_CPU_MAP_FULL_NS: u32 = 1;
+/// Switch-ins whose cgroup could not be read (the in-flight time is then not shown until commit).
+pub const STAT_CGROUP_READ_FAILED: u32 = 2;
+/// Context switches seen.
+pub const STAT_SWITCHES: u32 = 3;
+/// Number of slots in [`MAP_STATS`].
+pub const STAT_SLOTS: u32 = 4;
+
+/// What one CPU runs since the last context switch.
+///
+/// `cgroup_id == 0` means idle, unknown, or not yet seen a switch: userspace adds no in-flight time.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RunState {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at switch-in.
+    pub since_ns: u64,
+    /// cgroup v2 id of the task switched in.
+    pub cgroup_id: u64,
+    /// Kernel task id (thread id) switched in; 0 for the idle task.
+    pub pid: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<RunState>() == 24);
+
+/// Byte offsets of the kernel struct fields the programs follow from a `task_struct` to its cgroup
+/// v2 id. Rust eBPF objects carry no CO-RE relocations, so the agent reads these from
+/// `/sys/kernel/btf/vmlinux` at start-up and writes them into the program's read-only data: the
+/// same object then runs on any kernel with BTF.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `task_struct.pid`
+    pub task_pid: u32,
+    /// `task_struct.cgroups` (a `struct css_set *`)
+    pub task_cgroups: u32,
+    /// `css_set.dfl_cgrp` (the task's cgroup on the v2 hierarchy)
+    pub css_set_dfl_cgrp: u32,
+    /// `cgroup.kn` (the cgroup's `struct kernfs_node *`)
+    pub cgroup_kn: u32,
+    /// `kernfs_node.id` (the u64 that `bpf_get_current_cgroup_id()` returns)
+    pub kernfs_node_id: u32,
+    /// 1 once userspace filled the struct; programs do nothing before that.
+    pub valid: u32,
+}
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: both types are #[repr(C)], made only of integers, with explicit padding fields, so
+    // every bit pattern is a valid value and there are no uninitialised bytes.
+    unsafe impl aya::Pod for super::RunState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+}

@@ -1,0 +1,78 @@
+//! The daemon: load the programs, collect every interval, serve the latest snapshot, and stop
+//! cleanly (programs detached when the collector is dropped; nothing is pinned).
+use std::{
+    future::Future,
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use tokio::{net::TcpListener, sync::watch, time::MissedTickBehavior};
+
+use crate::{
+    cgroup::Layout,
+    collector::Collector,
+    config::Config,
+    ebpf::{LoadOptions, Probes},
+    prepared::Prepared,
+};
+
+/// Runs until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let layout = Layout::detect(&config.cgroup_root)?;
+    tracing::info!(mode = ?layout.mode, unified = %layout.unified.display(), "cgroup layout");
+    let opts = LoadOptions {
+        btf_path: config.btf_path.clone(),
+        cpu_map_entries: config.cpu_map_entries,
+    };
+    let probes = tokio::task::spawn_blocking(move || Probes::load(&opts))
+        .await
+        .context("eBPF loader thread")??;
+    let collector = Arc::new(Mutex::new(Collector::new(probes, layout)));
+
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("failed to listen on {}", config.listen))?;
+    tracing::info!(listen = %config.listen, interval = ?config.interval, "serving /metrics and /healthz");
+
+    let (tx, rx) = watch::channel(None);
+    let (stop_tx, mut stop_rx) = watch::channel(false);
+    // A snapshot older than this means collection is stuck: /healthz then fails the liveness probe.
+    let stale_after = (config.interval * 5).max(Duration::from_secs(10));
+    let server = tokio::spawn(crate::http::serve(listener, rx, stale_after, async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }));
+
+    let mut ticker = tokio::time::interval(config.interval);
+    ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => break,
+            _ = ticker.tick() => {}
+        }
+        let c = Arc::clone(&collector);
+        let pass = tokio::task::spawn_blocking(move || {
+            let mut c = c
+                .lock()
+                .map_err(|_| anyhow::anyhow!("collector poisoned by a panic"))?;
+            let snapshot = c.collect()?;
+            Ok::<_, anyhow::Error>(Prepared::new(snapshot))
+        })
+        .await
+        .context("collector thread")?;
+        match pass {
+            Ok(prepared) => {
+                tx.send_replace(Some(Arc::new(prepared)));
+            }
+            // The snapshot is kept; /healthz turns unhealthy if this persists.
+            Err(e) => tracing::warn!(error = %e, "collection pass failed"),
+        }
+    }
+    tracing::info!("shutting down: detaching eBPF programs");
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    // Dropping the last reference closes the program and link fds: the kernel detaches them.
+    drop(collector);
+    Ok(())
+}

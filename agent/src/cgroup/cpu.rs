@@ -1,0 +1,307 @@
+//! The CPU controllers: accounting (user/system), CFS throttling, and the limits (spec).
+//!
+//! cgroup v2 keeps all of it in the cgroup's own directory (`cpu.stat`, `cpu.max`, `cpu.weight`).
+//! On a hybrid host the v2 directory has only `cpu.stat` with usage/user/system; quotas,
+//! throttling and shares live in the v1 `cpu` hierarchy at the same relative path. Accounting is
+//! read from v2 when it is there: its membership is the one the eBPF programs see, and it is in
+//! microseconds where v1 `cpuacct.stat` is in USER_HZ ticks.
+use std::{io, path::Path};
+
+use super::parse::{self, ParseError};
+
+/// Linux's USER_HZ, the unit of v1 `cpuacct.stat`: 100 on every architecture Kubernetes runs on.
+const USER_HZ: u64 = 100;
+/// CFS shares range for the v2 weight conversion (the kernel's and runc's formula).
+const MIN_SHARES: u64 = 2;
+const MAX_SHARES: u64 = 262_144;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// A file exists but its content does not parse.
+    #[error("`{file}`: {source}")]
+    Parse { file: String, source: ParseError },
+    /// A file exists but cannot be read for another reason than the cgroup going away.
+    #[error("`{file}`: {source}")]
+    Io { file: String, source: io::Error },
+}
+
+/// Cumulative CPU accounting of one cgroup, from cgroupfs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct CpuStats {
+    /// `usage_usec` (v2) in ns: only used to cross-check eBPF in tests; the metric is eBPF's.
+    pub usage_ns: Option<u64>,
+    pub user_ns: Option<u64>,
+    pub system_ns: Option<u64>,
+    pub throttling: Option<Throttling>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Throttling {
+    pub periods: u64,
+    pub throttled_periods: u64,
+    pub throttled_ns: u64,
+}
+
+/// CPU limits (cAdvisor's `spec.cpu`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CpuSpec {
+    /// CFS shares; on v2 converted from `cpu.weight` as runc and cAdvisor do.
+    pub shares: Option<u64>,
+    pub period_us: Option<u64>,
+    /// `None` when unlimited (`max` / -1).
+    pub quota_us: Option<u64>,
+}
+
+/// Reads a file, mapping "the cgroup or the file is gone" to `None`: a container that exits
+/// between the walk and the read is normal, not an error.
+fn read_opt(path: &Path) -> Result<Option<String>, ReadError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if gone(&e) => Ok(None),
+        Err(source) => Err(ReadError::Io {
+            file: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+fn gone(e: &io::Error) -> bool {
+    // ENODEV: the cgroup was removed while the file was open.
+    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(19)
+}
+
+fn parse_err(path: &Path, source: ParseError) -> ReadError {
+    ReadError::Parse {
+        file: path.display().to_string(),
+        source,
+    }
+}
+
+/// Reads v2 `cpu.stat` in `dir`.
+pub fn read_v2_stat(dir: &Path) -> Result<CpuStats, ReadError> {
+    let path = dir.join("cpu.stat");
+    let Some(text) = read_opt(&path)? else {
+        return Ok(CpuStats::default());
+    };
+    parse_v2_stat(&text).map_err(|e| parse_err(&path, e))
+}
+
+pub fn parse_v2_stat(text: &str) -> Result<CpuStats, ParseError> {
+    let mut s = CpuStats::default();
+    let mut t = Throttling::default();
+    let mut has_throttling = false;
+    parse::flat_keyed(text, |k, v| match k {
+        "usage_usec" => s.usage_ns = Some(v.saturating_mul(1000)),
+        "user_usec" => s.user_ns = Some(v.saturating_mul(1000)),
+        "system_usec" => s.system_ns = Some(v.saturating_mul(1000)),
+        "nr_periods" => {
+            t.periods = v;
+            has_throttling = true;
+        }
+        "nr_throttled" => t.throttled_periods = v,
+        "throttled_usec" => t.throttled_ns = v.saturating_mul(1000),
+        _ => {}
+    })?;
+    s.throttling = has_throttling.then_some(t);
+    Ok(s)
+}
+
+/// Reads v2 `cpu.max` and `cpu.weight` in `dir` (absent in the root and where the cpu controller
+/// is not enabled).
+pub fn read_v2_spec(dir: &Path) -> Result<CpuSpec, ReadError> {
+    let mut spec = CpuSpec::default();
+    let max_path = dir.join("cpu.max");
+    if let Some(text) = read_opt(&max_path)? {
+        let (quota, period) = parse_v2_max(&text).map_err(|e| parse_err(&max_path, e))?;
+        spec.quota_us = quota;
+        spec.period_us = Some(period);
+    }
+    let weight_path = dir.join("cpu.weight");
+    if let Some(text) = read_opt(&weight_path)? {
+        let w = parse::single_i64(&text).map_err(|e| parse_err(&weight_path, e))?;
+        spec.shares = Some(weight_to_shares(w));
+    }
+    Ok(spec)
+}
+
+/// `cpu.max` is `$MAX $PERIOD`, `$MAX` being `max` when unlimited.
+pub fn parse_v2_max(text: &str) -> Result<(Option<u64>, u64), ParseError> {
+    let mut it = text.split_ascii_whitespace();
+    let (Some(max), Some(period), None) = (it.next(), it.next(), it.next()) else {
+        return Err(ParseError::BadLine(text.trim().to_string()));
+    };
+    let bad = |v: &str| ParseError::NotInteger(v.to_string());
+    let quota = match max {
+        "max" => None,
+        v => Some(v.parse::<u64>().map_err(|_| bad(v))?),
+    };
+    let period = period.parse::<u64>().map_err(|_| bad(period))?;
+    Ok((quota, period))
+}
+
+/// cgroup v2 `cpu.weight` [1, 10000] to v1 shares [2, 262144], the inverse of the mapping the
+/// kernel documents and runc applies, so `container_spec_cpu_shares` reads the same on both.
+pub fn weight_to_shares(weight: i64) -> u64 {
+    let w = weight.clamp(1, 10_000) as u64;
+    MIN_SHARES + ((w - 1) * (MAX_SHARES - MIN_SHARES)) / 9_999
+}
+
+/// Reads the v1 `cpu` controller directory: CFS spec and throttling.
+pub fn read_v1_cpu(dir: &Path) -> Result<(CpuSpec, Option<Throttling>), ReadError> {
+    let mut spec = CpuSpec::default();
+    let one = |name: &str| -> Result<Option<i64>, ReadError> {
+        let path = dir.join(name);
+        match read_opt(&path)? {
+            Some(text) => parse::single_i64(&text)
+                .map(Some)
+                .map_err(|e| parse_err(&path, e)),
+            None => Ok(None),
+        }
+    };
+    spec.shares = one("cpu.shares")?.map(|v| v.max(0) as u64);
+    spec.period_us = one("cpu.cfs_period_us")?.map(|v| v.max(0) as u64);
+    spec.quota_us = one("cpu.cfs_quota_us")?.and_then(|v| (v > 0).then_some(v as u64));
+    let stat_path = dir.join("cpu.stat");
+    let throttling = match read_opt(&stat_path)? {
+        Some(text) => parse_v1_cpu_stat(&text).map_err(|e| parse_err(&stat_path, e))?,
+        None => None,
+    };
+    Ok((spec, throttling))
+}
+
+/// v1 `cpu.stat`: `nr_periods`, `nr_throttled`, `throttled_time` (ns).
+pub fn parse_v1_cpu_stat(text: &str) -> Result<Option<Throttling>, ParseError> {
+    let mut t = Throttling::default();
+    let mut seen = false;
+    parse::flat_keyed(text, |k, v| match k {
+        "nr_periods" => {
+            t.periods = v;
+            seen = true;
+        }
+        "nr_throttled" => t.throttled_periods = v,
+        "throttled_time" => t.throttled_ns = v,
+        _ => {}
+    })?;
+    Ok(seen.then_some(t))
+}
+
+/// Reads v1 `cpuacct.stat` (user/system in USER_HZ ticks) in `dir`.
+pub fn read_v1_cpuacct(dir: &Path) -> Result<Option<(u64, u64)>, ReadError> {
+    let path = dir.join("cpuacct.stat");
+    let Some(text) = read_opt(&path)? else {
+        return Ok(None);
+    };
+    parse_v1_cpuacct(&text)
+        .map(Some)
+        .map_err(|e| parse_err(&path, e))
+}
+
+pub fn parse_v1_cpuacct(text: &str) -> Result<(u64, u64), ParseError> {
+    let (mut user, mut system) = (None, None);
+    let ns_per_tick = 1_000_000_000 / USER_HZ;
+    parse::flat_keyed(text, |k, v| match k {
+        "user" => user = Some(v.saturating_mul(ns_per_tick)),
+        "system" => system = Some(v.saturating_mul(ns_per_tick)),
+        _ => {}
+    })?;
+    match (user, system) {
+        (Some(u), Some(s)) => Ok((u, s)),
+        _ => Err(ParseError::BadLine(text.trim().to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::fixture;
+
+    #[test]
+    fn v2_stat_with_and_without_the_cpu_controller() {
+        let with = parse_v2_stat(
+            "usage_usec 2000\nuser_usec 1500\nsystem_usec 500\nnr_periods 10\nnr_throttled 3\n\
+             throttled_usec 7\nnr_bursts 0\nburst_usec 0\n",
+        )
+        .expect("parse");
+        assert_eq!(with.usage_ns, Some(2_000_000));
+        assert_eq!(with.user_ns, Some(1_500_000));
+        assert_eq!(
+            with.throttling,
+            Some(Throttling {
+                periods: 10,
+                throttled_periods: 3,
+                throttled_ns: 7_000
+            })
+        );
+        let without = parse_v2_stat("usage_usec 1\nuser_usec 1\nsystem_usec 0\n").expect("parse");
+        assert_eq!(without.throttling, None);
+    }
+
+    #[test]
+    fn v2_max_and_weight() {
+        assert_eq!(parse_v2_max("max 100000\n"), Ok((None, 100_000)));
+        assert_eq!(parse_v2_max("50000 100000\n"), Ok((Some(50_000), 100_000)));
+        assert!(parse_v2_max("50000\n").is_err());
+        assert!(parse_v2_max("lots 100000").is_err());
+        // Kubernetes' 1 CPU request = 1024 shares = weight 39 on v2 (and back, with rounding).
+        assert_eq!(weight_to_shares(100), 2 + (99 * 262_142) / 9_999);
+        assert_eq!(weight_to_shares(1), 2);
+        assert_eq!(weight_to_shares(10_000), 262_144);
+        assert_eq!(weight_to_shares(0), 2);
+    }
+
+    #[test]
+    fn v1_cpuacct_in_ticks() {
+        assert_eq!(
+            parse_v1_cpuacct("user 150\nsystem 25\n"),
+            Ok((1_500_000_000, 250_000_000))
+        );
+        assert!(parse_v1_cpuacct("user 1\n").is_err());
+        assert!(parse_v1_cpuacct("user x\nsystem 1\n").is_err());
+    }
+
+    #[test]
+    fn v2_fixture_tree() {
+        let root = fixture("v2");
+        let c = root.join("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice");
+        let stats = read_v2_stat(&c).expect("cpu.stat");
+        assert_eq!(stats.user_ns, Some(3_000_000));
+        assert!(stats.throttling.is_some());
+        let spec = read_v2_spec(&c).expect("spec");
+        assert_eq!(spec.quota_us, Some(50_000));
+        assert_eq!(spec.period_us, Some(100_000));
+        assert_eq!(spec.shares, Some(weight_to_shares(39)));
+        // The root has cpu.stat but no cpu.max / cpu.weight.
+        let root_spec = read_v2_spec(&root).expect("root spec");
+        assert_eq!(root_spec, CpuSpec::default());
+    }
+
+    #[test]
+    fn hybrid_fixture_tree() {
+        let root = fixture("hybrid");
+        let (spec, thr) = read_v1_cpu(&root.join("cpu/docker/abc")).expect("v1 cpu");
+        assert_eq!(spec.quota_us, Some(50_000));
+        assert_eq!(spec.shares, Some(512));
+        assert_eq!(thr.map(|t| t.throttled_ns), Some(123_456_789));
+        let (unlimited, _) = read_v1_cpu(&root.join("cpu")).expect("v1 cpu root");
+        assert_eq!(unlimited.quota_us, None);
+        assert_eq!(unlimited.period_us, Some(100_000));
+        let acct = read_v1_cpuacct(&root.join("cpuacct/docker/abc")).expect("cpuacct");
+        assert_eq!(acct, Some((2_000_000_000, 1_000_000_000)));
+        // The unified side of a hybrid host has accounting but no throttling.
+        let v2 = read_v2_stat(&root.join("unified/docker/abc")).expect("unified cpu.stat");
+        assert_eq!(v2.user_ns, Some(2_010_000_000));
+        assert_eq!(v2.throttling, None);
+    }
+
+    #[test]
+    fn garbled_and_vanished_files() {
+        let root = fixture("garbled");
+        let err = read_v2_stat(&root).expect_err("garbled cpu.stat");
+        assert!(err.to_string().contains("cpu.stat"), "{err}");
+        assert!(read_v2_spec(&root).is_err());
+        // A cgroup that is gone reads as "nothing", not as an error.
+        let gone = root.join("no-such-cgroup");
+        assert_eq!(read_v2_stat(&gone).expect("gone"), CpuStats::default());
+        assert_eq!(read_v1_cpuacct(&gone).expect("gone"), None);
+    }
+}

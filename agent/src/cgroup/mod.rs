@@ -1,0 +1,9 @@
+//! Everything read from cgroupfs: where the hierarchies are, which cgroups exist, and one reader
+//! per controller.
+pub mod cpu;
+pub mod layout;
+pub mod parse;
+pub mod tree;
+
+pub use layout::Layout;
+pub use tree::{Cgroup, Tree};

@@ -1,0 +1,168 @@
+//! One collection pass: drain the kernel maps, walk the cgroup tree, read cgroupfs, and build the
+//! snapshot. Blocking (syscalls and file reads): runs on a blocking thread, once per interval.
+use std::{
+    collections::HashMap,
+    time::{Instant, SystemTime},
+};
+
+use crate::{
+    cgroup::{
+        Layout, Tree,
+        cpu::{self, CpuSpec, CpuStats, ReadError},
+        layout::Mode,
+    },
+    cpu_account::CpuAccountant,
+    ebpf::Probes,
+    snapshot::{AgentStats, ContainerSample, Identity, Snapshot},
+};
+
+/// Warn about this many unreadable files, then only count them: a broken cgroupfs must not flood
+/// the log every second.
+const WARN_BUDGET: u64 = 20;
+
+pub struct Collector {
+    probes: Probes,
+    layout: Layout,
+    accountant: CpuAccountant,
+    /// Hierarchical CPU ns of the last successful drain; held when a drain fails.
+    cpu_totals: HashMap<u64, u64>,
+    stats: AgentStats,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// The cgroup v2 root could not be walked at all.
+    #[error("failed to walk the cgroup hierarchy at `{path}`: {source}")]
+    Walk {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+impl Collector {
+    pub fn new(probes: Probes, layout: Layout) -> Self {
+        let stats = AgentStats {
+            programs_attached: probes.attached.clone(),
+            cpu_map_capacity: u64::from(probes.cpu_map_entries),
+            ..AgentStats::default()
+        };
+        Collector {
+            probes,
+            layout,
+            accountant: CpuAccountant::default(),
+            cpu_totals: HashMap::new(),
+            stats,
+        }
+    }
+
+    pub fn collect(&mut self) -> Result<Snapshot, CollectError> {
+        let started = Instant::now();
+        // The moment the CPU figures describe: the drain, not the end of the pass.
+        let taken_at = SystemTime::now();
+        // Drain BEFORE walking: see CpuAccountant::update for why the order makes forgetting safe.
+        let drain = self.probes.drain_cpu().map_err(|e| {
+            self.stats.drain_errors += 1;
+            tracing::warn!(error = %e, "failed to drain the CPU map; CPU usage is held this pass");
+        });
+        match self.probes.kernel_stats() {
+            Ok(k) => self.stats.kernel = k,
+            Err(e) => tracing::debug!(error = %e, "failed to read kernel self-counters"),
+        }
+        self.stats.drain_seconds = started.elapsed().as_secs_f64();
+
+        let tree = Tree::walk(&self.layout.unified).map_err(|source| CollectError::Walk {
+            path: self.layout.unified.display().to_string(),
+            source,
+        })?;
+        self.stats.walk_skipped += tree.skipped;
+        self.stats.cgroups = tree.len() as u64;
+
+        if let Ok(drain) = &drain {
+            self.stats.cpu_map_entries = drain.committed.len() as u64;
+            let update = self.accountant.update(&tree, drain);
+            match self.probes.forget_cgroups(&update.forget) {
+                Ok(n) => self.stats.map_entries_forgotten += n as u64,
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to delete map entries of removed cgroups")
+                }
+            }
+            self.cpu_totals = update.totals;
+        }
+
+        let mut containers = Vec::with_capacity(tree.len());
+        for cg in &tree.cgroups {
+            let (cpu, cpu_spec) = self.read_cpu(&cg.path);
+            containers.push(ContainerSample {
+                cgroup_id: cg.id,
+                path: cg.path.clone(),
+                identity: Identity::default(),
+                cpu_usage_ns: self.cpu_totals.get(&cg.id).copied(),
+                cpu,
+                cpu_spec,
+            });
+        }
+        self.stats.collection_seconds = started.elapsed().as_secs_f64();
+        self.stats.taken_at = taken_at;
+        Ok(Snapshot {
+            containers,
+            agent: self.stats.clone(),
+        })
+    }
+
+    /// Reads the CPU controller files of one cgroup from wherever this host keeps them.
+    fn read_cpu(&mut self, rel: &str) -> (CpuStats, CpuSpec) {
+        let v2_dir = crate::cgroup::tree::resolve_under(&self.layout.unified, rel);
+        let mut stats = CpuStats::default();
+        let mut spec = CpuSpec::default();
+        if let Some(dir) = &v2_dir {
+            stats = self.ok_or_count(cpu::read_v2_stat(dir)).unwrap_or_default();
+            if self.layout.mode == Mode::Unified {
+                spec = self.ok_or_count(cpu::read_v2_spec(dir)).unwrap_or_default();
+            }
+        }
+        if self.layout.mode == Mode::Hybrid {
+            if let Some(dir) = self
+                .layout
+                .v1_cpu
+                .as_ref()
+                .and_then(|root| crate::cgroup::tree::resolve_under(root, rel))
+                .filter(|d| d.is_dir())
+            {
+                if let Some((v1_spec, throttling)) = self.ok_or_count(cpu::read_v1_cpu(&dir)) {
+                    spec = v1_spec;
+                    stats.throttling = throttling;
+                }
+            }
+            if stats.user_ns.is_none() {
+                let acct = self
+                    .layout
+                    .v1_cpuacct
+                    .as_ref()
+                    .and_then(|root| crate::cgroup::tree::resolve_under(root, rel));
+                if let Some(dir) = acct {
+                    if let Some(Some((user, system))) = self.ok_or_count(cpu::read_v1_cpuacct(&dir))
+                    {
+                        stats.user_ns = Some(user);
+                        stats.system_ns = Some(system);
+                    }
+                }
+            }
+        }
+        (stats, spec)
+    }
+
+    fn ok_or_count<T>(&mut self, r: Result<T, ReadError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.stats.cgroupfs_errors += 1;
+                if self.stats.cgroupfs_errors <= WARN_BUDGET {
+                    tracing::warn!(error = %e, "unreadable cgroupfs file skipped");
+                } else {
+                    tracing::debug!(error = %e, "unreadable cgroupfs file skipped");
+                }
+                None
+            }
+        }
+    }
+}

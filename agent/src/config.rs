@@ -1,0 +1,88 @@
+//! Command-line configuration. Every host path comes from here, never from a global, so the same
+//! code runs against fixture trees in tests and against a host mounted elsewhere in a container.
+use std::{net::SocketAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+
+/// nodetel: per-cgroup node telemetry from eBPF, served as cAdvisor-compatible Prometheus metrics.
+#[derive(Clone, Debug, Parser)]
+#[command(name = "nodetel", version, about)]
+pub struct Config {
+    /// Address to serve /metrics and /healthz on (cAdvisor's port by default).
+    #[arg(long, env = "NODETEL_LISTEN", default_value = "0.0.0.0:8080")]
+    pub listen: SocketAddr,
+
+    /// Collection interval: how often maps are drained and cgroupfs read (e.g. 1s, 500ms, 10s).
+    #[arg(long, env = "NODETEL_INTERVAL", default_value = "1s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Where cgroupfs is mounted. A pure cgroup v2 mount is used as is; on hybrid hosts the v2
+    /// tree is `<root>/unified` and v1 controllers are read beside it.
+    #[arg(long, env = "NODETEL_CGROUP_ROOT", default_value = "/sys/fs/cgroup")]
+    pub cgroup_root: PathBuf,
+
+    /// The running kernel's BTF, for struct offsets and BTF tracepoints.
+    #[arg(long, env = "NODETEL_BTF", default_value = "/sys/kernel/btf/vmlinux")]
+    pub btf_path: PathBuf,
+
+    /// Capacity of the per-cgroup CPU map. Each entry costs 8 bytes per possible CPU plus
+    /// overhead; a full map is counted in nodetel_ebpf_map_full_drops_total.
+    #[arg(long, env = "NODETEL_CPU_MAP_ENTRIES", default_value_t = nodetel_common::DEFAULT_CPU_NS_ENTRIES,
+          value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub cpu_map_entries: u32,
+
+    /// Log filter (tracing's EnvFilter syntax: `info`, `nodetel=debug`, ...); RUST_LOG wins.
+    #[arg(long, env = "NODETEL_LOG", default_value = "info")]
+    pub log_level: String,
+}
+
+/// Parses `500ms`, `1s`, `2m`, `1h` (whole numbers).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{s}` has no unit (use ms, s, m or h)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration"))?;
+    let d = match unit {
+        "ms" => Duration::from_millis(n),
+        "s" => Duration::from_secs(n),
+        "m" => Duration::from_secs(n.saturating_mul(60)),
+        "h" => Duration::from_secs(n.saturating_mul(3600)),
+        _ => {
+            return Err(format!(
+                "unknown unit `{unit}` in `{s}` (use ms, s, m or h)"
+            ));
+        }
+    };
+    if d < Duration::from_millis(100) {
+        return Err(format!("`{s}` is below the 100ms minimum"));
+    }
+    Ok(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1s"), Ok(Duration::from_secs(1)));
+        assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("10").is_err());
+        assert!(parse_duration("1d").is_err());
+        assert!(parse_duration("ms").is_err());
+        assert!(parse_duration("5ms").is_err());
+    }
+
+    #[test]
+    fn defaults_match_cadvisor() {
+        let c = Config::try_parse_from(["nodetel"]).expect("defaults parse");
+        assert_eq!(c.listen.port(), 8080);
+        assert_eq!(c.interval, Duration::from_secs(1));
+        assert!(Config::try_parse_from(["nodetel", "--cpu-map-entries", "1"]).is_err());
+    }
+}

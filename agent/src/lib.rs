@@ -1,0 +1,18 @@
+//! nodetel: an eBPF node telemetry agent with cAdvisor-compatible metrics.
+//!
+//! Data flow: kernel programs -> per-CPU maps -> drain (`ebpf`) -> accounts (`cpu_account`) and
+//! cgroupfs readers (`cgroup`) -> `snapshot` -> pre-rendered `prepared` -> `http`.
+pub mod agent;
+pub mod btf;
+pub mod cgroup;
+pub mod collector;
+pub mod config;
+pub mod cpu_account;
+pub mod ebpf;
+pub mod http;
+pub mod metrics;
+pub mod prepared;
+pub mod snapshot;
+
+#[cfg(test)]
+mod testutil;

@@ -1,0 +1,235 @@
+//! Prometheus text format 0.0.4, the format cAdvisor serves.
+//!
+//! Written by hand rather than with prometheus-client's encoder: that encoder speaks only
+//! OpenMetrics, which appends `_total` to every counter, and cAdvisor's names include counters
+//! without it (`container_memory_failcnt`) that dashboards query by exact name. Labels are sorted
+//! by name, as cAdvisor writes them. No sample timestamps: Prometheus then marks series of
+//! removed cgroups stale at once instead of keeping them for five minutes.
+use std::fmt::Write as _;
+
+use super::families::{AGENT_FAMILIES, CONTAINER_FAMILIES};
+use crate::snapshot::{ContainerSample, Snapshot};
+
+pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Renders the whole exposition for a snapshot. Called once per collection pass, not per scrape.
+pub fn render(snapshot: &Snapshot) -> String {
+    let mut out = String::with_capacity(256 + snapshot.containers.len() * 1024);
+    let mut containers: Vec<&ContainerSample> = snapshot.containers.iter().collect();
+    containers.sort_by(|a, b| a.path.cmp(&b.path));
+    let mut labels: Vec<(&str, &str)> = Vec::with_capacity(8);
+    for family in CONTAINER_FAMILIES {
+        let mut header = false;
+        for c in &containers {
+            let Some(value) = (family.value)(c) else {
+                continue;
+            };
+            if !header {
+                write_header(&mut out, family.name, family.help, family.kind.as_str());
+                header = true;
+            }
+            labels.clear();
+            let id = &c.identity;
+            labels.extend([
+                ("container", id.container.as_str()),
+                ("id", c.path.as_str()),
+                ("image", id.image.as_str()),
+                ("name", id.name.as_str()),
+                ("namespace", id.namespace.as_str()),
+                ("pod", id.pod.as_str()),
+            ]);
+            labels.extend(family.extra.iter().copied());
+            labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            write_sample(&mut out, family.name, &labels, value);
+        }
+    }
+    for family in AGENT_FAMILIES {
+        let series = (family.series)(&snapshot.agent);
+        if series.is_empty() {
+            continue;
+        }
+        write_header(&mut out, family.name, family.help, family.kind.as_str());
+        for (owned, value) in &series {
+            let borrowed: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            write_sample(&mut out, family.name, &borrowed, *value);
+        }
+    }
+    out
+}
+
+fn write_header(out: &mut String, name: &str, help: &str, kind: &str) {
+    out.push_str("# HELP ");
+    out.push_str(name);
+    out.push(' ');
+    for ch in help.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    out.push_str("\n# TYPE ");
+    out.push_str(name);
+    out.push(' ');
+    out.push_str(kind);
+    out.push('\n');
+}
+
+fn write_sample(out: &mut String, name: &str, labels: &[(&str, &str)], value: f64) {
+    out.push_str(name);
+    if !labels.is_empty() {
+        out.push('{');
+        for (i, (k, v)) in labels.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(k);
+            out.push_str("=\"");
+            escape_label_value(out, v);
+            out.push('"');
+        }
+        out.push('}');
+    }
+    out.push(' ');
+    write_value(out, value);
+    out.push('\n');
+}
+
+/// Label values come from cgroup paths and, later, container names: untrusted text.
+fn escape_label_value(out: &mut String, v: &str) {
+    for ch in v.chars() {
+        match ch {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+}
+
+fn write_value(out: &mut String, v: f64) {
+    if v.is_nan() {
+        out.push_str("NaN");
+    } else if v.is_infinite() {
+        out.push_str(if v > 0.0 { "+Inf" } else { "-Inf" });
+    } else {
+        // Rust's shortest round-trip form: integers print without a fraction, as Go's do.
+        let _ = write!(out, "{v}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        cgroup::cpu::{CpuSpec, CpuStats, Throttling},
+        snapshot::{AgentStats, Identity},
+    };
+
+    fn snapshot() -> Snapshot {
+        let limited = ContainerSample {
+            cgroup_id: 7,
+            path: "/docker/abc".into(),
+            identity: Identity::default(),
+            cpu_usage_ns: Some(2_500_000_000),
+            cpu: CpuStats {
+                usage_ns: None,
+                user_ns: Some(2_000_000_000),
+                system_ns: Some(500_000_000),
+                throttling: Some(Throttling {
+                    periods: 12,
+                    throttled_periods: 3,
+                    throttled_ns: 250_000_000,
+                }),
+            },
+            cpu_spec: CpuSpec {
+                shares: Some(512),
+                period_us: Some(100_000),
+                quota_us: Some(50_000),
+            },
+        };
+        let root = ContainerSample {
+            cgroup_id: 1,
+            path: "/".into(),
+            cpu_usage_ns: Some(10_000_000_000),
+            cpu: CpuStats {
+                throttling: Some(Throttling::default()),
+                ..CpuStats::default()
+            },
+            cpu_spec: CpuSpec {
+                shares: Some(1024),
+                period_us: Some(100_000),
+                quota_us: None,
+            },
+            ..ContainerSample::default()
+        };
+        let odd = ContainerSample {
+            cgroup_id: 9,
+            path: "/we\"ird\\name\n".into(),
+            cpu_usage_ns: Some(1),
+            ..ContainerSample::default()
+        };
+        Snapshot {
+            containers: vec![limited, root, odd],
+            agent: AgentStats {
+                programs_attached: vec!["sched_switch"],
+                cpu_map_capacity: 16384,
+                ..AgentStats::default()
+            },
+        }
+    }
+
+    /// The exposition for a fixed snapshot, byte for byte (golden file: review diffs to it).
+    #[test]
+    fn golden_exposition() {
+        let text = render(&snapshot());
+        let golden_path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/golden/cpu.prom");
+        if std::env::var_os("NODETEL_BLESS").is_some() {
+            std::fs::write(golden_path, &text).expect("write golden");
+        }
+        let golden = std::fs::read_to_string(golden_path).expect("golden file");
+        assert_eq!(
+            text, golden,
+            "exposition changed; NODETEL_BLESS=1 rewrites the golden"
+        );
+    }
+
+    #[test]
+    fn quota_gates_the_cfs_families() {
+        let text = render(&snapshot());
+        let cfs: Vec<&str> = text
+            .lines()
+            .filter(|l| l.starts_with("container_cpu_cfs_periods_total{"))
+            .collect();
+        assert_eq!(cfs.len(), 1, "{cfs:?}");
+        assert!(cfs[0].contains("id=\"/docker/abc\""));
+        assert!(!text.contains("container_spec_cpu_quota{container=\"\",id=\"/\""));
+    }
+
+    #[test]
+    fn escapes_hostile_label_values() {
+        let text = render(&snapshot());
+        assert!(text.contains(r#"id="/we\"ird\\name\n""#), "{text}");
+        // Every sample is one line: no raw newline leaked from a label.
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(
+                line.rsplit_once(' ')
+                    .is_some_and(|(_, v)| v.parse::<f64>().is_ok()),
+                "{line}"
+            );
+        }
+    }
+
+    #[test]
+    fn special_values() {
+        let mut s = String::new();
+        write_value(&mut s, f64::NAN);
+        s.push(' ');
+        write_value(&mut s, f64::INFINITY);
+        s.push(' ');
+        write_value(&mut s, 0.1);
+        s.push(' ');
+        write_value(&mut s, 3.0);
+        assert_eq!(s, "NaN +Inf 0.1 3");
+    }
+}

@@ -1,0 +1,266 @@
+//! One table of metric families, as cAdvisor keeps one: name, help, type, extra labels, getter.
+//! Names, help texts, types and units are cAdvisor's (see shared/docs/cadvisor-compat.md); a
+//! family appears for a cgroup only where its getter returns a value, which is how cAdvisor's
+//! conditions ("only with a quota", "only with the controller") are expressed.
+use crate::snapshot::{AgentStats, ContainerSample};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+}
+
+impl Kind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Counter => "counter",
+            Kind::Gauge => "gauge",
+        }
+    }
+}
+
+pub struct ContainerFamily {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    /// Labels beyond the base set, constant per family.
+    pub extra: &'static [(&'static str, &'static str)],
+    pub value: fn(&ContainerSample) -> Option<f64>,
+}
+
+const NS_PER_S: f64 = 1e9;
+
+fn has_quota(c: &ContainerSample) -> bool {
+    c.cpu_spec.quota_us.is_some()
+}
+
+pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
+    ContainerFamily {
+        name: "container_cpu_usage_seconds_total",
+        help: "Cumulative cpu time consumed in seconds.",
+        kind: Kind::Counter,
+        // Per-CPU series are a v1-only cAdvisor feature; eBPF counts per cgroup, like v2.
+        extra: &[("cpu", "total")],
+        value: |c| c.cpu_usage_ns.map(|v| v as f64 / NS_PER_S),
+    },
+    ContainerFamily {
+        name: "container_cpu_user_seconds_total",
+        help: "Cumulative user cpu time consumed in seconds.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: |c| c.cpu.user_ns.map(|v| v as f64 / NS_PER_S),
+    },
+    ContainerFamily {
+        name: "container_cpu_system_seconds_total",
+        help: "Cumulative system cpu time consumed in seconds.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: |c| c.cpu.system_ns.map(|v| v as f64 / NS_PER_S),
+    },
+    ContainerFamily {
+        name: "container_cpu_cfs_periods_total",
+        help: "Number of elapsed enforcement period intervals.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: |c| {
+            let t = c.cpu.throttling.filter(|_| has_quota(c))?;
+            Some(t.periods as f64)
+        },
+    },
+    ContainerFamily {
+        name: "container_cpu_cfs_throttled_periods_total",
+        help: "Number of throttled period intervals.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: |c| {
+            let t = c.cpu.throttling.filter(|_| has_quota(c))?;
+            Some(t.throttled_periods as f64)
+        },
+    },
+    ContainerFamily {
+        name: "container_cpu_cfs_throttled_seconds_total",
+        help: "Total time duration the container has been throttled.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: |c| {
+            let t = c.cpu.throttling.filter(|_| has_quota(c))?;
+            Some(t.throttled_ns as f64 / NS_PER_S)
+        },
+    },
+    ContainerFamily {
+        name: "container_spec_cpu_period",
+        help: "CPU period of the container.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: |c| c.cpu_spec.period_us.map(|v| v as f64),
+    },
+    ContainerFamily {
+        name: "container_spec_cpu_quota",
+        help: "CPU quota of the container.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: |c| c.cpu_spec.quota_us.map(|v| v as f64),
+    },
+    ContainerFamily {
+        name: "container_spec_cpu_shares",
+        help: "CPU share of the container.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: |c| c.cpu_spec.shares.map(|v| v as f64),
+    },
+];
+
+/// The agent's own families: one series each, labels given by the getter.
+pub struct AgentFamily {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub kind: Kind,
+    pub series: fn(&AgentStats) -> Vec<(Vec<(&'static str, String)>, f64)>,
+}
+
+fn one(v: f64) -> Vec<(Vec<(&'static str, String)>, f64)> {
+    vec![(Vec::new(), v)]
+}
+
+fn cpu_map(v: f64) -> Vec<(Vec<(&'static str, String)>, f64)> {
+    vec![(vec![("map", "cpu_ns".to_string())], v)]
+}
+
+pub static AGENT_FAMILIES: &[AgentFamily] = &[
+    AgentFamily {
+        name: "nodetel_build_info",
+        help: "Build of the running nodetel agent; always 1.",
+        kind: Kind::Gauge,
+        series: |_| {
+            vec![(
+                vec![("version", env!("CARGO_PKG_VERSION").to_string())],
+                1.0,
+            )]
+        },
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_programs_attached",
+        help: "eBPF programs loaded and attached.",
+        kind: Kind::Gauge,
+        series: |a| {
+            a.programs_attached
+                .iter()
+                .map(|p| (vec![("program", p.to_string())], 1.0))
+                .collect()
+        },
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_map_entries",
+        help: "Entries in an eBPF map at the last drain.",
+        kind: Kind::Gauge,
+        series: |a| cpu_map(a.cpu_map_entries as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_map_capacity",
+        help: "Maximum entries of an eBPF map (set with --cpu-map-entries).",
+        kind: Kind::Gauge,
+        series: |a| cpu_map(a.cpu_map_capacity as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_map_full_drops_total",
+        help: "Updates refused by the kernel because an eBPF map was full.",
+        kind: Kind::Counter,
+        series: |a| cpu_map(a.kernel.cpu_map_full as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_map_full_lost_cpu_seconds_total",
+        help: "CPU time that could not be attributed to a cgroup because the map was full.",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.cpu_map_full_ns as f64 / NS_PER_S),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_map_entries_forgotten_total",
+        help: "Map entries deleted because their cgroup was removed.",
+        kind: Kind::Counter,
+        series: |a| cpu_map(a.map_entries_forgotten as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_task_cgroup_read_failures_total",
+        help: "Context switches whose incoming task's cgroup could not be read in the kernel.",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.cgroup_read_failed as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_context_switches_total",
+        help: "Context switches seen by the sched_switch program.",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.switches as f64),
+    },
+    AgentFamily {
+        name: "nodetel_last_collection_timestamp_seconds",
+        help: "Unix time at which the served figures were drained from the kernel.",
+        kind: Kind::Gauge,
+        series: |a| {
+            let t = a
+                .taken_at
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default();
+            one(t.as_secs_f64())
+        },
+    },
+    AgentFamily {
+        name: "nodetel_drain_duration_seconds",
+        help: "Time the last pass spent reading the eBPF maps.",
+        kind: Kind::Gauge,
+        series: |a| one(a.drain_seconds),
+    },
+    AgentFamily {
+        name: "nodetel_collection_duration_seconds",
+        help: "Time the last collection pass took (maps, cgroupfs, snapshot and rendering).",
+        kind: Kind::Gauge,
+        series: |a| one(a.collection_seconds),
+    },
+    AgentFamily {
+        name: "nodetel_drain_errors_total",
+        help: "Collection passes that could not read the eBPF maps.",
+        kind: Kind::Counter,
+        series: |a| one(a.drain_errors as f64),
+    },
+    AgentFamily {
+        name: "nodetel_cgroups",
+        help: "cgroups found in the last walk of the cgroup v2 hierarchy.",
+        kind: Kind::Gauge,
+        series: |a| one(a.cgroups as f64),
+    },
+    AgentFamily {
+        name: "nodetel_cgroupfs_read_errors_total",
+        help: "cgroupfs files that existed but could not be read or parsed.",
+        kind: Kind::Counter,
+        series: |a| one(a.cgroupfs_errors as f64),
+    },
+    AgentFamily {
+        name: "nodetel_cgroup_walk_skipped_total",
+        help: "cgroup directories that vanished or could not be read during a walk.",
+        kind: Kind::Counter,
+        series: |a| one(a.walk_skipped as f64),
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_valid() {
+        let mut names: Vec<&str> = CONTAINER_FAMILIES
+            .iter()
+            .map(|f| f.name)
+            .chain(AGENT_FAMILIES.iter().map(|f| f.name))
+            .collect();
+        let n = names.len();
+        names.sort_unstable();
+        names.dedup();
+        assert_eq!(names.len(), n, "duplicate family name");
+        for name in names {
+            assert!(
+                name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{name}"
+            );
+        }
+    }
+}

@@ -1,0 +1,6 @@
+//! Prometheus exposition: the table of families and the text writer.
+mod exposition;
+mod families;
+
+pub use exposition::{CONTENT_TYPE, render};
+pub use families::{AGENT_FAMILIES, CONTAINER_FAMILIES, Kind};

@@ -1,0 +1,79 @@
+//! The snapshot: everything one collection pass learned, immutable once built. The HTTP layer
+//! serves it (and its pre-rendered exposition) without touching the kernel or cgroupfs.
+use std::time::SystemTime;
+
+use crate::{
+    cgroup::cpu::{CpuSpec, CpuStats},
+    ebpf::KernelStats,
+};
+
+/// Who a cgroup belongs to. Empty strings until a runtime resolver names it: label values are
+/// then `""`, which is what cAdvisor and the kubelet emit for unnamed cgroups.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Identity {
+    pub name: String,
+    pub image: String,
+    pub container: String,
+    pub pod: String,
+    pub namespace: String,
+}
+
+/// One cgroup's figures.
+#[derive(Clone, Debug, Default)]
+pub struct ContainerSample {
+    pub cgroup_id: u64,
+    /// Path relative to the hierarchy root: the `id` label.
+    pub path: String,
+    pub identity: Identity,
+    /// Hierarchical on-CPU ns from eBPF (committed + in flight).
+    pub cpu_usage_ns: Option<u64>,
+    pub cpu: CpuStats,
+    pub cpu_spec: CpuSpec,
+}
+
+/// The agent's own health figures.
+#[derive(Clone, Debug)]
+pub struct AgentStats {
+    /// When the last pass drained the maps.
+    pub taken_at: SystemTime,
+    pub programs_attached: Vec<&'static str>,
+    pub cpu_map_entries: u64,
+    pub cpu_map_capacity: u64,
+    pub kernel: KernelStats,
+    pub drain_seconds: f64,
+    pub collection_seconds: f64,
+    pub cgroups: u64,
+    /// Cumulative: cgroupfs files that existed but could not be read or parsed.
+    pub cgroupfs_errors: u64,
+    /// Cumulative: cgroup directories that vanished during a walk.
+    pub walk_skipped: u64,
+    /// Cumulative: map entries deleted because their cgroup was removed.
+    pub map_entries_forgotten: u64,
+    /// Cumulative: collection passes that failed to read the kernel maps.
+    pub drain_errors: u64,
+}
+
+impl Default for AgentStats {
+    fn default() -> Self {
+        AgentStats {
+            taken_at: SystemTime::UNIX_EPOCH,
+            programs_attached: Vec::new(),
+            cpu_map_entries: 0,
+            cpu_map_capacity: 0,
+            kernel: KernelStats::default(),
+            drain_seconds: 0.0,
+            collection_seconds: 0.0,
+            cgroups: 0,
+            cgroupfs_errors: 0,
+            walk_skipped: 0,
+            map_entries_forgotten: 0,
+            drain_errors: 0,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub containers: Vec<ContainerSample>,
+    pub agent: AgentStats,
+}
