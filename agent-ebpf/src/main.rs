@@ -18,6 +18,16 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// `tp_btf/cgroup_attach_task(struct cgroup *dst, const char *path, struct task_struct *task,
+/// bool threadgroup)`. A running task that moves itself into another cgroup (a shell writing `$$`
+/// to cgroup.procs) would otherwise have its whole slice charged to the new cgroup at switch-out.
+#[btf_tracepoint(function = "cgroup_attach_task")]
+pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
+    let task: *const u8 = ctx.arg(2);
+    cpu::on_migrate(task);
+    0
+}
+
 #[cfg(not(test))]
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo) -> ! {

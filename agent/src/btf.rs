@@ -211,10 +211,10 @@ impl Btf {
             }
             if m.name_off == 0 {
                 let inner = self.resolve(m.type_id)?;
-                if matches!(inner.kind, KIND_STRUCT | KIND_UNION) {
-                    if let Some(found) = self.find_member(&inner, name, here, depth + 1) {
-                        return Some(found);
-                    }
+                if matches!(inner.kind, KIND_STRUCT | KIND_UNION)
+                    && let Some(found) = self.find_member(&inner, name, here, depth + 1)
+                {
+                    return Some(found);
                 }
             }
         }

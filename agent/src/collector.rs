@@ -121,34 +121,30 @@ impl Collector {
             }
         }
         if self.layout.mode == Mode::Hybrid {
-            if let Some(dir) = self
-                .layout
-                .v1_cpu
-                .as_ref()
-                .and_then(|root| crate::cgroup::tree::resolve_under(root, rel))
-                .filter(|d| d.is_dir())
+            let v1_cpu = self.v1_dir(self.layout.v1_cpu.as_deref(), rel);
+            if let Some(dir) = v1_cpu
+                && let Some((v1_spec, throttling)) = self.ok_or_count(cpu::read_v1_cpu(&dir))
             {
-                if let Some((v1_spec, throttling)) = self.ok_or_count(cpu::read_v1_cpu(&dir)) {
-                    spec = v1_spec;
-                    stats.throttling = throttling;
-                }
+                spec = v1_spec;
+                stats.throttling = throttling;
             }
-            if stats.user_ns.is_none() {
-                let acct = self
-                    .layout
-                    .v1_cpuacct
-                    .as_ref()
-                    .and_then(|root| crate::cgroup::tree::resolve_under(root, rel));
-                if let Some(dir) = acct {
-                    if let Some(Some((user, system))) = self.ok_or_count(cpu::read_v1_cpuacct(&dir))
-                    {
-                        stats.user_ns = Some(user);
-                        stats.system_ns = Some(system);
-                    }
-                }
+            let v1_acct = self.v1_dir(self.layout.v1_cpuacct.as_deref(), rel);
+            if stats.user_ns.is_none()
+                && let Some(dir) = v1_acct
+                && let Some(Some((user, system))) = self.ok_or_count(cpu::read_v1_cpuacct(&dir))
+            {
+                stats.user_ns = Some(user);
+                stats.system_ns = Some(system);
             }
         }
         (stats, spec)
+    }
+
+    /// The v1 directory at the same relative path, if that controller is mounted and has it.
+    fn v1_dir(&self, mount: Option<&std::path::Path>, rel: &str) -> Option<std::path::PathBuf> {
+        mount
+            .and_then(|root| crate::cgroup::tree::resolve_under(root, rel))
+            .filter(|d| d.is_dir())
     }
 
     fn ok_or_count<T>(&mut self, r: Result<T, ReadError>) -> Option<T> {

@@ -1,1 +1,436 @@
+//! Helpers for the privileged integration tests: start the real agent, make real cgroups, burn
+//! real CPU, and read the kernel's own accounting to compare with.
+//!
+//! Tests need root and BPF. Unprivileged, they print a loud SKIP and pass, unless
+//! `NODETEL_REQUIRE_PRIVILEGED=1` (set by CI) turns the skip into a failure.
+use std::{
+    io::{Read as _, Write as _},
+    net::{TcpListener, TcpStream},
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    sync::{
+        Arc, Mutex,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread,
+    time::{Duration, Instant, SystemTime, UNIX_EPOCH},
+};
 
+use anyhow::{Context as _, bail};
+
+pub const REQUIRE_ENV: &str = "NODETEL_REQUIRE_PRIVILEGED";
+
+/// Returns true when the test may run; otherwise prints why and either skips or panics (CI).
+pub fn privileged(test: &str) -> bool {
+    let reason = if !is_root() {
+        Some("not running as root")
+    } else if !Path::new("/sys/kernel/btf/vmlinux").exists() {
+        Some("no kernel BTF at /sys/kernel/btf/vmlinux")
+    } else if unified_root().is_none() {
+        Some("no cgroup v2 hierarchy")
+    } else {
+        None
+    };
+    let Some(reason) = reason else {
+        return true;
+    };
+    let msg = format!(
+        "\n!!!!!!!! SKIPPED {test}: {reason}. Privileged tests need root, BPF and cgroup v2. \
+         Set {REQUIRE_ENV}=1 to make this a failure. !!!!!!!!\n"
+    );
+    if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
+        panic!("{msg}");
+    }
+    eprintln!("{msg}");
+    false
+}
+
+fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(2).map(|euid| euid == "0"))
+        })
+        .unwrap_or(false)
+}
+
+/// A tool the test needs (promtool, bpftool): absent is a skip, or a failure under CI.
+pub fn require_tool(test: &str, tool: &str) -> bool {
+    let found = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return true;
+    }
+    let msg = format!("\n!!!!!!!! SKIPPED {test}: `{tool}` is not installed !!!!!!!!\n");
+    if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
+        panic!("{msg}");
+    }
+    eprintln!("{msg}");
+    false
+}
+
+/// The cgroup2 mount: `/sys/fs/cgroup` on pure v2 hosts, `/sys/fs/cgroup/unified` on hybrid ones.
+pub fn unified_root() -> Option<PathBuf> {
+    ["/sys/fs/cgroup", "/sys/fs/cgroup/unified"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.join("cgroup.controllers").is_file())
+}
+
+/// The agent binary under test: `NODETEL_BIN`, else the workspace's release or debug build.
+pub fn agent_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("NODETEL_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target");
+    for profile in ["release", "debug"] {
+        let p = target.join(profile).join("nodetel");
+        if p.is_file() {
+            return p;
+        }
+    }
+    panic!("no nodetel binary: run `cargo build -p nodetel` or set NODETEL_BIN");
+}
+
+/// A running agent on a free loopback port, stopped (SIGTERM) when dropped.
+pub struct Agent {
+    pub child: Child,
+    pub addr: String,
+    pub interval: Duration,
+}
+
+impl Agent {
+    pub fn start(interval: Duration, extra: &[&str]) -> anyhow::Result<Agent> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr = format!("127.0.0.1:{port}");
+        let child = Command::new(agent_bin())
+            .args(["--listen", &addr])
+            .args(["--interval", &format!("{}ms", interval.as_millis())])
+            .args(extra)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::inherit())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .context("spawn nodetel")?;
+        let mut agent = Agent {
+            child,
+            addr,
+            interval,
+        };
+        agent.wait_healthy(Duration::from_secs(20))?;
+        Ok(agent)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn wait_healthy(&mut self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("nodetel exited before becoming healthy: {status}");
+            }
+            if matches!(self.get("/healthz"), Ok((200, _))) {
+                return Ok(());
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        bail!("nodetel not healthy within {within:?}")
+    }
+
+    /// A plain HTTP/1.0 GET: status code and body.
+    pub fn get(&self, path: &str) -> anyhow::Result<(u16, String)> {
+        http_get(&self.addr, path)
+    }
+
+    pub fn metrics(&self) -> anyhow::Result<String> {
+        match self.get("/metrics")? {
+            (200, body) => Ok(body),
+            (code, body) => bail!("/metrics answered {code}: {body}"),
+        }
+    }
+
+    /// Waits for a snapshot newer than the one currently served and returns it.
+    pub fn next_metrics(&self) -> anyhow::Result<Exposition> {
+        let first = Exposition(self.metrics()?);
+        let t0 = first.snapshot_time();
+        let deadline = Instant::now() + self.interval * 4 + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(5));
+            let e = Exposition(self.metrics()?);
+            if e.snapshot_time() > t0 {
+                return Ok(e);
+            }
+        }
+        bail!("no new snapshot within four intervals")
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        signal(self.child.id(), "TERM")?;
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status);
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        bail!("nodetel did not exit within {within:?} of SIGTERM")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = signal(self.child.id(), "TERM");
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline && matches!(self.child.try_wait(), Ok(None)) {
+                thread::sleep(Duration::from_millis(20));
+            }
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
+    let ok = Command::new("kill")
+        .args([&format!("-{sig}"), &pid.to_string()])
+        .status()?
+        .success();
+    if !ok {
+        bail!("kill -{sig} {pid} failed");
+    }
+    Ok(())
+}
+
+pub fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut raw = String::new();
+    s.read_to_string(&mut raw)?;
+    let (head, body) = raw.split_once("\r\n\r\n").context("no header end")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .context("no status code")?;
+    Ok((code, body.to_string()))
+}
+
+/// A scraped exposition with lookups by family and `id` label.
+pub struct Exposition(pub String);
+
+impl Exposition {
+    /// The value of `family` for the cgroup whose `id` label is `id`.
+    pub fn value(&self, family: &str, id: &str) -> Option<f64> {
+        let needle = format!("id=\"{id}\"");
+        self.0
+            .lines()
+            .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{'))
+            .find(|l| l.contains(&needle))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse().ok())
+    }
+
+    /// The value of an unlabelled agent metric.
+    pub fn scalar(&self, name: &str) -> Option<f64> {
+        self.0
+            .lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse().ok())
+    }
+
+    pub fn mentions_id(&self, id: &str) -> bool {
+        self.0.contains(&format!("id=\"{id}\""))
+    }
+
+    pub fn snapshot_time(&self) -> f64 {
+        self.scalar("nodetel_last_collection_timestamp_seconds")
+            .unwrap_or(0.0)
+    }
+}
+
+/// A cgroup made for one test under the cgroup2 root, removed (with its processes) on drop.
+pub struct TestCgroup {
+    pub rel: String,
+    pub dir: PathBuf,
+}
+
+impl TestCgroup {
+    pub fn create(name: &str) -> anyhow::Result<TestCgroup> {
+        let root = unified_root().context("no cgroup2")?;
+        let rel = format!("/nodetel-it-{}-{name}", std::process::id());
+        let dir = root.join(rel.trim_start_matches('/'));
+        let _ = std::fs::remove_dir(&dir);
+        std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        Ok(TestCgroup { rel, dir })
+    }
+
+    pub fn child(&self, name: &str) -> anyhow::Result<TestCgroup> {
+        let dir = self.dir.join(name);
+        std::fs::create_dir(&dir)?;
+        Ok(TestCgroup {
+            rel: format!("{}/{name}", self.rel),
+            dir,
+        })
+    }
+
+    /// The kernel's own figure: `usage_usec` of this cgroup's cpu.stat, in seconds.
+    pub fn kernel_usage_seconds(&self) -> anyhow::Result<f64> {
+        let text = std::fs::read_to_string(self.dir.join("cpu.stat"))?;
+        let usec: u64 = text
+            .lines()
+            .find_map(|l| l.strip_prefix("usage_usec "))
+            .context("no usage_usec")?
+            .trim()
+            .parse()?;
+        Ok(usec as f64 / 1e6)
+    }
+
+    /// Starts a shell that moves itself into this cgroup, then becomes `script`.
+    pub fn spawn(&self, script: &str) -> anyhow::Result<Child> {
+        let procs = self.dir.join("cgroup.procs");
+        let cmd = format!("echo $$ > '{}' && exec sh -c '{script}'", procs.display());
+        let child = Command::new("sh").args(["-c", &cmd]).spawn()?;
+        // Wait until the move happened, so no time is charged elsewhere.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let procs = std::fs::read_to_string(&procs)?;
+            if procs.lines().any(|p| p.trim() == child.id().to_string()) {
+                return Ok(child);
+            }
+            thread::sleep(Duration::from_millis(2));
+        }
+        bail!("process never appeared in {}", self.rel)
+    }
+
+    /// Starts a busy loop in this cgroup: one CPU's worth of user time until killed.
+    pub fn burn(&self) -> anyhow::Result<Child> {
+        self.spawn("while :; do :; done")
+    }
+
+    pub fn remove(&self) -> anyhow::Result<()> {
+        kill_all(&self.dir);
+        std::fs::remove_dir(&self.dir).with_context(|| format!("rmdir {}", self.dir.display()))
+    }
+}
+
+fn kill_all(dir: &Path) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                kill_all(&e.path());
+            }
+        }
+    }
+    for _ in 0..50 {
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs")).unwrap_or_default();
+        if procs.trim().is_empty() {
+            return;
+        }
+        for pid in procs.lines() {
+            let _ = signal(pid.trim().parse().unwrap_or(0), "KILL");
+        }
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for TestCgroup {
+    fn drop(&mut self) {
+        if self.dir.exists() {
+            kill_all(&self.dir);
+            // Children first: remove_dir fails on a non-empty cgroup.
+            let mut dirs = vec![self.dir.clone()];
+            let mut i = 0;
+            while i < dirs.len() {
+                if let Ok(entries) = std::fs::read_dir(&dirs[i]) {
+                    for e in entries.flatten() {
+                        if e.file_type().is_ok_and(|t| t.is_dir()) {
+                            dirs.push(e.path());
+                        }
+                    }
+                }
+                i += 1;
+            }
+            for d in dirs.iter().rev() {
+                let _ = std::fs::remove_dir(d);
+            }
+        }
+    }
+}
+
+/// Records a cgroup's kernel usage every few milliseconds with wall-clock times, so the value at
+/// the instant the agent drained its maps can be interpolated.
+pub struct KernelSampler {
+    samples: Arc<Mutex<Vec<(f64, f64)>>>,
+    stop: Arc<AtomicBool>,
+    handle: Option<thread::JoinHandle<()>>,
+}
+
+impl KernelSampler {
+    pub fn start(cpu_stat: PathBuf) -> KernelSampler {
+        let samples = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (s, st) = (Arc::clone(&samples), Arc::clone(&stop));
+        let handle = thread::spawn(move || {
+            while !st.load(Ordering::Relaxed) {
+                let now = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .map(|d| d.as_secs_f64())
+                    .unwrap_or(0.0);
+                if let Ok(text) = std::fs::read_to_string(&cpu_stat) {
+                    let usec = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("usage_usec "))
+                        .and_then(|v| v.trim().parse::<u64>().ok());
+                    if let (Some(usec), Ok(mut v)) = (usec, s.lock()) {
+                        v.push((now, usec as f64 / 1e6));
+                    }
+                }
+                thread::sleep(Duration::from_millis(2));
+            }
+        });
+        KernelSampler {
+            samples,
+            stop,
+            handle: Some(handle),
+        }
+    }
+
+    /// Kernel usage (s) at wall time `t`, interpolated between the samples around it.
+    pub fn at(&self, t: f64) -> Option<f64> {
+        let v = self.samples.lock().ok()?;
+        let i = v.iter().position(|&(ts, _)| ts >= t)?;
+        if i == 0 {
+            return None;
+        }
+        let ((t0, u0), (t1, u1)) = (v[i - 1], v[i]);
+        if t1 - t0 > 0.05 {
+            return None; // a gap in sampling: no trustworthy value
+        }
+        Some(u0 + (u1 - u0) * (t - t0) / (t1 - t0).max(1e-9))
+    }
+}
+
+impl Drop for KernelSampler {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Relative difference of `got` from `want`.
+pub fn rel_err(got: f64, want: f64) -> f64 {
+    (got - want).abs() / want.abs().max(1e-9)
+}

@@ -1,1 +1,177 @@
-fn main() {}
+//! Developer tasks: `cargo xtask <setup|build-ebpf|run|test|lint>`.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context as _, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "xtask", about = "nodetel developer tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install what the eBPF build needs: the nightly's rust-src and a bpf-linker built against
+    /// the nightly's own LLVM (idempotent; about a minute the first time).
+    Setup,
+    /// Build only the kernel programs and print where the object is (for bpftool or objdump).
+    BuildEbpf,
+    /// Build the agent in release mode and run it (needs root); arguments after `--` go to it.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Unit tests, then the privileged integration tests against the real kernel.
+    Test {
+        /// Also run the tests that document known defects (expected to fail today).
+        #[arg(long)]
+        known_defects: bool,
+    },
+    /// cargo fmt --check and clippy -D warnings on the userspace crates.
+    Lint,
+}
+
+fn main() -> anyhow::Result<()> {
+    let root = workspace_root()?;
+    match Cli::parse().task {
+        Task::Setup => setup(&root),
+        Task::BuildEbpf => build_ebpf(&root),
+        Task::Run { args } => {
+            setup(&root)?;
+            cargo(&root, &["build", "--release", "-p", "nodetel"])?;
+            let bin = root.join("target/release/nodetel");
+            let status = Command::new(&bin).args(&args).status()?;
+            if !status.success() {
+                bail!("nodetel exited with {status}");
+            }
+            Ok(())
+        }
+        Task::Test { known_defects } => test(&root, known_defects),
+        Task::Lint => {
+            cargo(&root, &["fmt", "--all", "--", "--check"])?;
+            setup(&root)?;
+            cargo(
+                &root,
+                &[
+                    "clippy",
+                    "-p",
+                    "nodetel",
+                    "-p",
+                    "nodetel-common",
+                    "-p",
+                    "xtask",
+                    "-p",
+                    "nodetel-integration-tests",
+                    "--all-targets",
+                    "--",
+                    "-D",
+                    "warnings",
+                ],
+            )
+        }
+    }
+}
+
+fn workspace_root() -> anyhow::Result<PathBuf> {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    dir.parent()
+        .map(Path::to_path_buf)
+        .context("xtask has no parent directory")
+}
+
+fn setup(root: &Path) -> anyhow::Result<()> {
+    let script = root.join("xtask/scripts/ensure-ebpf-toolchain.sh");
+    let status = Command::new("bash").arg(&script).status()?;
+    if !status.success() {
+        bail!(
+            "{} failed: the eBPF toolchain is not usable",
+            script.display()
+        );
+    }
+    Ok(())
+}
+
+fn build_ebpf(root: &Path) -> anyhow::Result<()> {
+    setup(root)?;
+    let status = Command::new("rustup")
+        .args([
+            "run",
+            "nightly",
+            "cargo",
+            "build",
+            "--release",
+            "-p",
+            "nodetel-ebpf",
+        ])
+        .args(["--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+        .args(["--target-dir", "target/ebpf"])
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            "-Cdebuginfo=2\x1f-Clink-arg=--btf",
+        )
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        bail!("eBPF build failed");
+    }
+    println!(
+        "{}",
+        root.join("target/ebpf/bpfel-unknown-none/release/nodetel-ebpf")
+            .display()
+    );
+    Ok(())
+}
+
+fn test(root: &Path, known_defects: bool) -> anyhow::Result<()> {
+    setup(root)?;
+    cargo(root, &["build", "-p", "nodetel"])?;
+    cargo(
+        root,
+        &[
+            "test",
+            "-p",
+            "nodetel",
+            "-p",
+            "nodetel-common",
+            "-p",
+            "xtask",
+        ],
+    )?;
+    // One at a time: the tests burn CPU and compare with the kernel, and share the machine.
+    let bin = root.join("target/debug/nodetel");
+    let mut args = vec![
+        "test",
+        "-p",
+        "nodetel-integration-tests",
+        "--",
+        "--test-threads=1",
+    ];
+    if known_defects {
+        args.push("--include-ignored");
+    }
+    let status = Command::new("cargo")
+        .args(&args)
+        .env("NODETEL_BIN", &bin)
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        bail!("integration tests failed");
+    }
+    Ok(())
+}
+
+fn cargo(root: &Path, args: &[&str]) -> anyhow::Result<()> {
+    let status = Command::new("cargo")
+        .args(args)
+        .current_dir(root)
+        .status()?;
+    if !status.success() {
+        bail!("cargo {} failed", args.join(" "));
+    }
+    Ok(())
+}

@@ -14,6 +14,8 @@ pub const MAP_STATS: &str = "STATS";
 pub const GLOBAL_OFFSETS: &str = "OFFSETS";
 /// Program name of the context-switch accounting program.
 pub const PROG_SCHED_SWITCH: &str = "sched_switch";
+/// Program name of the program that splits a running task's slice when it changes cgroup.
+pub const PROG_CGROUP_ATTACH: &str = "cgroup_attach_task";
 
 /// Default capacity of [`MAP_CPU_NS`]; userspace may resize it at load time.
 pub const DEFAULT_CPU_NS_ENTRIES: u32 = 16_384;
@@ -26,8 +28,11 @@ pub const STAT_CPU_MAP_FULL_NS: u32 = 1;
 pub const STAT_CGROUP_READ_FAILED: u32 = 2;
 /// Context switches seen.
 pub const STAT_SWITCHES: u32 = 3;
+/// Switch-outs whose task was not the one the CPU's run state recorded (a missed event):
+/// that slice is not committed.
+pub const STAT_STATE_MISMATCH: u32 = 4;
 /// Number of slots in [`MAP_STATS`].
-pub const STAT_SLOTS: u32 = 4;
+pub const STAT_SLOTS: u32 = 5;
 
 /// What one CPU runs since the last context switch.
 ///

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use aya::maps::{MapError, PerCpuArray, PerCpuHashMap};
 use nodetel_common::{
     MAP_CPU_NS, MAP_RUNNING, MAP_STATS, RunState, STAT_CGROUP_READ_FAILED, STAT_CPU_MAP_FULL,
-    STAT_CPU_MAP_FULL_NS, STAT_SWITCHES,
+    STAT_CPU_MAP_FULL_NS, STAT_STATE_MISMATCH, STAT_SWITCHES,
 };
 use rustix::time::{ClockId, clock_gettime};
 
@@ -31,6 +31,7 @@ pub struct KernelStats {
     pub cpu_map_full_ns: u64,
     pub cgroup_read_failed: u64,
     pub switches: u64,
+    pub state_mismatch: u64,
 }
 
 fn missing(name: &str) -> MapError {
@@ -119,6 +120,7 @@ impl Probes {
             cpu_map_full_ns: slot(STAT_CPU_MAP_FULL_NS)?,
             cgroup_read_failed: slot(STAT_CGROUP_READ_FAILED)?,
             switches: slot(STAT_SWITCHES)?,
+            state_mismatch: slot(STAT_STATE_MISMATCH)?,
         })
     }
 }

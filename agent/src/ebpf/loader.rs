@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use aya::{Btf as AyaBtf, Ebpf, EbpfLoader, programs::BtfTracePoint};
-use nodetel_common::{GLOBAL_OFFSETS, MAP_CPU_NS, PROG_SCHED_SWITCH};
+use nodetel_common::{GLOBAL_OFFSETS, MAP_CPU_NS, PROG_CGROUP_ATTACH, PROG_SCHED_SWITCH};
 
 use crate::btf::{Btf, BtfError};
 
@@ -69,21 +69,14 @@ impl Probes {
             .load(OBJECT)?;
         let kernel_btf = AyaBtf::parse_file(&opts.btf_path, aya::Endianness::default())?;
         let mut attached = Vec::new();
-        let prog: &mut BtfTracePoint = ebpf
-            .program_mut(PROG_SCHED_SWITCH)
-            .ok_or(LoadError::MissingProgram(PROG_SCHED_SWITCH))?
-            .try_into()
-            .map_err(|source| LoadError::Program {
-                name: PROG_SCHED_SWITCH,
-                source,
-            })?;
-        prog.load("sched_switch", &kernel_btf)
-            .and_then(|()| prog.attach().map(|_| ()))
-            .map_err(|source| LoadError::Program {
-                name: PROG_SCHED_SWITCH,
-                source,
-            })?;
-        attached.push(PROG_SCHED_SWITCH);
+        // Migration first: attached after sched_switch, a move in between would be missed.
+        for (name, tracepoint) in [
+            (PROG_CGROUP_ATTACH, "cgroup_attach_task"),
+            (PROG_SCHED_SWITCH, "sched_switch"),
+        ] {
+            attach_btf_tracepoint(&mut ebpf, name, tracepoint, &kernel_btf)?;
+            attached.push(name);
+        }
         tracing::info!(programs = ?attached, cpu_map_entries = opts.cpu_map_entries, "eBPF programs attached");
         Ok(Probes {
             ebpf,
@@ -91,4 +84,21 @@ impl Probes {
             cpu_map_entries: opts.cpu_map_entries,
         })
     }
+}
+
+fn attach_btf_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    tracepoint: &str,
+    btf: &AyaBtf,
+) -> Result<(), LoadError> {
+    let err = |source| LoadError::Program { name, source };
+    let prog: &mut BtfTracePoint = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::MissingProgram(name))?
+        .try_into()
+        .map_err(err)?;
+    prog.load(tracepoint, btf).map_err(err)?;
+    prog.attach().map_err(err)?;
+    Ok(())
 }

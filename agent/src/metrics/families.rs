@@ -110,19 +110,22 @@ pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
     },
 ];
 
+/// Series of an agent family: owned label pairs and the value.
+pub type AgentSeries = Vec<(Vec<(&'static str, String)>, f64)>;
+
 /// The agent's own families: one series each, labels given by the getter.
 pub struct AgentFamily {
     pub name: &'static str,
     pub help: &'static str,
     pub kind: Kind,
-    pub series: fn(&AgentStats) -> Vec<(Vec<(&'static str, String)>, f64)>,
+    pub series: fn(&AgentStats) -> AgentSeries,
 }
 
-fn one(v: f64) -> Vec<(Vec<(&'static str, String)>, f64)> {
+fn one(v: f64) -> AgentSeries {
     vec![(Vec::new(), v)]
 }
 
-fn cpu_map(v: f64) -> Vec<(Vec<(&'static str, String)>, f64)> {
+fn cpu_map(v: f64) -> AgentSeries {
     vec![(vec![("map", "cpu_ns".to_string())], v)]
 }
 
@@ -184,6 +187,12 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         help: "Context switches whose incoming task's cgroup could not be read in the kernel.",
         kind: Kind::Counter,
         series: |a| one(a.kernel.cgroup_read_failed as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_unmatched_switches_total",
+        help: "Switch-outs of a task the CPU's run state did not record (a missed event); their slice is not counted.",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.state_mismatch as f64),
     },
     AgentFamily {
         name: "nodetel_ebpf_context_switches_total",

@@ -1,0 +1,58 @@
+//! The live exposition parses with Prometheus' own checker.
+use std::{
+    io::Write as _,
+    process::{Command, Stdio},
+    time::Duration,
+};
+
+use nodetel_integration_tests::{Agent, TestCgroup, privileged, require_tool};
+
+/// promtool lint findings that cAdvisor-compatible names cannot avoid. Empty today: every family
+/// exported so far is lint-clean; cAdvisor's `container_memory_failcnt` will need an entry.
+const LINT_ALLOWED: &[&str] = &[];
+
+#[test]
+fn promtool_finds_no_parse_error() -> anyhow::Result<()> {
+    if !privileged("promtool_finds_no_parse_error") || !require_tool("promtool", "promtool") {
+        return Ok(());
+    }
+    let agent = Agent::start(Duration::from_millis(500), &[])?;
+    let cg = TestCgroup::create("prom")?;
+    cg.spawn("sleep 0.1")?.wait()?;
+    let body = agent.next_metrics()?.0;
+    assert!(
+        body.contains("container_cpu_usage_seconds_total{"),
+        "{body}"
+    );
+
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    child
+        .stdin
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("no stdin"))?
+        .write_all(body.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    match out.status.code() {
+        Some(0) => {}
+        Some(3) => {
+            for line in report.lines().filter(|l| !l.trim().is_empty()) {
+                assert!(
+                    LINT_ALLOWED.iter().any(|a| line.contains(a)),
+                    "promtool lint finding not on the allow-list: {line}"
+                );
+            }
+        }
+        other => panic!("promtool check metrics failed ({other:?}):\n{report}"),
+    }
+    Ok(())
+}

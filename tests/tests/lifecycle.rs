@@ -1,0 +1,128 @@
+//! The agent as an operator sees it: series of removed cgroups vanish, a full map is counted,
+//! /healthz and unknown paths answer sensibly, and SIGTERM leaves nothing attached.
+use std::{process::Command, thread, time::Duration};
+
+use nodetel_integration_tests::{Agent, TestCgroup, privileged, require_tool};
+
+#[test]
+fn removed_cgroup_series_vanish_within_two_intervals() -> anyhow::Result<()> {
+    if !privileged("removed_cgroup_series_vanish_within_two_intervals") {
+        return Ok(());
+    }
+    let interval = Duration::from_millis(500);
+    let agent = Agent::start(interval, &[])?;
+    let cg = TestCgroup::create("gone")?;
+    let mut p = cg.spawn("sleep 0.2")?;
+    p.wait()?;
+    thread::sleep(interval * 2);
+    assert!(
+        agent.next_metrics()?.mentions_id(&cg.rel),
+        "new cgroup not exported"
+    );
+
+    cg.remove()?;
+    // Two intervals, plus the time a scrape takes.
+    thread::sleep(interval * 2 + Duration::from_millis(100));
+    let body = agent.metrics()?;
+    assert!(
+        !body.contains(&format!("id=\"{}\"", cg.rel)),
+        "stale series:\n{body}"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_full_map_is_counted_not_silent() -> anyhow::Result<()> {
+    if !privileged("a_full_map_is_counted_not_silent") {
+        return Ok(());
+    }
+    let agent = Agent::start(Duration::from_millis(300), &["--cpu-map-entries", "64"])?;
+    let parent = TestCgroup::create("full")?;
+    let mut kids = Vec::new();
+    for i in 0..100 {
+        let c = parent.child(&format!("c{i}"))?;
+        c.spawn("i=0; while [ $i -lt 2000 ]; do i=$((i+1)); done")?
+            .wait()?;
+        kids.push(c);
+    }
+    thread::sleep(Duration::from_secs(1));
+    let e = agent.next_metrics()?;
+    let drops = e.scalar("nodetel_ebpf_map_full_drops_total").unwrap_or(0.0);
+    let entries = e.scalar("nodetel_ebpf_map_entries").unwrap_or(0.0);
+    eprintln!("map entries {entries}, full drops {drops}");
+    assert!(
+        drops > 0.0,
+        "100 busy cgroups in a 64-entry map must be counted as drops"
+    );
+    assert!(entries <= 64.0, "map holds {entries} > its capacity");
+    let lost = e
+        .scalar("nodetel_ebpf_map_full_lost_cpu_seconds_total")
+        .unwrap_or(0.0);
+    assert!(
+        lost > 0.0,
+        "the CPU time lost to a full map must be reported"
+    );
+    Ok(())
+}
+
+#[test]
+fn health_paths_and_clean_shutdown() -> anyhow::Result<()> {
+    if !privileged("health_paths_and_clean_shutdown") || !require_tool("shutdown", "bpftool") {
+        return Ok(());
+    }
+    let mut agent = Agent::start(Duration::from_millis(500), &[])?;
+    assert_eq!(agent.get("/healthz")?.0, 200);
+    for hostile in [
+        "/nope",
+        "/../../etc/passwd",
+        "/metrics/../../x",
+        "/%2e%2e/%2e%2e",
+    ] {
+        let (code, body) = agent.get(hostile)?;
+        assert_eq!(code, 404, "{hostile}: {body}");
+    }
+
+    let ids = bpf_prog_ids(agent.pid());
+    assert!(!ids.is_empty(), "the agent holds no BPF program fds");
+    for id in &ids {
+        assert!(bpftool_has_prog(*id), "prog {id} not visible to bpftool");
+    }
+    let status = agent.terminate(Duration::from_secs(10))?;
+    assert!(status.success(), "nodetel exited with {status} on SIGTERM");
+    thread::sleep(Duration::from_millis(200));
+    for id in &ids {
+        assert!(
+            !bpftool_has_prog(*id),
+            "prog {id} still loaded after shutdown"
+        );
+    }
+    Ok(())
+}
+
+/// Program ids behind the agent's BPF fds (program and link fds both name their prog_id).
+fn bpf_prog_ids(pid: u32) -> Vec<u32> {
+    let mut ids = Vec::new();
+    let Ok(entries) = std::fs::read_dir(format!("/proc/{pid}/fdinfo")) else {
+        return ids;
+    };
+    for e in entries.flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("prog_id:")
+                && let Ok(id) = v.trim().parse()
+            {
+                ids.push(id);
+            }
+        }
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    ids
+}
+
+fn bpftool_has_prog(id: u32) -> bool {
+    Command::new("bpftool")
+        .args(["prog", "show", "id", &id.to_string()])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
