@@ -98,7 +98,10 @@ pub fn on_migrate(task_ptr: *const u8) {
     let Some(state) = RUNNING.get_ptr_mut(0) else {
         return;
     };
-    // SAFETY: this CPU's own slot; preemption is off while the program runs.
+    // SAFETY: this CPU's own slot, and migration is disabled while the program runs, so the
+    // pointer stays valid. Unlike sched_switch, this tracepoint runs in process context and may
+    // be preempted between the read and the write below; a sched_switch in between can then be
+    // overwritten with a slightly stale `since` (rare: only at a cgroup move; see README).
     let st = unsafe { &mut *state };
     if st.pid != current || st.since_ns == 0 {
         return;

@@ -337,8 +337,11 @@ fn kill_all(dir: &Path) {
         if procs.trim().is_empty() {
             return;
         }
-        for pid in procs.lines() {
-            let _ = signal(pid.trim().parse().unwrap_or(0), "KILL");
+        // Never signal pid 0 (our own process group) on an unparsable line.
+        for pid in procs.lines().filter_map(|p| p.trim().parse::<u32>().ok()) {
+            if pid > 0 {
+                let _ = signal(pid, "KILL");
+            }
         }
         thread::sleep(Duration::from_millis(20));
     }

@@ -28,7 +28,7 @@ pub enum ReadError {
 /// Cumulative CPU accounting of one cgroup, from cgroupfs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CpuStats {
-    /// `usage_usec` (v2) in ns: only used to cross-check eBPF in tests; the metric is eBPF's.
+    /// `usage_usec` (v2) in ns. The exported usage is eBPF's; this is the kernel's own figure.
     pub usage_ns: Option<u64>,
     pub user_ns: Option<u64>,
     pub system_ns: Option<u64>,
