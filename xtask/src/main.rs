@@ -55,26 +55,24 @@ fn main() -> anyhow::Result<()> {
         Task::Lint => {
             cargo(&root, &["fmt", "--all", "--", "--check"])?;
             setup(&root)?;
-            cargo(
-                &root,
-                &[
-                    "clippy",
-                    "-p",
-                    "nodetel",
-                    "-p",
-                    "nodetel-common",
-                    "-p",
-                    "xtask",
-                    "-p",
-                    "nodetel-integration-tests",
-                    "--all-targets",
-                    "--",
-                    "-D",
-                    "warnings",
-                ],
-            )
+            let mut args = vec!["clippy"];
+            args.extend(package_args(USERSPACE));
+            args.extend(["--all-targets", "--", "-D", "warnings"]);
+            cargo(&root, &args)
         }
     }
+}
+
+/// The host-side crates: linted together; the first three hold the unit tests.
+const USERSPACE: &[&str] = &[
+    "nodetel",
+    "nodetel-common",
+    "xtask",
+    "nodetel-integration-tests",
+];
+
+fn package_args(packages: &[&'static str]) -> Vec<&'static str> {
+    packages.iter().flat_map(|p| ["-p", *p]).collect()
 }
 
 fn workspace_root() -> anyhow::Result<PathBuf> {
@@ -130,18 +128,9 @@ fn build_ebpf(root: &Path) -> anyhow::Result<()> {
 fn test(root: &Path, known_defects: bool) -> anyhow::Result<()> {
     setup(root)?;
     cargo(root, &["build", "-p", "nodetel"])?;
-    cargo(
-        root,
-        &[
-            "test",
-            "-p",
-            "nodetel",
-            "-p",
-            "nodetel-common",
-            "-p",
-            "xtask",
-        ],
-    )?;
+    let mut args = vec!["test"];
+    args.extend(package_args(&USERSPACE[..3]));
+    cargo(root, &args)?;
     // One at a time: the tests burn CPU and compare with the kernel, and share the machine.
     let bin = root.join("target/debug/nodetel");
     let mut args = vec![
