@@ -297,20 +297,30 @@ impl TestCgroup {
     }
 
     /// Starts a shell that moves itself into this cgroup, then becomes `script`.
+    ///
+    /// Returns once the move is done, so no time is charged elsewhere. The shell reports the
+    /// move on a pipe rather than the caller polling `cgroup.procs`: a short script can run
+    /// and exit between two polls (seen in CI), and then it never "appears".
     pub fn spawn(&self, script: &str) -> anyhow::Result<Child> {
         let procs = self.dir.join("cgroup.procs");
-        let cmd = format!("echo $$ > '{}' && exec sh -c '{script}'", procs.display());
-        let child = Command::new("sh").args(["-c", &cmd]).spawn()?;
-        // Wait until the move happened, so no time is charged elsewhere.
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            let procs = std::fs::read_to_string(&procs)?;
-            if procs.lines().any(|p| p.trim() == child.id().to_string()) {
-                return Ok(child);
-            }
-            thread::sleep(Duration::from_millis(2));
+        let cmd = format!(
+            "echo $$ > '{}' && echo moved && exec sh -c '{script}' >&2",
+            procs.display()
+        );
+        let mut child = Command::new("sh")
+            .args(["-c", &cmd])
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut out = child.stdout.take().context("child stdout")?;
+        let mut line = [0u8; 6];
+        // The write to cgroup.procs has returned before "moved" is printed; a failed move ends
+        // the shell (&&), which closes the pipe and fails the read.
+        if out.read_exact(&mut line).is_ok() && &line == b"moved\n" {
+            return Ok(child);
         }
-        bail!("process never appeared in {}", self.rel)
+        let _ = child.kill();
+        let _ = child.wait();
+        bail!("could not move a shell into {}", self.rel)
     }
 
     /// Starts a busy loop in this cgroup: one CPU's worth of user time until killed.
