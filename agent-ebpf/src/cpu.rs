@@ -5,14 +5,20 @@
 //! incoming task's cgroup and the switch time, so userspace can add `now - since` for a task
 //! that has run for seconds without a switch.
 //!
-//! Slices are wall-clock (`bpf_ktime_get_ns`). On a VM they include time the hypervisor stole
-//! from the vCPU, which the kernel's `cpu.stat` leaves out (measured +0.1 to +1.5 % here). The
-//! scheduler's own `se.sum_exec_runtime` would match `cpu.stat`, but read at `sched_switch` on
-//! 6.18 it lagged for preempted tasks and lost 10-20 % under contention; see the README.
+//! A committed slice is the scheduler's own runtime delta, `se.sum_exec_runtime` at switch-out
+//! minus its value at the traced switch-in: the same figure `cpu.stat` sums, so steal time on a
+//! VM is left out as the kernel leaves it out. (`sum_exec_runtime - prev_sum_exec_runtime` would
+//! not do: the scheduler resets the latter whenever it re-picks the same task, which fires no
+//! `sched_switch`, and that lost 10-20 % under contention.) The in-flight part that userspace adds
+//! is wall-clock, the only clock it has.
+//!
+//! Some kernels switch a task in without firing `sched_switch` (seen on a paravirtualised 6.18
+//! guest, a few times per second); the switch-out then finds another task in the run state and
+//! charges the leaving task's slice since its last pick instead (`STAT_STATE_MISMATCH`).
 use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns};
 use nodetel_common::{
     KernelOffsets, RunState, STAT_CGROUP_READ_FAILED, STAT_CPU_MAP_FULL, STAT_CPU_MAP_FULL_NS,
-    STAT_STATE_MISMATCH, STAT_SWITCHES,
+    STAT_STATE_MISMATCH, STAT_STATE_MISMATCH_NS, STAT_SWITCHES,
 };
 
 use crate::{
@@ -21,7 +27,7 @@ use crate::{
 };
 
 #[inline(always)]
-pub fn on_switch(next: *const u8) {
+pub fn on_switch(prev: *const u8, next: *const u8) {
     let off = task::offsets();
     if off.valid == 0 {
         return;
@@ -38,11 +44,26 @@ pub fn on_switch(next: *const u8) {
     // The idle task (pid 0) is not accounted; a CPU with no switch seen yet has since_ns == 0,
     // and a state recorded for another task (none seen since attach) is not trusted.
     let prev_pid = bpf_get_current_pid_tgid() as u32;
-    if st.since_ns != 0 && prev_pid != 0 && st.pid != prev_pid {
-        stat_add(STAT_STATE_MISMATCH, 1);
-    }
-    if st.since_ns != 0 && prev_pid != 0 && st.pid == prev_pid {
-        let ran = now.saturating_sub(st.since_ns);
+    if st.since_ns != 0 && prev_pid != 0 {
+        let wall = now.saturating_sub(st.since_ns);
+        let ran = if st.pid == prev_pid {
+            // The scheduler's own runtime since the switch-in: the figure cpu.stat sums, so it
+            // leaves out what the kernel leaves out (steal and, where configured, IRQ time),
+            // which wall-clock time does not.
+            match task::exec_ns(prev, &off) {
+                Ok(e) if st.exec_valid == 1 && e >= st.exec_at_in => (e - st.exec_at_in).min(wall),
+                _ => wall,
+            }
+        } else {
+            // Some kernels (seen: a paravirtualised 6.18 guest) switch a task in without firing
+            // sched_switch, so the state names another task. The task leaving ran no longer than
+            // its own slice by the scheduler's counter, nor than the time since the last traced
+            // switch; the recorded task's share of that time (up to the hidden switch) is lost.
+            stat_add(STAT_STATE_MISMATCH, 1);
+            let slice = task::slice_ns(prev, &off).unwrap_or(0).min(wall);
+            stat_add(STAT_STATE_MISMATCH_NS, slice);
+            slice
+        };
         // SAFETY: bpf_get_current_cgroup_id has no preconditions.
         let cgroup = unsafe { bpf_get_current_cgroup_id() };
         if ran > 0 {
@@ -60,7 +81,8 @@ fn switched_in(next: *const u8, now: u64, off: &KernelOffsets) -> RunState {
         since_ns: now,
         cgroup_id: 0,
         pid: 0,
-        _pad: 0,
+        exec_valid: 0,
+        exec_at_in: 0,
     };
     let Ok(pid) = task::pid(next, off) else {
         stat_add(STAT_CGROUP_READ_FAILED, 1);
@@ -69,6 +91,10 @@ fn switched_in(next: *const u8, now: u64, off: &KernelOffsets) -> RunState {
     st.pid = pid;
     if pid == 0 {
         return st;
+    }
+    if let Ok(exec) = task::exec_ns(next, off) {
+        st.exec_at_in = exec;
+        st.exec_valid = 1;
     }
     match task::cgroup_id(next, off) {
         Ok(id) => st.cgroup_id = id,
@@ -116,6 +142,9 @@ pub fn on_migrate(task_ptr: *const u8) {
     }
     st.since_ns = now;
     st.cgroup_id = moved_to;
+    // A running task's sum_exec_runtime is only brought up to date at ticks and switches, so it
+    // cannot split the slice here: the rest of it is timed by the wall clock.
+    st.exec_valid = 0;
 }
 
 #[inline(always)]

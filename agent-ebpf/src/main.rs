@@ -13,8 +13,9 @@ use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
 /// next, so that userspace can add the time of a task that has not been switched out yet.
 #[btf_tracepoint(function = "sched_switch")]
 pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
+    let prev: *const u8 = ctx.arg(1);
     let next: *const u8 = ctx.arg(2);
-    cpu::on_switch(next);
+    cpu::on_switch(prev, next);
     0
 }
 

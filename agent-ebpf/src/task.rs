@@ -11,6 +11,8 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     css_set_dfl_cgrp: 0,
     cgroup_kn: 0,
     kernfs_node_id: 0,
+    task_sum_exec: 0,
+    task_prev_sum_exec: 0,
     valid: 0,
 };
 
@@ -54,5 +56,25 @@ pub fn cgroup_id(task: *const u8, off: &KernelOffsets) -> Result<u64, i32> {
             return Err(-1);
         }
         read_at(kn, off.kernfs_node_id)
+    }
+}
+
+/// `task->se.sum_exec_runtime`.
+#[inline(always)]
+pub fn exec_ns(task: *const u8, off: &KernelOffsets) -> Result<u64, i32> {
+    // SAFETY: see read_at.
+    unsafe { read_at(task, off.task_sum_exec) }
+}
+
+/// How long `task` has run since the scheduler last picked it: `se.sum_exec_runtime -
+/// se.prev_sum_exec_runtime`, both kept by the scheduler itself, so this holds even when the
+/// switch that put the task on the CPU was never traced.
+#[inline(always)]
+pub fn slice_ns(task: *const u8, off: &KernelOffsets) -> Result<u64, i32> {
+    // SAFETY: see read_at.
+    unsafe {
+        let sum: u64 = read_at(task, off.task_sum_exec)?;
+        let at_pick: u64 = read_at(task, off.task_prev_sum_exec)?;
+        Ok(sum.saturating_sub(at_pick))
     }
 }

@@ -229,6 +229,10 @@ impl Btf {
             css_set_dfl_cgrp: self.member_offset("css_set", "dfl_cgrp")?,
             cgroup_kn: self.member_offset("cgroup", "kn")?,
             kernfs_node_id: self.member_offset("kernfs_node", "id")?,
+            task_sum_exec: self.member_offset("task_struct", "se")?
+                + self.member_offset("sched_entity", "sum_exec_runtime")?,
+            task_prev_sum_exec: self.member_offset("task_struct", "se")?
+                + self.member_offset("sched_entity", "prev_sum_exec_runtime")?,
             valid: 1,
         })
     }

@@ -28,11 +28,13 @@ pub const STAT_CPU_MAP_FULL_NS: u32 = 1;
 pub const STAT_CGROUP_READ_FAILED: u32 = 2;
 /// Context switches seen.
 pub const STAT_SWITCHES: u32 = 3;
-/// Switch-outs whose task was not the one the CPU's run state recorded (a missed event):
-/// that slice is not committed.
+/// Switch-outs whose task was not the one the CPU's run state recorded: the kernel switched
+/// that task in without firing `sched_switch`. Its slice is charged from its own runtime counter.
 pub const STAT_STATE_MISMATCH: u32 = 4;
+/// Nanoseconds charged at such switch-outs from the task's runtime counter.
+pub const STAT_STATE_MISMATCH_NS: u32 = 5;
 /// Number of slots in [`MAP_STATS`].
-pub const STAT_SLOTS: u32 = 5;
+pub const STAT_SLOTS: u32 = 6;
 
 /// What one CPU runs since the last context switch.
 ///
@@ -46,9 +48,13 @@ pub struct RunState {
     pub cgroup_id: u64,
     /// Kernel task id (thread id) switched in; 0 for the idle task.
     pub pid: u32,
-    pub _pad: u32,
+    /// 1 when `exec_at_in` holds the task's runtime at switch-in; 0 makes the switch-out fall
+    /// back to wall-clock time (unreadable, or the task changed cgroup while running).
+    pub exec_valid: u32,
+    /// The task's `se.sum_exec_runtime` at switch-in.
+    pub exec_at_in: u64,
 }
-const _: () = assert!(core::mem::size_of::<RunState>() == 24);
+const _: () = assert!(core::mem::size_of::<RunState>() == 32);
 
 /// Byte offsets of the kernel struct fields the programs follow from a `task_struct` to its cgroup
 /// v2 id. Rust eBPF objects carry no CO-RE relocations, so the agent reads these from
@@ -67,10 +73,14 @@ pub struct KernelOffsets {
     pub cgroup_kn: u32,
     /// `kernfs_node.id` (the u64 that `bpf_get_current_cgroup_id()` returns)
     pub kernfs_node_id: u32,
+    /// `task_struct.se.sum_exec_runtime`: the task's total runtime (ns), as the scheduler keeps it
+    pub task_sum_exec: u32,
+    /// `task_struct.se.prev_sum_exec_runtime`: `sum_exec_runtime` when the task was last picked
+    pub task_prev_sum_exec: u32,
     /// 1 once userspace filled the struct; programs do nothing before that.
     pub valid: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 24);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 32);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use aya::maps::{MapError, PerCpuArray, PerCpuHashMap};
 use nodetel_common::{
     MAP_CPU_NS, MAP_RUNNING, MAP_STATS, RunState, STAT_CGROUP_READ_FAILED, STAT_CPU_MAP_FULL,
-    STAT_CPU_MAP_FULL_NS, STAT_STATE_MISMATCH, STAT_SWITCHES,
+    STAT_CPU_MAP_FULL_NS, STAT_STATE_MISMATCH, STAT_STATE_MISMATCH_NS, STAT_SWITCHES,
 };
 use rustix::time::{ClockId, clock_gettime};
 
@@ -32,6 +32,7 @@ pub struct KernelStats {
     pub cgroup_read_failed: u64,
     pub switches: u64,
     pub state_mismatch: u64,
+    pub state_mismatch_ns: u64,
 }
 
 fn missing(name: &str) -> MapError {
@@ -121,6 +122,7 @@ impl Probes {
             cgroup_read_failed: slot(STAT_CGROUP_READ_FAILED)?,
             switches: slot(STAT_SWITCHES)?,
             state_mismatch: slot(STAT_STATE_MISMATCH)?,
+            state_mismatch_ns: slot(STAT_STATE_MISMATCH_NS)?,
         })
     }
 }

@@ -190,9 +190,15 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
     },
     AgentFamily {
         name: "nodetel_ebpf_unmatched_switches_total",
-        help: "Switch-outs of a task the CPU's run state did not record (a missed event); their slice is not counted.",
+        help: "Switch-outs of a task that the kernel switched in without firing sched_switch; its slice is charged from the scheduler's runtime counter instead.",
         kind: Kind::Counter,
         series: |a| one(a.kernel.state_mismatch as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_unmatched_switch_cpu_seconds_total",
+        help: "CPU time charged at unmatched switch-outs from the task's own runtime counter (the part of such a slice that cannot be timed exactly).",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.state_mismatch_ns as f64 / 1e9),
     },
     AgentFamily {
         name: "nodetel_ebpf_context_switches_total",
