@@ -263,6 +263,9 @@ impl Exposition {
 pub struct TestCgroup {
     pub rel: String,
     pub dir: PathBuf,
+    /// On a hybrid host, the same relative path in the v1 `cpu` hierarchy, made by
+    /// [`TestCgroup::limit_cpu`]: that is where CFS quotas live there.
+    v1_cpu: Option<PathBuf>,
 }
 
 impl TestCgroup {
@@ -272,7 +275,11 @@ impl TestCgroup {
         let dir = root.join(rel.trim_start_matches('/'));
         let _ = std::fs::remove_dir(&dir);
         std::fs::create_dir(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
-        Ok(TestCgroup { rel, dir })
+        Ok(TestCgroup {
+            rel,
+            dir,
+            v1_cpu: None,
+        })
     }
 
     pub fn child(&self, name: &str) -> anyhow::Result<TestCgroup> {
@@ -281,6 +288,7 @@ impl TestCgroup {
         Ok(TestCgroup {
             rel: format!("{}/{name}", self.rel),
             dir,
+            v1_cpu: None,
         })
     }
 
@@ -302,11 +310,11 @@ impl TestCgroup {
     /// move on a pipe rather than the caller polling `cgroup.procs`: a short script can run
     /// and exit between two polls (seen in CI), and then it never "appears".
     pub fn spawn(&self, script: &str) -> anyhow::Result<Child> {
-        let procs = self.dir.join("cgroup.procs");
-        let cmd = format!(
-            "echo $$ > '{}' && echo moved && exec sh -c '{script}' >&2",
-            procs.display()
-        );
+        let mut moves = format!("echo $$ > '{}'", self.dir.join("cgroup.procs").display());
+        if let Some(v1) = &self.v1_cpu {
+            moves += &format!(" && echo $$ > '{}'", v1.join("cgroup.procs").display());
+        }
+        let cmd = format!("{moves} && echo moved && exec sh -c '{script}' >&2");
         let mut child = Command::new("sh")
             .args(["-c", &cmd])
             .stdout(Stdio::piped())
@@ -326,6 +334,48 @@ impl TestCgroup {
     /// Starts a busy loop in this cgroup: one CPU's worth of user time until killed.
     pub fn burn(&self) -> anyhow::Result<Child> {
         self.spawn("while :; do :; done")
+    }
+
+    /// Sets a CFS quota: `cpu.max` on cgroup v2; on a hybrid host (where the cpu controller is
+    /// v1) a directory at the same relative path in the v1 `cpu` hierarchy, which later spawns
+    /// join too. Call before spawning.
+    pub fn limit_cpu(&mut self, quota_us: u64, period_us: u64) -> anyhow::Result<()> {
+        if self.dir.join("cpu.max").is_file() {
+            std::fs::write(self.dir.join("cpu.max"), format!("{quota_us} {period_us}"))?;
+            return Ok(());
+        }
+        let mount = v1_cpu_mount().context("no cpu.max and no v1 cpu hierarchy")?;
+        let dir = mount.join(self.rel.trim_start_matches('/'));
+        let _ = std::fs::create_dir_all(&dir);
+        std::fs::write(dir.join("cpu.cfs_period_us"), period_us.to_string())?;
+        std::fs::write(dir.join("cpu.cfs_quota_us"), quota_us.to_string())?;
+        self.v1_cpu = Some(dir);
+        Ok(())
+    }
+
+    /// The kernel's CFS figures: (periods, throttled periods, throttled seconds), from v2
+    /// `cpu.stat` or the v1 cpu hierarchy's `cpu.stat`.
+    pub fn kernel_throttling(&self) -> anyhow::Result<(u64, u64, f64)> {
+        let (file, time_key, time_unit) = match &self.v1_cpu {
+            Some(v1) => (v1.join("cpu.stat"), "throttled_time", 1e9),
+            None => (self.dir.join("cpu.stat"), "throttled_usec", 1e6),
+        };
+        let text = std::fs::read_to_string(&file)?;
+        let get = |key: &str| -> anyhow::Result<u64> {
+            text.lines()
+                .filter_map(|l| l.split_once(' '))
+                .find(|(k, _)| *k == key)
+                .with_context(|| format!("no {key} in {}", file.display()))?
+                .1
+                .trim()
+                .parse()
+                .with_context(|| format!("{key} in {}", file.display()))
+        };
+        Ok((
+            get("nr_periods")?,
+            get("nr_throttled")?,
+            get(time_key)? as f64 / time_unit,
+        ))
     }
 
     pub fn remove(&self) -> anyhow::Result<()> {
@@ -378,7 +428,21 @@ impl Drop for TestCgroup {
                 let _ = std::fs::remove_dir(d);
             }
         }
+        if let Some(v1) = &self.v1_cpu {
+            kill_all(v1);
+            let _ = std::fs::remove_dir(v1);
+        }
     }
+}
+
+/// Where the v1 `cpu` controller is mounted (alone or co-mounted with cpuacct), if anywhere.
+pub fn v1_cpu_mount() -> Option<PathBuf> {
+    let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
+    mounts.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let (dir, fstype, opts) = (f.get(1)?, f.get(2)?, f.get(3)?);
+        (*fstype == "cgroup" && opts.split(',').any(|o| o == "cpu")).then(|| PathBuf::from(dir))
+    })
 }
 
 /// Records a cgroup's kernel usage every few milliseconds with wall-clock times, so the value at

@@ -3,6 +3,7 @@
 //! after it exited.
 use std::{thread, time::Duration};
 
+use anyhow::Context as _;
 use nodetel_integration_tests::{Agent, KernelSampler, TestCgroup, privileged, rel_err};
 
 const USAGE: &str = "container_cpu_usage_seconds_total";
@@ -67,37 +68,106 @@ fn cpu_usage_matches_the_kernel_mid_run_and_after_exit() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Two containers of one pod burning at once: the pod is the exact sum of its containers, its
-/// counter survives a container's removal, and both agree with the kernel. Siblings are compared
-/// with the kernel only in total (10%) here, because of the known defect that
-/// `sibling_attribution_is_exact` shows per container.
+/// Two containers of one pod burning at once, contending for the CPUs: each container and the pod
+/// agree with the kernel within 2%, the pod is the exact sum of its containers, and its counter
+/// survives a container's removal.
+///
+/// This is the case that exposed kernels switching tasks in without firing `sched_switch` (this
+/// host's 6.18 guest kernel, a few times per second; Debian's 6.1 in the VM suite: never). The
+/// count of such switches during the run is printed: where it is not zero, the test checks that
+/// the agent's fallback (charging the scheduler's own slice) keeps the siblings exact.
 #[test]
-fn parents_include_children_and_survive_their_removal() -> anyhow::Result<()> {
-    if !privileged("parents_include_children_and_survive_their_removal") {
+fn siblings_match_the_kernel_and_sum_to_their_pod() -> anyhow::Result<()> {
+    if !privileged("siblings_match_the_kernel_and_sum_to_their_pod") {
         return Ok(());
     }
-    pod_scenario(0.10, false)
+    pod_scenario()
 }
 
-/// KNOWN DEFECT (see README "Known limitations"): on this 6.18 guest kernel a few context
-/// switches per second are not matched by the per-CPU run state
-/// (`nodetel_ebpf_unmatched_switches_total`), and under contention one sibling can lose or gain
-/// up to ~8% for a few seconds. Run with `cargo xtask test --known-defects`.
+/// CFS throttling and the quota spec against the kernel's own counters, on v2 `cpu.max` or the
+/// v1 cpu hierarchy of a hybrid host.
 #[test]
-#[ignore = "known defect: unmatched context switches under contention"]
-fn sibling_attribution_is_exact() -> anyhow::Result<()> {
-    if !privileged("sibling_attribution_is_exact") {
+fn throttling_under_a_cpu_quota_matches_the_kernel() -> anyhow::Result<()> {
+    if !privileged("throttling_under_a_cpu_quota_matches_the_kernel") {
         return Ok(());
     }
-    pod_scenario(0.02, true)
+    let agent = Agent::start(Duration::from_millis(500), &[])?;
+    let mut cg = TestCgroup::create("quota")?;
+    // A fifth of one CPU: a busy loop is throttled in nearly every period.
+    cg.limit_cpu(20_000, 100_000)?;
+    let mut burner = cg.burn()?;
+    let wall = Duration::from_secs(2);
+    thread::sleep(wall);
+
+    let e = agent.next_metrics()?;
+    assert_eq!(e.value("container_spec_cpu_quota", &cg.rel), Some(20_000.0));
+    assert_eq!(
+        e.value("container_spec_cpu_period", &cg.rel),
+        Some(100_000.0)
+    );
+    burner.kill()?;
+    burner.wait()?;
+    thread::sleep(agent.interval * 2);
+
+    // The counters may still move for a period after the task died: the agent's figure must lie
+    // between the kernel's just before and just after the snapshot it comes from.
+    let before = cg.kernel_throttling()?;
+    let e = agent.next_metrics()?;
+    let after = cg.kernel_throttling()?;
+    let got = |f: &str| e.value(f, &cg.rel).unwrap_or(f64::NAN);
+    let periods = got("container_cpu_cfs_periods_total");
+    let throttled = got("container_cpu_cfs_throttled_periods_total");
+    let throttled_s = got("container_cpu_cfs_throttled_seconds_total");
+    eprintln!(
+        "agent: {periods} periods, {throttled} throttled, {throttled_s:.4} s; kernel {before:?} .. {after:?}"
+    );
+    assert!(
+        (before.0 as f64..=after.0 as f64).contains(&periods),
+        "periods {periods} outside the kernel's {} .. {}",
+        before.0,
+        after.0
+    );
+    assert!(
+        (before.1 as f64..=after.1 as f64).contains(&throttled),
+        "throttled periods {throttled} outside the kernel's {} .. {}",
+        before.1,
+        after.1
+    );
+    assert!(
+        (before.2 - 1e-6..=after.2 + 1e-6).contains(&throttled_s),
+        "throttled seconds {throttled_s} outside the kernel's {} .. {}",
+        before.2,
+        after.2
+    );
+    assert!(
+        throttled >= 10.0,
+        "a busy loop under a 20% quota was throttled in only {throttled} periods"
+    );
+
+    // The quota held, and eBPF's usage agrees with the kernel's under throttling too.
+    let usage = got(USAGE);
+    let kernel = cg.kernel_usage_seconds()?;
+    assert!(
+        rel_err(usage, kernel) < 0.02,
+        "usage {usage} vs kernel {kernel}"
+    );
+    assert!(
+        usage < 0.35 * wall.as_secs_f64(),
+        "{usage} s of CPU in {wall:?} under a 20% quota"
+    );
+    Ok(())
 }
 
-/// `per_child`: also hold each container to `bound` (the part the known defect breaks).
-fn pod_scenario(bound: f64, per_child: bool) -> anyhow::Result<()> {
+fn pod_scenario() -> anyhow::Result<()> {
     let agent = Agent::start(Duration::from_millis(300), &[])?;
     let pod = TestCgroup::create("pod")?;
     let c1 = pod.child("c1")?;
     let c2 = pod.child("c2")?;
+    let unmatched = |e: &nodetel_integration_tests::Exposition| {
+        e.scalar("nodetel_ebpf_unmatched_switches_total")
+            .context("no nodetel_ebpf_unmatched_switches_total")
+    };
+    let unmatched_before = unmatched(&agent.next_metrics()?)?;
     let mut b1 = c1.burn()?;
     let mut b2 = c2.burn()?;
     thread::sleep(Duration::from_millis(1500));
@@ -111,21 +181,25 @@ fn pod_scenario(bound: f64, per_child: bool) -> anyhow::Result<()> {
     let parent = e.value(USAGE, &pod.rel).expect("pod usage");
     let kids = e.value(USAGE, &c1.rel).expect("c1") + e.value(USAGE, &c2.rel).expect("c2");
     let kernel_parent = pod.kernel_usage_seconds()?;
+    let hidden = unmatched(&e)? - unmatched_before;
     eprintln!(
-        "pod: agent {parent:.6}, children {kids:.6}, kernel {kernel_parent:.6}, unmatched switches {:?}",
-        e.scalar("nodetel_ebpf_unmatched_switches_total")
+        "pod: agent {parent:.6}, children {kids:.6}, kernel {kernel_parent:.6}; \
+         {hidden} switches the kernel did not trace during the run"
     );
     for c in [&c1, &c2] {
         let got = e.value(USAGE, &c.rel).unwrap_or(f64::NAN);
         let want = c.kernel_usage_seconds()?;
         eprintln!("  {}: agent {got:.6}, kernel {want:.6}", c.rel);
         assert!(
-            !per_child || rel_err(got, want) < bound,
+            rel_err(got, want) < 0.02,
             "{}: agent {got} vs kernel {want}",
             c.rel
         );
     }
-    assert!(rel_err(parent, kernel_parent) < bound, "hierarchical usage");
+    assert!(
+        rel_err(parent, kernel_parent) < 0.02,
+        "pod: agent {parent} vs kernel {kernel_parent}"
+    );
     assert!(
         rel_err(parent, kids) < 1e-9,
         "the pod is the sum of its containers"
@@ -140,6 +214,6 @@ fn pod_scenario(bound: f64, per_child: bool) -> anyhow::Result<()> {
         after >= parent,
         "the pod's counter went back from {parent} to {after} when a child was removed"
     );
-    assert!(rel_err(after, pod.kernel_usage_seconds()?) < bound);
+    assert!(rel_err(after, pod.kernel_usage_seconds()?) < 0.02);
     Ok(())
 }
