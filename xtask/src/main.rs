@@ -1,7 +1,10 @@
-//! Developer tasks: `cargo xtask <setup|build-ebpf|run|test|lint>`.
+//! Developer tasks: `cargo xtask <setup|build-ebpf|run|test|integration-test vm|lint>`.
+mod vm;
+
 use std::{
     path::{Path, PathBuf},
     process::Command,
+    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
@@ -28,12 +31,37 @@ enum Task {
     },
     /// Unit tests, then the privileged integration tests against the real kernel.
     Test {
-        /// Also run the tests that document known defects (expected to fail today).
-        #[arg(long)]
-        known_defects: bool,
+        /// Passed to every integration-test binary, e.g. a test name filter.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        test_args: Vec<String>,
+    },
+    /// The privileged integration tests somewhere other than this host.
+    IntegrationTest {
+        #[command(subcommand)]
+        place: Place,
     },
     /// cargo fmt --check and clippy -D warnings on the userspace crates.
     Lint,
+}
+
+#[derive(Subcommand)]
+enum Place {
+    /// In a QEMU VM with a pure cgroup v2 hierarchy on a second kernel (default: Debian
+    /// bookworm's current cloud kernel, fetched with apt). Needs no KVM.
+    Vm {
+        /// A kernel to boot instead: a bzImage/vmlinuz, or a linux-image .deb to unpack.
+        #[arg(long)]
+        kernel: Option<PathBuf>,
+        /// Give up on the VM after this long.
+        #[arg(long, default_value_t = 900)]
+        timeout_secs: u64,
+        /// Guest memory.
+        #[arg(long, default_value_t = 2048)]
+        memory_mib: u32,
+        /// Passed to every test binary in the guest, e.g. a test name filter.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        test_args: Vec<String>,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -51,7 +79,27 @@ fn main() -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Task::Test { known_defects } => test(&root, known_defects),
+        Task::Test { test_args } => test(&root, &test_args),
+        Task::IntegrationTest {
+            place:
+                Place::Vm {
+                    kernel,
+                    timeout_secs,
+                    memory_mib,
+                    test_args,
+                },
+        } => {
+            setup(&root)?;
+            vm::run(
+                &root,
+                &vm::Options {
+                    kernel,
+                    timeout: Duration::from_secs(timeout_secs),
+                    memory_mib,
+                    test_args,
+                },
+            )
+        }
         Task::Lint => {
             cargo(&root, &["fmt", "--all", "--", "--check"])?;
             setup(&root)?;
@@ -125,7 +173,7 @@ fn build_ebpf(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn test(root: &Path, known_defects: bool) -> anyhow::Result<()> {
+fn test(root: &Path, test_args: &[String]) -> anyhow::Result<()> {
     setup(root)?;
     cargo(root, &["build", "-p", "nodetel"])?;
     let mut args = vec!["test"];
@@ -140,9 +188,7 @@ fn test(root: &Path, known_defects: bool) -> anyhow::Result<()> {
         "--",
         "--test-threads=1",
     ];
-    if known_defects {
-        args.push("--include-ignored");
-    }
+    args.extend(test_args.iter().map(String::as_str));
     let status = Command::new("cargo")
         .args(&args)
         .env("NODETEL_BIN", &bin)

@@ -1,0 +1,393 @@
+//! `cargo xtask integration-test vm`: the privileged suite on a second kernel with a pure cgroup
+//! v2 hierarchy, the production layout this hybrid host cannot have.
+//!
+//! The guest is nothing but a kernel and an initramfs: busybox, the agent, the test binaries and
+//! the tools the tests call, each with the shared libraries `ldd` names. `/init` mounts the
+//! kernel filesystems, runs every test binary one at a time, prints a result line on the serial
+//! console and powers off; the host streams the console and exits with the suite's status.
+use std::{
+    fs,
+    io::{BufRead as _, BufReader},
+    path::{Path, PathBuf},
+    process::{Command, Stdio},
+    sync::mpsc,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+/// Debian bookworm's cloud kernel metapackage: it depends on the current 6.1 LTS image.
+const DEFAULT_KERNEL_META: &str = "linux-image-cloud-amd64";
+/// What `/init` prints last; the host reads the suite's status from it.
+const RESULT_MARKER: &str = "nodetel-vm-result:";
+/// Tools the tests call, packed when the host has them (absent ones make those tests fail
+/// under NODETEL_REQUIRE_PRIVILEGED, as on the host).
+const GUEST_TOOLS: &[&str] = &["bpftool", "promtool"];
+
+pub struct Options {
+    pub kernel: Option<PathBuf>,
+    pub timeout: Duration,
+    pub memory_mib: u32,
+    /// Extra arguments for every test binary (a name filter, `--nocapture`).
+    pub test_args: Vec<String>,
+}
+
+pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
+    let work = root.join("target/vm");
+    fs::create_dir_all(&work)?;
+    ensure_tools(root)?;
+    let vmlinuz = kernel_image(&work, opts.kernel.as_deref())?;
+    println!("vm: kernel {}", vmlinuz.display());
+
+    crate::cargo(root, &["build", "-p", "nodetel"])?;
+    let tests = build_test_binaries(root)?;
+    let initrd = pack_initramfs(root, &work, &tests, opts)?;
+    boot(&vmlinuz, &initrd, opts)
+}
+
+fn ensure_tools(root: &Path) -> anyhow::Result<()> {
+    let script = root.join("xtask/scripts/ensure-vm-tools.sh");
+    let status = Command::new("bash").arg(&script).status()?;
+    if !status.success() {
+        bail!("QEMU, cpio or a static busybox is missing (see above)");
+    }
+    Ok(())
+}
+
+/// A bootable bzImage: the one given, extracted from a given .deb, or Debian's current cloud
+/// kernel fetched with apt into `target/vm` (kept there for the next run).
+fn kernel_image(work: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> {
+    let deb = match given {
+        Some(p) if p.extension().is_some_and(|e| e == "deb") => p.to_path_buf(),
+        Some(p) => {
+            if !p.is_file() {
+                bail!("--kernel {}: no such file", p.display());
+            }
+            return Ok(p.to_path_buf());
+        }
+        None => fetch_default_kernel(work)?,
+    };
+    let stem = deb
+        .file_stem()
+        .context("kernel .deb has no name")?
+        .to_string_lossy()
+        .into_owned();
+    let dir = work.join(format!("kernel-{stem}"));
+    if !dir.is_dir() {
+        let tmp = work.join(format!("kernel-{stem}.partial"));
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp)?;
+        run_ok(Command::new("dpkg-deb").arg("-x").arg(&deb).arg(&tmp))
+            .with_context(|| format!("unpacking {}", deb.display()))?;
+        fs::rename(&tmp, &dir)?;
+    }
+    let boot = dir.join("boot");
+    let found = fs::read_dir(&boot)
+        .with_context(|| format!("{} holds no boot/ directory", deb.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
+        });
+    found.with_context(|| format!("{} holds no boot/vmlinuz-*", deb.display()))
+}
+
+fn fetch_default_kernel(work: &Path) -> anyhow::Result<PathBuf> {
+    let out = Command::new("apt-cache")
+        .args(["depends", DEFAULT_KERNEL_META])
+        .output()
+        .context("apt-cache is needed to find Debian's kernel (or pass --kernel)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let Some(image) = text
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Depends: "))
+        .find(|d| d.starts_with("linux-image-"))
+        .map(str::to_owned)
+    else {
+        bail!(
+            "apt knows no {DEFAULT_KERNEL_META} (run apt-get update, or pass --kernel <vmlinuz or .deb>)"
+        );
+    };
+    if let Some(deb) = find_deb(work, &image)? {
+        return Ok(deb);
+    }
+    println!("vm: fetching {image} with apt-get download");
+    let mut download = Command::new("apt-get");
+    download.args(["download", &image]).current_dir(work);
+    if run_ok(&mut download).is_err() {
+        // A fresh machine may not have the package lists yet.
+        run_ok(Command::new("apt-get").args(["update", "-qq"]))?;
+        run_ok(&mut download).with_context(|| format!("apt-get download {image}"))?;
+    }
+    find_deb(work, &image)?.with_context(|| format!("apt-get download left no {image}_*.deb"))
+}
+
+fn find_deb(dir: &Path, package: &str) -> anyhow::Result<Option<PathBuf>> {
+    let prefix = format!("{package}_");
+    Ok(fs::read_dir(dir)?.flatten().map(|e| e.path()).find(|p| {
+        p.file_name().is_some_and(|n| {
+            let n = n.to_string_lossy();
+            n.starts_with(&prefix) && n.ends_with(".deb")
+        })
+    }))
+}
+
+/// The integration-test executables, by target name, as cargo reports them.
+fn build_test_binaries(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
+    let out = Command::new("cargo")
+        .args([
+            "test",
+            "-p",
+            "nodetel-integration-tests",
+            "--tests",
+            "--no-run",
+            "--message-format=json-render-diagnostics",
+        ])
+        .current_dir(root)
+        .stderr(Stdio::inherit())
+        .output()?;
+    if !out.status.success() {
+        bail!("building the integration tests failed");
+    }
+    let mut tests = Vec::new();
+    for line in out.stdout.split(|b| *b == b'\n') {
+        let Ok(msg) = serde_json::from_slice::<serde_json::Value>(line) else {
+            continue;
+        };
+        let is_test = msg["target"]["kind"]
+            .as_array()
+            .is_some_and(|k| k.iter().any(|k| k == "test"));
+        if let (true, Some(exe), Some(name)) = (
+            is_test,
+            msg["executable"].as_str(),
+            msg["target"]["name"].as_str(),
+        ) {
+            tests.push((name.to_owned(), PathBuf::from(exe)));
+        }
+    }
+    if tests.is_empty() {
+        bail!("cargo built no integration-test executables");
+    }
+    tests.sort();
+    Ok(tests)
+}
+
+fn pack_initramfs(
+    root: &Path,
+    work: &Path,
+    tests: &[(String, PathBuf)],
+    opts: &Options,
+) -> anyhow::Result<PathBuf> {
+    let stage = work.join("initramfs");
+    let _ = fs::remove_dir_all(&stage);
+    for d in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "run", "tests",
+    ] {
+        fs::create_dir_all(stage.join(d))?;
+    }
+    copy_binary(Path::new("/bin/busybox"), &stage, "bin/busybox", false)?;
+    copy_binary(&root.join("target/debug/nodetel"), &stage, "nodetel", true)?;
+    let mut names = Vec::new();
+    for (name, exe) in tests {
+        copy_binary(exe, &stage, &format!("tests/{name}"), true)?;
+        names.push(name.as_str());
+    }
+    for tool in GUEST_TOOLS {
+        match which(tool) {
+            Some(p) => {
+                let rel = p.strip_prefix("/").unwrap_or(&p).to_path_buf();
+                copy_binary(&p, &stage, &rel.to_string_lossy(), false)?;
+            }
+            None => println!("vm: {tool} is not installed on the host; tests needing it will fail"),
+        }
+    }
+    let init = init_script(&names, opts);
+    let init_path = stage.join("init");
+    fs::write(&init_path, init)?;
+    set_executable(&init_path)?;
+
+    let initrd = work.join("initramfs.cpio");
+    // Uncompressed: compressing ~100 MB costs more host time than the guest saves in reading it.
+    let out = fs::File::create(&initrd)?;
+    let status = Command::new("sh")
+        .args(["-c", "find . -print | cpio -o -H newc --quiet"])
+        .current_dir(&stage)
+        .stdout(out)
+        .status()?;
+    if !status.success() {
+        bail!("cpio failed to pack {}", stage.display());
+    }
+    let mib = fs::metadata(&initrd)?.len() / (1 << 20);
+    println!("vm: initramfs {} ({mib} MiB)", initrd.display());
+    Ok(initrd)
+}
+
+fn init_script(tests: &[&str], opts: &Options) -> String {
+    let mut args = vec!["--test-threads=1".to_owned()];
+    args.extend(opts.test_args.iter().map(|a| shell_quote(a)));
+    format!(
+        r#"#!/bin/busybox sh
+/bin/busybox --install -s /bin
+export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/tmp TMPDIR=/tmp RUST_BACKTRACE=1
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mount -t tmpfs tmpfs /tmp
+mount -t tmpfs tmpfs /run
+mount -t cgroup2 cgroup2 /sys/fs/cgroup
+mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
+mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
+mount -t bpf bpf /sys/fs/bpf
+ip link set lo up
+# Every controller on for the test cgroups, as systemd does on a pure v2 node.
+for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
+  echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control
+done
+echo "nodetel-vm: kernel $(uname -r), $(nproc) CPUs, cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
+export NODETEL_BIN=/nodetel NODETEL_REQUIRE_PRIVILEGED=1
+failed=""
+for t in {tests}; do
+  echo "nodetel-vm: ---- $t"
+  /tests/$t {args} || failed="$failed $t"
+done
+if [ -z "$failed" ]; then
+  echo "{RESULT_MARKER} 0"
+else
+  echo "nodetel-vm: failed:$failed"
+  echo "{RESULT_MARKER} 1"
+fi
+poweroff -f
+"#,
+        tests = tests.join(" "),
+        args = args.join(" "),
+    )
+}
+
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// Copies `src` into the stage at `rel`, with every shared library it loads at the same
+/// absolute path. Debug info is stripped from our own binaries: it is most of their size.
+fn copy_binary(src: &Path, stage: &Path, rel: &str, strip: bool) -> anyhow::Result<()> {
+    let dst = stage.join(rel);
+    if let Some(dir) = dst.parent() {
+        fs::create_dir_all(dir)?;
+    }
+    if strip {
+        run_ok(
+            Command::new("objcopy")
+                .arg("--strip-debug")
+                .arg(src)
+                .arg(&dst),
+        )
+        .with_context(|| format!("objcopy {}", src.display()))?;
+    } else {
+        fs::copy(src, &dst).with_context(|| format!("copy {}", src.display()))?;
+    }
+    set_executable(&dst)?;
+    // ldd fails on static binaries: they need nothing.
+    let Ok(out) = Command::new("ldd").arg(src).output() else {
+        return Ok(());
+    };
+    for lib in String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .filter(|w| w.starts_with('/'))
+    {
+        let lib_dst = stage.join(lib.trim_start_matches('/'));
+        if !lib_dst.exists() {
+            if let Some(dir) = lib_dst.parent() {
+                fs::create_dir_all(dir)?;
+            }
+            fs::copy(lib, &lib_dst).with_context(|| format!("copy {lib}"))?;
+        }
+    }
+    Ok(())
+}
+
+fn set_executable(p: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    fs::set_permissions(p, fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+fn which(tool: &str) -> Option<PathBuf> {
+    let out = Command::new("sh")
+        .args(["-c", &format!("command -v {tool}")])
+        .output()
+        .ok()?;
+    let p = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    (!p.is_empty()).then(|| fs::canonicalize(&p).unwrap_or_else(|_| PathBuf::from(p)))
+}
+
+/// Boots the guest under QEMU's software emulation (a KVM guest hangs in early boot on this
+/// nested host), streams its console, and returns the suite's status.
+fn boot(vmlinuz: &Path, initrd: &Path, opts: &Options) -> anyhow::Result<()> {
+    let smp = thread::available_parallelism().map_or(2, |n| n.get().min(2));
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(["-accel", "tcg", "-cpu", "max", "-nographic", "-no-reboot"])
+        .args(["-m", &opts.memory_mib.to_string(), "-smp", &smp.to_string()])
+        .arg("-kernel")
+        .arg(vmlinuz)
+        .arg("-initrd")
+        .arg(initrd)
+        .args([
+            "-append",
+            "console=ttyS0 quiet cgroup_no_v1=all panic=-1 psi=1",
+        ])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting qemu-system-x86_64")?;
+    let stdout = child.stdout.take().context("qemu stdout")?;
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
+            let line = String::from_utf8_lossy(&line).trim_end().to_owned();
+            println!("{line}");
+            if let Some(rc) = line.strip_prefix(RESULT_MARKER) {
+                let _ = tx.send(rc.trim().parse::<i32>().unwrap_or(1));
+            }
+        }
+    });
+    let started = Instant::now();
+    let mut result = None;
+    while started.elapsed() < opts.timeout {
+        if let Ok(rc) = rx.recv_timeout(Duration::from_millis(200)) {
+            result = Some(rc);
+        }
+        if child.try_wait()?.is_some() {
+            // The console thread may still hold the last lines.
+            if result.is_none() {
+                result = rx.recv_timeout(Duration::from_secs(1)).ok();
+            }
+            break;
+        }
+    }
+    if child.try_wait()?.is_none() {
+        let _ = child.kill();
+        let _ = child.wait();
+        if result.is_none() {
+            bail!(
+                "the VM did not finish within {:?} (raise --timeout-secs)",
+                opts.timeout
+            );
+        }
+    }
+    println!("vm: {:.0?} in the VM", started.elapsed());
+    match result {
+        Some(0) => Ok(()),
+        Some(_) => bail!("the privileged suite failed in the VM"),
+        None => bail!("the VM stopped without reporting a result (kernel panic or /init failure?)"),
+    }
+}
+
+fn run_ok(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd.status()?;
+    if !status.success() {
+        bail!("{cmd:?} exited with {status}");
+    }
+    Ok(())
+}
