@@ -28,7 +28,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let probes = tokio::task::spawn_blocking(move || Probes::load(&opts))
         .await
         .context("eBPF loader thread")??;
-    let collector = Arc::new(Mutex::new(Collector::new(probes, layout)));
+    let collector = Arc::new(Mutex::new(Collector::new(
+        probes,
+        layout,
+        config.proc_root.clone(),
+    )));
 
     let listener = TcpListener::bind(config.listen)
         .await

@@ -10,6 +10,7 @@ use crate::{
         Layout, Tree,
         cpu::{self, CpuSpec, CpuStats, ReadError},
         layout::Mode,
+        memory::{self, MachineUsage, MemorySpec, MemoryStats},
     },
     cpu_account::CpuAccountant,
     ebpf::Probes,
@@ -23,6 +24,8 @@ const WARN_BUDGET: u64 = 20;
 pub struct Collector {
     probes: Probes,
     layout: Layout,
+    /// The host's procfs (`/proc`, or where the host's is mounted in a container).
+    proc_root: std::path::PathBuf,
     accountant: CpuAccountant,
     /// Hierarchical CPU ns of the last successful drain; held when a drain fails.
     cpu_totals: HashMap<u64, u64>,
@@ -40,7 +43,7 @@ pub enum CollectError {
 }
 
 impl Collector {
-    pub fn new(probes: Probes, layout: Layout) -> Self {
+    pub fn new(probes: Probes, layout: Layout, proc_root: std::path::PathBuf) -> Self {
         let stats = AgentStats {
             programs_attached: probes.attached.clone(),
             cpu_map_capacity: u64::from(probes.cpu_map_entries),
@@ -49,6 +52,7 @@ impl Collector {
         Collector {
             probes,
             layout,
+            proc_root,
             accountant: CpuAccountant::default(),
             cpu_totals: HashMap::new(),
             stats,
@@ -89,9 +93,18 @@ impl Collector {
             self.cpu_totals = update.totals;
         }
 
+        // The v2 root has no memory.current: its usage is the machine's (read once per pass).
+        let machine = match self.layout.mode {
+            Mode::Unified => std::fs::read_to_string(self.proc_root.join("meminfo"))
+                .ok()
+                .and_then(|t| memory::parse_meminfo_usage(&t)),
+            Mode::Hybrid => None,
+        };
         let mut containers = Vec::with_capacity(tree.len());
         for cg in &tree.cgroups {
             let (cpu, cpu_spec) = self.read_cpu(&cg.path);
+            let root_usage = machine.filter(|_| cg.path == "/");
+            let (memory, memory_spec) = self.read_memory(&cg.path, root_usage);
             containers.push(ContainerSample {
                 cgroup_id: cg.id,
                 path: cg.path.clone(),
@@ -99,6 +112,8 @@ impl Collector {
                 cpu_usage_ns: self.cpu_totals.get(&cg.id).copied(),
                 cpu,
                 cpu_spec,
+                memory,
+                memory_spec,
             });
         }
         self.stats.collection_seconds = started.elapsed().as_secs_f64();
@@ -138,6 +153,40 @@ impl Collector {
             }
         }
         (stats, spec)
+    }
+
+    /// Reads the memory controller of one cgroup: the v2 directory on pure v2 hosts, the v1
+    /// memory hierarchy at the same path on hybrid ones.
+    fn read_memory(
+        &mut self,
+        rel: &str,
+        root_usage: Option<MachineUsage>,
+    ) -> (MemoryStats, MemorySpec) {
+        match self.layout.mode {
+            Mode::Unified => {
+                let Some(dir) = crate::cgroup::tree::resolve_under(&self.layout.unified, rel)
+                else {
+                    return Default::default();
+                };
+                let stats = self
+                    .ok_or_count(memory::read_v2(&dir, root_usage))
+                    .unwrap_or_default();
+                let spec = self
+                    .ok_or_count(memory::read_v2_spec(&dir))
+                    .unwrap_or_default();
+                (stats, spec)
+            }
+            Mode::Hybrid => {
+                let Some(dir) = self.v1_dir(self.layout.v1_memory.as_deref(), rel) else {
+                    return Default::default();
+                };
+                let stats = self.ok_or_count(memory::read_v1(&dir)).unwrap_or_default();
+                let spec = self
+                    .ok_or_count(memory::read_v1_spec(&dir))
+                    .unwrap_or_default();
+                (stats, spec)
+            }
+        }
     }
 
     /// The v1 directory at the same relative path, if that controller is mounted and has it.

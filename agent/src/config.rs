@@ -21,6 +21,11 @@ pub struct Config {
     #[arg(long, env = "NODETEL_CGROUP_ROOT", default_value = "/sys/fs/cgroup")]
     pub cgroup_root: PathBuf,
 
+    /// The host's procfs: machine memory (the v2 root cgroup's usage) and, later, machine facts.
+    /// Mount the host's /proc here when running in a container without hostPID.
+    #[arg(long, env = "NODETEL_PROC_ROOT", default_value = "/proc")]
+    pub proc_root: PathBuf,
+
     /// The running kernel's BTF, for struct offsets and BTF tracepoints.
     #[arg(long, env = "NODETEL_BTF", default_value = "/sys/kernel/btf/vmlinux")]
     pub btf_path: PathBuf,

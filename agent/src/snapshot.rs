@@ -3,7 +3,10 @@
 use std::time::SystemTime;
 
 use crate::{
-    cgroup::cpu::{CpuSpec, CpuStats},
+    cgroup::{
+        cpu::{CpuSpec, CpuStats},
+        memory::{MemorySpec, MemoryStats},
+    },
     ebpf::KernelStats,
 };
 
@@ -29,6 +32,8 @@ pub struct ContainerSample {
     pub cpu_usage_ns: Option<u64>,
     pub cpu: CpuStats,
     pub cpu_spec: CpuSpec,
+    pub memory: MemoryStats,
+    pub memory_spec: MemorySpec,
 }
 
 /// The agent's own health figures.

@@ -263,9 +263,9 @@ impl Exposition {
 pub struct TestCgroup {
     pub rel: String,
     pub dir: PathBuf,
-    /// On a hybrid host, the same relative path in the v1 `cpu` hierarchy, made by
-    /// [`TestCgroup::limit_cpu`]: that is where CFS quotas live there.
-    v1_cpu: Option<PathBuf>,
+    /// On a hybrid host, the same relative path in v1 hierarchies (controller, directory), made
+    /// by [`TestCgroup::v1`]: that is where quotas and memory live there.
+    v1: Vec<(&'static str, PathBuf)>,
 }
 
 impl TestCgroup {
@@ -278,7 +278,7 @@ impl TestCgroup {
         Ok(TestCgroup {
             rel,
             dir,
-            v1_cpu: None,
+            v1: Vec::new(),
         })
     }
 
@@ -288,7 +288,7 @@ impl TestCgroup {
         Ok(TestCgroup {
             rel: format!("{}/{name}", self.rel),
             dir,
-            v1_cpu: None,
+            v1: Vec::new(),
         })
     }
 
@@ -311,7 +311,7 @@ impl TestCgroup {
     /// and exit between two polls (seen in CI), and then it never "appears".
     pub fn spawn(&self, script: &str) -> anyhow::Result<Child> {
         let mut moves = format!("echo $$ > '{}'", self.dir.join("cgroup.procs").display());
-        if let Some(v1) = &self.v1_cpu {
+        for (_, v1) in &self.v1 {
             moves += &format!(" && echo $$ > '{}'", v1.join("cgroup.procs").display());
         }
         let cmd = format!("{moves} && echo moved && exec sh -c '{script}' >&2");
@@ -344,19 +344,43 @@ impl TestCgroup {
             std::fs::write(self.dir.join("cpu.max"), format!("{quota_us} {period_us}"))?;
             return Ok(());
         }
-        let mount = v1_cpu_mount().context("no cpu.max and no v1 cpu hierarchy")?;
-        let dir = mount.join(self.rel.trim_start_matches('/'));
-        let _ = std::fs::create_dir_all(&dir);
+        let dir = self
+            .v1("cpu")?
+            .context("no cpu.max and no v1 cpu hierarchy")?;
         std::fs::write(dir.join("cpu.cfs_period_us"), period_us.to_string())?;
         std::fs::write(dir.join("cpu.cfs_quota_us"), quota_us.to_string())?;
-        self.v1_cpu = Some(dir);
         Ok(())
+    }
+
+    /// On a hybrid host, this cgroup's directory in the v1 hierarchy of `controller` (made on
+    /// first use; later spawns join it too). `None` on pure v2, where the v2 directory has it.
+    pub fn v1(&mut self, controller: &'static str) -> anyhow::Result<Option<PathBuf>> {
+        if let Some((_, d)) = self.v1.iter().find(|(c, _)| *c == controller) {
+            return Ok(Some(d.clone()));
+        }
+        if unified_root().is_some_and(|r| r == Path::new("/sys/fs/cgroup")) {
+            return Ok(None);
+        }
+        let Some(mount) = v1_mount(controller) else {
+            return Ok(None);
+        };
+        let dir = mount.join(self.rel.trim_start_matches('/'));
+        std::fs::create_dir_all(&dir).with_context(|| format!("mkdir {}", dir.display()))?;
+        self.v1.push((controller, dir.clone()));
+        Ok(Some(dir))
+    }
+
+    /// Where this cgroup's `controller` files are: its v1 directory on a hybrid host, else the
+    /// v2 one.
+    pub fn controller_dir(&mut self, controller: &'static str) -> anyhow::Result<PathBuf> {
+        Ok(self.v1(controller)?.unwrap_or_else(|| self.dir.clone()))
     }
 
     /// The kernel's CFS figures: (periods, throttled periods, throttled seconds), from v2
     /// `cpu.stat` or the v1 cpu hierarchy's `cpu.stat`.
     pub fn kernel_throttling(&self) -> anyhow::Result<(u64, u64, f64)> {
-        let (file, time_key, time_unit) = match &self.v1_cpu {
+        let v1 = self.v1.iter().find(|(c, _)| *c == "cpu").map(|(_, d)| d);
+        let (file, time_key, time_unit) = match v1 {
             Some(v1) => (v1.join("cpu.stat"), "throttled_time", 1e9),
             None => (self.dir.join("cpu.stat"), "throttled_usec", 1e6),
         };
@@ -428,20 +452,21 @@ impl Drop for TestCgroup {
                 let _ = std::fs::remove_dir(d);
             }
         }
-        if let Some(v1) = &self.v1_cpu {
+        for (_, v1) in &self.v1 {
             kill_all(v1);
             let _ = std::fs::remove_dir(v1);
         }
     }
 }
 
-/// Where the v1 `cpu` controller is mounted (alone or co-mounted with cpuacct), if anywhere.
-pub fn v1_cpu_mount() -> Option<PathBuf> {
+/// Where a v1 controller is mounted (alone or co-mounted, e.g. `cpu,cpuacct`), if anywhere.
+pub fn v1_mount(controller: &str) -> Option<PathBuf> {
     let mounts = std::fs::read_to_string("/proc/self/mounts").ok()?;
     mounts.lines().find_map(|l| {
         let f: Vec<&str> = l.split_whitespace().collect();
         let (dir, fstype, opts) = (f.get(1)?, f.get(2)?, f.get(3)?);
-        (*fstype == "cgroup" && opts.split(',').any(|o| o == "cpu")).then(|| PathBuf::from(dir))
+        (*fstype == "cgroup" && opts.split(',').any(|o| o == controller))
+            .then(|| PathBuf::from(dir))
     })
 }
 

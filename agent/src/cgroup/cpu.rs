@@ -5,25 +5,19 @@
 //! throttling and shares live in the v1 `cpu` hierarchy at the same relative path. Accounting is
 //! read from v2 when it is there: its membership is the one the eBPF programs see, and it is in
 //! microseconds where v1 `cpuacct.stat` is in USER_HZ ticks.
-use std::{io, path::Path};
+use std::path::Path;
 
-use super::parse::{self, ParseError};
+pub use super::read::ReadError;
+use super::{
+    parse::{self, ParseError},
+    read::{parse_err, read_opt},
+};
 
 /// Linux's USER_HZ, the unit of v1 `cpuacct.stat`: 100 on every architecture Kubernetes runs on.
 const USER_HZ: u64 = 100;
 /// CFS shares range for the v2 weight conversion (the kernel's and runc's formula).
 const MIN_SHARES: u64 = 2;
 const MAX_SHARES: u64 = 262_144;
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReadError {
-    /// A file exists but its content does not parse.
-    #[error("`{file}`: {source}")]
-    Parse { file: String, source: ParseError },
-    /// A file exists but cannot be read for another reason than the cgroup going away.
-    #[error("`{file}`: {source}")]
-    Io { file: String, source: io::Error },
-}
 
 /// Cumulative CPU accounting of one cgroup, from cgroupfs.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -50,31 +44,6 @@ pub struct CpuSpec {
     pub period_us: Option<u64>,
     /// `None` when unlimited (`max` / -1).
     pub quota_us: Option<u64>,
-}
-
-/// Reads a file, mapping "the cgroup or the file is gone" to `None`: a container that exits
-/// between the walk and the read is normal, not an error.
-fn read_opt(path: &Path) -> Result<Option<String>, ReadError> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if gone(&e) => Ok(None),
-        Err(source) => Err(ReadError::Io {
-            file: path.display().to_string(),
-            source,
-        }),
-    }
-}
-
-fn gone(e: &io::Error) -> bool {
-    // ENODEV: the cgroup was removed while the file was open.
-    e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(19)
-}
-
-fn parse_err(path: &Path, source: ParseError) -> ReadError {
-    ReadError::Parse {
-        file: path.display().to_string(),
-        source,
-    }
 }
 
 /// Reads v2 `cpu.stat` in `dir`.

@@ -33,6 +33,10 @@ pub struct Layout {
     pub v1_cpu: Option<PathBuf>,
     /// v1 `cpuacct` controller mount, on hybrid hosts.
     pub v1_cpuacct: Option<PathBuf>,
+    /// v1 `memory`, `blkio` and `pids` controller mounts, on hybrid hosts.
+    pub v1_memory: Option<PathBuf>,
+    pub v1_blkio: Option<PathBuf>,
+    pub v1_pids: Option<PathBuf>,
 }
 
 impl Layout {
@@ -45,6 +49,9 @@ impl Layout {
                 unified: root.to_path_buf(),
                 v1_cpu: None,
                 v1_cpuacct: None,
+                v1_memory: None,
+                v1_blkio: None,
+                v1_pids: None,
             });
         }
         let unified = root.join("unified");
@@ -56,6 +63,10 @@ impl Layout {
             unified,
             v1_cpu: v1_controller(root, "cpu", "cpu.shares"),
             v1_cpuacct: v1_controller(root, "cpuacct", "cpuacct.stat"),
+            v1_memory: v1_controller(root, "memory", "memory.usage_in_bytes"),
+            v1_blkio: v1_controller(root, "blkio", "blkio.throttle.io_service_bytes"),
+            // The pids root has no pids.* files; the directory name is the marker.
+            v1_pids: v1_controller(root, "pids", "cgroup.procs"),
         })
     }
 }
@@ -97,6 +108,8 @@ mod tests {
         assert_eq!(l.unified, root.join("unified"));
         assert_eq!(l.v1_cpu, Some(root.join("cpu")));
         assert_eq!(l.v1_cpuacct, Some(root.join("cpuacct")));
+        assert_eq!(l.v1_memory, Some(root.join("memory")));
+        assert_eq!(l.v1_blkio, None, "no blkio in this fixture");
     }
 
     #[test]

@@ -2,7 +2,9 @@
 //! per controller.
 pub mod cpu;
 pub mod layout;
+pub mod memory;
 pub mod parse;
+pub mod read;
 pub mod tree;
 
 pub use layout::Layout;

@@ -38,6 +38,13 @@ pub fn single_i64(text: &str) -> Result<i64, ParseError> {
         .map_err(|_| ParseError::NotInteger(t.to_string()))
 }
 
+/// Parses a file holding one unsigned integer (`memory.current`, `memory.limit_in_bytes`).
+pub fn single_u64(text: &str) -> Result<u64, ParseError> {
+    let t = text.trim();
+    t.parse::<u64>()
+        .map_err(|_| ParseError::NotInteger(t.to_string()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

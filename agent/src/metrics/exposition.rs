@@ -7,7 +7,7 @@
 //! removed cgroups stale at once instead of keeping them for five minutes.
 use std::fmt::Write as _;
 
-use super::families::{AGENT_FAMILIES, CONTAINER_FAMILIES};
+use super::families::{AGENT_FAMILIES, CONTAINER_FAMILIES, Extra, Value};
 use crate::snapshot::{ContainerSample, Snapshot};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -17,30 +17,37 @@ pub fn render(snapshot: &Snapshot) -> String {
     let mut out = String::with_capacity(256 + snapshot.containers.len() * 1024);
     let mut containers: Vec<&ContainerSample> = snapshot.containers.iter().collect();
     containers.sort_by(|a, b| a.path.cmp(&b.path));
-    let mut labels: Vec<(&str, &str)> = Vec::with_capacity(8);
     for family in CONTAINER_FAMILIES {
         let mut header = false;
         for c in &containers {
-            let Some(value) = (family.value)(c) else {
-                continue;
+            let mut emit = |extra: Extra<'_>, value: f64| {
+                if !header {
+                    write_header(&mut out, family.name, family.help, family.kind.as_str());
+                    header = true;
+                }
+                let id = &c.identity;
+                let mut labels: Vec<(&str, &str)> = Vec::with_capacity(10);
+                labels.extend([
+                    ("container", id.container.as_str()),
+                    ("id", c.path.as_str()),
+                    ("image", id.image.as_str()),
+                    ("name", id.name.as_str()),
+                    ("namespace", id.namespace.as_str()),
+                    ("pod", id.pod.as_str()),
+                ]);
+                labels.extend(family.extra.iter().copied());
+                labels.extend(extra.iter().copied());
+                labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
+                write_sample(&mut out, family.name, &labels, value);
             };
-            if !header {
-                write_header(&mut out, family.name, family.help, family.kind.as_str());
-                header = true;
+            match &family.value {
+                Value::One(get) => {
+                    if let Some(v) = get(c) {
+                        emit(&[], v);
+                    }
+                }
+                Value::Many(each) => each(c, &mut emit),
             }
-            labels.clear();
-            let id = &c.identity;
-            labels.extend([
-                ("container", id.container.as_str()),
-                ("id", c.path.as_str()),
-                ("image", id.image.as_str()),
-                ("name", id.name.as_str()),
-                ("namespace", id.namespace.as_str()),
-                ("pod", id.pod.as_str()),
-            ]);
-            labels.extend(family.extra.iter().copied());
-            labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
-            write_sample(&mut out, family.name, &labels, value);
         }
     }
     for family in AGENT_FAMILIES {
@@ -122,7 +129,10 @@ fn write_value(out: &mut String, v: f64) {
 mod tests {
     use super::*;
     use crate::{
-        cgroup::cpu::{CpuSpec, CpuStats, Throttling},
+        cgroup::{
+            cpu::{CpuSpec, CpuStats, Throttling},
+            memory::{MemorySpec, MemoryStats},
+        },
         snapshot::{AgentStats, Identity},
     };
 
@@ -146,6 +156,28 @@ mod tests {
                 shares: Some(512),
                 period_us: Some(100_000),
                 quota_us: Some(50_000),
+            },
+            memory: MemoryStats {
+                usage: Some(73_400_320),
+                max_usage: Some(83_886_080),
+                failcnt: Some(3),
+                cache: Some(20_971_520),
+                rss: Some(52_428_800),
+                swap: Some(0),
+                mapped_file: Some(4_194_304),
+                kernel: Some(1_048_576),
+                active_file: Some(10_485_760),
+                inactive_file: Some(10_485_760),
+                pgfault: Some(100),
+                pgmajfault: Some(2),
+                pgfault_hierarchy: Some(150),
+                pgmajfault_hierarchy: Some(3),
+                ..MemoryStats::default()
+            },
+            memory_spec: MemorySpec {
+                limit: Some(134_217_728),
+                swap_limit: Some(9_223_372_036_854_771_712),
+                reservation: Some(u64::MAX),
             },
         };
         let root = ContainerSample {
@@ -183,7 +215,10 @@ mod tests {
     #[test]
     fn golden_exposition() {
         let text = render(&snapshot());
-        let golden_path = concat!(env!("CARGO_MANIFEST_DIR"), "/testdata/golden/cpu.prom");
+        let golden_path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/testdata/golden/exposition.prom"
+        );
         if std::env::var_os("NODETEL_BLESS").is_some() {
             std::fs::write(golden_path, &text).expect("write golden");
         }

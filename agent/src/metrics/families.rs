@@ -25,10 +25,34 @@ pub struct ContainerFamily {
     pub kind: Kind,
     /// Labels beyond the base set, constant per family.
     pub extra: &'static [(&'static str, &'static str)],
-    pub value: fn(&ContainerSample) -> Option<f64>,
+    pub value: Value,
+}
+
+/// Labels beyond the base set for one series of a [`Value::Many`] family.
+pub type Extra<'a> = &'a [(&'static str, &'a str)];
+
+/// Where a [`Value::Many`] getter puts each of its series.
+pub type Emit<'e> = &'e mut dyn FnMut(Extra<'_>, f64);
+
+pub enum Value {
+    /// At most one series per cgroup.
+    One(fn(&ContainerSample) -> Option<f64>),
+    /// Several series per cgroup (per device, per failure type): the getter calls `emit` for
+    /// each with its own extra labels.
+    Many(fn(&ContainerSample, Emit<'_>)),
 }
 
 const NS_PER_S: f64 = 1e9;
+
+/// A byte or event count as a sample value.
+fn num(v: Option<u64>) -> Option<f64> {
+    v.map(|v| v as f64)
+}
+
+/// cAdvisor reports limits above 2^62 (unlimited: `max`, or v1's page-rounded i64::MAX) as 0.
+fn limit(v: Option<u64>) -> Option<f64> {
+    v.map(|v| if v > 1 << 62 { 0.0 } else { v as f64 })
+}
 
 fn has_quota(c: &ContainerSample) -> bool {
     c.cpu_spec.quota_us.is_some()
@@ -41,72 +65,245 @@ pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
         kind: Kind::Counter,
         // Per-CPU series are a v1-only cAdvisor feature; eBPF counts per cgroup, like v2.
         extra: &[("cpu", "total")],
-        value: |c| c.cpu_usage_ns.map(|v| v as f64 / NS_PER_S),
+        value: Value::One(|c| c.cpu_usage_ns.map(|v| v as f64 / NS_PER_S)),
     },
     ContainerFamily {
         name: "container_cpu_user_seconds_total",
         help: "Cumulative user cpu time consumed in seconds.",
         kind: Kind::Counter,
         extra: &[],
-        value: |c| c.cpu.user_ns.map(|v| v as f64 / NS_PER_S),
+        value: Value::One(|c| c.cpu.user_ns.map(|v| v as f64 / NS_PER_S)),
     },
     ContainerFamily {
         name: "container_cpu_system_seconds_total",
         help: "Cumulative system cpu time consumed in seconds.",
         kind: Kind::Counter,
         extra: &[],
-        value: |c| c.cpu.system_ns.map(|v| v as f64 / NS_PER_S),
+        value: Value::One(|c| c.cpu.system_ns.map(|v| v as f64 / NS_PER_S)),
     },
     ContainerFamily {
         name: "container_cpu_cfs_periods_total",
         help: "Number of elapsed enforcement period intervals.",
         kind: Kind::Counter,
         extra: &[],
-        value: |c| {
+        value: Value::One(|c| {
             let t = c.cpu.throttling.filter(|_| has_quota(c))?;
             Some(t.periods as f64)
-        },
+        }),
     },
     ContainerFamily {
         name: "container_cpu_cfs_throttled_periods_total",
         help: "Number of throttled period intervals.",
         kind: Kind::Counter,
         extra: &[],
-        value: |c| {
+        value: Value::One(|c| {
             let t = c.cpu.throttling.filter(|_| has_quota(c))?;
             Some(t.throttled_periods as f64)
-        },
+        }),
     },
     ContainerFamily {
         name: "container_cpu_cfs_throttled_seconds_total",
         help: "Total time duration the container has been throttled.",
         kind: Kind::Counter,
         extra: &[],
-        value: |c| {
+        value: Value::One(|c| {
             let t = c.cpu.throttling.filter(|_| has_quota(c))?;
             Some(t.throttled_ns as f64 / NS_PER_S)
-        },
+        }),
     },
     ContainerFamily {
         name: "container_spec_cpu_period",
         help: "CPU period of the container.",
         kind: Kind::Gauge,
         extra: &[],
-        value: |c| c.cpu_spec.period_us.map(|v| v as f64),
+        value: Value::One(|c| c.cpu_spec.period_us.map(|v| v as f64)),
     },
     ContainerFamily {
         name: "container_spec_cpu_quota",
         help: "CPU quota of the container.",
         kind: Kind::Gauge,
         extra: &[],
-        value: |c| c.cpu_spec.quota_us.map(|v| v as f64),
+        value: Value::One(|c| c.cpu_spec.quota_us.map(|v| v as f64)),
     },
     ContainerFamily {
         name: "container_spec_cpu_shares",
         help: "CPU share of the container.",
         kind: Kind::Gauge,
         extra: &[],
-        value: |c| c.cpu_spec.shares.map(|v| v as f64),
+        value: Value::One(|c| c.cpu_spec.shares.map(|v| v as f64)),
+    },
+    ContainerFamily {
+        name: "container_memory_cache",
+        help: "Number of bytes of page cache memory.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.cache)),
+    },
+    ContainerFamily {
+        name: "container_memory_rss",
+        help: "Size of RSS in bytes.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.rss)),
+    },
+    ContainerFamily {
+        name: "container_memory_kernel_usage",
+        help: "Size of kernel memory allocated in bytes.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.kernel)),
+    },
+    ContainerFamily {
+        name: "container_memory_mapped_file",
+        help: "Size of memory mapped files in bytes.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.mapped_file)),
+    },
+    ContainerFamily {
+        name: "container_memory_swap",
+        help: "Container swap usage in bytes.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.swap)),
+    },
+    ContainerFamily {
+        name: "container_memory_failcnt",
+        help: "Number of memory usage hits limits",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.failcnt)),
+    },
+    ContainerFamily {
+        name: "container_memory_usage_bytes",
+        help: "Current memory usage in bytes, including all memory regardless of when it was accessed",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.usage)),
+    },
+    ContainerFamily {
+        name: "container_memory_max_usage_bytes",
+        help: "Maximum memory usage recorded in bytes",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.max_usage)),
+    },
+    ContainerFamily {
+        name: "container_memory_working_set_bytes",
+        help: "Current working set in bytes.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.working_set())),
+    },
+    ContainerFamily {
+        name: "container_memory_total_active_file_bytes",
+        help: "Current total active file in bytes.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.active_file)),
+    },
+    ContainerFamily {
+        name: "container_memory_total_inactive_file_bytes",
+        help: "Current total inactive file in bytes.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.inactive_file)),
+    },
+    ContainerFamily {
+        name: "container_memory_failures_total",
+        help: "Cumulative count of memory allocation failures.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            let m = &c.memory;
+            for (kind, scope, v) in [
+                ("pgfault", "container", m.pgfault),
+                ("pgfault", "hierarchy", m.pgfault_hierarchy),
+                ("pgmajfault", "container", m.pgmajfault),
+                ("pgmajfault", "hierarchy", m.pgmajfault_hierarchy),
+            ] {
+                if let Some(v) = v {
+                    emit(&[("failure_type", kind), ("scope", scope)], v as f64);
+                }
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_memory_events_high_total",
+        help: "Number of times the memory usage went over the high boundary (memory.events high).",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.events_high)),
+    },
+    ContainerFamily {
+        name: "container_memory_events_max_total",
+        help: "Number of times the memory usage was about to go over the max boundary (memory.events max).",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.events_max)),
+    },
+    ContainerFamily {
+        name: "container_memory_file_dirty_bytes",
+        help: "Size of file pages that are modified and not yet written back to disk.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.file_dirty)),
+    },
+    ContainerFamily {
+        name: "container_memory_file_writeback_bytes",
+        help: "Size of file pages that are being written back to disk.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.file_writeback)),
+    },
+    ContainerFamily {
+        name: "container_memory_pgscan_total",
+        help: "Number of pages scanned for reclaim.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.pgscan)),
+    },
+    ContainerFamily {
+        name: "container_memory_pgsteal_total",
+        help: "Number of pages reclaimed.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.pgsteal)),
+    },
+    ContainerFamily {
+        name: "container_memory_workingset_refault_file_total",
+        help: "Number of refaults of previously evicted file pages.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.workingset_refault_file)),
+    },
+    ContainerFamily {
+        name: "container_memory_workingset_refault_anon_total",
+        help: "Number of refaults of previously evicted anonymous pages.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| num(c.memory.workingset_refault_anon)),
+    },
+    ContainerFamily {
+        name: "container_spec_memory_limit_bytes",
+        help: "Memory limit for the container.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| limit(c.memory_spec.limit)),
+    },
+    ContainerFamily {
+        name: "container_spec_memory_swap_limit_bytes",
+        help: "Memory swap limit for the container.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| limit(c.memory_spec.swap_limit)),
+    },
+    ContainerFamily {
+        name: "container_spec_memory_reservation_limit_bytes",
+        help: "Memory reservation limit for the container.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| limit(c.memory_spec.reservation)),
     },
 ];
 

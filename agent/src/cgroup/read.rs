@@ -1,0 +1,80 @@
+//! Reading cgroupfs files: every controller reader goes through here, so "the cgroup went away"
+//! and "the file is garbage" are told apart the same way everywhere.
+use std::{io, path::Path};
+
+use super::parse::{self, ParseError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    /// A file exists but its content does not parse.
+    #[error("`{file}`: {source}")]
+    Parse { file: String, source: ParseError },
+    /// A file exists but cannot be read for another reason than the cgroup going away.
+    #[error("`{file}`: {source}")]
+    Io { file: String, source: io::Error },
+}
+
+/// Reads a file, mapping "the cgroup or the file is gone" to `None`: a container that exits
+/// between the walk and the read is normal, and a file a kernel or controller lacks means the
+/// metric is absent, not zero.
+pub fn read_opt(path: &Path) -> Result<Option<String>, ReadError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if gone(&e) => Ok(None),
+        Err(source) => Err(ReadError::Io {
+            file: path.display().to_string(),
+            source,
+        }),
+    }
+}
+
+fn gone(e: &io::Error) -> bool {
+    // ENODEV: the cgroup was removed while the file was open. ENOTSUP/EOPNOTSUPP: a file that
+    // exists but whose controller is off here (e.g. memory.swap.current without swap accounting).
+    e.kind() == io::ErrorKind::NotFound || matches!(e.raw_os_error(), Some(19 | 95))
+}
+
+pub fn parse_err(path: &Path, source: ParseError) -> ReadError {
+    ReadError::Parse {
+        file: path.display().to_string(),
+        source,
+    }
+}
+
+/// A file holding one unsigned integer (`memory.current`, `pids.current`), if present.
+pub fn read_u64(dir: &Path, name: &str) -> Result<Option<u64>, ReadError> {
+    let path = dir.join(name);
+    match read_opt(&path)? {
+        Some(text) => parse::single_u64(&text)
+            .map(Some)
+            .map_err(|e| parse_err(&path, e)),
+        None => Ok(None),
+    }
+}
+
+/// A limit file: a number, or `max` for unlimited (v2), returned as `u64::MAX`.
+pub fn read_limit(dir: &Path, name: &str) -> Result<Option<u64>, ReadError> {
+    let path = dir.join(name);
+    match read_opt(&path)? {
+        Some(text) if text.trim() == "max" => Ok(Some(u64::MAX)),
+        Some(text) => parse::single_u64(&text)
+            .map(Some)
+            .map_err(|e| parse_err(&path, e)),
+        None => Ok(None),
+    }
+}
+
+/// A flat-keyed file (`memory.stat`, `memory.events`), with `f` picking the keys it knows.
+pub fn read_flat_keyed(
+    dir: &Path,
+    name: &str,
+    f: impl FnMut(&str, u64),
+) -> Result<bool, ReadError> {
+    let path = dir.join(name);
+    match read_opt(&path)? {
+        Some(text) => parse::flat_keyed(&text, f)
+            .map(|()| true)
+            .map_err(|e| parse_err(&path, e)),
+        None => Ok(false),
+    }
+}
