@@ -1,10 +1,14 @@
 //! Reading the kernel maps once per interval.
 //!
-//! Order matters for correctness: the committed per-cgroup totals are read first, then each CPU's
-//! run state. A switch landing between the two reads can only make this drain miss part of one
-//! slice (it is in neither read), never count time twice; the accountant's monotonic guard absorbs
-//! that momentary shortfall, and the next drain has it.
-use std::collections::HashMap;
+//! The committed totals and the per-CPU run states cannot be read atomically together, and a
+//! switch during the read moves a slice from "in flight" to "committed". Read in the naive order,
+//! such a slice can be in neither read: a long-running task switched out during the drain lost its
+//! whole slice for one pass (seen: 42 ms under QEMU). So each CPU's state is read before and after
+//! the committed totals; where it changed, the slice that the state named before is re-read from
+//! the map after the switch. A CPU that switches again during that fix-up adds no in-flight time:
+//! the drain may then fall short by a slice (the accountant's monotonic guard holds the counter and
+//! the next drain has it), but never counts time twice.
+use std::collections::{HashMap, HashSet};
 
 use aya::maps::{MapError, PerCpuArray, PerCpuHashMap};
 use nodetel_common::{
@@ -52,9 +56,18 @@ impl Probes {
     pub fn drain_cpu(&self) -> Result<CpuDrain, MapError> {
         let map = self
             .ebpf
+            .map(MAP_RUNNING)
+            .ok_or_else(|| missing(MAP_RUNNING))?;
+        let running: PerCpuArray<_, RunState> = PerCpuArray::try_from(map)?;
+        let map = self
+            .ebpf
             .map(MAP_CPU_NS)
             .ok_or_else(|| missing(MAP_CPU_NS))?;
         let cpu_ns: PerCpuHashMap<_, u64, u64> = PerCpuHashMap::try_from(map)?;
+
+        let before = running.get(&0, 0)?;
+        let watched: HashSet<u64> = before.iter().map(|s| s.cgroup_id).collect();
+        let mut watched_per_cpu: HashMap<u64, Vec<u64>> = HashMap::new();
         let mut out = CpuDrain::default();
         for item in cpu_ns.iter() {
             // A key deleted between "next key" and "lookup" is a cgroup being retired: skip it.
@@ -65,17 +78,42 @@ impl Probes {
             };
             let total = per_cpu.iter().fold(0u64, |a, v| a.saturating_add(*v));
             out.committed.insert(id, total);
+            if watched.contains(&id) {
+                watched_per_cpu.insert(id, per_cpu.to_vec());
+            }
         }
-
-        let map = self
-            .ebpf
-            .map(MAP_RUNNING)
-            .ok_or_else(|| missing(MAP_RUNNING))?;
-        let running: PerCpuArray<_, RunState> = PerCpuArray::try_from(map)?;
-        let states = running.get(&0, 0)?;
+        let after = running.get(&0, 0)?;
         let now = monotonic_ns();
-        for s in states.iter() {
-            if s.cgroup_id == 0 || s.pid == 0 || s.since_ns == 0 {
+
+        let mut trusted = vec![true; after.len()];
+        for (cpu, (s1, s2)) in before.iter().zip(after.iter()).enumerate() {
+            if s1 == s2 || s1.cgroup_id == 0 {
+                continue;
+            }
+            // This CPU switched during the read: its slice of s1's cgroup is committed now.
+            let fresh = match cpu_ns.get(&s1.cgroup_id, 0) {
+                Ok(v) => v.get(cpu).copied().unwrap_or(0),
+                Err(MapError::KeyNotFound) => 0,
+                Err(e) => return Err(e),
+            };
+            let seen = watched_per_cpu
+                .get(&s1.cgroup_id)
+                .and_then(|v| v.get(cpu).copied())
+                .unwrap_or(0);
+            if fresh > seen {
+                *out.committed.entry(s1.cgroup_id).or_default() += fresh - seen;
+            }
+        }
+        // A switch after `after` was read may be in the fresh values: its CPU's in-flight time
+        // would then count twice, so it adds none.
+        let last = running.get(&0, 0)?;
+        for (cpu, (s2, s3)) in after.iter().zip(last.iter()).enumerate() {
+            if s2 != s3 {
+                trusted[cpu] = false;
+            }
+        }
+        for (s, ok) in after.iter().zip(trusted) {
+            if !ok || s.cgroup_id == 0 || s.pid == 0 || s.since_ns == 0 {
                 continue;
             }
             // bpf_ktime_get_ns and CLOCK_MONOTONIC are one clock; a switch racing this read can
