@@ -32,6 +32,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         probes,
         layout,
         config.proc_root.clone(),
+        config.sys_root.clone(),
     )));
 
     let listener = TcpListener::bind(config.listen)

@@ -9,8 +9,11 @@ use crate::{
     cgroup::{
         Layout, Tree,
         cpu::{self, CpuSpec, CpuStats, ReadError},
+        io::{self, DeviceIo, DeviceNames},
         layout::Mode,
         memory::{self, MachineUsage, MemorySpec, MemoryStats},
+        pids::{self, ProcessStats},
+        psi::{self, PressureStats},
     },
     cpu_account::CpuAccountant,
     ebpf::Probes,
@@ -27,6 +30,9 @@ pub struct Collector {
     /// The host's procfs (`/proc`, or where the host's is mounted in a container).
     proc_root: std::path::PathBuf,
     accountant: CpuAccountant,
+    devices: DeviceNames,
+    /// Unix seconds each live cgroup was created, fixed at first sight.
+    start_times: HashMap<u64, f64>,
     /// Hierarchical CPU ns of the last successful drain; held when a drain fails.
     cpu_totals: HashMap<u64, u64>,
     stats: AgentStats,
@@ -43,7 +49,12 @@ pub enum CollectError {
 }
 
 impl Collector {
-    pub fn new(probes: Probes, layout: Layout, proc_root: std::path::PathBuf) -> Self {
+    pub fn new(
+        probes: Probes,
+        layout: Layout,
+        proc_root: std::path::PathBuf,
+        sys_root: std::path::PathBuf,
+    ) -> Self {
         let stats = AgentStats {
             programs_attached: probes.attached.clone(),
             cpu_map_capacity: u64::from(probes.cpu_map_entries),
@@ -53,6 +64,8 @@ impl Collector {
             probes,
             layout,
             proc_root,
+            start_times: HashMap::new(),
+            devices: DeviceNames::new(sys_root),
             accountant: CpuAccountant::default(),
             cpu_totals: HashMap::new(),
             stats,
@@ -100,11 +113,32 @@ impl Collector {
                 .and_then(|t| memory::parse_meminfo_usage(&t)),
             Mode::Hybrid => None,
         };
+        let seen_at = taken_at
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
         let mut containers = Vec::with_capacity(tree.len());
         for cg in &tree.cgroups {
             let (cpu, cpu_spec) = self.read_cpu(&cg.path);
             let root_usage = machine.filter(|_| cg.path == "/");
             let (memory, memory_spec) = self.read_memory(&cg.path, root_usage);
+            let v2_dir = crate::cgroup::tree::resolve_under(&self.layout.unified, &cg.path);
+            let processes = self.read_processes(&cg.path, v2_dir.as_deref());
+            let io = self.read_io(&cg.path, v2_dir.as_deref());
+            // PSI exists only in the v2 tree, on hybrid hosts too.
+            let pressure = match &v2_dir {
+                Some(dir) => self.ok_or_count(psi::read(dir)).unwrap_or_default(),
+                None => PressureStats::default(),
+            };
+            let start_time = match self.start_times.get(&cg.id) {
+                Some(t) => Some(*t),
+                None => {
+                    let t = v2_dir.as_deref().and_then(dir_mtime);
+                    if let Some(t) = t {
+                        self.start_times.insert(cg.id, t);
+                    }
+                    t
+                }
+            };
             containers.push(ContainerSample {
                 cgroup_id: cg.id,
                 path: cg.path.clone(),
@@ -114,8 +148,14 @@ impl Collector {
                 cpu_spec,
                 memory,
                 memory_spec,
+                processes,
+                io,
+                pressure,
+                start_time,
+                seen_at,
             });
         }
+        self.start_times.retain(|id, _| tree.contains(*id));
         self.stats.collection_seconds = started.elapsed().as_secs_f64();
         self.stats.taken_at = taken_at;
         Ok(Snapshot {
@@ -189,6 +229,33 @@ impl Collector {
         }
     }
 
+    /// Processes from the v2 `cgroup.procs`; threads from the pids controller, in the v2
+    /// directory on pure v2 hosts and in the v1 pids hierarchy on hybrid ones.
+    fn read_processes(&mut self, rel: &str, v2_dir: Option<&std::path::Path>) -> ProcessStats {
+        let Some(v2_dir) = v2_dir else {
+            return ProcessStats::default();
+        };
+        let pids_dir = match self.layout.mode {
+            Mode::Unified => Some(v2_dir.to_path_buf()),
+            Mode::Hybrid => self.v1_dir(self.layout.v1_pids.as_deref(), rel),
+        };
+        self.ok_or_count(pids::read(v2_dir, pids_dir.as_deref()))
+            .unwrap_or_default()
+    }
+
+    /// Block I/O: v2 `io.stat`, or the v1 blkio hierarchy; device names from sysfs.
+    fn read_io(&mut self, rel: &str, v2_dir: Option<&std::path::Path>) -> Option<Vec<DeviceIo>> {
+        let read = match self.layout.mode {
+            Mode::Unified => io::read_v2(v2_dir?),
+            Mode::Hybrid => io::read_v1(&self.v1_dir(self.layout.v1_blkio.as_deref(), rel)?),
+        };
+        let mut devices = self.ok_or_count(read).flatten()?;
+        for d in &mut devices {
+            d.device = self.devices.name(d.major, d.minor).to_string();
+        }
+        Some(devices)
+    }
+
     /// The v1 directory at the same relative path, if that controller is mounted and has it.
     fn v1_dir(&self, mount: Option<&std::path::Path>, rel: &str) -> Option<std::path::PathBuf> {
         mount
@@ -210,4 +277,14 @@ impl Collector {
             }
         }
     }
+}
+
+/// A cgroup directory's modification time in Unix seconds: what cAdvisor takes as the creation
+/// time. Children created later move it, which is why it is read once, at first sight.
+fn dir_mtime(dir: &std::path::Path) -> Option<f64> {
+    let modified = std::fs::metadata(dir).ok()?.modified().ok()?;
+    modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs_f64())
 }

@@ -26,6 +26,10 @@ pub struct Config {
     #[arg(long, env = "NODETEL_PROC_ROOT", default_value = "/proc")]
     pub proc_root: PathBuf,
 
+    /// The host's sysfs: block device names for the I/O series, and machine facts.
+    #[arg(long, env = "NODETEL_SYS_ROOT", default_value = "/sys")]
+    pub sys_root: PathBuf,
+
     /// The running kernel's BTF, for struct offsets and BTF tracepoints.
     #[arg(long, env = "NODETEL_BTF", default_value = "/sys/kernel/btf/vmlinux")]
     pub btf_path: PathBuf,

@@ -5,7 +5,10 @@ use std::time::SystemTime;
 use crate::{
     cgroup::{
         cpu::{CpuSpec, CpuStats},
+        io::DeviceIo,
         memory::{MemorySpec, MemoryStats},
+        pids::ProcessStats,
+        psi::PressureStats,
     },
     ebpf::KernelStats,
 };
@@ -34,6 +37,14 @@ pub struct ContainerSample {
     pub cpu_spec: CpuSpec,
     pub memory: MemoryStats,
     pub memory_spec: MemorySpec,
+    pub processes: ProcessStats,
+    /// Per-device block I/O; `None` where this host keeps none for the cgroup.
+    pub io: Option<Vec<DeviceIo>>,
+    pub pressure: PressureStats,
+    /// Unix seconds: the cgroup directory's age when first seen (cAdvisor's creation time).
+    pub start_time: Option<f64>,
+    /// Unix seconds of the pass that saw it (`container_last_seen`).
+    pub seen_at: f64,
 }
 
 /// The agent's own health figures.

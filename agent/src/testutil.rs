@@ -7,3 +7,10 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("testdata/cgroupfs")
         .join(name)
 }
+
+/// Any fixture under `agent/testdata/` (e.g. `sys`, a sysfs tree).
+pub fn testdata(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("testdata")
+        .join(name)
+}

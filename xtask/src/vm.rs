@@ -24,6 +24,23 @@ const RESULT_MARKER: &str = "nodetel-vm-result:";
 /// Tools the tests call, packed when the host has them (absent ones make those tests fail
 /// under NODETEL_REQUIRE_PRIVILEGED, as on the host).
 const GUEST_TOOLS: &[&str] = &["bpftool", "promtool"];
+/// Modules for a virtio disk, in load order: Debian's cloud kernel builds virtio as modules.
+/// The disk gives the guest a real block device for the I/O tests (its root is tmpfs).
+const DISK_MODULES: &[&str] = &[
+    "drivers/virtio/virtio_ring.ko",
+    "drivers/virtio/virtio.ko",
+    "drivers/virtio/virtio_pci_legacy_dev.ko",
+    "drivers/virtio/virtio_pci_modern_dev.ko",
+    "drivers/virtio/virtio_pci.ko",
+    "drivers/block/virtio_blk.ko",
+];
+const DISK_MIB: u64 = 256;
+
+/// A bootable kernel and, when it came from a .deb, its modules directory.
+struct Kernel {
+    vmlinuz: PathBuf,
+    modules: Option<PathBuf>,
+}
 
 pub struct Options {
     pub kernel: Option<PathBuf>,
@@ -37,13 +54,16 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
     let work = root.join("target/vm");
     fs::create_dir_all(&work)?;
     ensure_tools(root)?;
-    let vmlinuz = kernel_image(&work, opts.kernel.as_deref())?;
-    println!("vm: kernel {}", vmlinuz.display());
+    let kernel = kernel_image(&work, opts.kernel.as_deref())?;
+    println!("vm: kernel {}", kernel.vmlinuz.display());
 
     crate::cargo(root, &["build", "-p", "nodetel"])?;
     let tests = build_test_binaries(root)?;
-    let initrd = pack_initramfs(root, &work, &tests, opts)?;
-    boot(&vmlinuz, &initrd, opts)
+    let initrd = pack_initramfs(root, &work, &tests, &kernel, opts)?;
+    // A fresh sparse disk each run: the guest formats it.
+    let disk = work.join("disk.img");
+    fs::File::create(&disk)?.set_len(DISK_MIB << 20)?;
+    boot(&kernel.vmlinuz, &initrd, &disk, opts)
 }
 
 fn ensure_tools(root: &Path) -> anyhow::Result<()> {
@@ -57,14 +77,17 @@ fn ensure_tools(root: &Path) -> anyhow::Result<()> {
 
 /// A bootable bzImage: the one given, extracted from a given .deb, or Debian's current cloud
 /// kernel fetched with apt into `target/vm` (kept there for the next run).
-fn kernel_image(work: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> {
+fn kernel_image(work: &Path, given: Option<&Path>) -> anyhow::Result<Kernel> {
     let deb = match given {
         Some(p) if p.extension().is_some_and(|e| e == "deb") => p.to_path_buf(),
         Some(p) => {
             if !p.is_file() {
                 bail!("--kernel {}: no such file", p.display());
             }
-            return Ok(p.to_path_buf());
+            return Ok(Kernel {
+                vmlinuz: p.to_path_buf(),
+                modules: None,
+            });
         }
         None => fetch_default_kernel(work)?,
     };
@@ -91,7 +114,13 @@ fn kernel_image(work: &Path, given: Option<&Path>) -> anyhow::Result<PathBuf> {
             p.file_name()
                 .is_some_and(|n| n.to_string_lossy().starts_with("vmlinuz-"))
         });
-    found.with_context(|| format!("{} holds no boot/vmlinuz-*", deb.display()))
+    let vmlinuz = found.with_context(|| format!("{} holds no boot/vmlinuz-*", deb.display()))?;
+    let modules = fs::read_dir(dir.join("lib/modules"))
+        .ok()
+        .and_then(|mut d| d.next())
+        .and_then(Result::ok)
+        .map(|e| e.path().join("kernel"));
+    Ok(Kernel { vmlinuz, modules })
 }
 
 fn fetch_default_kernel(work: &Path) -> anyhow::Result<PathBuf> {
@@ -178,6 +207,7 @@ fn pack_initramfs(
     root: &Path,
     work: &Path,
     tests: &[(String, PathBuf)],
+    kernel: &Kernel,
     opts: &Options,
 ) -> anyhow::Result<PathBuf> {
     let stage = work.join("initramfs");
@@ -203,7 +233,21 @@ fn pack_initramfs(
             None => println!("vm: {tool} is not installed on the host; tests needing it will fail"),
         }
     }
-    let init = init_script(&names, opts);
+    let mut modules = Vec::new();
+    if let Some(dir) = &kernel.modules {
+        fs::create_dir_all(stage.join("modules"))?;
+        for m in DISK_MODULES {
+            let src = dir.join(m);
+            let Some(name) = src.file_name() else {
+                continue;
+            };
+            if src.is_file() {
+                fs::copy(&src, stage.join("modules").join(name))?;
+                modules.push(name.to_string_lossy().into_owned());
+            }
+        }
+    }
+    let init = init_script(&names, &modules, opts);
     let init_path = stage.join("init");
     fs::write(&init_path, init)?;
     set_executable(&init_path)?;
@@ -224,7 +268,7 @@ fn pack_initramfs(
     Ok(initrd)
 }
 
-fn init_script(tests: &[&str], opts: &Options) -> String {
+fn init_script(tests: &[&str], modules: &[String], opts: &Options) -> String {
     let mut args = vec!["--test-threads=1".to_owned()];
     args.extend(opts.test_args.iter().map(|a| shell_quote(a)));
     format!(
@@ -241,6 +285,15 @@ mount -t tracefs tracefs /sys/kernel/tracing 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug 2>/dev/null
 mount -t bpf bpf /sys/fs/bpf
 ip link set lo up
+# A real block device for the I/O tests: the virtio disk, formatted here, as /var/tmp.
+for m in {modules}; do insmod /modules/$m || echo "nodetel-vm: insmod $m failed"; done
+mkdir -p /var/tmp
+for _ in 1 2 3 4 5 6 7 8 9 10; do [ -b /dev/vda ] && break; sleep 0.2; done
+if [ -b /dev/vda ] && mke2fs -q -F /dev/vda && mount -t ext4 /dev/vda /var/tmp; then
+  echo "nodetel-vm: /var/tmp is on /dev/vda"
+else
+  echo "nodetel-vm: no virtio disk: /var/tmp is tmpfs and the I/O tests will fail"
+fi
 # Every controller on for the test cgroups, as systemd does on a pure v2 node.
 for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
   echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control
@@ -262,6 +315,11 @@ poweroff -f
 "#,
         tests = tests.join(" "),
         args = args.join(" "),
+        modules = if modules.is_empty() {
+            "none".to_owned()
+        } else {
+            modules.join(" ")
+        },
     )
 }
 
@@ -324,7 +382,7 @@ fn which(tool: &str) -> Option<PathBuf> {
 
 /// Boots the guest under QEMU's software emulation (a KVM guest hangs in early boot on this
 /// nested host), streams its console, and returns the suite's status.
-fn boot(vmlinuz: &Path, initrd: &Path, opts: &Options) -> anyhow::Result<()> {
+fn boot(vmlinuz: &Path, initrd: &Path, disk: &Path, opts: &Options) -> anyhow::Result<()> {
     let smp = thread::available_parallelism().map_or(2, |n| n.get().min(2));
     let mut child = Command::new("qemu-system-x86_64")
         .args(["-accel", "tcg", "-cpu", "max", "-nographic", "-no-reboot"])
@@ -333,6 +391,8 @@ fn boot(vmlinuz: &Path, initrd: &Path, opts: &Options) -> anyhow::Result<()> {
         .arg(vmlinuz)
         .arg("-initrd")
         .arg(initrd)
+        .arg("-drive")
+        .arg(format!("file={},if=virtio,format=raw", disk.display()))
         .args([
             "-append",
             "console=ttyS0 quiet cgroup_no_v1=all panic=-1 psi=1",

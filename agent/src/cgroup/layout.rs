@@ -109,7 +109,8 @@ mod tests {
         assert_eq!(l.v1_cpu, Some(root.join("cpu")));
         assert_eq!(l.v1_cpuacct, Some(root.join("cpuacct")));
         assert_eq!(l.v1_memory, Some(root.join("memory")));
-        assert_eq!(l.v1_blkio, None, "no blkio in this fixture");
+        assert_eq!(l.v1_blkio, Some(root.join("blkio")));
+        assert_eq!(l.v1_pids, None, "no pids hierarchy in this fixture");
     }
 
     #[test]

@@ -1,9 +1,12 @@
 //! Everything read from cgroupfs: where the hierarchies are, which cgroups exist, and one reader
 //! per controller.
 pub mod cpu;
+pub mod io;
 pub mod layout;
 pub mod memory;
 pub mod parse;
+pub mod pids;
+pub mod psi;
 pub mod read;
 pub mod tree;
 

@@ -131,7 +131,10 @@ mod tests {
     use crate::{
         cgroup::{
             cpu::{CpuSpec, CpuStats, Throttling},
+            io::DeviceIo,
             memory::{MemorySpec, MemoryStats},
+            pids::ProcessStats,
+            psi::{Pressure, PressureStats},
         },
         snapshot::{AgentStats, Identity},
     };
@@ -179,6 +182,34 @@ mod tests {
                 swap_limit: Some(9_223_372_036_854_771_712),
                 reservation: Some(u64::MAX),
             },
+            io: Some(vec![DeviceIo {
+                major: 254,
+                minor: 0,
+                device: "/dev/vda".into(),
+                read_bytes: 20_480,
+                write_bytes: 8_388_608,
+                reads: 3,
+                writes: 16,
+                bytes_by_op: vec![("Read", 20_480), ("Write", 8_388_608)],
+            }]),
+            processes: ProcessStats {
+                processes: Some(2),
+                threads: Some(7),
+                threads_max: Some(u64::MAX),
+            },
+            pressure: PressureStats {
+                cpu: Some(Pressure {
+                    some_us: 2_500_000,
+                    full_us: Some(1_000_000),
+                }),
+                memory: None,
+                io: Some(Pressure {
+                    some_us: 300,
+                    full_us: None,
+                }),
+            },
+            start_time: Some(1_795_000_000.5),
+            seen_at: 1_795_358_029.25,
         };
         let root = ContainerSample {
             cgroup_id: 1,

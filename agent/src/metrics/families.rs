@@ -305,6 +305,164 @@ pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
         extra: &[],
         value: Value::One(|c| limit(c.memory_spec.reservation)),
     },
+    ContainerFamily {
+        name: "container_fs_reads_bytes_total",
+        help: "Cumulative count of bytes read",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for d in c.io.iter().flatten() {
+                emit(&[("device", &d.device)], d.read_bytes as f64);
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_fs_reads_total",
+        help: "Cumulative count of reads completed",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for d in c.io.iter().flatten() {
+                emit(&[("device", &d.device)], d.reads as f64);
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_fs_writes_bytes_total",
+        help: "Cumulative count of bytes written",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for d in c.io.iter().flatten() {
+                emit(&[("device", &d.device)], d.write_bytes as f64);
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_fs_writes_total",
+        help: "Cumulative count of writes completed",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for d in c.io.iter().flatten() {
+                emit(&[("device", &d.device)], d.writes as f64);
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_blkio_device_usage_total",
+        help: "Blkio Device bytes usage",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for d in c.io.iter().flatten() {
+                let (major, minor) = (d.major.to_string(), d.minor.to_string());
+                for (op, v) in &d.bytes_by_op {
+                    emit(
+                        &[
+                            ("device", &d.device),
+                            ("major", &major),
+                            ("minor", &minor),
+                            ("operation", op),
+                        ],
+                        *v as f64,
+                    );
+                }
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_processes",
+        help: "Number of processes running inside the container.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| num(c.processes.processes)),
+    },
+    ContainerFamily {
+        name: "container_threads",
+        help: "Number of threads running inside the container",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| num(c.processes.threads)),
+    },
+    ContainerFamily {
+        name: "container_threads_max",
+        help: "Maximum number of threads allowed inside the container, infinity if value is zero",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| limit(c.processes.threads_max)),
+    },
+    ContainerFamily {
+        name: "container_pressure_cpu_stalled_seconds_total",
+        help: "Total time duration no tasks in the container could make progress due to cpu congestion.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| {
+            c.pressure
+                .cpu
+                .and_then(|p| p.full_us)
+                .map(|us| us as f64 / 1e6)
+        }),
+    },
+    ContainerFamily {
+        name: "container_pressure_cpu_waiting_seconds_total",
+        help: "Total time duration tasks in the container have waited due to cpu congestion.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| c.pressure.cpu.map(|p| p.some_us as f64 / 1e6)),
+    },
+    ContainerFamily {
+        name: "container_pressure_memory_stalled_seconds_total",
+        help: "Total time duration no tasks in the container could make progress due to memory congestion.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| {
+            c.pressure
+                .memory
+                .and_then(|p| p.full_us)
+                .map(|us| us as f64 / 1e6)
+        }),
+    },
+    ContainerFamily {
+        name: "container_pressure_memory_waiting_seconds_total",
+        help: "Total time duration tasks in the container have waited due to memory congestion.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| c.pressure.memory.map(|p| p.some_us as f64 / 1e6)),
+    },
+    ContainerFamily {
+        name: "container_pressure_io_stalled_seconds_total",
+        help: "Total time duration no tasks in the container could make progress due to io congestion.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| {
+            c.pressure
+                .io
+                .and_then(|p| p.full_us)
+                .map(|us| us as f64 / 1e6)
+        }),
+    },
+    ContainerFamily {
+        name: "container_pressure_io_waiting_seconds_total",
+        help: "Total time duration tasks in the container have waited due to io congestion.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| c.pressure.io.map(|p| p.some_us as f64 / 1e6)),
+    },
+    ContainerFamily {
+        name: "container_last_seen",
+        help: "Last time a container was seen by the exporter",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| Some(c.seen_at)),
+    },
+    ContainerFamily {
+        name: "container_start_time_seconds",
+        help: "Start time of the container since unix epoch in seconds.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| c.start_time),
+    },
 ];
 
 /// Series of an agent family: owned label pairs and the value.

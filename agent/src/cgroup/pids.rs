@@ -1,0 +1,51 @@
+//! Processes and threads: the `pids` controller (threads and their limit) and `cgroup.procs`.
+//!
+//! `container_file_descriptors` and `container_sockets` are not provided: the kernel keeps no
+//! per-cgroup fd count, and counting means listing `/proc/<pid>/fd` of every process every
+//! interval, the walk that has cost kubelets whole cores on busy nodes.
+use std::path::Path;
+
+use super::read::{ReadError, read_limit, read_opt, read_u64};
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ProcessStats {
+    /// Processes in this cgroup itself (lines of `cgroup.procs`), as cAdvisor counts them.
+    pub processes: Option<u64>,
+    /// Tasks (threads) in the subtree: `pids.current`.
+    pub threads: Option<u64>,
+    /// `pids.max`; `u64::MAX` when unlimited.
+    pub threads_max: Option<u64>,
+}
+
+/// `procs_dir`: the v2 directory (every v2 cgroup has `cgroup.procs`); `pids_dir`: where the
+/// pids controller's files are (the same directory on v2, the v1 pids hierarchy on hybrid hosts).
+pub fn read(procs_dir: &Path, pids_dir: Option<&Path>) -> Result<ProcessStats, ReadError> {
+    let processes = read_opt(&procs_dir.join("cgroup.procs"))?
+        .map(|text| text.lines().filter(|l| !l.trim().is_empty()).count() as u64);
+    let (threads, threads_max) = match pids_dir {
+        Some(dir) => (read_u64(dir, "pids.current")?, read_limit(dir, "pids.max")?),
+        None => (None, None),
+    };
+    Ok(ProcessStats {
+        processes,
+        threads,
+        threads_max,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testutil::fixture;
+
+    #[test]
+    fn counts_procs_and_reads_the_pids_controller() {
+        let dir = fixture("v2").join("kubepods.slice/kubepods-burstable.slice");
+        let p = read(&dir, Some(&dir)).expect("read");
+        assert_eq!(p.processes, Some(2));
+        assert_eq!(p.threads, Some(7));
+        assert_eq!(p.threads_max, Some(u64::MAX));
+        let none = read(&fixture("v2").join("system.slice"), None).expect("read");
+        assert_eq!(none, ProcessStats::default());
+    }
+}
