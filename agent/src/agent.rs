@@ -31,8 +31,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let collector = Arc::new(Mutex::new(Collector::new(
         probes,
         layout,
-        config.proc_root.clone(),
-        config.sys_root.clone(),
+        crate::machine::Roots {
+            proc_root: config.proc_root.clone(),
+            sys_root: config.sys_root.clone(),
+            machine_id_files: config.machine_id_file.clone(),
+        },
     )));
 
     let listener = TcpListener::bind(config.listen)

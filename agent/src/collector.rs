@@ -31,6 +31,7 @@ pub struct Collector {
     proc_root: std::path::PathBuf,
     accountant: CpuAccountant,
     devices: DeviceNames,
+    machine: std::sync::Arc<crate::machine::MachineInfo>,
     /// Unix seconds each live cgroup was created, fixed at first sight.
     start_times: HashMap<u64, f64>,
     /// Hierarchical CPU ns of the last successful drain; held when a drain fails.
@@ -49,12 +50,13 @@ pub enum CollectError {
 }
 
 impl Collector {
-    pub fn new(
-        probes: Probes,
-        layout: Layout,
-        proc_root: std::path::PathBuf,
-        sys_root: std::path::PathBuf,
-    ) -> Self {
+    pub fn new(probes: Probes, layout: Layout, roots: crate::machine::Roots) -> Self {
+        let machine = std::sync::Arc::new(crate::machine::read(&roots));
+        let crate::machine::Roots {
+            proc_root,
+            sys_root,
+            ..
+        } = roots;
         let stats = AgentStats {
             programs_attached: probes.attached.clone(),
             cpu_map_capacity: u64::from(probes.cpu_map_entries),
@@ -66,6 +68,7 @@ impl Collector {
             proc_root,
             start_times: HashMap::new(),
             devices: DeviceNames::new(sys_root),
+            machine,
             accountant: CpuAccountant::default(),
             cpu_totals: HashMap::new(),
             stats,
@@ -161,6 +164,7 @@ impl Collector {
         Ok(Snapshot {
             containers,
             agent: self.stats.clone(),
+            machine: std::sync::Arc::clone(&self.machine),
         })
     }
 

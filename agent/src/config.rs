@@ -30,6 +30,16 @@ pub struct Config {
     #[arg(long, env = "NODETEL_SYS_ROOT", default_value = "/sys")]
     pub sys_root: PathBuf,
 
+    /// Where the node's machine id is (the first that exists is used; mount the host's file
+    /// when running in a container): the `machine_id` label of the machine_* metrics.
+    #[arg(
+        long,
+        env = "NODETEL_MACHINE_ID_FILE",
+        value_delimiter = ',',
+        default_value = "/etc/machine-id,/var/lib/dbus/machine-id"
+    )]
+    pub machine_id_file: Vec<PathBuf>,
+
     /// The running kernel's BTF, for struct offsets and BTF tracepoints.
     #[arg(long, env = "NODETEL_BTF", default_value = "/sys/kernel/btf/vmlinux")]
     pub btf_path: PathBuf,

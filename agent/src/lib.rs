@@ -10,6 +10,7 @@ pub mod config;
 pub mod cpu_account;
 pub mod ebpf;
 pub mod http;
+pub mod machine;
 pub mod metrics;
 pub mod prepared;
 pub mod snapshot;

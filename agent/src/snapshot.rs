@@ -11,6 +11,7 @@ use crate::{
         psi::PressureStats,
     },
     ebpf::KernelStats,
+    machine::MachineInfo,
 };
 
 /// Who a cgroup belongs to. Empty strings until a runtime resolver names it: label values are
@@ -92,4 +93,5 @@ impl Default for AgentStats {
 pub struct Snapshot {
     pub containers: Vec<ContainerSample>,
     pub agent: AgentStats,
+    pub machine: std::sync::Arc<MachineInfo>,
 }

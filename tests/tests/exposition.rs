@@ -57,3 +57,32 @@ fn promtool_finds_no_parse_error() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// The machine families against the host's own /proc and /sys.
+#[test]
+fn machine_facts_match_the_host() -> anyhow::Result<()> {
+    if !privileged("machine_facts_match_the_host") {
+        return Ok(());
+    }
+    let agent = Agent::start(Duration::from_millis(500), &[])?;
+    let e = agent.next_metrics()?;
+    let meminfo = std::fs::read_to_string("/proc/meminfo")?;
+    let mem_kb: f64 = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no MemTotal"))?;
+    assert_eq!(e.scalar("machine_memory_bytes"), Some(mem_kb * 1024.0));
+    let online = std::thread::available_parallelism()?.get() as f64;
+    assert_eq!(e.scalar("machine_cpu_cores"), Some(online));
+    let boot_id = std::fs::read_to_string("/proc/sys/kernel/random/boot_id")?;
+    let line =
+        e.0.lines()
+            .find(|l| l.starts_with("machine_cpu_cores{"))
+            .ok_or_else(|| anyhow::anyhow!("no machine_cpu_cores"))?;
+    assert!(
+        line.contains(&format!("boot_id=\"{}\"", boot_id.trim())),
+        "{line}"
+    );
+    Ok(())
+}

@@ -7,7 +7,7 @@
 //! removed cgroups stale at once instead of keeping them for five minutes.
 use std::fmt::Write as _;
 
-use super::families::{AGENT_FAMILIES, CONTAINER_FAMILIES, Extra, Value};
+use super::families::{AGENT_FAMILIES, CONTAINER_FAMILIES, Extra, MACHINE_FAMILIES, Value};
 use crate::snapshot::{ContainerSample, Snapshot};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -49,6 +49,19 @@ pub fn render(snapshot: &Snapshot) -> String {
                 Value::Many(each) => each(c, &mut emit),
             }
         }
+    }
+    let m = &snapshot.machine;
+    for family in MACHINE_FAMILIES {
+        let Some(value) = (family.value)(m) else {
+            continue;
+        };
+        write_header(&mut out, family.name, family.help, "gauge");
+        let labels = [
+            ("boot_id", m.boot_id.as_str()),
+            ("machine_id", m.machine_id.as_str()),
+            ("system_uuid", m.system_uuid.as_str()),
+        ];
+        write_sample(&mut out, family.name, &labels, value as f64);
     }
     for family in AGENT_FAMILIES {
         let series = (family.series)(&snapshot.agent);
@@ -239,6 +252,16 @@ mod tests {
                 cpu_map_capacity: 16384,
                 ..AgentStats::default()
             },
+            machine: std::sync::Arc::new(crate::machine::MachineInfo {
+                cores: Some(4),
+                physical_cores: Some(2),
+                sockets: Some(1),
+                memory_bytes: Some(25_276_514_304),
+                swap_bytes: Some(0),
+                machine_id: "3d1219c7c4c5404aaa1f6d2a48adfda4".into(),
+                system_uuid: String::new(),
+                boot_id: "163af18a-b764-4094-8815-81fbbedb3fac".into(),
+            }),
         }
     }
 

@@ -2,7 +2,10 @@
 //! Names, help texts, types and units are cAdvisor's (see shared/docs/cadvisor-compat.md); a
 //! family appears for a cgroup only where its getter returns a value, which is how cAdvisor's
 //! conditions ("only with a quota", "only with the controller") are expressed.
-use crate::snapshot::{AgentStats, ContainerSample};
+use crate::{
+    machine::MachineInfo,
+    snapshot::{AgentStats, ContainerSample},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -465,6 +468,41 @@ pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
     },
 ];
 
+/// Node-level families (labels `boot_id`, `machine_id`, `system_uuid`, as cAdvisor's).
+pub struct MachineFamily {
+    pub name: &'static str,
+    pub help: &'static str,
+    pub value: fn(&MachineInfo) -> Option<u64>,
+}
+
+pub static MACHINE_FAMILIES: &[MachineFamily] = &[
+    MachineFamily {
+        name: "machine_cpu_cores",
+        help: "Number of CPU cores on the machine.",
+        value: |m| m.cores,
+    },
+    MachineFamily {
+        name: "machine_cpu_physical_cores",
+        help: "Number of physical CPU cores on the machine.",
+        value: |m| m.physical_cores,
+    },
+    MachineFamily {
+        name: "machine_cpu_sockets",
+        help: "Number of CPU sockets on the machine.",
+        value: |m| m.sockets,
+    },
+    MachineFamily {
+        name: "machine_memory_bytes",
+        help: "Amount of memory installed on the machine.",
+        value: |m| m.memory_bytes,
+    },
+    MachineFamily {
+        name: "machine_swap_bytes",
+        help: "Amount of swap memory available on the machine.",
+        value: |m| m.swap_bytes,
+    },
+];
+
 /// Series of an agent family: owned label pairs and the value.
 pub type AgentSeries = Vec<(Vec<(&'static str, String)>, f64)>;
 
@@ -621,6 +659,7 @@ mod tests {
             .iter()
             .map(|f| f.name)
             .chain(AGENT_FAMILIES.iter().map(|f| f.name))
+            .chain(MACHINE_FAMILIES.iter().map(|f| f.name))
             .collect();
         let n = names.len();
         names.sort_unstable();
