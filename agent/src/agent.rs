@@ -14,11 +14,18 @@ use crate::{
     collector::Collector,
     config::Config,
     ebpf::{LoadOptions, Probes},
+    metric_kinds::MetricKinds,
     prepared::Prepared,
 };
 
 /// Runs until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+    let kinds = MetricKinds::resolve(&config.enable_metrics, &config.disable_metrics)
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if !kinds.ignored.is_empty() {
+        tracing::warn!(kinds = ?kinds.ignored, "metric kinds named on the command line that nodetel does not provide");
+    }
+    tracing::info!(kinds = ?kinds.names(), "metric kinds enabled");
     let layout = Layout::detect(&config.cgroup_root)?;
     tracing::info!(mode = ?layout.mode, unified = %layout.unified.display(), "cgroup layout");
     let opts = LoadOptions {
@@ -36,6 +43,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             sys_root: config.sys_root.clone(),
             machine_id_files: config.machine_id_file.clone(),
         },
+        kinds,
     )));
 
     let listener = TcpListener::bind(config.listen)

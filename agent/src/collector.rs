@@ -17,6 +17,7 @@ use crate::{
     },
     cpu_account::CpuAccountant,
     ebpf::Probes,
+    metric_kinds::{MetricKind, MetricKinds},
     snapshot::{AgentStats, ContainerSample, Identity, Snapshot},
 };
 
@@ -32,6 +33,7 @@ pub struct Collector {
     accountant: CpuAccountant,
     devices: DeviceNames,
     machine: std::sync::Arc<crate::machine::MachineInfo>,
+    kinds: MetricKinds,
     /// Unix seconds each live cgroup was created, fixed at first sight.
     start_times: HashMap<u64, f64>,
     /// Hierarchical CPU ns of the last successful drain; held when a drain fails.
@@ -50,7 +52,12 @@ pub enum CollectError {
 }
 
 impl Collector {
-    pub fn new(probes: Probes, layout: Layout, roots: crate::machine::Roots) -> Self {
+    pub fn new(
+        probes: Probes,
+        layout: Layout,
+        roots: crate::machine::Roots,
+        kinds: MetricKinds,
+    ) -> Self {
         let machine = std::sync::Arc::new(crate::machine::read(&roots));
         let crate::machine::Roots {
             proc_root,
@@ -69,6 +76,7 @@ impl Collector {
             start_times: HashMap::new(),
             devices: DeviceNames::new(sys_root),
             machine,
+            kinds,
             accountant: CpuAccountant::default(),
             cpu_totals: HashMap::new(),
             stats,
@@ -111,26 +119,53 @@ impl Collector {
 
         // The v2 root has no memory.current: its usage is the machine's (read once per pass).
         let machine = match self.layout.mode {
-            Mode::Unified => std::fs::read_to_string(self.proc_root.join("meminfo"))
-                .ok()
-                .and_then(|t| memory::parse_meminfo_usage(&t)),
-            Mode::Hybrid => None,
+            Mode::Unified if self.kinds.has(MetricKind::Memory) => {
+                std::fs::read_to_string(self.proc_root.join("meminfo"))
+                    .ok()
+                    .and_then(|t| memory::parse_meminfo_usage(&t))
+            }
+            _ => None,
         };
         let seen_at = taken_at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         let mut containers = Vec::with_capacity(tree.len());
         for cg in &tree.cgroups {
-            let (cpu, cpu_spec) = self.read_cpu(&cg.path);
-            let root_usage = machine.filter(|_| cg.path == "/");
-            let (memory, memory_spec) = self.read_memory(&cg.path, root_usage);
+            // A disabled kind reads no file at all.
+            let on = |k| self.kinds.has(k);
+            let (cpu_on, mem_on, io_on, proc_on, psi_on) = (
+                on(MetricKind::Cpu),
+                on(MetricKind::Memory),
+                on(MetricKind::DiskIo),
+                on(MetricKind::Process),
+                on(MetricKind::Pressure),
+            );
             let v2_dir = crate::cgroup::tree::resolve_under(&self.layout.unified, &cg.path);
-            let processes = self.read_processes(&cg.path, v2_dir.as_deref());
-            let io = self.read_io(&cg.path, v2_dir.as_deref());
+            let (cpu, cpu_spec) = if cpu_on {
+                self.read_cpu(&cg.path)
+            } else {
+                Default::default()
+            };
+            let (memory, memory_spec) = if mem_on {
+                let root_usage = machine.filter(|_| cg.path == "/");
+                self.read_memory(&cg.path, root_usage)
+            } else {
+                Default::default()
+            };
+            let processes = if proc_on {
+                self.read_processes(&cg.path, v2_dir.as_deref())
+            } else {
+                ProcessStats::default()
+            };
+            let io = if io_on {
+                self.read_io(&cg.path, v2_dir.as_deref())
+            } else {
+                None
+            };
             // PSI exists only in the v2 tree, on hybrid hosts too.
             let pressure = match &v2_dir {
-                Some(dir) => self.ok_or_count(psi::read(dir)).unwrap_or_default(),
-                None => PressureStats::default(),
+                Some(dir) if psi_on => self.ok_or_count(psi::read(dir)).unwrap_or_default(),
+                _ => PressureStats::default(),
             };
             let start_time = match self.start_times.get(&cg.id) {
                 Some(t) => Some(*t),
@@ -146,7 +181,7 @@ impl Collector {
                 cgroup_id: cg.id,
                 path: cg.path.clone(),
                 identity: Identity::default(),
-                cpu_usage_ns: self.cpu_totals.get(&cg.id).copied(),
+                cpu_usage_ns: self.cpu_totals.get(&cg.id).copied().filter(|_| cpu_on),
                 cpu,
                 cpu_spec,
                 memory,

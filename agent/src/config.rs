@@ -40,6 +40,15 @@ pub struct Config {
     )]
     pub machine_id_file: Vec<PathBuf>,
 
+    /// Only these metric kinds (cAdvisor's names: cpu, memory, diskIO, process, pressure);
+    /// when given, --disable-metrics is ignored, as in cAdvisor.
+    #[arg(long, env = "NODETEL_ENABLE_METRICS", value_delimiter = ',')]
+    pub enable_metrics: Vec<String>,
+
+    /// Metric kinds to leave out; their cgroupfs files are then never read.
+    #[arg(long, env = "NODETEL_DISABLE_METRICS", value_delimiter = ',')]
+    pub disable_metrics: Vec<String>,
+
     /// The running kernel's BTF, for struct offsets and BTF tracepoints.
     #[arg(long, env = "NODETEL_BTF", default_value = "/sys/kernel/btf/vmlinux")]
     pub btf_path: PathBuf,

@@ -11,6 +11,7 @@ pub mod cpu_account;
 pub mod ebpf;
 pub mod http;
 pub mod machine;
+pub mod metric_kinds;
 pub mod metrics;
 pub mod prepared;
 pub mod snapshot;

@@ -126,3 +126,40 @@ fn bpftool_has_prog(id: u32) -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+/// `--disable-metrics` leaves whole kinds out; an unknown kind is refused at start-up.
+#[test]
+fn disabled_metric_kinds_are_absent_and_unknown_ones_refused() -> anyhow::Result<()> {
+    if !privileged("disabled_metric_kinds_are_absent_and_unknown_ones_refused") {
+        return Ok(());
+    }
+    let agent = Agent::start(
+        Duration::from_millis(300),
+        &["--disable-metrics", "memory,diskIO,tcp"],
+    )?;
+    let e = agent.next_metrics()?;
+    assert!(e.0.contains("container_cpu_usage_seconds_total{"));
+    for gone in [
+        "container_memory_",
+        "container_spec_memory_",
+        "container_fs_",
+        "container_blkio_",
+    ] {
+        assert!(
+            !e.0.lines().any(|l| l.starts_with(gone)),
+            "{gone}* exported although disabled"
+        );
+    }
+    drop(agent);
+
+    let out = std::process::Command::new(nodetel_integration_tests::agent_bin())
+        .args(["--listen", "127.0.0.1:0", "--enable-metrics", "cpu,bogus"])
+        .output()?;
+    assert!(!out.status.success(), "an unknown metric kind was accepted");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("unknown metric kind `bogus`"),
+        "unclear error: {stderr}"
+    );
+    Ok(())
+}

@@ -1,0 +1,143 @@
+//! `--enable-metrics` / `--disable-metrics`: cAdvisor's metric kind names, resolved before any
+//! file is read, so a disabled kind costs nothing.
+use std::collections::BTreeSet;
+
+/// The kinds nodetel provides, by cAdvisor's names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum MetricKind {
+    Cpu,
+    Memory,
+    DiskIo,
+    Process,
+    Pressure,
+}
+
+impl MetricKind {
+    pub const ALL: [MetricKind; 5] = [
+        MetricKind::Cpu,
+        MetricKind::Memory,
+        MetricKind::DiskIo,
+        MetricKind::Process,
+        MetricKind::Pressure,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MetricKind::Cpu => "cpu",
+            MetricKind::Memory => "memory",
+            MetricKind::DiskIo => "diskIO",
+            MetricKind::Process => "process",
+            MetricKind::Pressure => "pressure",
+        }
+    }
+}
+
+/// cAdvisor kinds nodetel accepts but does not (yet) provide: naming one is not an error, so a
+/// cAdvisor command line carries over, but it is said once at start-up.
+const NOT_PROVIDED: &[&str] = &[
+    "accelerator",
+    "advtcp",
+    "app",
+    "cpu_topology",
+    "cpuLoad",
+    "cpuset",
+    "disk",
+    "hugetlb",
+    "memory_numa",
+    "network",
+    "oom_event",
+    "percpu",
+    "perf_event",
+    "referenced_memory",
+    "resctrl",
+    "sched",
+    "tcp",
+    "udp",
+];
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MetricKinds {
+    enabled: BTreeSet<MetricKind>,
+    /// Named kinds this version does not provide.
+    pub ignored: Vec<String>,
+}
+
+impl Default for MetricKinds {
+    fn default() -> Self {
+        MetricKinds {
+            enabled: MetricKind::ALL.into_iter().collect(),
+            ignored: Vec::new(),
+        }
+    }
+}
+
+impl MetricKinds {
+    /// As cAdvisor: `enable`, when given, is the whole set and `disable` is then ignored;
+    /// otherwise everything provided except `disable`.
+    pub fn resolve(enable: &[String], disable: &[String]) -> Result<Self, String> {
+        let mut ignored = Vec::new();
+        let mut parse = |names: &[String]| -> Result<BTreeSet<MetricKind>, String> {
+            let mut out = BTreeSet::new();
+            for n in names.iter().map(|n| n.trim()).filter(|n| !n.is_empty()) {
+                if let Some(k) = MetricKind::ALL.into_iter().find(|k| k.name() == n) {
+                    out.insert(k);
+                } else if NOT_PROVIDED.contains(&n) {
+                    ignored.push(n.to_string());
+                } else {
+                    let known: Vec<&str> = MetricKind::ALL
+                        .iter()
+                        .map(|k| k.name())
+                        .chain(NOT_PROVIDED.iter().copied())
+                        .collect();
+                    return Err(format!(
+                        "unknown metric kind `{n}` (known: {})",
+                        known.join(", ")
+                    ));
+                }
+            }
+            Ok(out)
+        };
+        let enabled = if enable.iter().any(|n| !n.trim().is_empty()) {
+            parse(enable)?
+        } else {
+            let off = parse(disable)?;
+            MetricKind::ALL
+                .into_iter()
+                .filter(|k| !off.contains(k))
+                .collect()
+        };
+        Ok(MetricKinds { enabled, ignored })
+    }
+
+    pub fn has(&self, k: MetricKind) -> bool {
+        self.enabled.contains(&k)
+    }
+
+    pub fn names(&self) -> Vec<&'static str> {
+        self.enabled.iter().map(|k| k.name()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn enable_wins_and_disable_subtracts() {
+        let all = MetricKinds::resolve(&[], &[]).expect("default");
+        assert_eq!(all.names().len(), 5);
+        let some = MetricKinds::resolve(&s(&["cpu", "memory"]), &s(&["cpu"])).expect("enable");
+        assert!(some.has(MetricKind::Cpu) && some.has(MetricKind::Memory));
+        assert!(!some.has(MetricKind::DiskIo));
+        let less = MetricKinds::resolve(&[], &s(&["diskIO", "pressure", "tcp"])).expect("disable");
+        assert!(!less.has(MetricKind::DiskIo) && !less.has(MetricKind::Pressure));
+        assert!(less.has(MetricKind::Process));
+        assert_eq!(less.ignored, vec!["tcp".to_string()]);
+        let err = MetricKinds::resolve(&s(&["cpus"]), &[]).expect_err("unknown");
+        assert!(err.contains("unknown metric kind `cpus`"), "{err}");
+    }
+}
