@@ -5,6 +5,7 @@
 pub mod agent;
 pub mod btf;
 pub mod cgroup;
+pub mod cgroupfs;
 pub mod collector;
 pub mod config;
 pub mod cpu_account;

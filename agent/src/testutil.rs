@@ -14,3 +14,17 @@ pub fn testdata(name: &str) -> PathBuf {
         .join("testdata")
         .join(name)
 }
+
+/// Compares `text` with `testdata/golden/<name>`; `NODETEL_BLESS=1` rewrites the file instead
+/// (review the diff).
+pub fn assert_golden(name: &str, text: &str) {
+    let path = testdata("golden").join(name);
+    if std::env::var_os("NODETEL_BLESS").is_some() {
+        std::fs::write(&path, text).expect("write golden");
+    }
+    let golden = std::fs::read_to_string(&path).expect("golden file");
+    assert_eq!(
+        text, golden,
+        "{name} changed; NODETEL_BLESS=1 rewrites the golden"
+    );
+}

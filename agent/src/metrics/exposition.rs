@@ -268,19 +268,7 @@ mod tests {
     /// The exposition for a fixed snapshot, byte for byte (golden file: review diffs to it).
     #[test]
     fn golden_exposition() {
-        let text = render(&snapshot());
-        let golden_path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/testdata/golden/exposition.prom"
-        );
-        if std::env::var_os("NODETEL_BLESS").is_some() {
-            std::fs::write(golden_path, &text).expect("write golden");
-        }
-        let golden = std::fs::read_to_string(golden_path).expect("golden file");
-        assert_eq!(
-            text, golden,
-            "exposition changed; NODETEL_BLESS=1 rewrites the golden"
-        );
+        crate::testutil::assert_golden("exposition.prom", &render(&snapshot()));
     }
 
     #[test]

@@ -1,0 +1,347 @@
+//! Everything one pass reads from cgroupfs for the cgroups of a walk, on any layout: one reader
+//! per controller (`cgroup::*`), chosen per host (v2 directory or v1 hierarchy at the same path)
+//! and per enabled metric kind. No eBPF here, so fixture trees exercise the whole path.
+use std::{
+    collections::HashMap,
+    path::{Path, PathBuf},
+    time::SystemTime,
+};
+
+use crate::{
+    cgroup::{
+        Layout, Tree,
+        cpu::{self, CpuSpec, CpuStats, ReadError},
+        io::{self, DeviceIo, DeviceNames},
+        layout::Mode,
+        memory::{self, MachineUsage, MemorySpec, MemoryStats},
+        pids::{self, ProcessStats},
+        psi::{self, PressureStats},
+    },
+    metric_kinds::{MetricKind, MetricKinds},
+    snapshot::{ContainerSample, Identity},
+};
+
+/// Warn about this many unreadable files, then only count them: a broken cgroupfs must not flood
+/// the log every second.
+const WARN_BUDGET: u64 = 20;
+
+pub struct CgroupfsReader {
+    layout: Layout,
+    /// The host's procfs (`/proc`, or where the host's is mounted in a container).
+    proc_root: PathBuf,
+    devices: DeviceNames,
+    kinds: MetricKinds,
+    /// Unix seconds each live cgroup was created, fixed at first sight.
+    start_times: HashMap<u64, f64>,
+    /// Cumulative: files that existed but could not be read or parsed.
+    errors: u64,
+}
+
+impl CgroupfsReader {
+    pub fn new(layout: Layout, proc_root: PathBuf, sys_root: PathBuf, kinds: MetricKinds) -> Self {
+        CgroupfsReader {
+            layout,
+            proc_root,
+            devices: DeviceNames::new(sys_root),
+            kinds,
+            start_times: HashMap::new(),
+            errors: 0,
+        }
+    }
+
+    pub fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    pub fn kinds(&self) -> &MetricKinds {
+        &self.kinds
+    }
+
+    pub fn errors(&self) -> u64 {
+        self.errors
+    }
+
+    /// One sample per cgroup of `tree`, without the eBPF figures (the caller adds them).
+    pub fn read_all(&mut self, tree: &Tree, seen_at: f64) -> Vec<ContainerSample> {
+        // The v2 root has no memory.current: its usage is the machine's (read once per pass).
+        let machine = match self.layout.mode {
+            Mode::Unified if self.kinds.has(MetricKind::Memory) => {
+                std::fs::read_to_string(self.proc_root.join("meminfo"))
+                    .ok()
+                    .and_then(|t| memory::parse_meminfo_usage(&t))
+            }
+            _ => None,
+        };
+        let mut containers = Vec::with_capacity(tree.len());
+        for cg in &tree.cgroups {
+            // A disabled kind reads no file at all.
+            let on = |k| self.kinds.has(k);
+            let (cpu_on, mem_on, io_on, proc_on, psi_on) = (
+                on(MetricKind::Cpu),
+                on(MetricKind::Memory),
+                on(MetricKind::DiskIo),
+                on(MetricKind::Process),
+                on(MetricKind::Pressure),
+            );
+            let v2_dir = crate::cgroup::tree::resolve_under(&self.layout.unified, &cg.path);
+            let (cpu, cpu_spec) = if cpu_on {
+                self.read_cpu(&cg.path)
+            } else {
+                Default::default()
+            };
+            let (memory, memory_spec) = if mem_on {
+                let root_usage = machine.filter(|_| cg.path == "/");
+                self.read_memory(&cg.path, root_usage)
+            } else {
+                Default::default()
+            };
+            let processes = if proc_on {
+                self.read_processes(&cg.path, v2_dir.as_deref())
+            } else {
+                ProcessStats::default()
+            };
+            let io = if io_on {
+                self.read_io(&cg.path, v2_dir.as_deref())
+            } else {
+                None
+            };
+            // PSI exists only in the v2 tree, on hybrid hosts too.
+            let pressure = match &v2_dir {
+                Some(dir) if psi_on => self.ok_or_count(psi::read(dir)).unwrap_or_default(),
+                _ => PressureStats::default(),
+            };
+            let start_time = match self.start_times.get(&cg.id) {
+                Some(t) => Some(*t),
+                None => {
+                    let t = v2_dir.as_deref().and_then(dir_mtime);
+                    if let Some(t) = t {
+                        self.start_times.insert(cg.id, t);
+                    }
+                    t
+                }
+            };
+            containers.push(ContainerSample {
+                cgroup_id: cg.id,
+                path: cg.path.clone(),
+                identity: Identity::default(),
+                cpu_usage_ns: None,
+                cpu,
+                cpu_spec,
+                memory,
+                memory_spec,
+                processes,
+                io,
+                pressure,
+                start_time,
+                seen_at,
+            });
+        }
+        self.start_times.retain(|id, _| tree.contains(*id));
+        containers
+    }
+
+    /// Reads the CPU controller files of one cgroup from wherever this host keeps them.
+    fn read_cpu(&mut self, rel: &str) -> (CpuStats, CpuSpec) {
+        let v2_dir = crate::cgroup::tree::resolve_under(&self.layout.unified, rel);
+        let mut stats = CpuStats::default();
+        let mut spec = CpuSpec::default();
+        if let Some(dir) = &v2_dir {
+            stats = self.ok_or_count(cpu::read_v2_stat(dir)).unwrap_or_default();
+            if self.layout.mode == Mode::Unified {
+                spec = self.ok_or_count(cpu::read_v2_spec(dir)).unwrap_or_default();
+            }
+        }
+        if self.layout.mode == Mode::Hybrid {
+            let v1_cpu = self.v1_dir(self.layout.v1_cpu.as_deref(), rel);
+            if let Some(dir) = v1_cpu
+                && let Some((v1_spec, throttling)) = self.ok_or_count(cpu::read_v1_cpu(&dir))
+            {
+                spec = v1_spec;
+                stats.throttling = throttling;
+            }
+            let v1_acct = self.v1_dir(self.layout.v1_cpuacct.as_deref(), rel);
+            if stats.user_ns.is_none()
+                && let Some(dir) = v1_acct
+                && let Some(Some((user, system))) = self.ok_or_count(cpu::read_v1_cpuacct(&dir))
+            {
+                stats.user_ns = Some(user);
+                stats.system_ns = Some(system);
+            }
+        }
+        (stats, spec)
+    }
+
+    /// Reads the memory controller of one cgroup: the v2 directory on pure v2 hosts, the v1
+    /// memory hierarchy at the same path on hybrid ones.
+    fn read_memory(
+        &mut self,
+        rel: &str,
+        root_usage: Option<MachineUsage>,
+    ) -> (MemoryStats, MemorySpec) {
+        match self.layout.mode {
+            Mode::Unified => {
+                let Some(dir) = crate::cgroup::tree::resolve_under(&self.layout.unified, rel)
+                else {
+                    return Default::default();
+                };
+                let stats = self
+                    .ok_or_count(memory::read_v2(&dir, root_usage))
+                    .unwrap_or_default();
+                let spec = self
+                    .ok_or_count(memory::read_v2_spec(&dir))
+                    .unwrap_or_default();
+                (stats, spec)
+            }
+            Mode::Hybrid => {
+                let Some(dir) = self.v1_dir(self.layout.v1_memory.as_deref(), rel) else {
+                    return Default::default();
+                };
+                let stats = self.ok_or_count(memory::read_v1(&dir)).unwrap_or_default();
+                let spec = self
+                    .ok_or_count(memory::read_v1_spec(&dir))
+                    .unwrap_or_default();
+                (stats, spec)
+            }
+        }
+    }
+
+    /// Processes from the v2 `cgroup.procs`; threads from the pids controller, in the v2
+    /// directory on pure v2 hosts and in the v1 pids hierarchy on hybrid ones.
+    fn read_processes(&mut self, rel: &str, v2_dir: Option<&Path>) -> ProcessStats {
+        let Some(v2_dir) = v2_dir else {
+            return ProcessStats::default();
+        };
+        let pids_dir = match self.layout.mode {
+            Mode::Unified => Some(v2_dir.to_path_buf()),
+            Mode::Hybrid => self.v1_dir(self.layout.v1_pids.as_deref(), rel),
+        };
+        self.ok_or_count(pids::read(v2_dir, pids_dir.as_deref()))
+            .unwrap_or_default()
+    }
+
+    /// Block I/O: v2 `io.stat`, or the v1 blkio hierarchy; device names from sysfs.
+    fn read_io(&mut self, rel: &str, v2_dir: Option<&Path>) -> Option<Vec<DeviceIo>> {
+        let read = match self.layout.mode {
+            Mode::Unified => io::read_v2(v2_dir?),
+            Mode::Hybrid => io::read_v1(&self.v1_dir(self.layout.v1_blkio.as_deref(), rel)?),
+        };
+        let mut devices = self.ok_or_count(read).flatten()?;
+        for d in &mut devices {
+            d.device = self.devices.name(d.major, d.minor).to_string();
+        }
+        Some(devices)
+    }
+
+    /// The v1 directory at the same relative path, if that controller is mounted and has it.
+    fn v1_dir(&self, mount: Option<&Path>, rel: &str) -> Option<PathBuf> {
+        mount
+            .and_then(|root| crate::cgroup::tree::resolve_under(root, rel))
+            .filter(|d| d.is_dir())
+    }
+
+    fn ok_or_count<T>(&mut self, r: Result<T, ReadError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.errors += 1;
+                if self.errors <= WARN_BUDGET {
+                    tracing::warn!(error = %e, "unreadable cgroupfs file skipped");
+                } else {
+                    tracing::debug!(error = %e, "unreadable cgroupfs file skipped");
+                }
+                None
+            }
+        }
+    }
+}
+
+/// A cgroup directory's modification time in Unix seconds: what cAdvisor takes as the creation
+/// time. Children created later move it, which is why it is read once, at first sight.
+fn dir_mtime(dir: &Path) -> Option<f64> {
+    let modified = std::fs::metadata(dir).ok()?.modified().ok()?;
+    modified
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .ok()
+        .map(|d| d.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::{
+        machine::{self, Roots},
+        metrics::render,
+        snapshot::{AgentStats, Snapshot},
+        testutil::{assert_golden, fixture, testdata},
+    };
+
+    /// Reads a whole fixture tree the way a pass does and renders it: every reader, the
+    /// per-layout choice of directory, and the families, end to end without eBPF.
+    fn render_fixture(name: &str, kinds: MetricKinds) -> String {
+        let layout = Layout::detect(&fixture(name)).expect("layout");
+        let tree = Tree::walk(&layout.unified).expect("walk");
+        let mut reader = CgroupfsReader::new(layout, testdata("proc"), testdata("sys"), kinds);
+        let mut containers = reader.read_all(&tree, 1_795_358_029.0);
+        for c in &mut containers {
+            // Directory times depend on the checkout: present, but not part of the golden.
+            assert!(c.start_time.is_some(), "{}", c.path);
+            c.start_time = None;
+        }
+        let machine = machine::read(&Roots {
+            proc_root: testdata("proc"),
+            sys_root: testdata("sys"),
+            machine_id_files: vec![testdata("etc/machine-id")],
+        });
+        render(&Snapshot {
+            containers,
+            agent: AgentStats::default(),
+            machine: Arc::new(machine),
+        })
+        .lines()
+        .filter(|l| !l.contains("nodetel_"))
+        .map(|l| format!("{l}\n"))
+        .collect()
+    }
+
+    #[test]
+    fn v2_fixture_golden() {
+        assert_golden("v2.prom", &render_fixture("v2", MetricKinds::default()));
+    }
+
+    #[test]
+    fn hybrid_fixture_golden() {
+        assert_golden(
+            "hybrid.prom",
+            &render_fixture("hybrid", MetricKinds::default()),
+        );
+    }
+
+    #[test]
+    fn disabled_kinds_read_nothing() {
+        let kinds = MetricKinds::resolve(&["cpu".to_string()], &[]).expect("kinds");
+        let text = render_fixture("v2", kinds);
+        assert!(text.contains("container_cpu_user_seconds_total{"));
+        assert!(!text.contains("container_memory_"), "{text}");
+        assert!(!text.contains("container_threads"), "{text}");
+        assert!(!text.contains("container_pressure_"), "{text}");
+    }
+
+    #[test]
+    fn garbled_files_are_counted_and_skipped() {
+        let layout = Layout::detect(&fixture("v2")).expect("layout");
+        let mut reader = CgroupfsReader::new(
+            layout,
+            testdata("proc"),
+            testdata("sys"),
+            MetricKinds::default(),
+        );
+        let got = reader.ok_or_count(memory::read_v2(&fixture("garbled"), None));
+        assert_eq!(
+            got, None,
+            "a garbled memory.stat yields no figures, not zeroes"
+        );
+        assert_eq!(reader.errors(), 1);
+    }
+}
