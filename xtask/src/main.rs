@@ -55,6 +55,9 @@ enum Place {
         /// Give up on the VM after this long.
         #[arg(long, default_value_t = 900)]
         timeout_secs: u64,
+        /// Give up on one test binary after this long (its processes' kernel stacks are printed).
+        #[arg(long, default_value_t = 180)]
+        test_timeout_secs: u64,
         /// Guest memory.
         #[arg(long, default_value_t = 2048)]
         memory_mib: u32,
@@ -85,6 +88,7 @@ fn main() -> anyhow::Result<()> {
                 Place::Vm {
                     kernel,
                     timeout_secs,
+                    test_timeout_secs,
                     memory_mib,
                     test_args,
                 },
@@ -95,6 +99,7 @@ fn main() -> anyhow::Result<()> {
                 &vm::Options {
                     kernel,
                     timeout: Duration::from_secs(timeout_secs),
+                    test_timeout: Duration::from_secs(test_timeout_secs),
                     memory_mib,
                     test_args,
                 },
