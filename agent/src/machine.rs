@@ -95,7 +95,8 @@ fn topology(cpu_dir: &Path, cpus: &[u32]) -> (Option<u64>, Option<u64>) {
     (Some(cores.len() as u64), Some(sockets.len() as u64))
 }
 
-fn meminfo_kb(text: &str, key: &str) -> Option<u64> {
+/// A `/proc/meminfo` line's value in kB.
+pub fn meminfo_kb(text: &str, key: &str) -> Option<u64> {
     text.lines()
         .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())

@@ -10,7 +10,7 @@ use std::path::Path;
 pub use super::read::ReadError;
 use super::{
     parse::{self, ParseError},
-    read::{parse_err, read_opt},
+    read::{parse_err, read_i64, read_opt},
 };
 
 /// Linux's USER_HZ, the unit of v1 `cpuacct.stat`: 100 on every architecture Kubernetes runs on.
@@ -118,15 +118,7 @@ pub fn weight_to_shares(weight: i64) -> u64 {
 /// Reads the v1 `cpu` controller directory: CFS spec and throttling.
 pub fn read_v1_cpu(dir: &Path) -> Result<(CpuSpec, Option<Throttling>), ReadError> {
     let mut spec = CpuSpec::default();
-    let one = |name: &str| -> Result<Option<i64>, ReadError> {
-        let path = dir.join(name);
-        match read_opt(&path)? {
-            Some(text) => parse::single_i64(&text)
-                .map(Some)
-                .map_err(|e| parse_err(&path, e)),
-            None => Ok(None),
-        }
-    };
+    let one = |name: &str| read_i64(dir, name);
     spec.shares = one("cpu.shares")?.map(|v| v.max(0) as u64);
     spec.period_us = one("cpu.cfs_period_us")?.map(|v| v.max(0) as u64);
     spec.quota_us = one("cpu.cfs_quota_us")?.and_then(|v| (v > 0).then_some(v as u64));

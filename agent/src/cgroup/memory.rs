@@ -158,12 +158,7 @@ pub struct MachineUsage {
 
 /// `MemTotal - MemFree` and `SwapTotal - SwapFree` from `/proc/meminfo` text (kB lines).
 pub fn parse_meminfo_usage(text: &str) -> Option<MachineUsage> {
-    let kb = |key: &str| -> Option<u64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-            .map(|v| v.saturating_mul(1024))
-    };
+    let kb = |key: &str| crate::machine::meminfo_kb(text, key).map(|v| v.saturating_mul(1024));
     Some(MachineUsage {
         used: kb("MemTotal")?.saturating_sub(kb("MemFree")?),
         swap_used: kb("SwapTotal")

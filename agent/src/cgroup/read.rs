@@ -52,6 +52,17 @@ pub fn read_u64(dir: &Path, name: &str) -> Result<Option<u64>, ReadError> {
     }
 }
 
+/// A file holding one signed integer (v1 `cpu.cfs_quota_us` is -1 when unlimited), if present.
+pub fn read_i64(dir: &Path, name: &str) -> Result<Option<i64>, ReadError> {
+    let path = dir.join(name);
+    match read_opt(&path)? {
+        Some(text) => parse::single_i64(&text)
+            .map(Some)
+            .map_err(|e| parse_err(&path, e)),
+        None => Ok(None),
+    }
+}
+
 /// A limit file: a number, or `max` for unlimited (v2), returned as `u64::MAX`.
 pub fn read_limit(dir: &Path, name: &str) -> Result<Option<u64>, ReadError> {
     let path = dir.join(name);
