@@ -72,26 +72,26 @@ impl CgroupfsReader {
             }
             _ => None,
         };
+        // A disabled kind reads no file at all.
+        let on = |k| self.kinds.has(k);
+        let (cpu_on, mem_on, io_on, proc_on, psi_on) = (
+            on(MetricKind::Cpu),
+            on(MetricKind::Memory),
+            on(MetricKind::DiskIo),
+            on(MetricKind::Process),
+            on(MetricKind::Pressure),
+        );
         let mut containers = Vec::with_capacity(tree.len());
         for cg in &tree.cgroups {
-            // A disabled kind reads no file at all.
-            let on = |k| self.kinds.has(k);
-            let (cpu_on, mem_on, io_on, proc_on, psi_on) = (
-                on(MetricKind::Cpu),
-                on(MetricKind::Memory),
-                on(MetricKind::DiskIo),
-                on(MetricKind::Process),
-                on(MetricKind::Pressure),
-            );
             let v2_dir = crate::cgroup::tree::resolve_under(&self.layout.unified, &cg.path);
             let (cpu, cpu_spec) = if cpu_on {
-                self.read_cpu(&cg.path)
+                self.read_cpu(&cg.path, v2_dir.as_deref())
             } else {
                 Default::default()
             };
             let (memory, memory_spec) = if mem_on {
                 let root_usage = machine.filter(|_| cg.path == "/");
-                self.read_memory(&cg.path, root_usage)
+                self.read_memory(&cg.path, v2_dir.as_deref(), root_usage)
             } else {
                 Default::default()
             };
@@ -141,11 +141,10 @@ impl CgroupfsReader {
     }
 
     /// Reads the CPU controller files of one cgroup from wherever this host keeps them.
-    fn read_cpu(&mut self, rel: &str) -> (CpuStats, CpuSpec) {
-        let v2_dir = crate::cgroup::tree::resolve_under(&self.layout.unified, rel);
+    fn read_cpu(&mut self, rel: &str, v2_dir: Option<&Path>) -> (CpuStats, CpuSpec) {
         let mut stats = CpuStats::default();
         let mut spec = CpuSpec::default();
-        if let Some(dir) = &v2_dir {
+        if let Some(dir) = v2_dir {
             stats = self.ok_or_count(cpu::read_v2_stat(dir)).unwrap_or_default();
             if self.layout.mode == Mode::Unified {
                 spec = self.ok_or_count(cpu::read_v2_spec(dir)).unwrap_or_default();
@@ -159,9 +158,9 @@ impl CgroupfsReader {
                 spec = v1_spec;
                 stats.throttling = throttling;
             }
-            let v1_acct = self.v1_dir(self.layout.v1_cpuacct.as_deref(), rel);
+            // Only where the v2 cpu.stat had no user/system (kernels before 5.x on hybrid hosts).
             if stats.user_ns.is_none()
-                && let Some(dir) = v1_acct
+                && let Some(dir) = self.v1_dir(self.layout.v1_cpuacct.as_deref(), rel)
                 && let Some(Some((user, system))) = self.ok_or_count(cpu::read_v1_cpuacct(&dir))
             {
                 stats.user_ns = Some(user);
@@ -176,19 +175,19 @@ impl CgroupfsReader {
     fn read_memory(
         &mut self,
         rel: &str,
+        v2_dir: Option<&Path>,
         root_usage: Option<MachineUsage>,
     ) -> (MemoryStats, MemorySpec) {
         match self.layout.mode {
             Mode::Unified => {
-                let Some(dir) = crate::cgroup::tree::resolve_under(&self.layout.unified, rel)
-                else {
+                let Some(dir) = v2_dir else {
                     return Default::default();
                 };
                 let stats = self
-                    .ok_or_count(memory::read_v2(&dir, root_usage))
+                    .ok_or_count(memory::read_v2(dir, root_usage))
                     .unwrap_or_default();
                 let spec = self
-                    .ok_or_count(memory::read_v2_spec(&dir))
+                    .ok_or_count(memory::read_v2_spec(dir))
                     .unwrap_or_default();
                 (stats, spec)
             }

@@ -10,7 +10,7 @@ use std::path::Path;
 pub use super::read::ReadError;
 use super::{
     parse::{self, ParseError},
-    read::{parse_err, read_i64, read_opt},
+    read::{read_i64, read_parsed},
 };
 
 /// Linux's USER_HZ, the unit of v1 `cpuacct.stat`: 100 on every architecture Kubernetes runs on.
@@ -48,11 +48,7 @@ pub struct CpuSpec {
 
 /// Reads v2 `cpu.stat` in `dir`.
 pub fn read_v2_stat(dir: &Path) -> Result<CpuStats, ReadError> {
-    let path = dir.join("cpu.stat");
-    let Some(text) = read_opt(&path)? else {
-        return Ok(CpuStats::default());
-    };
-    parse_v2_stat(&text).map_err(|e| parse_err(&path, e))
+    Ok(read_parsed(dir, "cpu.stat", parse_v2_stat)?.unwrap_or_default())
 }
 
 pub fn parse_v2_stat(text: &str) -> Result<CpuStats, ParseError> {
@@ -79,17 +75,11 @@ pub fn parse_v2_stat(text: &str) -> Result<CpuStats, ParseError> {
 /// is not enabled).
 pub fn read_v2_spec(dir: &Path) -> Result<CpuSpec, ReadError> {
     let mut spec = CpuSpec::default();
-    let max_path = dir.join("cpu.max");
-    if let Some(text) = read_opt(&max_path)? {
-        let (quota, period) = parse_v2_max(&text).map_err(|e| parse_err(&max_path, e))?;
+    if let Some((quota, period)) = read_parsed(dir, "cpu.max", parse_v2_max)? {
         spec.quota_us = quota;
         spec.period_us = Some(period);
     }
-    let weight_path = dir.join("cpu.weight");
-    if let Some(text) = read_opt(&weight_path)? {
-        let w = parse::single_i64(&text).map_err(|e| parse_err(&weight_path, e))?;
-        spec.shares = Some(weight_to_shares(w));
-    }
+    spec.shares = read_i64(dir, "cpu.weight")?.map(weight_to_shares);
     Ok(spec)
 }
 
@@ -122,11 +112,7 @@ pub fn read_v1_cpu(dir: &Path) -> Result<(CpuSpec, Option<Throttling>), ReadErro
     spec.shares = one("cpu.shares")?.map(|v| v.max(0) as u64);
     spec.period_us = one("cpu.cfs_period_us")?.map(|v| v.max(0) as u64);
     spec.quota_us = one("cpu.cfs_quota_us")?.and_then(|v| (v > 0).then_some(v as u64));
-    let stat_path = dir.join("cpu.stat");
-    let throttling = match read_opt(&stat_path)? {
-        Some(text) => parse_v1_cpu_stat(&text).map_err(|e| parse_err(&stat_path, e))?,
-        None => None,
-    };
+    let throttling = read_parsed(dir, "cpu.stat", parse_v1_cpu_stat)?.flatten();
     Ok((spec, throttling))
 }
 
@@ -148,13 +134,7 @@ pub fn parse_v1_cpu_stat(text: &str) -> Result<Option<Throttling>, ParseError> {
 
 /// Reads v1 `cpuacct.stat` (user/system in USER_HZ ticks) in `dir`.
 pub fn read_v1_cpuacct(dir: &Path) -> Result<Option<(u64, u64)>, ReadError> {
-    let path = dir.join("cpuacct.stat");
-    let Some(text) = read_opt(&path)? else {
-        return Ok(None);
-    };
-    parse_v1_cpuacct(&text)
-        .map(Some)
-        .map_err(|e| parse_err(&path, e))
+    read_parsed(dir, "cpuacct.stat", parse_v1_cpuacct)
 }
 
 pub fn parse_v1_cpuacct(text: &str) -> Result<(u64, u64), ParseError> {

@@ -8,7 +8,7 @@ use std::{collections::HashMap, path::Path};
 
 use super::{
     parse::ParseError,
-    read::{ReadError, parse_err, read_opt},
+    read::{ReadError, read_parsed},
 };
 
 /// One device's cumulative I/O for a cgroup and its descendants.
@@ -29,11 +29,7 @@ pub struct DeviceIo {
 
 /// `None`: this cgroup has no I/O accounting here (file absent); `Some(empty)`: no I/O yet.
 pub fn read_v2(dir: &Path) -> Result<Option<Vec<DeviceIo>>, ReadError> {
-    let path = dir.join("io.stat");
-    match read_opt(&path)? {
-        Some(text) => parse_v2(&text).map(Some).map_err(|e| parse_err(&path, e)),
-        None => Ok(None),
-    }
+    read_parsed(dir, "io.stat", parse_v2)
 }
 
 /// `8:0 rbytes=1459200 wbytes=314773504 rios=192 wios=353 dbytes=0 dios=0`
@@ -75,13 +71,14 @@ pub fn parse_v2(text: &str) -> Result<Vec<DeviceIo>, ParseError> {
 /// Reads the v1 blkio directory: BFQ's figures when it has any, else the throttle layer's.
 pub fn read_v1(dir: &Path) -> Result<Option<Vec<DeviceIo>>, ReadError> {
     for prefix in ["blkio.bfq", "blkio.throttle"] {
-        let bytes_path = dir.join(format!("{prefix}.io_service_bytes_recursive"));
-        let ios_path = dir.join(format!("{prefix}.io_serviced_recursive"));
-        let (Some(bytes), Some(ios)) = (read_opt(&bytes_path)?, read_opt(&ios_path)?) else {
+        let bytes_file = format!("{prefix}.io_service_bytes_recursive");
+        let ios_file = format!("{prefix}.io_serviced_recursive");
+        let (Some(bytes), Some(ios)) = (
+            read_parsed(dir, &bytes_file, parse_v1_rwstat)?,
+            read_parsed(dir, &ios_file, parse_v1_rwstat)?,
+        ) else {
             continue;
         };
-        let bytes = parse_v1_rwstat(&bytes).map_err(|e| parse_err(&bytes_path, e))?;
-        let ios = parse_v1_rwstat(&ios).map_err(|e| parse_err(&ios_path, e))?;
         if bytes.is_empty() && prefix != "blkio.throttle" {
             continue;
         }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{
     parse::ParseError,
-    read::{ReadError, parse_err, read_opt},
+    read::{ReadError, read_parsed},
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -24,13 +24,7 @@ pub struct PressureStats {
 }
 
 pub fn read(dir: &Path) -> Result<PressureStats, ReadError> {
-    let one = |name: &str| -> Result<Option<Pressure>, ReadError> {
-        let path = dir.join(name);
-        match read_opt(&path)? {
-            Some(text) => parse(&text).map(Some).map_err(|e| parse_err(&path, e)),
-            None => Ok(None),
-        }
-    };
+    let one = |name: &str| read_parsed(dir, name, parse);
     Ok(PressureStats {
         cpu: one("cpu.pressure")?,
         memory: one("memory.pressure")?,

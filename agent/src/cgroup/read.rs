@@ -41,51 +41,44 @@ pub fn parse_err(path: &Path, source: ParseError) -> ReadError {
     }
 }
 
-/// A file holding one unsigned integer (`memory.current`, `pids.current`), if present.
-pub fn read_u64(dir: &Path, name: &str) -> Result<Option<u64>, ReadError> {
+/// Reads `dir/name` if present and parses it with `parse`; a parse failure names the file.
+/// Every controller reader goes through this, so absent and garbled are told apart once.
+pub fn read_parsed<T>(
+    dir: &Path,
+    name: &str,
+    parse: impl FnOnce(&str) -> Result<T, ParseError>,
+) -> Result<Option<T>, ReadError> {
     let path = dir.join(name);
     match read_opt(&path)? {
-        Some(text) => parse::single_u64(&text)
-            .map(Some)
-            .map_err(|e| parse_err(&path, e)),
+        Some(text) => parse(&text).map(Some).map_err(|e| parse_err(&path, e)),
         None => Ok(None),
     }
+}
+
+/// A file holding one unsigned integer (`memory.current`, `pids.current`), if present.
+pub fn read_u64(dir: &Path, name: &str) -> Result<Option<u64>, ReadError> {
+    read_parsed(dir, name, parse::single_u64)
 }
 
 /// A file holding one signed integer (v1 `cpu.cfs_quota_us` is -1 when unlimited), if present.
 pub fn read_i64(dir: &Path, name: &str) -> Result<Option<i64>, ReadError> {
-    let path = dir.join(name);
-    match read_opt(&path)? {
-        Some(text) => parse::single_i64(&text)
-            .map(Some)
-            .map_err(|e| parse_err(&path, e)),
-        None => Ok(None),
-    }
+    read_parsed(dir, name, parse::single_i64)
 }
 
 /// A limit file: a number, or `max` for unlimited (v2), returned as `u64::MAX`.
 pub fn read_limit(dir: &Path, name: &str) -> Result<Option<u64>, ReadError> {
-    let path = dir.join(name);
-    match read_opt(&path)? {
-        Some(text) if text.trim() == "max" => Ok(Some(u64::MAX)),
-        Some(text) => parse::single_u64(&text)
-            .map(Some)
-            .map_err(|e| parse_err(&path, e)),
-        None => Ok(None),
-    }
+    read_parsed(dir, name, |text| match text.trim() {
+        "max" => Ok(u64::MAX),
+        _ => parse::single_u64(text),
+    })
 }
 
-/// A flat-keyed file (`memory.stat`, `memory.events`), with `f` picking the keys it knows.
+/// A flat-keyed file (`memory.stat`, `memory.events`), with `f` picking the keys it knows;
+/// false when the file is absent.
 pub fn read_flat_keyed(
     dir: &Path,
     name: &str,
     f: impl FnMut(&str, u64),
 ) -> Result<bool, ReadError> {
-    let path = dir.join(name);
-    match read_opt(&path)? {
-        Some(text) => parse::flat_keyed(&text, f)
-            .map(|()| true)
-            .map_err(|e| parse_err(&path, e)),
-        None => Ok(false),
-    }
+    Ok(read_parsed(dir, name, |text| parse::flat_keyed(text, f))?.is_some())
 }
