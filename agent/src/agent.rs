@@ -18,6 +18,33 @@ use crate::{
     prepared::Prepared,
 };
 
+/// Descriptors kept free for sockets, eBPF maps and programs, and the runtime clients.
+const FD_RESERVE: u64 = 256;
+
+/// How many cgroupfs files may stay open: what was asked, within the open-files limit. The soft
+/// limit is raised to the hard one first (what Go programs such as cAdvisor get from their
+/// runtime), since 1024 would not cover a busy node.
+fn open_files_budget(wanted: usize) -> usize {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let mut lim = getrlimit(Resource::Nofile);
+    if lim.current != lim.maximum {
+        lim.current = lim.maximum;
+        if let Err(e) = setrlimit(Resource::Nofile, lim) {
+            tracing::debug!(error = %e, "could not raise the open-files soft limit");
+        }
+    }
+    let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    let room = usize::try_from(soft.saturating_sub(FD_RESERVE)).unwrap_or(usize::MAX);
+    if room < wanted {
+        tracing::warn!(
+            wanted,
+            allowed = room,
+            "the open-files limit caps the cgroupfs files kept open; the rest are reopened each pass"
+        );
+    }
+    wanted.min(room)
+}
+
 /// Runs until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let kinds = MetricKinds::resolve(&config.enable_metrics, &config.disable_metrics)
@@ -44,6 +71,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             machine_id_files: config.machine_id_file.clone(),
         },
         kinds,
+        open_files_budget(config.cgroupfs_open_files),
     )));
 
     let listener = TcpListener::bind(config.listen)

@@ -10,12 +10,13 @@ use std::{
 use crate::{
     cgroup::{
         Layout, Tree,
-        cpu::{self, CpuSpec, CpuStats, ReadError},
+        cpu::{self, CpuSpec, CpuStats},
         io::{self, DeviceIo, DeviceNames},
         layout::Mode,
         memory::{self, MachineUsage, MemorySpec, MemoryStats},
         pids::{self, ProcessStats},
         psi::{self, PressureStats},
+        read::{FileCounts, Files, ReadError},
     },
     metric_kinds::{MetricKind, MetricKinds},
     snapshot::{ContainerSample, Identity},
@@ -33,19 +34,49 @@ pub struct CgroupfsReader {
     kinds: MetricKinds,
     /// Unix seconds each live cgroup was created, fixed at first sight.
     start_times: HashMap<u64, f64>,
-    /// Cumulative: files that existed but could not be read or parsed.
-    errors: u64,
+    files: Files,
+    skipped: Skipped,
+}
+
+/// Cumulative: files that existed but could not be read or parsed. Apart from the reader so a
+/// read can borrow the open files while its result is checked.
+#[derive(Default)]
+struct Skipped(u64);
+
+impl Skipped {
+    fn ok<T>(&mut self, r: Result<T, ReadError>) -> Option<T> {
+        match r {
+            Ok(v) => Some(v),
+            Err(e) => {
+                self.0 += 1;
+                if self.0 <= WARN_BUDGET {
+                    tracing::warn!(error = %e, "unreadable cgroupfs file skipped");
+                } else {
+                    tracing::debug!(error = %e, "unreadable cgroupfs file skipped");
+                }
+                None
+            }
+        }
+    }
 }
 
 impl CgroupfsReader {
-    pub fn new(layout: Layout, proc_root: PathBuf, sys_root: PathBuf, kinds: MetricKinds) -> Self {
+    /// `open_files`: how many cgroupfs files may be kept open between passes (see [`Files`]).
+    pub fn new(
+        layout: Layout,
+        proc_root: PathBuf,
+        sys_root: PathBuf,
+        kinds: MetricKinds,
+        open_files: usize,
+    ) -> Self {
         CgroupfsReader {
             layout,
             proc_root,
             devices: DeviceNames::new(sys_root),
             kinds,
             start_times: HashMap::new(),
-            errors: 0,
+            files: Files::new(open_files),
+            skipped: Skipped::default(),
         }
     }
 
@@ -58,7 +89,16 @@ impl CgroupfsReader {
     }
 
     pub fn errors(&self) -> u64 {
-        self.errors
+        self.skipped.0
+    }
+
+    pub fn file_counts(&self) -> FileCounts {
+        self.files.counts()
+    }
+
+    /// cgroupfs files held open right now.
+    pub fn files_held(&self) -> usize {
+        self.files.held()
     }
 
     /// One sample per cgroup of `tree`, without the eBPF figures (the caller adds them).
@@ -107,7 +147,10 @@ impl CgroupfsReader {
             };
             // PSI exists only in the v2 tree, on hybrid hosts too.
             let pressure = match &v2_dir {
-                Some(dir) if psi_on => self.ok_or_count(psi::read(dir)).unwrap_or_default(),
+                Some(dir) if psi_on => self
+                    .skipped
+                    .ok(psi::read(&mut self.files, dir))
+                    .unwrap_or_default(),
                 _ => PressureStats::default(),
             };
             let start_time = match self.start_times.get(&cg.id) {
@@ -137,6 +180,7 @@ impl CgroupfsReader {
             });
         }
         self.start_times.retain(|id, _| tree.contains(*id));
+        self.files.end_pass();
         containers
     }
 
@@ -145,15 +189,22 @@ impl CgroupfsReader {
         let mut stats = CpuStats::default();
         let mut spec = CpuSpec::default();
         if let Some(dir) = v2_dir {
-            stats = self.ok_or_count(cpu::read_v2_stat(dir)).unwrap_or_default();
+            stats = self
+                .skipped
+                .ok(cpu::read_v2_stat(&mut self.files, dir))
+                .unwrap_or_default();
             if self.layout.mode == Mode::Unified {
-                spec = self.ok_or_count(cpu::read_v2_spec(dir)).unwrap_or_default();
+                spec = self
+                    .skipped
+                    .ok(cpu::read_v2_spec(&mut self.files, dir))
+                    .unwrap_or_default();
             }
         }
         if self.layout.mode == Mode::Hybrid {
             let v1_cpu = self.v1_dir(self.layout.v1_cpu.as_deref(), rel);
             if let Some(dir) = v1_cpu
-                && let Some((v1_spec, throttling)) = self.ok_or_count(cpu::read_v1_cpu(&dir))
+                && let Some((v1_spec, throttling)) =
+                    self.skipped.ok(cpu::read_v1_cpu(&mut self.files, &dir))
             {
                 spec = v1_spec;
                 stats.throttling = throttling;
@@ -161,7 +212,8 @@ impl CgroupfsReader {
             // Only where the v2 cpu.stat had no user/system (kernels before 5.x on hybrid hosts).
             if stats.user_ns.is_none()
                 && let Some(dir) = self.v1_dir(self.layout.v1_cpuacct.as_deref(), rel)
-                && let Some(Some((user, system))) = self.ok_or_count(cpu::read_v1_cpuacct(&dir))
+                && let Some(Some((user, system))) =
+                    self.skipped.ok(cpu::read_v1_cpuacct(&mut self.files, &dir))
             {
                 stats.user_ns = Some(user);
                 stats.system_ns = Some(system);
@@ -184,10 +236,12 @@ impl CgroupfsReader {
                     return Default::default();
                 };
                 let stats = self
-                    .ok_or_count(memory::read_v2(dir, root_usage))
+                    .skipped
+                    .ok(memory::read_v2(&mut self.files, dir, root_usage))
                     .unwrap_or_default();
                 let spec = self
-                    .ok_or_count(memory::read_v2_spec(dir))
+                    .skipped
+                    .ok(memory::read_v2_spec(&mut self.files, dir))
                     .unwrap_or_default();
                 (stats, spec)
             }
@@ -195,9 +249,13 @@ impl CgroupfsReader {
                 let Some(dir) = self.v1_dir(self.layout.v1_memory.as_deref(), rel) else {
                     return Default::default();
                 };
-                let stats = self.ok_or_count(memory::read_v1(&dir)).unwrap_or_default();
+                let stats = self
+                    .skipped
+                    .ok(memory::read_v1(&mut self.files, &dir))
+                    .unwrap_or_default();
                 let spec = self
-                    .ok_or_count(memory::read_v1_spec(&dir))
+                    .skipped
+                    .ok(memory::read_v1_spec(&mut self.files, &dir))
                     .unwrap_or_default();
                 (stats, spec)
             }
@@ -214,17 +272,21 @@ impl CgroupfsReader {
             Mode::Unified => Some(v2_dir.to_path_buf()),
             Mode::Hybrid => self.v1_dir(self.layout.v1_pids.as_deref(), rel),
         };
-        self.ok_or_count(pids::read(v2_dir, pids_dir.as_deref()))
+        self.skipped
+            .ok(pids::read(&mut self.files, v2_dir, pids_dir.as_deref()))
             .unwrap_or_default()
     }
 
     /// Block I/O: v2 `io.stat`, or the v1 blkio hierarchy; device names from sysfs.
     fn read_io(&mut self, rel: &str, v2_dir: Option<&Path>) -> Option<Vec<DeviceIo>> {
         let read = match self.layout.mode {
-            Mode::Unified => io::read_v2(v2_dir?),
-            Mode::Hybrid => io::read_v1(&self.v1_dir(self.layout.v1_blkio.as_deref(), rel)?),
+            Mode::Unified => io::read_v2(&mut self.files, v2_dir?),
+            Mode::Hybrid => {
+                let dir = self.v1_dir(self.layout.v1_blkio.as_deref(), rel)?;
+                io::read_v1(&mut self.files, &dir)
+            }
         };
-        let mut devices = self.ok_or_count(read).flatten()?;
+        let mut devices = self.skipped.ok(read).flatten()?;
         for d in &mut devices {
             d.device = self.devices.name(d.major, d.minor).to_string();
         }
@@ -236,21 +298,6 @@ impl CgroupfsReader {
         mount
             .and_then(|root| crate::cgroup::tree::resolve_under(root, rel))
             .filter(|d| d.is_dir())
-    }
-
-    fn ok_or_count<T>(&mut self, r: Result<T, ReadError>) -> Option<T> {
-        match r {
-            Ok(v) => Some(v),
-            Err(e) => {
-                self.errors += 1;
-                if self.errors <= WARN_BUDGET {
-                    tracing::warn!(error = %e, "unreadable cgroupfs file skipped");
-                } else {
-                    tracing::debug!(error = %e, "unreadable cgroupfs file skipped");
-                }
-                None
-            }
-        }
     }
 }
 
@@ -281,7 +328,7 @@ mod tests {
     fn render_fixture(name: &str, kinds: MetricKinds) -> String {
         let layout = Layout::detect(&fixture(name)).expect("layout");
         let tree = Tree::walk(&layout.unified).expect("walk");
-        let mut reader = CgroupfsReader::new(layout, testdata("proc"), testdata("sys"), kinds);
+        let mut reader = CgroupfsReader::new(layout, testdata("proc"), testdata("sys"), kinds, 64);
         let mut containers = reader.read_all(&tree, 1_795_358_029.0);
         for c in &mut containers {
             // Directory times depend on the checkout: present, but not part of the golden.
@@ -328,6 +375,27 @@ mod tests {
     }
 
     #[test]
+    fn a_second_pass_rereads_open_files_and_opens_none() {
+        for name in ["v2", "hybrid"] {
+            let layout = Layout::detect(&fixture(name)).expect("layout");
+            let tree = Tree::walk(&layout.unified).expect("walk");
+            let mut reader = CgroupfsReader::new(
+                layout,
+                testdata("proc"),
+                testdata("sys"),
+                MetricKinds::default(),
+                4096,
+            );
+            let first = reader.read_all(&tree, 1.0);
+            let opened = reader.file_counts().opens;
+            assert!(opened > 0 && reader.files_held() as u64 == opened);
+            let second = reader.read_all(&tree, 1.0);
+            assert_eq!(reader.file_counts().opens, opened, "{name}");
+            assert_eq!(format!("{first:?}"), format!("{second:?}"), "{name}");
+        }
+    }
+
+    #[test]
     fn garbled_files_are_counted_and_skipped() {
         let layout = Layout::detect(&fixture("v2")).expect("layout");
         let mut reader = CgroupfsReader::new(
@@ -335,8 +403,13 @@ mod tests {
             testdata("proc"),
             testdata("sys"),
             MetricKinds::default(),
+            64,
         );
-        let got = reader.ok_or_count(memory::read_v2(&fixture("garbled"), None));
+        let got = reader.skipped.ok(memory::read_v2(
+            &mut reader.files,
+            &fixture("garbled"),
+            None,
+        ));
         assert_eq!(
             got, None,
             "a garbled memory.stat yields no figures, not zeroes"

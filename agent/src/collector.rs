@@ -42,6 +42,7 @@ impl Collector {
         layout: crate::cgroup::Layout,
         roots: Roots,
         kinds: MetricKinds,
+        open_files: usize,
     ) -> Self {
         let machine = Arc::new(crate::machine::read(&roots));
         let stats = AgentStats {
@@ -51,7 +52,7 @@ impl Collector {
         };
         Collector {
             probes,
-            reader: CgroupfsReader::new(layout, roots.proc_root, roots.sys_root, kinds),
+            reader: CgroupfsReader::new(layout, roots.proc_root, roots.sys_root, kinds, open_files),
             accountant: CpuAccountant::default(),
             machine,
             cpu_totals: HashMap::new(),
@@ -104,6 +105,8 @@ impl Collector {
             }
         }
         self.stats.cgroupfs_errors = self.reader.errors();
+        self.stats.cgroupfs_files = self.reader.file_counts();
+        self.stats.cgroupfs_files_held = self.reader.files_held() as u64;
         self.stats.collection_seconds = started.elapsed().as_secs_f64();
         self.stats.taken_at = taken_at;
         Ok(Snapshot {

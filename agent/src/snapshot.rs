@@ -62,6 +62,10 @@ pub struct AgentStats {
     pub cgroups: u64,
     /// Cumulative: cgroupfs files that existed but could not be read or parsed.
     pub cgroupfs_errors: u64,
+    /// Cumulative: opens and uncached reads of cgroupfs files.
+    pub cgroupfs_files: crate::cgroup::read::FileCounts,
+    /// cgroupfs files held open between passes.
+    pub cgroupfs_files_held: u64,
     /// Cumulative: cgroup directories that vanished during a walk.
     pub walk_skipped: u64,
     /// Cumulative: map entries deleted because their cgroup was removed.
@@ -82,6 +86,8 @@ impl Default for AgentStats {
             collection_seconds: 0.0,
             cgroups: 0,
             cgroupfs_errors: 0,
+            cgroupfs_files: Default::default(),
+            cgroupfs_files_held: 0,
             walk_skipped: 0,
             map_entries_forgotten: 0,
             drain_errors: 0,

@@ -10,7 +10,7 @@ use std::path::Path;
 pub use super::read::ReadError;
 use super::{
     parse::{self, ParseError},
-    read::{read_i64, read_parsed},
+    read::Files,
 };
 
 /// Linux's USER_HZ, the unit of v1 `cpuacct.stat`: 100 on every architecture Kubernetes runs on.
@@ -47,8 +47,10 @@ pub struct CpuSpec {
 }
 
 /// Reads v2 `cpu.stat` in `dir`.
-pub fn read_v2_stat(dir: &Path) -> Result<CpuStats, ReadError> {
-    Ok(read_parsed(dir, "cpu.stat", parse_v2_stat)?.unwrap_or_default())
+pub fn read_v2_stat(files: &mut Files, dir: &Path) -> Result<CpuStats, ReadError> {
+    Ok(files
+        .parsed(dir, "cpu.stat", parse_v2_stat)?
+        .unwrap_or_default())
 }
 
 pub fn parse_v2_stat(text: &str) -> Result<CpuStats, ParseError> {
@@ -73,13 +75,13 @@ pub fn parse_v2_stat(text: &str) -> Result<CpuStats, ParseError> {
 
 /// Reads v2 `cpu.max` and `cpu.weight` in `dir` (absent in the root and where the cpu controller
 /// is not enabled).
-pub fn read_v2_spec(dir: &Path) -> Result<CpuSpec, ReadError> {
+pub fn read_v2_spec(files: &mut Files, dir: &Path) -> Result<CpuSpec, ReadError> {
     let mut spec = CpuSpec::default();
-    if let Some((quota, period)) = read_parsed(dir, "cpu.max", parse_v2_max)? {
+    if let Some((quota, period)) = files.parsed(dir, "cpu.max", parse_v2_max)? {
         spec.quota_us = quota;
         spec.period_us = Some(period);
     }
-    spec.shares = read_i64(dir, "cpu.weight")?.map(weight_to_shares);
+    spec.shares = files.i64(dir, "cpu.weight")?.map(weight_to_shares);
     Ok(spec)
 }
 
@@ -106,13 +108,16 @@ pub fn weight_to_shares(weight: i64) -> u64 {
 }
 
 /// Reads the v1 `cpu` controller directory: CFS spec and throttling.
-pub fn read_v1_cpu(dir: &Path) -> Result<(CpuSpec, Option<Throttling>), ReadError> {
+pub fn read_v1_cpu(
+    files: &mut Files,
+    dir: &Path,
+) -> Result<(CpuSpec, Option<Throttling>), ReadError> {
     let mut spec = CpuSpec::default();
-    let one = |name: &str| read_i64(dir, name);
+    let mut one = |name: &str| files.i64(dir, name);
     spec.shares = one("cpu.shares")?.map(|v| v.max(0) as u64);
     spec.period_us = one("cpu.cfs_period_us")?.map(|v| v.max(0) as u64);
     spec.quota_us = one("cpu.cfs_quota_us")?.and_then(|v| (v > 0).then_some(v as u64));
-    let throttling = read_parsed(dir, "cpu.stat", parse_v1_cpu_stat)?.flatten();
+    let throttling = files.parsed(dir, "cpu.stat", parse_v1_cpu_stat)?.flatten();
     Ok((spec, throttling))
 }
 
@@ -133,8 +138,8 @@ pub fn parse_v1_cpu_stat(text: &str) -> Result<Option<Throttling>, ParseError> {
 }
 
 /// Reads v1 `cpuacct.stat` (user/system in USER_HZ ticks) in `dir`.
-pub fn read_v1_cpuacct(dir: &Path) -> Result<Option<(u64, u64)>, ReadError> {
-    read_parsed(dir, "cpuacct.stat", parse_v1_cpuacct)
+pub fn read_v1_cpuacct(files: &mut Files, dir: &Path) -> Result<Option<(u64, u64)>, ReadError> {
+    files.parsed(dir, "cpuacct.stat", parse_v1_cpuacct)
 }
 
 pub fn parse_v1_cpuacct(text: &str) -> Result<(u64, u64), ParseError> {
@@ -204,32 +209,36 @@ mod tests {
     fn v2_fixture_tree() {
         let root = fixture("v2");
         let c = root.join("kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod1.slice");
-        let stats = read_v2_stat(&c).expect("cpu.stat");
+        let stats = read_v2_stat(&mut Files::new(8), &c).expect("cpu.stat");
         assert_eq!(stats.user_ns, Some(3_000_000));
         assert!(stats.throttling.is_some());
-        let spec = read_v2_spec(&c).expect("spec");
+        let spec = read_v2_spec(&mut Files::new(8), &c).expect("spec");
         assert_eq!(spec.quota_us, Some(50_000));
         assert_eq!(spec.period_us, Some(100_000));
         assert_eq!(spec.shares, Some(weight_to_shares(39)));
         // The root has cpu.stat but no cpu.max / cpu.weight.
-        let root_spec = read_v2_spec(&root).expect("root spec");
+        let root_spec = read_v2_spec(&mut Files::new(8), &root).expect("root spec");
         assert_eq!(root_spec, CpuSpec::default());
     }
 
     #[test]
     fn hybrid_fixture_tree() {
         let root = fixture("hybrid");
-        let (spec, thr) = read_v1_cpu(&root.join("cpu/docker/abc")).expect("v1 cpu");
+        let (spec, thr) =
+            read_v1_cpu(&mut Files::new(8), &root.join("cpu/docker/abc")).expect("v1 cpu");
         assert_eq!(spec.quota_us, Some(50_000));
         assert_eq!(spec.shares, Some(512));
         assert_eq!(thr.map(|t| t.throttled_ns), Some(123_456_789));
-        let (unlimited, _) = read_v1_cpu(&root.join("cpu")).expect("v1 cpu root");
+        let (unlimited, _) =
+            read_v1_cpu(&mut Files::new(8), &root.join("cpu")).expect("v1 cpu root");
         assert_eq!(unlimited.quota_us, None);
         assert_eq!(unlimited.period_us, Some(100_000));
-        let acct = read_v1_cpuacct(&root.join("cpuacct/docker/abc")).expect("cpuacct");
+        let acct =
+            read_v1_cpuacct(&mut Files::new(8), &root.join("cpuacct/docker/abc")).expect("cpuacct");
         assert_eq!(acct, Some((2_000_000_000, 1_000_000_000)));
         // The unified side of a hybrid host has accounting but no throttling.
-        let v2 = read_v2_stat(&root.join("unified/docker/abc")).expect("unified cpu.stat");
+        let v2 = read_v2_stat(&mut Files::new(8), &root.join("unified/docker/abc"))
+            .expect("unified cpu.stat");
         assert_eq!(v2.user_ns, Some(2_010_000_000));
         assert_eq!(v2.throttling, None);
     }
@@ -237,12 +246,18 @@ mod tests {
     #[test]
     fn garbled_and_vanished_files() {
         let root = fixture("garbled");
-        let err = read_v2_stat(&root).expect_err("garbled cpu.stat");
+        let err = read_v2_stat(&mut Files::new(8), &root).expect_err("garbled cpu.stat");
         assert!(err.to_string().contains("cpu.stat"), "{err}");
-        assert!(read_v2_spec(&root).is_err());
+        assert!(read_v2_spec(&mut Files::new(8), &root).is_err());
         // A cgroup that is gone reads as "nothing", not as an error.
         let gone = root.join("no-such-cgroup");
-        assert_eq!(read_v2_stat(&gone).expect("gone"), CpuStats::default());
-        assert_eq!(read_v1_cpuacct(&gone).expect("gone"), None);
+        assert_eq!(
+            read_v2_stat(&mut Files::new(8), &gone).expect("gone"),
+            CpuStats::default()
+        );
+        assert_eq!(
+            read_v1_cpuacct(&mut Files::new(8), &gone).expect("gone"),
+            None
+        );
     }
 }

@@ -8,7 +8,7 @@ use std::{collections::HashMap, path::Path};
 
 use super::{
     parse::ParseError,
-    read::{ReadError, read_parsed},
+    read::{Files, ReadError},
 };
 
 /// One device's cumulative I/O for a cgroup and its descendants.
@@ -28,8 +28,8 @@ pub struct DeviceIo {
 }
 
 /// `None`: this cgroup has no I/O accounting here (file absent); `Some(empty)`: no I/O yet.
-pub fn read_v2(dir: &Path) -> Result<Option<Vec<DeviceIo>>, ReadError> {
-    read_parsed(dir, "io.stat", parse_v2)
+pub fn read_v2(files: &mut Files, dir: &Path) -> Result<Option<Vec<DeviceIo>>, ReadError> {
+    files.parsed(dir, "io.stat", parse_v2)
 }
 
 /// `8:0 rbytes=1459200 wbytes=314773504 rios=192 wios=353 dbytes=0 dios=0`
@@ -69,13 +69,13 @@ pub fn parse_v2(text: &str) -> Result<Vec<DeviceIo>, ParseError> {
 }
 
 /// Reads the v1 blkio directory: BFQ's figures when it has any, else the throttle layer's.
-pub fn read_v1(dir: &Path) -> Result<Option<Vec<DeviceIo>>, ReadError> {
+pub fn read_v1(files: &mut Files, dir: &Path) -> Result<Option<Vec<DeviceIo>>, ReadError> {
     for prefix in ["blkio.bfq", "blkio.throttle"] {
         let bytes_file = format!("{prefix}.io_service_bytes_recursive");
         let ios_file = format!("{prefix}.io_serviced_recursive");
         let (Some(bytes), Some(ios)) = (
-            read_parsed(dir, &bytes_file, parse_v1_rwstat)?,
-            read_parsed(dir, &ios_file, parse_v1_rwstat)?,
+            files.parsed(dir, &bytes_file, parse_v1_rwstat)?,
+            files.parsed(dir, &ios_file, parse_v1_rwstat)?,
         ) else {
             continue;
         };
@@ -215,7 +215,9 @@ mod tests {
     #[test]
     fn v1_prefers_bfq_with_figures_then_throttle() {
         let dir = fixture("hybrid").join("blkio/docker/abc");
-        let d = read_v1(&dir).expect("read").expect("some");
+        let d = read_v1(&mut Files::new(8), &dir)
+            .expect("read")
+            .expect("some");
         assert_eq!(d.len(), 1, "{d:?}");
         assert_eq!((d[0].major, d[0].minor), (254, 0));
         assert_eq!(d[0].write_bytes, 8_388_608);
@@ -223,7 +225,10 @@ mod tests {
         assert_eq!(d[0].reads, 3);
         assert_eq!(d[0].bytes_by_op.len(), 6);
         // No blkio files at all: no figures, not zeroes.
-        assert_eq!(read_v1(&fixture("hybrid").join("cpu")).expect("read"), None);
+        assert_eq!(
+            read_v1(&mut Files::new(8), &fixture("hybrid").join("cpu")).expect("read"),
+            None
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@
 //! pages, floored at 0: the number kubelet evicts on and `kubectl top` shows.
 use std::path::Path;
 
-use super::read::{ReadError, read_flat_keyed, read_limit, read_u64};
+use super::read::{Files, ReadError};
 
 /// One cgroup's memory figures, in bytes or events. `None` where this kernel or hierarchy does
 /// not provide the figure: the family is then absent, never a made-up zero.
@@ -58,11 +58,15 @@ pub struct MemorySpec {
 
 /// Reads a cgroup v2 directory. The root has no `memory.current`: its usage is the machine's,
 /// from `/proc/meminfo`, which the caller passes as `root_usage` (as runc does for cAdvisor).
-pub fn read_v2(dir: &Path, root_usage: Option<MachineUsage>) -> Result<MemoryStats, ReadError> {
+pub fn read_v2(
+    files: &mut Files,
+    dir: &Path,
+    root_usage: Option<MachineUsage>,
+) -> Result<MemoryStats, ReadError> {
     let mut m = MemoryStats {
-        usage: read_u64(dir, "memory.current")?,
-        max_usage: read_u64(dir, "memory.peak")?,
-        swap: read_u64(dir, "memory.swap.current")?,
+        usage: files.u64(dir, "memory.current")?,
+        max_usage: files.u64(dir, "memory.peak")?,
+        swap: files.u64(dir, "memory.swap.current")?,
         ..MemoryStats::default()
     };
     if m.usage.is_none()
@@ -71,7 +75,7 @@ pub fn read_v2(dir: &Path, root_usage: Option<MachineUsage>) -> Result<MemorySta
         m.usage = Some(machine.used);
         m.swap = Some(machine.swap_used);
     }
-    read_flat_keyed(dir, "memory.stat", |k, v| match k {
+    files.flat_keyed(dir, "memory.stat", |k, v| match k {
         "file" => m.cache = Some(v),
         "anon" => m.rss = Some(v),
         "file_mapped" => m.mapped_file = Some(v),
@@ -95,7 +99,7 @@ pub fn read_v2(dir: &Path, root_usage: Option<MachineUsage>) -> Result<MemorySta
         "workingset_refault_anon" => m.workingset_refault_anon = Some(v),
         _ => {}
     })?;
-    read_flat_keyed(dir, "memory.events", |k, v| match k {
+    files.flat_keyed(dir, "memory.events", |k, v| match k {
         "high" => m.events_high = Some(v),
         // v2 has no failcnt file; "max" counts the same thing: usage hitting the limit.
         "max" => {
@@ -108,24 +112,24 @@ pub fn read_v2(dir: &Path, root_usage: Option<MachineUsage>) -> Result<MemorySta
 }
 
 /// Reads v2 limits; absent in the root and where the memory controller is off.
-pub fn read_v2_spec(dir: &Path) -> Result<MemorySpec, ReadError> {
+pub fn read_v2_spec(files: &mut Files, dir: &Path) -> Result<MemorySpec, ReadError> {
     Ok(MemorySpec {
-        limit: read_limit(dir, "memory.max")?,
-        swap_limit: read_limit(dir, "memory.swap.max")?,
-        reservation: read_limit(dir, "memory.min")?,
+        limit: files.limit(dir, "memory.max")?,
+        swap_limit: files.limit(dir, "memory.swap.max")?,
+        reservation: files.limit(dir, "memory.min")?,
     })
 }
 
 /// Reads a v1 memory controller directory.
-pub fn read_v1(dir: &Path) -> Result<MemoryStats, ReadError> {
+pub fn read_v1(files: &mut Files, dir: &Path) -> Result<MemoryStats, ReadError> {
     let mut m = MemoryStats {
-        usage: read_u64(dir, "memory.usage_in_bytes")?,
-        max_usage: read_u64(dir, "memory.max_usage_in_bytes")?,
-        failcnt: read_u64(dir, "memory.failcnt")?,
-        kernel: read_u64(dir, "memory.kmem.usage_in_bytes")?,
+        usage: files.u64(dir, "memory.usage_in_bytes")?,
+        max_usage: files.u64(dir, "memory.max_usage_in_bytes")?,
+        failcnt: files.u64(dir, "memory.failcnt")?,
+        kernel: files.u64(dir, "memory.kmem.usage_in_bytes")?,
         ..MemoryStats::default()
     };
-    read_flat_keyed(dir, "memory.stat", |k, v| match k {
+    files.flat_keyed(dir, "memory.stat", |k, v| match k {
         "total_cache" => m.cache = Some(v),
         "total_rss" => m.rss = Some(v),
         "total_swap" => m.swap = Some(v),
@@ -141,11 +145,11 @@ pub fn read_v1(dir: &Path) -> Result<MemoryStats, ReadError> {
     Ok(m)
 }
 
-pub fn read_v1_spec(dir: &Path) -> Result<MemorySpec, ReadError> {
+pub fn read_v1_spec(files: &mut Files, dir: &Path) -> Result<MemorySpec, ReadError> {
     Ok(MemorySpec {
-        limit: read_u64(dir, "memory.limit_in_bytes")?,
-        swap_limit: read_u64(dir, "memory.memsw.limit_in_bytes")?,
-        reservation: read_u64(dir, "memory.soft_limit_in_bytes")?,
+        limit: files.u64(dir, "memory.limit_in_bytes")?,
+        swap_limit: files.u64(dir, "memory.memsw.limit_in_bytes")?,
+        reservation: files.u64(dir, "memory.soft_limit_in_bytes")?,
     })
 }
 
@@ -175,7 +179,7 @@ mod tests {
     #[test]
     fn v2_container_from_fixture() {
         let dir = fixture("v2").join("kubepods.slice/kubepods-burstable.slice");
-        let m = read_v2(&dir, None).expect("read");
+        let m = read_v2(&mut Files::new(8), &dir, None).expect("read");
         assert_eq!(m.usage, Some(157_286_400));
         assert_eq!(m.max_usage, Some(209_715_200));
         assert_eq!(m.rss, Some(104_857_600));
@@ -190,7 +194,7 @@ mod tests {
         );
         assert_eq!(m.pgfault, m.pgfault_hierarchy);
         assert_eq!(m.workingset_refault_file, Some(17));
-        let spec = read_v2_spec(&dir).expect("spec");
+        let spec = read_v2_spec(&mut Files::new(8), &dir).expect("spec");
         assert_eq!(spec.limit, Some(268_435_456));
         assert_eq!(spec.swap_limit, Some(u64::MAX));
         assert_eq!(spec.reservation, Some(0));
@@ -203,11 +207,16 @@ mod tests {
         )
         .expect("meminfo");
         assert_eq!(machine.used, 600 * 1024);
-        let m = read_v2(&fixture("v2"), Some(machine)).expect("root");
+        let m = read_v2(&mut Files::new(8), &fixture("v2"), Some(machine)).expect("root");
         assert_eq!(m.usage, Some(600 * 1024));
         assert!(m.working_set().is_some());
         // And a cgroup without the controller has no memory figures at all.
-        let none = read_v2(&fixture("v2").join("system.slice"), None).expect("read");
+        let none = read_v2(
+            &mut Files::new(8),
+            &fixture("v2").join("system.slice"),
+            None,
+        )
+        .expect("read");
         assert_eq!(none, MemoryStats::default());
         assert_eq!(none.working_set(), None);
     }
@@ -215,7 +224,7 @@ mod tests {
     #[test]
     fn v1_uses_hierarchical_keys() {
         let dir = fixture("hybrid").join("memory/docker/abc");
-        let m = read_v1(&dir).expect("read");
+        let m = read_v1(&mut Files::new(8), &dir).expect("read");
         assert_eq!(m.usage, Some(73_400_320));
         assert_eq!(m.rss, Some(52_428_800)); // total_rss, not rss
         assert_eq!(m.cache, Some(20_971_520));
@@ -225,7 +234,7 @@ mod tests {
         assert_eq!(m.pgfault, Some(100));
         assert_eq!(m.pgfault_hierarchy, Some(150));
         assert_eq!(m.events_max, None, "v1 has no memory.events");
-        let spec = read_v1_spec(&dir).expect("spec");
+        let spec = read_v1_spec(&mut Files::new(8), &dir).expect("spec");
         assert_eq!(spec.limit, Some(134_217_728));
         assert_eq!(spec.swap_limit, Some(9_223_372_036_854_771_712));
     }
@@ -243,7 +252,7 @@ mod tests {
     #[test]
     fn garbled_memory_files_are_errors_not_zeroes() {
         let dir = fixture("garbled");
-        assert!(read_v2(&dir, None).is_err());
+        assert!(read_v2(&mut Files::new(8), &dir, None).is_err());
         assert!(parse_meminfo_usage("MemTotal: lots\n").is_none());
     }
 }

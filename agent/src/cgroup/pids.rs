@@ -5,7 +5,7 @@
 //! interval, the walk that has cost kubelets whole cores on busy nodes.
 use std::path::Path;
 
-use super::read::{ReadError, read_limit, read_opt, read_u64};
+use super::read::{Files, ReadError};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ProcessStats {
@@ -19,11 +19,19 @@ pub struct ProcessStats {
 
 /// `procs_dir`: the v2 directory (every v2 cgroup has `cgroup.procs`); `pids_dir`: where the
 /// pids controller's files are (the same directory on v2, the v1 pids hierarchy on hybrid hosts).
-pub fn read(procs_dir: &Path, pids_dir: Option<&Path>) -> Result<ProcessStats, ReadError> {
-    let processes = read_opt(&procs_dir.join("cgroup.procs"))?
+pub fn read(
+    files: &mut Files,
+    procs_dir: &Path,
+    pids_dir: Option<&Path>,
+) -> Result<ProcessStats, ReadError> {
+    let processes = files
+        .read(&procs_dir.join("cgroup.procs"))?
         .map(|text| text.lines().filter(|l| !l.trim().is_empty()).count() as u64);
     let (threads, threads_max) = match pids_dir {
-        Some(dir) => (read_u64(dir, "pids.current")?, read_limit(dir, "pids.max")?),
+        Some(dir) => (
+            files.u64(dir, "pids.current")?,
+            files.limit(dir, "pids.max")?,
+        ),
         None => (None, None),
     };
     Ok(ProcessStats {
@@ -41,11 +49,16 @@ mod tests {
     #[test]
     fn counts_procs_and_reads_the_pids_controller() {
         let dir = fixture("v2").join("kubepods.slice/kubepods-burstable.slice");
-        let p = read(&dir, Some(&dir)).expect("read");
+        let p = read(&mut Files::new(8), &dir, Some(&dir)).expect("read");
         assert_eq!(p.processes, Some(2));
         assert_eq!(p.threads, Some(7));
         assert_eq!(p.threads_max, Some(u64::MAX));
-        let none = read(&fixture("v2").join("system.slice"), None).expect("read");
+        let none = read(
+            &mut Files::new(8),
+            &fixture("v2").join("system.slice"),
+            None,
+        )
+        .expect("read");
         assert_eq!(none, ProcessStats::default());
     }
 }

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::{
     parse::ParseError,
-    read::{ReadError, read_parsed},
+    read::{Files, ReadError},
 };
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -23,8 +23,8 @@ pub struct PressureStats {
     pub io: Option<Pressure>,
 }
 
-pub fn read(dir: &Path) -> Result<PressureStats, ReadError> {
-    let one = |name: &str| read_parsed(dir, name, parse);
+pub fn read(files: &mut Files, dir: &Path) -> Result<PressureStats, ReadError> {
+    let mut one = |name: &str| files.parsed(dir, name, parse);
     Ok(PressureStats {
         cpu: one("cpu.pressure")?,
         memory: one("memory.pressure")?,

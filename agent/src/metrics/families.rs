@@ -642,6 +642,24 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         series: |a| one(a.cgroupfs_errors as f64),
     },
     AgentFamily {
+        name: "nodetel_cgroupfs_open_files",
+        help: "cgroupfs files held open between passes and re-read in place.",
+        kind: Kind::Gauge,
+        series: |a| one(a.cgroupfs_files_held as f64),
+    },
+    AgentFamily {
+        name: "nodetel_cgroupfs_file_opens_total",
+        help: "cgroupfs files opened; once every file is held open, only new cgroups add to it.",
+        kind: Kind::Counter,
+        series: |a| one(a.cgroupfs_files.opens as f64),
+    },
+    AgentFamily {
+        name: "nodetel_cgroupfs_uncached_reads_total",
+        help: "cgroupfs reads that opened and closed their file because --cgroupfs-open-files was spent.",
+        kind: Kind::Counter,
+        series: |a| one(a.cgroupfs_files.uncached_reads as f64),
+    },
+    AgentFamily {
         name: "nodetel_cgroup_walk_skipped_total",
         help: "cgroup directories that vanished or could not be read during a walk.",
         kind: Kind::Counter,

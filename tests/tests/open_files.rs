@@ -1,0 +1,91 @@
+//! cgroupfs files stay open between passes: steady passes open (almost) nothing, and a cgroup
+//! removed and made again under the same name is read from the new one, not the dead one.
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use nodetel_integration_tests::{Agent, Exposition, TestCgroup, privileged};
+
+/// Scrapes until `ok` holds, for up to `within`; the last exposition either way.
+fn scrape_until(
+    agent: &Agent,
+    within: Duration,
+    ok: impl Fn(&Exposition) -> bool,
+) -> anyhow::Result<(bool, Exposition)> {
+    let deadline = Instant::now() + within;
+    loop {
+        let e = agent.next_metrics()?;
+        if ok(&e) || Instant::now() > deadline {
+            return Ok((ok(&e), e));
+        }
+    }
+}
+
+/// A cgroup with `pids.max` = `max` and a shell holding `sleeps` sleeps: 1 + `sleeps` processes.
+fn populate(cg: &mut TestCgroup, max: u32, sleeps: usize) -> anyhow::Result<()> {
+    let pids = cg.controller_dir("pids")?;
+    std::fs::write(pids.join("pids.max"), max.to_string())?;
+    let script = "sleep 600 & ".repeat(sleeps) + "wait";
+    // Killed with the cgroup's other processes when the cgroup is removed.
+    drop(cg.spawn(&script)?);
+    Ok(())
+}
+
+#[test]
+fn steady_passes_reopen_nothing_and_recreated_cgroups_read_afresh() -> anyhow::Result<()> {
+    if !privileged("steady_passes_reopen_nothing_and_recreated_cgroups_read_afresh") {
+        return Ok(());
+    }
+    let agent = Agent::start(Duration::from_millis(250), &[])?;
+    let mut cg = TestCgroup::create("reopen")?;
+    let rel = cg.rel.clone();
+    populate(&mut cg, 40, 1)?;
+    let shows = |procs: f64, max: f64| {
+        let rel = rel.clone();
+        move |e: &Exposition| {
+            e.value("container_processes", &rel) == Some(procs)
+                && e.value("container_threads_max", &rel) == Some(max)
+        }
+    };
+    let (ok, _) = scrape_until(&agent, Duration::from_secs(5), shows(2.0, 40.0))?;
+    anyhow::ensure!(ok, "first cgroup never showed 2 processes and pids.max 40");
+
+    // Steady state: three passes over the same cgroups. Without held files each pass opens
+    // every file of every cgroup again (at least five per cgroup).
+    let before = agent.next_metrics()?;
+    let mut after = agent.next_metrics()?;
+    for _ in 0..2 {
+        after = agent.next_metrics()?;
+    }
+    let opens = |e: &Exposition| e.scalar("nodetel_cgroupfs_file_opens_total");
+    let opened = opens(&after).context("no opens counter")? - opens(&before).context("no opens")?;
+    let cgroups = after
+        .scalar("nodetel_cgroups")
+        .context("no cgroups gauge")?;
+    let held = after
+        .scalar("nodetel_cgroupfs_open_files")
+        .context("no open-files gauge")?;
+    eprintln!("3 passes over {cgroups} cgroups: {opened} opens; {held} files held open");
+    assert!(held >= cgroups, "{held} files held for {cgroups} cgroups");
+    // Without held files, three passes open at least three times what is held. New cgroups of
+    // the host's own (a login, a timer) may appear meanwhile and add their own few files.
+    assert!(
+        opened < held,
+        "{opened} opens in three steady passes over {cgroups} cgroups ({held} files held)"
+    );
+
+    // Removed and made again at once, under the same name: files held open for the old cgroup
+    // now fail with ENODEV and must be reopened to reach the new one.
+    drop(cg);
+    let mut cg = TestCgroup::create("reopen")?;
+    assert_eq!(cg.rel, rel);
+    populate(&mut cg, 30, 2)?;
+    let (ok, e) = scrape_until(&agent, Duration::from_secs(5), shows(3.0, 30.0))?;
+    assert!(
+        ok,
+        "recreated cgroup: processes {:?}, threads_max {:?} (want 3, 30)",
+        e.value("container_processes", &rel),
+        e.value("container_threads_max", &rel)
+    );
+    assert_eq!(e.scalar("nodetel_cgroupfs_read_errors_total"), Some(0.0));
+    Ok(())
+}
