@@ -22,7 +22,7 @@ use nodetel_common::{
 };
 
 use crate::{
-    maps::{CPU_NS, RUNNING, stat_add},
+    maps::{CPU_NS, RUNNING, per_cpu_add, stat_add},
     task,
 };
 
@@ -149,21 +149,8 @@ pub fn on_migrate(task_ptr: *const u8) {
 
 #[inline(always)]
 fn commit(cgroup: u64, ns: u64) {
-    if let Some(v) = CPU_NS.get_ptr_mut(&cgroup) {
-        // SAFETY: a per-CPU hash value is this CPU's own copy; no concurrent writer.
-        unsafe { *v += ns };
-        return;
+    if !per_cpu_add(&CPU_NS, cgroup, ns) {
+        stat_add(STAT_CPU_MAP_FULL, 1);
+        stat_add(STAT_CPU_MAP_FULL_NS, ns);
     }
-    // BPF_NOEXIST: a concurrent insert of the same key on another CPU creates the entry for every
-    // CPU; then our insert fails with EEXIST and we retry the lookup once.
-    if CPU_NS.insert(&cgroup, &ns, 1).is_ok() {
-        return;
-    }
-    if let Some(v) = CPU_NS.get_ptr_mut(&cgroup) {
-        // SAFETY: as above.
-        unsafe { *v += ns };
-        return;
-    }
-    stat_add(STAT_CPU_MAP_FULL, 1);
-    stat_add(STAT_CPU_MAP_FULL_NS, ns);
 }

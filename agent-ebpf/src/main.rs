@@ -4,9 +4,13 @@
 
 mod cpu;
 mod maps;
+mod oom;
 mod task;
 
-use aya_ebpf::{macros::btf_tracepoint, programs::BtfTracePointContext};
+use aya_ebpf::{
+    macros::{btf_tracepoint, tracepoint},
+    programs::{BtfTracePointContext, TracePointContext},
+};
 
 /// `tp_btf/sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next, ...)`.
 /// Commits the on-CPU time of the task switched out to its cgroup and records which cgroup runs
@@ -26,6 +30,25 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
 pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(2);
     cpu::on_migrate(task);
+    0
+}
+
+/// `tp_btf/signal_generate(int sig, struct kernel_siginfo *info, struct task_struct *task, int
+/// group, int result)`: every signal generated; only SIGKILL is kept, for the OOM accounting.
+#[btf_tracepoint(function = "signal_generate")]
+pub fn signal_generate(ctx: BtfTracePointContext) -> i32 {
+    let sig: i32 = ctx.arg(0);
+    if sig == 9 {
+        let task: *const u8 = ctx.arg(2);
+        oom::on_sigkill(task);
+    }
+    0
+}
+
+/// `oom:mark_victim`: the OOM killer marked its victim (the record holds the victim's pid).
+#[tracepoint(category = "oom", name = "mark_victim")]
+pub fn mark_victim(ctx: TracePointContext) -> i32 {
+    oom::on_mark_victim(&ctx);
     0
 }
 

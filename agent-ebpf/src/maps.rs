@@ -2,9 +2,9 @@
 //! that the agent overrides at load time (`--cpu-map-entries`).
 use aya_ebpf::{
     macros::map,
-    maps::{PerCpuArray, PerCpuHashMap},
+    maps::{LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
-use nodetel_common::{DEFAULT_CPU_NS_ENTRIES, RunState, STAT_SLOTS};
+use nodetel_common::{DEFAULT_CPU_NS_ENTRIES, OOM_KILLS_ENTRIES, OomKill, RunState, STAT_SLOTS};
 
 #[map(name = "CPU_NS")]
 pub static CPU_NS: PerCpuHashMap<u64, u64> =
@@ -12,6 +12,19 @@ pub static CPU_NS: PerCpuHashMap<u64, u64> =
 
 #[map(name = "RUNNING")]
 pub static RUNNING: PerCpuArray<RunState> = PerCpuArray::with_max_entries(1, 0);
+
+#[map(name = "OOM_KILLS")]
+pub static OOM_KILLS: PerCpuHashMap<u64, u64> =
+    PerCpuHashMap::with_max_entries(OOM_KILLS_ENTRIES, 0);
+
+/// 256 KiB: room for several thousand kill records between two drains.
+#[map(name = "OOM_EVENTS")]
+pub static OOM_EVENTS: RingBuf = RingBuf::with_byte_size(256 * 1024, 0);
+
+/// Only the last SIGKILL per sending thread matters, and most SIGKILLs are not the OOM killer's:
+/// an LRU map forgets those without a cleanup path.
+#[map(name = "SIGKILLS")]
+pub static SIGKILLS: LruHashMap<u32, OomKill> = LruHashMap::with_max_entries(1024, 0);
 
 #[map(name = "STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
@@ -24,4 +37,25 @@ pub fn stat_add(slot: u32, n: u64) {
         // disabled, so nothing else writes it concurrently.
         unsafe { *p += n };
     }
+}
+
+/// Adds `n` to `key`'s value of this CPU in a per-CPU hash; false when the map is full.
+#[inline(always)]
+pub fn per_cpu_add(map: &PerCpuHashMap<u64, u64>, key: u64, n: u64) -> bool {
+    if let Some(v) = map.get_ptr_mut(&key) {
+        // SAFETY: a per-CPU hash value is this CPU's own copy; no concurrent writer.
+        unsafe { *v += n };
+        return true;
+    }
+    // BPF_NOEXIST: a concurrent insert of the same key on another CPU creates the entry for every
+    // CPU; then our insert fails with EEXIST and we retry the lookup once.
+    if map.insert(&key, &n, 1).is_ok() {
+        return true;
+    }
+    if let Some(v) = map.get_ptr_mut(&key) {
+        // SAFETY: as above.
+        unsafe { *v += n };
+        return true;
+    }
+    false
 }

@@ -13,7 +13,11 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     kernfs_node_id: 0,
     task_sum_exec: 0,
     task_prev_sum_exec: 0,
+    task_tgid: 0,
+    task_comm: 0,
+    tp_mark_victim_pid: 0,
     valid: 0,
+    _pad: 0,
 };
 
 #[inline(always)]
@@ -57,6 +61,20 @@ pub fn cgroup_id(task: *const u8, off: &KernelOffsets) -> Result<u64, i32> {
         }
         read_at(kn, off.kernfs_node_id)
     }
+}
+
+/// `task->tgid`: the process id of a thread.
+#[inline(always)]
+pub fn tgid(task: *const u8, off: &KernelOffsets) -> Result<u32, i32> {
+    // SAFETY: see read_at.
+    unsafe { read_at::<i32>(task, off.task_tgid).map(|p| p as u32) }
+}
+
+/// `task->comm`, NUL-padded.
+#[inline(always)]
+pub fn comm(task: *const u8, off: &KernelOffsets) -> [u8; 16] {
+    // SAFETY: see read_at; a failed read leaves the name empty.
+    unsafe { read_at::<[u8; 16]>(task, off.task_comm).unwrap_or([0; 16]) }
 }
 
 /// `task->se.sum_exec_runtime`.

@@ -58,6 +58,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let opts = LoadOptions {
         btf_path: config.btf_path.clone(),
         cpu_map_entries: config.cpu_map_entries,
+        tracefs: crate::ebpf::TRACEFS
+            .iter()
+            .map(std::path::PathBuf::from)
+            .collect(),
     };
     let probes = tokio::task::spawn_blocking(move || Probes::load(&opts))
         .await

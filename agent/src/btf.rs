@@ -233,7 +233,12 @@ impl Btf {
                 + self.member_offset("sched_entity", "sum_exec_runtime")?,
             task_prev_sum_exec: self.member_offset("task_struct", "se")?
                 + self.member_offset("sched_entity", "prev_sum_exec_runtime")?,
+            task_tgid: self.member_offset("task_struct", "tgid")?,
+            task_comm: self.member_offset("task_struct", "comm")?,
+            // Not in BTF: the loader fills it from the tracepoint's format file.
+            tp_mark_victim_pid: 0,
             valid: 1,
+            _pad: 0,
         })
     }
 }

@@ -177,6 +177,7 @@ impl CgroupfsReader {
                 pressure,
                 start_time,
                 seen_at,
+                oom_kills: None,
             });
         }
         self.start_times.retain(|id, _| tree.contains(*id));
@@ -344,6 +345,7 @@ mod tests {
             containers,
             agent: AgentStats::default(),
             machine: Arc::new(machine),
+            oom_events: Default::default(),
         })
         .lines()
         .filter(|l| !l.contains("nodetel_"))

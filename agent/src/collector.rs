@@ -1,20 +1,25 @@
 //! One collection pass: drain the kernel maps, walk the cgroup tree, read cgroupfs, and build the
 //! snapshot. Blocking (syscalls and file reads): runs on a blocking thread, once per interval.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, VecDeque},
     sync::Arc,
-    time::{Instant, SystemTime},
+    time::{Duration, Instant, SystemTime},
 };
+
+use nodetel_common::{MAP_CPU_NS, MAP_OOM_KILLS, OomKill, PROG_SCHED_SWITCH};
 
 use crate::{
     cgroup::Tree,
     cgroupfs::CgroupfsReader,
     cpu_account::CpuAccountant,
-    ebpf::Probes,
+    ebpf::{Probes, comm_str},
     machine::{MachineInfo, Roots},
     metric_kinds::{MetricKind, MetricKinds},
-    snapshot::{AgentStats, Snapshot},
+    snapshot::{AgentStats, OomEvent, Snapshot},
 };
+
+/// OOM kill records kept for the event API; the oldest go first.
+const OOM_LOG_CAPACITY: usize = 1024;
 
 pub struct Collector {
     probes: Probes,
@@ -23,6 +28,13 @@ pub struct Collector {
     machine: Arc<MachineInfo>,
     /// Hierarchical CPU ns of the last successful drain; held when a drain fails.
     cpu_totals: HashMap<u64, u64>,
+    /// OOM kills per victim cgroup as of the last drain (cumulative).
+    oom_totals: HashMap<u64, u64>,
+    oom_log: VecDeque<OomEvent>,
+    oom_shared: Arc<Vec<OomEvent>>,
+    /// The previous walk: a victim's cgroup is often removed right after the kill (its container
+    /// exits), so its path is looked up here when the new walk no longer has it.
+    last_tree: Tree,
     stats: AgentStats,
 }
 
@@ -47,6 +59,7 @@ impl Collector {
         let machine = Arc::new(crate::machine::read(&roots));
         let stats = AgentStats {
             programs_attached: probes.attached.clone(),
+            programs_not_attached: probes.not_attached.clone(),
             cpu_map_capacity: u64::from(probes.cpu_map_entries),
             ..AgentStats::default()
         };
@@ -56,6 +69,10 @@ impl Collector {
             accountant: CpuAccountant::default(),
             machine,
             cpu_totals: HashMap::new(),
+            oom_totals: HashMap::new(),
+            oom_log: VecDeque::new(),
+            oom_shared: Arc::new(Vec::new()),
+            last_tree: Tree::default(),
             stats,
         }
     }
@@ -69,6 +86,13 @@ impl Collector {
             self.stats.drain_errors += 1;
             tracing::warn!(error = %e, "failed to drain the CPU map; CPU usage is held this pass");
         });
+        let oom = self
+            .probes
+            .counts_oom_kills()
+            .then(|| self.probes.drain_oom_kills())
+            .transpose()
+            .map_err(|e| tracing::warn!(error = %e, "failed to drain the OOM kill map"));
+        let oom_records = self.probes.take_oom_events();
         match self.probes.kernel_stats() {
             Ok(k) => self.stats.kernel = k,
             Err(e) => tracing::debug!(error = %e, "failed to read kernel self-counters"),
@@ -86,7 +110,7 @@ impl Collector {
         if let Ok(drain) = &drain {
             self.stats.cpu_map_entries = drain.committed.len() as u64;
             let update = self.accountant.update(&tree, drain);
-            match self.probes.forget_cgroups(&update.forget) {
+            match self.probes.forget_cgroups(MAP_CPU_NS, &update.forget) {
                 Ok(n) => self.stats.map_entries_forgotten += n as u64,
                 Err(e) => {
                     tracing::warn!(error = %e, "failed to delete map entries of removed cgroups")
@@ -94,16 +118,42 @@ impl Collector {
             }
             self.cpu_totals = update.totals;
         }
+        if let Ok(Some(kills)) = oom {
+            // Drained before the walk: a key the walk did not find is a removed cgroup's.
+            let gone: Vec<u64> = kills
+                .keys()
+                .filter(|id| !tree.contains(**id))
+                .copied()
+                .collect();
+            match self.probes.forget_cgroups(MAP_OOM_KILLS, &gone) {
+                Ok(n) => self.stats.map_entries_forgotten += n as u64,
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to delete OOM entries of removed cgroups")
+                }
+            }
+            self.oom_totals = kills;
+            self.oom_totals.retain(|id, _| tree.contains(*id));
+        }
+        if !oom_records.is_empty() {
+            self.log_oom_kills(&oom_records, &tree);
+        }
 
         let seen_at = taken_at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         let mut containers = self.reader.read_all(&tree, seen_at);
-        if self.reader.kinds().has(MetricKind::Cpu) {
+        if self.reader.kinds().has(MetricKind::Cpu) && self.probes.is_attached(PROG_SCHED_SWITCH) {
             for c in &mut containers {
                 c.cpu_usage_ns = self.cpu_totals.get(&c.cgroup_id).copied();
             }
         }
+        // Every cgroup has a count once both OOM programs run: zero means none seen.
+        if self.reader.kinds().has(MetricKind::OomEvent) && self.probes.counts_oom_kills() {
+            for c in &mut containers {
+                c.oom_kills = Some(self.oom_totals.get(&c.cgroup_id).copied().unwrap_or(0));
+            }
+        }
+        self.last_tree = tree;
         self.stats.cgroupfs_errors = self.reader.errors();
         self.stats.cgroupfs_files = self.reader.file_counts();
         self.stats.cgroupfs_files_held = self.reader.files_held() as u64;
@@ -113,6 +163,45 @@ impl Collector {
             containers,
             agent: self.stats.clone(),
             machine: Arc::clone(&self.machine),
+            oom_events: Arc::clone(&self.oom_shared),
         })
+    }
+
+    /// Names each kill's cgroups, logs it once, and keeps it for the event API.
+    fn log_oom_kills(&mut self, records: &[OomKill], tree: &Tree) {
+        let path_of = |id: u64| {
+            tree.get(id)
+                .or_else(|| self.last_tree.get(id))
+                .map(|c| c.path.clone())
+        };
+        // Kernel times are CLOCK_MONOTONIC; the wall clock is what events are stamped with.
+        let mono_now = crate::ebpf::monotonic_ns();
+        let wall_now = SystemTime::now();
+        for k in records {
+            let event = OomEvent {
+                time: wall_now - Duration::from_nanos(mono_now.saturating_sub(k.time_ns)),
+                pid: k.victim_tgid,
+                tid: k.victim_pid,
+                process_name: comm_str(&k.comm),
+                cgroup_id: k.victim_cgroup,
+                cgroup: path_of(k.victim_cgroup),
+                trigger_pid: k.trigger_pid,
+                trigger_cgroup: path_of(k.trigger_cgroup),
+            };
+            tracing::info!(
+                pid = event.pid,
+                process = %event.process_name,
+                container = event.cgroup.as_deref().unwrap_or("(removed before it was seen)"),
+                cgroup_id = event.cgroup_id,
+                triggered_by_pid = event.trigger_pid,
+                triggered_in = event.trigger_cgroup.as_deref().unwrap_or("(unknown)"),
+                "OOM kill"
+            );
+            if self.oom_log.len() == OOM_LOG_CAPACITY {
+                self.oom_log.pop_front();
+            }
+            self.oom_log.push_back(event);
+        }
+        self.oom_shared = Arc::new(self.oom_log.iter().cloned().collect());
     }
 }

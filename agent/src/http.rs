@@ -73,7 +73,7 @@ fn route(req: &Request<Incoming>, latest: &Latest, stale_after: Duration) -> Res
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unhealthy: the last snapshot is stale; collection has stalled\n",
             ),
-            Some(_) => text(StatusCode::OK, "ok\n"),
+            Some(p) => owned_text(StatusCode::OK, health_details(&p.snapshot.agent)),
         },
         _ => text(
             StatusCode::NOT_FOUND,
@@ -82,8 +82,25 @@ fn route(req: &Request<Incoming>, latest: &Latest, stale_after: Duration) -> Res
     }
 }
 
+/// `ok`, then one line per eBPF program the kernel refused: the agent still serves everything
+/// else, so this stays 200 and a liveness probe does not restart it in a loop.
+fn health_details(agent: &crate::snapshot::AgentStats) -> String {
+    let mut body = String::from("ok\n");
+    for n in &agent.programs_not_attached {
+        body += &format!(
+            "degraded: eBPF program {} not attached ({}); its metrics are absent\n",
+            n.program, n.reason
+        );
+    }
+    body
+}
+
 fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from_static(body.as_bytes())));
+    owned_text(status, body.to_string())
+}
+
+fn owned_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CONTENT_TYPE,

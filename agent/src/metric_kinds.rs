@@ -10,15 +10,17 @@ pub enum MetricKind {
     DiskIo,
     Process,
     Pressure,
+    OomEvent,
 }
 
 impl MetricKind {
-    pub const ALL: [MetricKind; 5] = [
+    pub const ALL: [MetricKind; 6] = [
         MetricKind::Cpu,
         MetricKind::Memory,
         MetricKind::DiskIo,
         MetricKind::Process,
         MetricKind::Pressure,
+        MetricKind::OomEvent,
     ];
 
     pub fn name(self) -> &'static str {
@@ -28,6 +30,7 @@ impl MetricKind {
             MetricKind::DiskIo => "diskIO",
             MetricKind::Process => "process",
             MetricKind::Pressure => "pressure",
+            MetricKind::OomEvent => "oom_event",
         }
     }
 }
@@ -45,7 +48,6 @@ const NOT_PROVIDED: &[&str] = &[
     "hugetlb",
     "memory_numa",
     "network",
-    "oom_event",
     "percpu",
     "perf_event",
     "referenced_memory",
@@ -129,7 +131,7 @@ mod tests {
     #[test]
     fn enable_wins_and_disable_subtracts() {
         let all = MetricKinds::resolve(&[], &[]).expect("default");
-        assert_eq!(all.names().len(), 5);
+        assert_eq!(all.names().len(), 6);
         let some = MetricKinds::resolve(&s(&["cpu", "memory"]), &s(&["cpu"])).expect("enable");
         assert!(some.has(MetricKind::Cpu) && some.has(MetricKind::Memory));
         assert!(!some.has(MetricKind::DiskIo));

@@ -46,6 +46,9 @@ pub struct ContainerSample {
     pub start_time: Option<f64>,
     /// Unix seconds of the pass that saw it (`container_last_seen`).
     pub seen_at: f64,
+    /// OOM kills whose victim was in this cgroup itself (not its descendants), as cAdvisor counts
+    /// them; `None` when the OOM programs are not attached or the kind is disabled.
+    pub oom_kills: Option<u64>,
 }
 
 /// The agent's own health figures.
@@ -54,6 +57,7 @@ pub struct AgentStats {
     /// When the last pass drained the maps.
     pub taken_at: SystemTime,
     pub programs_attached: Vec<&'static str>,
+    pub programs_not_attached: Vec<crate::ebpf::NotAttached>,
     pub cpu_map_entries: u64,
     pub cpu_map_capacity: u64,
     pub kernel: KernelStats,
@@ -79,6 +83,7 @@ impl Default for AgentStats {
         AgentStats {
             taken_at: SystemTime::UNIX_EPOCH,
             programs_attached: Vec::new(),
+            programs_not_attached: Vec::new(),
             cpu_map_entries: 0,
             cpu_map_capacity: 0,
             kernel: KernelStats::default(),
@@ -100,4 +105,22 @@ pub struct Snapshot {
     pub containers: Vec<ContainerSample>,
     pub agent: AgentStats,
     pub machine: std::sync::Arc<MachineInfo>,
+    /// The latest OOM kills, oldest first (bounded), for the event API.
+    pub oom_events: std::sync::Arc<Vec<OomEvent>>,
+}
+
+/// One OOM kill, as the agent records it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OomEvent {
+    pub time: SystemTime,
+    /// Process id (tgid) and thread id of the victim.
+    pub pid: u32,
+    pub tid: u32,
+    pub process_name: String,
+    pub cgroup_id: u64,
+    /// The victim's cgroup path; `None` when the cgroup came and went between two walks.
+    pub cgroup: Option<String>,
+    /// The allocating task that ran the OOM killer, and its cgroup.
+    pub trigger_pid: u32,
+    pub trigger_cgroup: Option<String>,
 }

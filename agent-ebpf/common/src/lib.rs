@@ -17,6 +17,20 @@ pub const PROG_SCHED_SWITCH: &str = "sched_switch";
 /// Program name of the program that splits a running task's slice when it changes cgroup.
 pub const PROG_CGROUP_ATTACH: &str = "cgroup_attach_task";
 
+/// Per-CPU hash: cgroup v2 id -> OOM kills whose victim was in that cgroup (cumulative).
+pub const MAP_OOM_KILLS: &str = "OOM_KILLS";
+/// Ring buffer of [`OomKill`] records, one per kill, for the event log.
+pub const MAP_OOM_EVENTS: &str = "OOM_EVENTS";
+/// LRU hash: thread id -> the [`OomKill`] describing the last SIGKILL that thread sent, until
+/// `mark_victim` confirms it was the OOM killer's.
+pub const MAP_SIGKILLS: &str = "SIGKILLS";
+/// Program that records every SIGKILL with its target task (`tp_btf/signal_generate`).
+pub const PROG_SIGNAL_GENERATE: &str = "signal_generate";
+/// Program that counts an OOM kill when the victim is marked (tracepoint `oom:mark_victim`).
+pub const PROG_MARK_VICTIM: &str = "mark_victim";
+/// Capacity of [`MAP_OOM_KILLS`]: cgroups with at least one kill since they were last forgotten.
+pub const OOM_KILLS_ENTRIES: u32 = 4096;
+
 /// Default capacity of [`MAP_CPU_NS`]; userspace may resize it at load time.
 pub const DEFAULT_CPU_NS_ENTRIES: u32 = 16_384;
 
@@ -33,8 +47,17 @@ pub const STAT_SWITCHES: u32 = 3;
 pub const STAT_STATE_MISMATCH: u32 = 4;
 /// Nanoseconds charged at such switch-outs from the task's runtime counter.
 pub const STAT_STATE_MISMATCH_NS: u32 = 5;
+/// OOM kills counted (victim marked right after the OOM killer's SIGKILL to it).
+pub const STAT_OOM_KILLS: u32 = 6;
+/// OOM kill records lost because the ring buffer was full (the count is still exact).
+pub const STAT_OOM_EVENTS_LOST: u32 = 7;
+/// Victims marked with no SIGKILL just before: an exiting task given memory reserves, which the
+/// kernel does not count as a kill either.
+pub const STAT_OOM_MARKED_ONLY: u32 = 8;
+/// OOM kills that could not be counted per cgroup (map full, or the victim's cgroup unreadable).
+pub const STAT_OOM_UNCOUNTED: u32 = 9;
 /// Number of slots in [`MAP_STATS`].
-pub const STAT_SLOTS: u32 = 6;
+pub const STAT_SLOTS: u32 = 10;
 
 /// What one CPU runs since the last context switch.
 ///
@@ -55,6 +78,27 @@ pub struct RunState {
     pub exec_at_in: u64,
 }
 const _: () = assert!(core::mem::size_of::<RunState>() == 32);
+
+/// One OOM kill: who was killed, in which cgroup, and which task's allocation triggered it.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OomKill {
+    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) when the SIGKILL was sent.
+    pub time_ns: u64,
+    /// cgroup v2 id of the victim.
+    pub victim_cgroup: u64,
+    /// cgroup v2 id of the task whose allocation ran the OOM killer.
+    pub trigger_cgroup: u64,
+    /// Victim thread id (`task->pid`) and process id (`task->tgid`).
+    pub victim_pid: u32,
+    pub victim_tgid: u32,
+    /// Thread id of the allocating task.
+    pub trigger_pid: u32,
+    pub _pad: u32,
+    /// Victim's `task->comm`, NUL-padded.
+    pub comm: [u8; 16],
+}
+const _: () = assert!(core::mem::size_of::<OomKill>() == 56);
 
 /// Byte offsets of the kernel struct fields the programs follow from a `task_struct` to its cgroup
 /// v2 id. Rust eBPF objects carry no CO-RE relocations, so the agent reads these from
@@ -77,16 +121,26 @@ pub struct KernelOffsets {
     pub task_sum_exec: u32,
     /// `task_struct.se.prev_sum_exec_runtime`: `sum_exec_runtime` when the task was last picked
     pub task_prev_sum_exec: u32,
+    /// `task_struct.tgid`
+    pub task_tgid: u32,
+    /// `task_struct.comm` (16 bytes)
+    pub task_comm: u32,
+    /// Offset of the `pid` field in the `oom:mark_victim` tracepoint record, from its format file
+    /// (classic tracepoint fields are published there, not in BTF).
+    pub tp_mark_victim_pid: u32,
     /// 1 once userspace filled the struct; programs do nothing before that.
     pub valid: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 32);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48);
 
 #[cfg(feature = "user")]
 mod pod {
-    // SAFETY: both types are #[repr(C)], made only of integers, with explicit padding fields, so
+    // SAFETY: these types are #[repr(C)], made only of integers, with explicit padding fields, so
     // every bit pattern is a valid value and there are no uninitialised bytes.
     unsafe impl aya::Pod for super::RunState {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::KernelOffsets {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::OomKill {}
 }

@@ -13,7 +13,8 @@ use std::collections::{HashMap, HashSet};
 use aya::maps::{MapError, PerCpuArray, PerCpuHashMap};
 use nodetel_common::{
     MAP_CPU_NS, MAP_RUNNING, MAP_STATS, RunState, STAT_CGROUP_READ_FAILED, STAT_CPU_MAP_FULL,
-    STAT_CPU_MAP_FULL_NS, STAT_STATE_MISMATCH, STAT_STATE_MISMATCH_NS, STAT_SWITCHES,
+    STAT_CPU_MAP_FULL_NS, STAT_OOM_EVENTS_LOST, STAT_OOM_KILLS, STAT_OOM_MARKED_ONLY,
+    STAT_OOM_UNCOUNTED, STAT_STATE_MISMATCH, STAT_STATE_MISMATCH_NS, STAT_SWITCHES,
 };
 use rustix::time::{ClockId, clock_gettime};
 
@@ -37,15 +38,19 @@ pub struct KernelStats {
     pub switches: u64,
     pub state_mismatch: u64,
     pub state_mismatch_ns: u64,
+    pub oom_kills: u64,
+    pub oom_events_lost: u64,
+    pub oom_marked_only: u64,
+    pub oom_uncounted: u64,
 }
 
-fn missing(name: &str) -> MapError {
+pub(super) fn missing(name: &str) -> MapError {
     MapError::InvalidName {
         name: name.to_string(),
     }
 }
 
-fn monotonic_ns() -> u64 {
+pub fn monotonic_ns() -> u64 {
     let t = clock_gettime(ClockId::Monotonic);
     (t.tv_sec as u64)
         .saturating_mul(1_000_000_000)
@@ -124,15 +129,13 @@ impl Probes {
         Ok(out)
     }
 
-    /// Deletes the entries of cgroups that no longer exist. Returns how many were deleted.
-    pub fn forget_cgroups(&mut self, ids: &[u64]) -> Result<usize, MapError> {
+    /// Deletes the entries of cgroups that no longer exist from a per-cgroup map (`CPU_NS`,
+    /// `OOM_KILLS`). Returns how many were deleted.
+    pub fn forget_cgroups(&mut self, map: &str, ids: &[u64]) -> Result<usize, MapError> {
         if ids.is_empty() {
             return Ok(0);
         }
-        let map = self
-            .ebpf
-            .map_mut(MAP_CPU_NS)
-            .ok_or_else(|| missing(MAP_CPU_NS))?;
+        let map = self.ebpf.map_mut(map).ok_or_else(|| missing(map))?;
         let mut cpu_ns: PerCpuHashMap<_, u64, u64> = PerCpuHashMap::try_from(map)?;
         let mut removed = 0;
         for id in ids {
@@ -161,6 +164,10 @@ impl Probes {
             switches: slot(STAT_SWITCHES)?,
             state_mismatch: slot(STAT_STATE_MISMATCH)?,
             state_mismatch_ns: slot(STAT_STATE_MISMATCH_NS)?,
+            oom_kills: slot(STAT_OOM_KILLS)?,
+            oom_events_lost: slot(STAT_OOM_EVENTS_LOST)?,
+            oom_marked_only: slot(STAT_OOM_MARKED_ONLY)?,
+            oom_uncounted: slot(STAT_OOM_UNCOUNTED)?,
         })
     }
 }

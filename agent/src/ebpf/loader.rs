@@ -3,8 +3,15 @@
 //! so a stopped (or killed) agent leaves nothing behind in the kernel.
 use std::path::PathBuf;
 
-use aya::{Btf as AyaBtf, Ebpf, EbpfLoader, programs::BtfTracePoint};
-use nodetel_common::{GLOBAL_OFFSETS, MAP_CPU_NS, PROG_CGROUP_ATTACH, PROG_SCHED_SWITCH};
+use aya::{
+    Btf as AyaBtf, Ebpf, EbpfLoader,
+    maps::{MapData, RingBuf},
+    programs::{BtfTracePoint, TracePoint},
+};
+use nodetel_common::{
+    GLOBAL_OFFSETS, MAP_CPU_NS, MAP_OOM_EVENTS, PROG_CGROUP_ATTACH, PROG_MARK_VICTIM,
+    PROG_SCHED_SWITCH, PROG_SIGNAL_GENERATE,
+};
 
 use crate::btf::{Btf, BtfError};
 
@@ -39,6 +46,10 @@ pub enum LoadError {
     },
 }
 
+/// Where tracefs may be mounted, in aya's order of preference (aya attaches classic tracepoints
+/// only through these two paths).
+pub const TRACEFS: [&str; 2] = ["/sys/kernel/tracing", "/sys/kernel/debug/tracing"];
+
 /// What the loader needs from the configuration.
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -46,22 +57,57 @@ pub struct LoadOptions {
     pub btf_path: PathBuf,
     /// Capacity of the per-cgroup CPU map.
     pub cpu_map_entries: u32,
+    /// Where tracefs is mounted: classic tracepoints publish their record layout there.
+    pub tracefs: Vec<PathBuf>,
+}
+
+/// A program that could not be loaded or attached, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NotAttached {
+    pub program: &'static str,
+    pub reason: String,
 }
 
 /// The loaded object with its programs attached.
 pub struct Probes {
     pub ebpf: Ebpf,
     pub attached: Vec<&'static str>,
+    /// Programs this kernel refused: their metrics are absent, the rest is served.
+    pub not_attached: Vec<NotAttached>,
     pub cpu_map_entries: u32,
+    /// The OOM kill records, taken out of the object so they can be consumed in place.
+    pub oom_events: Option<RingBuf<MapData>>,
+}
+
+enum Attach {
+    Btf(&'static str),
+    Classic(&'static str, &'static str),
 }
 
 impl Probes {
     /// Loads and attaches. Blocking (BTF parsing, verifier): call it off the async threads.
+    ///
+    /// Only an object that cannot be loaded at all is an error. A program that fails to load or
+    /// attach (a missing tracepoint, a stricter verifier) is logged once and reported in
+    /// `not_attached`; the others keep working.
     pub fn load(opts: &LoadOptions) -> Result<Probes, LoadError> {
         if OBJECT.is_empty() {
             return Err(LoadError::NoObject);
         }
-        let offsets = Btf::from_file(&opts.btf_path)?.kernel_offsets()?;
+        let mut offsets = Btf::from_file(&opts.btf_path)?.kernel_offsets()?;
+        let mut not_attached = Vec::new();
+        ensure_tracefs(&opts.tracefs);
+        match tracepoint_field_offset(&opts.tracefs, "oom", "mark_victim", "pid") {
+            Ok(off) => offsets.tp_mark_victim_pid = off,
+            Err(reason) => {
+                for program in [PROG_SIGNAL_GENERATE, PROG_MARK_VICTIM] {
+                    not_attached.push(NotAttached {
+                        program,
+                        reason: reason.clone(),
+                    });
+                }
+            }
+        }
         tracing::debug!(?offsets, "kernel struct offsets from BTF");
         let mut ebpf = EbpfLoader::new()
             .override_global(GLOBAL_OFFSETS, &offsets, true)
@@ -69,21 +115,123 @@ impl Probes {
             .load(OBJECT)?;
         let kernel_btf = AyaBtf::parse_file(&opts.btf_path, aya::Endianness::default())?;
         let mut attached = Vec::new();
-        // Migration first: attached after sched_switch, a move in between would be missed.
-        for (name, tracepoint) in [
-            (PROG_CGROUP_ATTACH, "cgroup_attach_task"),
-            (PROG_SCHED_SWITCH, "sched_switch"),
-        ] {
-            attach_btf_tracepoint(&mut ebpf, name, tracepoint, &kernel_btf)?;
-            attached.push(name);
+        // Migration first: attached after sched_switch, a move in between would be missed. The
+        // SIGKILL recorder before mark_victim, which needs what it records.
+        let programs = [
+            (PROG_CGROUP_ATTACH, Attach::Btf("cgroup_attach_task")),
+            (PROG_SCHED_SWITCH, Attach::Btf("sched_switch")),
+            (PROG_SIGNAL_GENERATE, Attach::Btf("signal_generate")),
+            (PROG_MARK_VICTIM, Attach::Classic("oom", "mark_victim")),
+        ];
+        for (name, how) in programs {
+            if not_attached.iter().any(|n: &NotAttached| n.program == name) {
+                continue;
+            }
+            let done = match how {
+                Attach::Btf(tp) => attach_btf_tracepoint(&mut ebpf, name, tp, &kernel_btf),
+                Attach::Classic(category, tp) => attach_tracepoint(&mut ebpf, name, category, tp),
+            };
+            match done {
+                Ok(()) => attached.push(name),
+                Err(e) => not_attached.push(NotAttached {
+                    program: name,
+                    reason: e.to_string(),
+                }),
+            }
         }
+        // Counting OOM kills needs both halves.
+        if attached.contains(&PROG_SIGNAL_GENERATE) != attached.contains(&PROG_MARK_VICTIM) {
+            tracing::warn!("only one of the two OOM programs attached; OOM kills are not counted");
+        }
+        for n in &not_attached {
+            tracing::warn!(program = n.program, reason = %n.reason, "eBPF program not attached; its metrics are absent");
+        }
+        let oom_events = match ebpf.take_map(MAP_OOM_EVENTS).map(RingBuf::try_from) {
+            Some(Ok(rb)) => Some(rb),
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "OOM event ring buffer unusable; kills are counted but not logged");
+                None
+            }
+            None => None,
+        };
         tracing::info!(programs = ?attached, cpu_map_entries = opts.cpu_map_entries, "eBPF programs attached");
         Ok(Probes {
             ebpf,
             attached,
+            not_attached,
             cpu_map_entries: opts.cpu_map_entries,
+            oom_events,
         })
     }
+
+    pub fn is_attached(&self, program: &str) -> bool {
+        self.attached.contains(&program)
+    }
+
+    /// Both OOM programs are in place, so a zero count means no kill.
+    pub fn counts_oom_kills(&self) -> bool {
+        self.is_attached(PROG_SIGNAL_GENERATE) && self.is_attached(PROG_MARK_VICTIM)
+    }
+}
+
+/// Mounts tracefs at the first candidate when none has it (systemd mounts it at boot, but not
+/// every host runs systemd's unit); a failure is left to show as "no format file".
+fn ensure_tracefs(candidates: &[PathBuf]) {
+    let populated = |p: &PathBuf| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some());
+    if candidates.iter().any(populated) {
+        return;
+    }
+    let Some(target) = candidates.iter().find(|p| p.is_dir()) else {
+        return;
+    };
+    match rustix::mount::mount(
+        "tracefs",
+        target,
+        "tracefs",
+        rustix::mount::MountFlags::empty(),
+        None,
+    ) {
+        Ok(()) => {
+            tracing::info!(path = %target.display(), "mounted tracefs for the OOM tracepoint")
+        }
+        Err(e) => tracing::debug!(path = %target.display(), error = %e, "could not mount tracefs"),
+    }
+}
+
+/// The byte offset of `field` in the records of tracepoint `category:name`, from its format file
+/// (`field:int pid;\toffset:8;\tsize:4;\tsigned:1;`).
+pub fn tracepoint_field_offset(
+    tracefs: &[PathBuf],
+    category: &str,
+    name: &str,
+    field: &str,
+) -> Result<u32, String> {
+    let rel = format!("events/{category}/{name}/format");
+    let Some(text) = tracefs
+        .iter()
+        .find_map(|root| std::fs::read_to_string(root.join(&rel)).ok())
+    else {
+        return Err(format!(
+            "tracepoint {category}:{name} has no readable format file under {tracefs:?} (is \
+             tracefs mounted?)"
+        ));
+    };
+    parse_field_offset(&text, field)
+        .ok_or_else(|| format!("tracepoint {category}:{name} has no field `{field}`"))
+}
+
+fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
+    format.lines().find_map(|line| {
+        let mut parts = line.trim().split(';').map(str::trim);
+        let decl = parts.next()?.strip_prefix("field:")?;
+        // The declaration ends with the field name: `int pid`, `char comm[16]`.
+        let ident = decl.rsplit([' ', '*']).next()?;
+        let ident = ident.split('[').next()?;
+        if ident != field {
+            return None;
+        }
+        parts.find_map(|p| p.strip_prefix("offset:")?.parse().ok())
+    })
 }
 
 fn attach_btf_tracepoint(
@@ -101,4 +249,38 @@ fn attach_btf_tracepoint(
     prog.load(tracepoint, btf).map_err(err)?;
     prog.attach().map_err(err)?;
     Ok(())
+}
+
+fn attach_tracepoint(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    category: &str,
+    tracepoint: &str,
+) -> Result<(), LoadError> {
+    let err = |source| LoadError::Program { name, source };
+    let prog: &mut TracePoint = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::MissingProgram(name))?
+        .try_into()
+        .map_err(err)?;
+    prog.load().map_err(err)?;
+    prog.attach(category, tracepoint).map_err(err)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn field_offsets_from_format_files() {
+        // 6.1's mark_victim, then the 6.8+ one with more fields.
+        let old = "name: mark_victim\nID: 541\nformat:\n\tfield:unsigned short common_type;\toffset:0;\tsize:2;\tsigned:0;\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\n\tfield:int pid;\toffset:8;\tsize:4;\tsigned:1;\n";
+        assert_eq!(parse_field_offset(old, "pid"), Some(8));
+        let new = "format:\n\tfield:int common_pid;\toffset:4;\tsize:4;\tsigned:1;\n\tfield:char comm[16];\toffset:12;\tsize:16;\tsigned:0;\n\tfield:int pid;\toffset:28;\tsize:4;\tsigned:1;\n";
+        assert_eq!(parse_field_offset(new, "pid"), Some(28));
+        assert_eq!(parse_field_offset(new, "comm"), Some(12));
+        assert_eq!(parse_field_offset(new, "uid"), None);
+        assert_eq!(parse_field_offset("garbage\nfield:;offset:x;", "pid"), None);
+    }
 }

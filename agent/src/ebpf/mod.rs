@@ -1,6 +1,8 @@
 //! The kernel side as userspace sees it: loading and attaching the programs, and draining maps.
 mod drain;
 mod loader;
+mod oom;
 
-pub use drain::{CpuDrain, KernelStats};
-pub use loader::{LoadError, LoadOptions, Probes};
+pub use drain::{CpuDrain, KernelStats, monotonic_ns};
+pub use loader::{LoadError, LoadOptions, NotAttached, Probes, TRACEFS};
+pub use oom::comm_str;

@@ -223,10 +223,12 @@ mod tests {
             },
             start_time: Some(1_795_000_000.5),
             seen_at: 1_795_358_029.25,
+            oom_kills: Some(3),
         };
         let root = ContainerSample {
             cgroup_id: 1,
             path: "/".into(),
+            oom_kills: Some(0),
             cpu_usage_ns: Some(10_000_000_000),
             cpu: CpuStats {
                 throttling: Some(Throttling::default()),
@@ -249,6 +251,10 @@ mod tests {
             containers: vec![limited, root, odd],
             agent: AgentStats {
                 programs_attached: vec!["sched_switch"],
+                programs_not_attached: vec![crate::ebpf::NotAttached {
+                    program: "mark_victim",
+                    reason: "tracepoint oom:mark_victim not found".into(),
+                }],
                 cpu_map_capacity: 16384,
                 ..AgentStats::default()
             },
@@ -262,6 +268,7 @@ mod tests {
                 system_uuid: String::new(),
                 boot_id: "163af18a-b764-4094-8815-81fbbedb3fac".into(),
             }),
+            oom_events: Default::default(),
         }
     }
 

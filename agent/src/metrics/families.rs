@@ -453,6 +453,13 @@ pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
         value: Value::One(|c| c.pressure.io.map(|p| p.some_us as f64 / 1e6)),
     },
     ContainerFamily {
+        name: "container_oom_events_total",
+        help: "Count of out of memory events observed for the container",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| c.oom_kills.map(|n| n as f64)),
+    },
+    ContainerFamily {
         name: "container_last_seen",
         help: "Last time a container was seen by the exporter",
         kind: Kind::Gauge,
@@ -535,13 +542,14 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         },
     },
     AgentFamily {
-        name: "nodetel_ebpf_programs_attached",
-        help: "eBPF programs loaded and attached.",
+        name: "nodetel_ebpf_program_attached",
+        help: "1 when an eBPF program is loaded and attached, 0 when this kernel refused it (its metrics are then absent; /healthz says why).",
         kind: Kind::Gauge,
         series: |a| {
-            a.programs_attached
-                .iter()
-                .map(|p| (vec![("program", p.to_string())], 1.0))
+            let up = a.programs_attached.iter().map(|p| (*p, 1.0));
+            let down = a.programs_not_attached.iter().map(|n| (n.program, 0.0));
+            up.chain(down)
+                .map(|(p, v)| (vec![("program", p.to_string())], v))
                 .collect()
         },
     },
@@ -598,6 +606,30 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         help: "Context switches seen by the sched_switch program.",
         kind: Kind::Counter,
         series: |a| one(a.kernel.switches as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_oom_kills_total",
+        help: "OOM kills seen by the kernel programs (victim marked right after the OOM killer's SIGKILL).",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.oom_kills as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_oom_records_lost_total",
+        help: "OOM kill records lost because the ring buffer was full (the per-container counts stay exact).",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.oom_events_lost as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_oom_uncounted_total",
+        help: "OOM kills that could not be counted for a container (map full or victim's cgroup unreadable).",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.oom_uncounted as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_oom_marked_without_kill_total",
+        help: "OOM victims marked without a SIGKILL from the OOM killer (exiting tasks given memory reserves; not kills).",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.oom_marked_only as f64),
     },
     AgentFamily {
         name: "nodetel_last_collection_timestamp_seconds",
