@@ -108,3 +108,25 @@ fn owned_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
     );
     resp
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ebpf::NotAttached, snapshot::AgentStats};
+
+    #[test]
+    fn health_names_each_refused_program_and_stays_ok() {
+        let mut agent = AgentStats::default();
+        assert_eq!(health_details(&agent), "ok\n");
+        agent.programs_not_attached = vec![NotAttached {
+            program: "mark_victim",
+            reason: "tracepoint oom:mark_victim has no readable format file".into(),
+        }];
+        let body = health_details(&agent);
+        assert!(body.starts_with("ok\n"), "{body}");
+        assert!(
+            body.contains("degraded: eBPF program mark_victim not attached (tracepoint oom:mark_victim has no readable format file)"),
+            "{body}"
+        );
+    }
+}

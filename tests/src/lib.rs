@@ -171,6 +171,22 @@ impl Agent {
         bail!("no new snapshot within four intervals")
     }
 
+    /// Takes fresh snapshots until `ok` holds or `within` has passed; the last one either way,
+    /// so the caller's assertion reports what was served.
+    pub fn scrape_until(
+        &self,
+        within: Duration,
+        ok: impl Fn(&Exposition) -> bool,
+    ) -> anyhow::Result<Exposition> {
+        let deadline = Instant::now() + within;
+        loop {
+            let e = self.next_metrics()?;
+            if ok(&e) || Instant::now() > deadline {
+                return Ok(e);
+            }
+        }
+    }
+
     /// Sends SIGTERM and waits for the exit status.
     pub fn terminate(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
         signal(self.child.id(), "TERM")?;

@@ -7,7 +7,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use nodetel_integration_tests::{Agent, Exposition, TestCgroup, privileged};
+use nodetel_integration_tests::{Agent, TestCgroup, privileged};
 
 const MIB: u64 = 1 << 20;
 
@@ -63,20 +63,6 @@ fn hold(mib: u64) -> String {
     format!("dd if=/dev/zero bs={mib}M count=1 2>/dev/null | sleep 600")
 }
 
-fn scrape_until(
-    agent: &Agent,
-    within: Duration,
-    ok: impl Fn(&Exposition) -> bool,
-) -> anyhow::Result<Exposition> {
-    let deadline = Instant::now() + within;
-    loop {
-        let e = agent.next_metrics()?;
-        if ok(&e) || Instant::now() > deadline {
-            return Ok(e);
-        }
-    }
-}
-
 #[test]
 fn the_victim_is_charged_not_the_allocator() -> anyhow::Result<()> {
     if !privileged("the_victim_is_charged_not_the_allocator") {
@@ -119,7 +105,7 @@ fn the_victim_is_charged_not_the_allocator() -> anyhow::Result<()> {
         "the set-up: the kernel killed in the allocator's cgroup"
     );
 
-    let e = scrape_until(&agent, Duration::from_secs(5), |e| {
+    let e = agent.scrape_until(Duration::from_secs(5), |e| {
         e.value("container_oom_events_total", &b.rel) == Some(kb as f64)
     })?;
     let got = |cg: &TestCgroup| e.value("container_oom_events_total", &cg.rel);
@@ -173,7 +159,7 @@ fn a_burst_of_kills_is_counted_to_the_last() -> anyhow::Result<()> {
         thread::sleep(Duration::from_millis(100));
     }
     let kernel = kernel_oom_kills(&mem)?;
-    let e = scrape_until(&agent, Duration::from_secs(5), |e| {
+    let e = agent.scrape_until(Duration::from_secs(5), |e| {
         e.value("container_oom_events_total", &cg.rel) == Some(kernel as f64)
     })?;
     let got = e.value("container_oom_events_total", &cg.rel);

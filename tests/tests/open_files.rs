@@ -1,24 +1,9 @@
 //! cgroupfs files stay open between passes: steady passes open (almost) nothing, and a cgroup
 //! removed and made again under the same name is read from the new one, not the dead one.
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use nodetel_integration_tests::{Agent, Exposition, TestCgroup, privileged};
-
-/// Scrapes until `ok` holds, for up to `within`; the last exposition either way.
-fn scrape_until(
-    agent: &Agent,
-    within: Duration,
-    ok: impl Fn(&Exposition) -> bool,
-) -> anyhow::Result<(bool, Exposition)> {
-    let deadline = Instant::now() + within;
-    loop {
-        let e = agent.next_metrics()?;
-        if ok(&e) || Instant::now() > deadline {
-            return Ok((ok(&e), e));
-        }
-    }
-}
 
 /// A cgroup with `pids.max` = `max` and a shell holding `sleeps` sleeps: 1 + `sleeps` processes.
 fn populate(cg: &mut TestCgroup, max: u32, sleeps: usize) -> anyhow::Result<()> {
@@ -46,8 +31,11 @@ fn steady_passes_reopen_nothing_and_recreated_cgroups_read_afresh() -> anyhow::R
                 && e.value("container_threads_max", &rel) == Some(max)
         }
     };
-    let (ok, _) = scrape_until(&agent, Duration::from_secs(5), shows(2.0, 40.0))?;
-    anyhow::ensure!(ok, "first cgroup never showed 2 processes and pids.max 40");
+    let e = agent.scrape_until(Duration::from_secs(5), shows(2.0, 40.0))?;
+    anyhow::ensure!(
+        shows(2.0, 40.0)(&e),
+        "first cgroup never showed 2 processes and pids.max 40"
+    );
 
     // Steady state: three passes over the same cgroups. Without held files each pass opens
     // every file of every cgroup again (at least five per cgroup).
@@ -79,9 +67,9 @@ fn steady_passes_reopen_nothing_and_recreated_cgroups_read_afresh() -> anyhow::R
     let mut cg = TestCgroup::create("reopen")?;
     assert_eq!(cg.rel, rel);
     populate(&mut cg, 30, 2)?;
-    let (ok, e) = scrape_until(&agent, Duration::from_secs(5), shows(3.0, 30.0))?;
+    let e = agent.scrape_until(Duration::from_secs(5), shows(3.0, 30.0))?;
     assert!(
-        ok,
+        shows(3.0, 30.0)(&e),
         "recreated cgroup: processes {:?}, threads_max {:?} (want 3, 30)",
         e.value("container_processes", &rel),
         e.value("container_threads_max", &rel)
