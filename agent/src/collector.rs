@@ -126,13 +126,12 @@ impl Collector {
                 .copied()
                 .collect();
             match self.probes.forget_cgroups(MAP_OOM_KILLS, &gone) {
-                Ok(n) => self.stats.map_entries_forgotten += n as u64,
+                Ok(n) => self.stats.oom_entries_forgotten += n as u64,
                 Err(e) => {
                     tracing::warn!(error = %e, "failed to delete OOM entries of removed cgroups")
                 }
             }
             self.oom_totals = kills;
-            self.oom_totals.retain(|id, _| tree.contains(*id));
         }
         if !oom_records.is_empty() {
             self.log_oom_kills(&oom_records, &tree);

@@ -74,6 +74,8 @@ pub struct AgentStats {
     pub walk_skipped: u64,
     /// Cumulative: map entries deleted because their cgroup was removed.
     pub map_entries_forgotten: u64,
+    /// Cumulative: OOM-count entries deleted because their cgroup was removed.
+    pub oom_entries_forgotten: u64,
     /// Cumulative: collection passes that failed to read the kernel maps.
     pub drain_errors: u64,
 }
@@ -95,6 +97,7 @@ impl Default for AgentStats {
             cgroupfs_files_held: 0,
             walk_skipped: 0,
             map_entries_forgotten: 0,
+            oom_entries_forgotten: 0,
             drain_errors: 0,
         }
     }

@@ -581,7 +581,18 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         name: "nodetel_ebpf_map_entries_forgotten_total",
         help: "Map entries deleted because their cgroup was removed.",
         kind: Kind::Counter,
-        series: |a| cpu_map(a.map_entries_forgotten as f64),
+        series: |a| {
+            vec![
+                (
+                    vec![("map", "cpu_ns".to_string())],
+                    a.map_entries_forgotten as f64,
+                ),
+                (
+                    vec![("map", "oom_kills".to_string())],
+                    a.oom_entries_forgotten as f64,
+                ),
+            ]
+        },
     },
     AgentFamily {
         name: "nodetel_ebpf_task_cgroup_read_failures_total",
