@@ -106,9 +106,9 @@ impl CgroupfsReader {
         // The v2 root has no memory.current: its usage is the machine's (read once per pass).
         let machine = match self.layout.mode {
             Mode::Unified if self.kinds.has(MetricKind::Memory) => {
-                std::fs::read_to_string(self.proc_root.join("meminfo"))
-                    .ok()
-                    .and_then(|t| memory::parse_meminfo_usage(&t))
+                let path = self.proc_root.join("meminfo");
+                let text = self.skipped.ok(self.files.read(&path)).flatten();
+                text.and_then(memory::parse_meminfo_usage)
             }
             _ => None,
         };

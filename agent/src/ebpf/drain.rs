@@ -136,10 +136,10 @@ impl Probes {
             return Ok(0);
         }
         let map = self.ebpf.map_mut(map).ok_or_else(|| missing(map))?;
-        let mut cpu_ns: PerCpuHashMap<_, u64, u64> = PerCpuHashMap::try_from(map)?;
+        let mut per_cgroup: PerCpuHashMap<_, u64, u64> = PerCpuHashMap::try_from(map)?;
         let mut removed = 0;
         for id in ids {
-            match cpu_ns.remove(id) {
+            match per_cgroup.remove(id) {
                 Ok(()) => removed += 1,
                 Err(MapError::KeyNotFound) => {}
                 Err(e) => return Err(e),
