@@ -1,16 +1,22 @@
 //! nodetel's kernel programs. Only the attributed entry points live here; the logic is in modules.
 #![no_std]
 #![no_main]
+// 64-bit atomics: the BPF target's core has no AtomicU64, but LLVM lowers the intrinsic to the
+// BPF atomic add instruction.
+#![allow(internal_features)]
+#![feature(core_intrinsics)]
 
 mod cpu;
 mod maps;
+mod net;
 mod oom;
 mod task;
 
 use aya_ebpf::{
-    macros::{btf_tracepoint, tracepoint},
-    programs::{BtfTracePointContext, TracePointContext},
+    macros::{btf_tracepoint, cgroup_skb, tracepoint},
+    programs::{BtfTracePointContext, SkBuffContext, TracePointContext},
 };
+use nodetel_common::{NET_EGRESS, NET_INGRESS};
 
 /// `tp_btf/sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next, ...)`.
 /// Commits the on-CPU time of the task switched out to its cgroup and records which cgroup runs
@@ -50,6 +56,20 @@ pub fn signal_generate(ctx: BtfTracePointContext) -> i32 {
 pub fn mark_victim(ctx: TracePointContext) -> i32 {
     oom::on_mark_victim(&ctx);
     0
+}
+
+/// Packets delivered to a local socket. Always allows: nodetel observes, it never filters.
+#[cgroup_skb(ingress)]
+pub fn net_ingress(ctx: SkBuffContext) -> i32 {
+    net::count(&ctx, NET_INGRESS);
+    1
+}
+
+/// Packets a local socket sends. Always allows.
+#[cgroup_skb(egress)]
+pub fn net_egress(ctx: SkBuffContext) -> i32 {
+    net::count(&ctx, NET_EGRESS);
+    1
 }
 
 #[cfg(not(test))]

@@ -15,9 +15,10 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     task_prev_sum_exec: 0,
     task_tgid: 0,
     task_comm: 0,
+    sock_net: 0,
+    net_inum: 0,
     tp_mark_victim_pid: 0,
     valid: 0,
-    _pad: 0,
 };
 
 #[inline(always)]

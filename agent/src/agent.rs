@@ -62,6 +62,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .iter()
             .map(std::path::PathBuf::from)
             .collect(),
+        cgroup2_root: kinds
+            .has(crate::metric_kinds::MetricKind::Network)
+            .then(|| layout.unified.clone()),
     };
     let probes = tokio::task::spawn_blocking(move || Probes::load(&opts))
         .await

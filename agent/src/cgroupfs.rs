@@ -114,12 +114,13 @@ impl CgroupfsReader {
         };
         // A disabled kind reads no file at all.
         let on = |k| self.kinds.has(k);
-        let (cpu_on, mem_on, io_on, proc_on, psi_on) = (
+        let (cpu_on, mem_on, io_on, proc_on, psi_on, net_on) = (
             on(MetricKind::Cpu),
             on(MetricKind::Memory),
             on(MetricKind::DiskIo),
             on(MetricKind::Process),
             on(MetricKind::Pressure),
+            on(MetricKind::Network),
         );
         let mut containers = Vec::with_capacity(tree.len());
         for cg in &tree.cgroups {
@@ -137,6 +138,16 @@ impl CgroupfsReader {
             };
             let processes = if proc_on {
                 self.read_processes(&cg.path, v2_dir.as_deref())
+            } else if net_on {
+                // Network figures need a process to find the cgroup's namespace through.
+                let first_pid = v2_dir
+                    .as_deref()
+                    .and_then(|d| self.skipped.ok(pids::first_pid(&mut self.files, d)))
+                    .flatten();
+                ProcessStats {
+                    first_pid,
+                    ..ProcessStats::default()
+                }
             } else {
                 ProcessStats::default()
             };
@@ -178,6 +189,7 @@ impl CgroupfsReader {
                 start_time,
                 seen_at,
                 oom_kills: None,
+                network: None,
             });
         }
         self.start_times.retain(|id, _| tree.contains(*id));

@@ -12,9 +12,10 @@ use crate::{
     cgroup::Tree,
     cgroupfs::CgroupfsReader,
     cpu_account::CpuAccountant,
-    ebpf::{Probes, comm_str},
+    ebpf::{Probes, Traffic, comm_str},
     machine::{MachineInfo, Roots},
     metric_kinds::{MetricKind, MetricKinds},
+    net::NetworkReader,
     snapshot::{AgentStats, OomEvent, Snapshot},
 };
 
@@ -28,6 +29,9 @@ pub struct Collector {
     machine: Arc<MachineInfo>,
     /// Hierarchical CPU ns of the last successful drain; held when a drain fails.
     cpu_totals: HashMap<u64, u64>,
+    /// Traffic per cgroup and device as of the last successful drain (cumulative).
+    traffic: Traffic,
+    network: NetworkReader,
     /// OOM kills per victim cgroup as of the last drain (cumulative).
     oom_totals: HashMap<u64, u64>,
     oom_log: VecDeque<OomEvent>,
@@ -63,8 +67,11 @@ impl Collector {
             cpu_map_capacity: u64::from(probes.cpu_map_entries),
             ..AgentStats::default()
         };
+        let network = NetworkReader::new(roots.proc_root.clone());
         Collector {
             probes,
+            traffic: Traffic::new(),
+            network,
             reader: CgroupfsReader::new(layout, roots.proc_root, roots.sys_root, kinds, open_files),
             accountant: CpuAccountant::default(),
             machine,
@@ -93,6 +100,14 @@ impl Collector {
             .transpose()
             .map_err(|e| tracing::warn!(error = %e, "failed to drain the OOM kill map"));
         let oom_records = self.probes.take_oom_events();
+        let net_on = self.reader.kinds().has(MetricKind::Network);
+        let traffic = (net_on && self.probes.counts_traffic())
+            .then(|| self.probes.drain_traffic())
+            .transpose()
+            .map_err(|e| {
+                self.stats.drain_errors += 1;
+                tracing::warn!(error = %e, "failed to drain the traffic map; network bytes are held this pass");
+            });
         match self.probes.kernel_stats() {
             Ok(k) => self.stats.kernel = k,
             Err(e) => tracing::debug!(error = %e, "failed to read kernel self-counters"),
@@ -136,6 +151,22 @@ impl Collector {
         if !oom_records.is_empty() {
             self.log_oom_kills(&oom_records, &tree);
         }
+        if let Ok(Some(traffic)) = traffic {
+            // Drained before the walk, as above. A removed cgroup's bytes are gone with it (its
+            // series stop), so deleting them loses nothing that is still served.
+            let gone: Vec<u64> = traffic
+                .keys()
+                .filter(|id| !tree.contains(**id))
+                .copied()
+                .collect();
+            match self.probes.forget_traffic(&gone, &traffic) {
+                Ok(n) => self.stats.net_entries_forgotten += n as u64,
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to delete traffic entries of removed cgroups")
+                }
+            }
+            self.traffic = traffic;
+        }
 
         let seen_at = taken_at
             .duration_since(SystemTime::UNIX_EPOCH)
@@ -151,6 +182,11 @@ impl Collector {
             for c in &mut containers {
                 c.oom_kills = Some(self.oom_totals.get(&c.cgroup_id).copied().unwrap_or(0));
             }
+        }
+        if net_on {
+            let traffic = self.probes.counts_traffic().then_some(&self.traffic);
+            self.network.fill(&mut containers, traffic);
+            self.stats.network = self.network.stats();
         }
         self.last_tree = tree;
         self.stats.cgroupfs_errors = self.reader.errors();

@@ -40,7 +40,7 @@ pub struct Config {
     )]
     pub machine_id_file: Vec<PathBuf>,
 
-    /// Only these metric kinds (cAdvisor's names: cpu, memory, diskIO, process, pressure, oom_event);
+    /// Only these metric kinds (cAdvisor's names: cpu, memory, diskIO, process, pressure, oom_event, network);
     /// when given, --disable-metrics is ignored, as in cAdvisor.
     #[arg(long, env = "NODETEL_ENABLE_METRICS", value_delimiter = ',')]
     pub enable_metrics: Vec<String>,

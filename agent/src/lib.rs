@@ -14,6 +14,7 @@ pub mod http;
 pub mod machine;
 pub mod metric_kinds;
 pub mod metrics;
+pub mod net;
 pub mod prepared;
 pub mod snapshot;
 

@@ -11,16 +11,18 @@ pub enum MetricKind {
     Process,
     Pressure,
     OomEvent,
+    Network,
 }
 
 impl MetricKind {
-    pub const ALL: [MetricKind; 6] = [
+    pub const ALL: [MetricKind; 7] = [
         MetricKind::Cpu,
         MetricKind::Memory,
         MetricKind::DiskIo,
         MetricKind::Process,
         MetricKind::Pressure,
         MetricKind::OomEvent,
+        MetricKind::Network,
     ];
 
     pub fn name(self) -> &'static str {
@@ -31,6 +33,7 @@ impl MetricKind {
             MetricKind::Process => "process",
             MetricKind::Pressure => "pressure",
             MetricKind::OomEvent => "oom_event",
+            MetricKind::Network => "network",
         }
     }
 }
@@ -47,7 +50,6 @@ const NOT_PROVIDED: &[&str] = &[
     "disk",
     "hugetlb",
     "memory_numa",
-    "network",
     "percpu",
     "perf_event",
     "referenced_memory",
@@ -131,7 +133,7 @@ mod tests {
     #[test]
     fn enable_wins_and_disable_subtracts() {
         let all = MetricKinds::resolve(&[], &[]).expect("default");
-        assert_eq!(all.names().len(), 6);
+        assert_eq!(all.names().len(), MetricKind::ALL.len());
         let some = MetricKinds::resolve(&s(&["cpu", "memory"]), &s(&["cpu"])).expect("enable");
         assert!(some.has(MetricKind::Cpu) && some.has(MetricKind::Memory));
         assert!(!some.has(MetricKind::DiskIo));

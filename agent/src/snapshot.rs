@@ -49,6 +49,9 @@ pub struct ContainerSample {
     /// OOM kills whose victim was in this cgroup itself (not its descendants), as cAdvisor counts
     /// them; `None` when the OOM programs are not attached or the kind is disabled.
     pub oom_kills: Option<u64>,
+    /// Interfaces with this cgroup's traffic (see `net` for who gets which figures); `None` when
+    /// the network kind is off.
+    pub network: Option<Vec<crate::net::InterfaceStats>>,
 }
 
 /// The agent's own health figures.
@@ -78,6 +81,9 @@ pub struct AgentStats {
     pub oom_entries_forgotten: u64,
     /// Cumulative: collection passes that failed to read the kernel maps.
     pub drain_errors: u64,
+    /// Cumulative: traffic entries deleted because their cgroup was removed.
+    pub net_entries_forgotten: u64,
+    pub network: crate::net::NetStats,
 }
 
 impl Default for AgentStats {
@@ -99,6 +105,8 @@ impl Default for AgentStats {
             map_entries_forgotten: 0,
             oom_entries_forgotten: 0,
             drain_errors: 0,
+            net_entries_forgotten: 0,
+            network: Default::default(),
         }
     }
 }

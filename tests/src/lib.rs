@@ -256,6 +256,28 @@ impl Exposition {
             .and_then(|(_, v)| v.parse().ok())
     }
 
+    /// The value of `family` for the cgroup `id` in the series that also carries `label="value"`
+    /// (e.g. one `interface`).
+    pub fn value_where(&self, family: &str, id: &str, label: &str, value: &str) -> Option<f64> {
+        let needles = [format!("id=\"{id}\""), format!("{label}=\"{value}\"")];
+        self.0
+            .lines()
+            .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{'))
+            .find(|l| needles.iter().all(|n| l.contains(n.as_str())))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse().ok())
+    }
+
+    /// Every series of `family` for the cgroup `id`, as whole lines.
+    pub fn lines_of(&self, family: &str, id: &str) -> Vec<&str> {
+        let needle = format!("id=\"{id}\"");
+        self.0
+            .lines()
+            .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{'))
+            .filter(|l| l.contains(&needle))
+            .collect()
+    }
+
     /// The value of an unlabelled agent metric.
     pub fn scalar(&self, name: &str) -> Option<f64> {
         self.0

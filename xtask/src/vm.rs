@@ -23,16 +23,18 @@ const DEFAULT_KERNEL_META: &str = "linux-image-cloud-amd64";
 const RESULT_MARKER: &str = "nodetel-vm-result:";
 /// Tools the tests call, packed when the host has them (absent ones make those tests fail
 /// under NODETEL_REQUIRE_PRIVILEGED, as on the host).
-const GUEST_TOOLS: &[&str] = &["bpftool", "promtool"];
-/// Modules for a virtio disk, in load order: Debian's cloud kernel builds virtio as modules.
-/// The disk gives the guest a real block device for the I/O tests (its root is tmpfs).
-const DISK_MODULES: &[&str] = &[
+const GUEST_TOOLS: &[&str] = &["bpftool", "promtool", "ip"];
+/// Modules in load order: a virtio disk (Debian's cloud kernel builds virtio as modules), which
+/// gives the guest a real block device for the I/O tests (its root is tmpfs), and veth for the
+/// network-namespace test.
+const GUEST_MODULES: &[&str] = &[
     "drivers/virtio/virtio_ring.ko",
     "drivers/virtio/virtio.ko",
     "drivers/virtio/virtio_pci_legacy_dev.ko",
     "drivers/virtio/virtio_pci_modern_dev.ko",
     "drivers/virtio/virtio_pci.ko",
     "drivers/block/virtio_blk.ko",
+    "drivers/net/veth.ko",
 ];
 const DISK_MIB: u64 = 256;
 
@@ -221,6 +223,8 @@ fn pack_initramfs(
     }
     copy_binary(Path::new("/bin/busybox"), &stage, "bin/busybox", false)?;
     copy_binary(&root.join("target/debug/nodetel"), &stage, "nodetel", true)?;
+    // The network tests' traffic generator, built with the test executables.
+    copy_binary(&root.join("target/debug/nettool"), &stage, "nettool", true)?;
     let mut names = Vec::new();
     for (name, exe) in tests {
         copy_binary(exe, &stage, &format!("tests/{name}"), true)?;
@@ -238,7 +242,7 @@ fn pack_initramfs(
     let mut modules = Vec::new();
     if let Some(dir) = &kernel.modules {
         fs::create_dir_all(stage.join("modules"))?;
-        for m in DISK_MODULES {
+        for m in GUEST_MODULES {
             let src = dir.join(m);
             let Some(name) = src.file_name() else {
                 continue;
@@ -276,6 +280,8 @@ fn init_script(tests: &[&str], modules: &[String], opts: &Options) -> String {
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
+# iproute2's ip (copied in for the netns tests) rather than busybox's, which lacks netns.
+for p in /usr/sbin/ip /usr/bin/ip /sbin/ip; do [ -x $p ] && rm -f /bin/ip && break; done
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/tmp TMPDIR=/tmp RUST_BACKTRACE=1
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -301,7 +307,7 @@ for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
   echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control
 done
 echo "nodetel-vm: kernel $(uname -r), $(nproc) CPUs, cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
-export NODETEL_BIN=/nodetel NODETEL_REQUIRE_PRIVILEGED=1
+export NODETEL_BIN=/nodetel NODETEL_NETTOOL=/nettool NODETEL_REQUIRE_PRIVILEGED=1
 # A test binary that hangs is killed after {test_timeout}s, after printing what every process is
 # blocked on (state, wchan, kernel stack), so the suite still reports and the hang can be read.
 dump_and_kill() {{

@@ -31,6 +31,20 @@ pub const PROG_MARK_VICTIM: &str = "mark_victim";
 /// Capacity of [`MAP_OOM_KILLS`]: cgroups with at least one kill since they were last forgotten.
 pub const OOM_KILLS_ENTRIES: u32 = 4096;
 
+/// Per-CPU hash: [`NetKey`] (cgroup v2 id of the socket, device, direction) -> [`NetCounters`]
+/// (cumulative).
+pub const MAP_NET_TRAFFIC: &str = "NET_TRAFFIC";
+/// `cgroup_skb/ingress` on the cgroup v2 root: packets delivered to a local socket.
+pub const PROG_NET_INGRESS: &str = "net_ingress";
+/// `cgroup_skb/egress` on the cgroup v2 root: packets a local socket sends.
+pub const PROG_NET_EGRESS: &str = "net_egress";
+/// Capacity of [`MAP_NET_TRAFFIC`]: a cgroup uses one entry per device and direction it used.
+pub const NET_TRAFFIC_ENTRIES: u32 = 8192;
+/// [`NetKey::direction`] of received packets.
+pub const NET_INGRESS: u32 = 0;
+/// [`NetKey::direction`] of sent packets.
+pub const NET_EGRESS: u32 = 1;
+
 /// Default capacity of [`MAP_CPU_NS`]; userspace may resize it at load time.
 pub const DEFAULT_CPU_NS_ENTRIES: u32 = 16_384;
 
@@ -56,8 +70,12 @@ pub const STAT_OOM_EVENTS_LOST: u32 = 7;
 pub const STAT_OOM_MARKED_ONLY: u32 = 8;
 /// OOM kills that could not be counted per cgroup (map full, or the victim's cgroup unreadable).
 pub const STAT_OOM_UNCOUNTED: u32 = 9;
+/// Packets that could not be counted because [`MAP_NET_TRAFFIC`] was full.
+pub const STAT_NET_MAP_FULL: u32 = 10;
+/// Bytes of those packets.
+pub const STAT_NET_MAP_FULL_BYTES: u32 = 11;
 /// Number of slots in [`MAP_STATS`].
-pub const STAT_SLOTS: u32 = 10;
+pub const STAT_SLOTS: u32 = 12;
 
 /// What one CPU runs since the last context switch.
 ///
@@ -100,6 +118,34 @@ pub struct OomKill {
 }
 const _: () = assert!(core::mem::size_of::<OomKill>() == 56);
 
+/// Key of [`MAP_NET_TRAFFIC`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct NetKey {
+    /// cgroup v2 id of the socket (`bpf_skb_cgroup_id`): the cgroup of the task that created it.
+    pub cgroup_id: u64,
+    /// The socket's network namespace (its inode number, as `/proc/<pid>/ns/net` shows it); 0
+    /// when it could not be read. Device indexes mean something only within one namespace.
+    pub netns: u32,
+    /// The device's index in that namespace (0 when the packet has none).
+    pub ifindex: u32,
+    /// [`NET_INGRESS`] or [`NET_EGRESS`].
+    pub direction: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<NetKey>() == 24);
+
+/// Value of [`MAP_NET_TRAFFIC`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetCounters {
+    /// IP-level bytes (`skb->len` at the hook: IP header and payload, no link-layer header).
+    pub bytes: u64,
+    /// Packets, a GSO/GRO super-packet counted as the segments it stands for.
+    pub packets: u64,
+}
+const _: () = assert!(core::mem::size_of::<NetCounters>() == 16);
+
 /// Byte offsets of the kernel struct fields the programs follow from a `task_struct` to its cgroup
 /// v2 id. Rust eBPF objects carry no CO-RE relocations, so the agent reads these from
 /// `/sys/kernel/btf/vmlinux` at start-up and writes them into the program's read-only data: the
@@ -125,14 +171,17 @@ pub struct KernelOffsets {
     pub task_tgid: u32,
     /// `task_struct.comm` (16 bytes)
     pub task_comm: u32,
+    /// `sock_common.skc_net` (a `possible_net_t`, whose first member is the `struct net *`)
+    pub sock_net: u32,
+    /// `net.ns.inum`: the namespace's inode number
+    pub net_inum: u32,
     /// Offset of the `pid` field in the `oom:mark_victim` tracepoint record, from its format file
     /// (classic tracepoint fields are published there, not in BTF).
     pub tp_mark_victim_pid: u32,
     /// 1 once userspace filled the struct; programs do nothing before that.
     pub valid: u32,
-    pub _pad: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 48);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 52);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -143,4 +192,8 @@ mod pod {
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::OomKill {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::NetKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::NetCounters {}
 }

@@ -11,6 +11,8 @@ use super::read::{Files, ReadError};
 pub struct ProcessStats {
     /// Processes in this cgroup itself (lines of `cgroup.procs`), as cAdvisor counts them.
     pub processes: Option<u64>,
+    /// One of those processes (the first listed): its namespaces are the cgroup's.
+    pub first_pid: Option<u32>,
     /// Tasks (threads) in the subtree: `pids.current`.
     pub threads: Option<u64>,
     /// `pids.max`; `u64::MAX` when unlimited.
@@ -24,9 +26,13 @@ pub fn read(
     procs_dir: &Path,
     pids_dir: Option<&Path>,
 ) -> Result<ProcessStats, ReadError> {
-    let processes = files
-        .read(&procs_dir.join("cgroup.procs"))?
-        .map(|text| text.lines().filter(|l| !l.trim().is_empty()).count() as u64);
+    let (processes, first_pid) = match files.read(&procs_dir.join("cgroup.procs"))? {
+        Some(text) => (
+            Some(text.lines().filter(|l| !l.trim().is_empty()).count() as u64),
+            parse_first_pid(text),
+        ),
+        None => (None, None),
+    };
     let (threads, threads_max) = match pids_dir {
         Some(dir) => (
             files.u64(dir, "pids.current")?,
@@ -36,9 +42,21 @@ pub fn read(
     };
     Ok(ProcessStats {
         processes,
+        first_pid,
         threads,
         threads_max,
     })
+}
+
+/// The first process listed in `cgroup.procs`, for a reader that needs no count.
+pub fn first_pid(files: &mut Files, procs_dir: &Path) -> Result<Option<u32>, ReadError> {
+    Ok(files
+        .read(&procs_dir.join("cgroup.procs"))?
+        .and_then(parse_first_pid))
+}
+
+fn parse_first_pid(text: &str) -> Option<u32> {
+    text.lines().find_map(|l| l.trim().parse().ok())
 }
 
 #[cfg(test)]
@@ -51,6 +69,9 @@ mod tests {
         let dir = fixture("v2").join("kubepods.slice/kubepods-burstable.slice");
         let p = read(&mut Files::new(8), &dir, Some(&dir)).expect("read");
         assert_eq!(p.processes, Some(2));
+        assert!(p.first_pid.is_some());
+        assert_eq!(parse_first_pid("\n 42\n43\n"), Some(42));
+        assert_eq!(parse_first_pid("garbage\n"), None);
         assert_eq!(p.threads, Some(7));
         assert_eq!(p.threads_max, Some(u64::MAX));
         let none = read(

@@ -13,8 +13,9 @@ use std::collections::{HashMap, HashSet};
 use aya::maps::{MapError, PerCpuArray, PerCpuHashMap};
 use nodetel_common::{
     MAP_CPU_NS, MAP_RUNNING, MAP_STATS, RunState, STAT_CGROUP_READ_FAILED, STAT_CPU_MAP_FULL,
-    STAT_CPU_MAP_FULL_NS, STAT_OOM_EVENTS_LOST, STAT_OOM_KILLS, STAT_OOM_MARKED_ONLY,
-    STAT_OOM_UNCOUNTED, STAT_STATE_MISMATCH, STAT_STATE_MISMATCH_NS, STAT_SWITCHES,
+    STAT_CPU_MAP_FULL_NS, STAT_NET_MAP_FULL, STAT_NET_MAP_FULL_BYTES, STAT_OOM_EVENTS_LOST,
+    STAT_OOM_KILLS, STAT_OOM_MARKED_ONLY, STAT_OOM_UNCOUNTED, STAT_STATE_MISMATCH,
+    STAT_STATE_MISMATCH_NS, STAT_SWITCHES,
 };
 use rustix::time::{ClockId, clock_gettime};
 
@@ -42,6 +43,8 @@ pub struct KernelStats {
     pub oom_events_lost: u64,
     pub oom_marked_only: u64,
     pub oom_uncounted: u64,
+    pub net_map_full: u64,
+    pub net_map_full_bytes: u64,
 }
 
 pub(super) fn missing(name: &str) -> MapError {
@@ -168,6 +171,8 @@ impl Probes {
             oom_events_lost: slot(STAT_OOM_EVENTS_LOST)?,
             oom_marked_only: slot(STAT_OOM_MARKED_ONLY)?,
             oom_uncounted: slot(STAT_OOM_UNCOUNTED)?,
+            net_map_full: slot(STAT_NET_MAP_FULL)?,
+            net_map_full_bytes: slot(STAT_NET_MAP_FULL_BYTES)?,
         })
     }
 }

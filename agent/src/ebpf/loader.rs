@@ -6,11 +6,11 @@ use std::path::PathBuf;
 use aya::{
     Btf as AyaBtf, Ebpf, EbpfLoader,
     maps::{MapData, RingBuf},
-    programs::{BtfTracePoint, TracePoint},
+    programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, TracePoint},
 };
 use nodetel_common::{
     GLOBAL_OFFSETS, MAP_CPU_NS, MAP_OOM_EVENTS, PROG_CGROUP_ATTACH, PROG_MARK_VICTIM,
-    PROG_SCHED_SWITCH, PROG_SIGNAL_GENERATE,
+    PROG_NET_EGRESS, PROG_NET_INGRESS, PROG_SCHED_SWITCH, PROG_SIGNAL_GENERATE,
 };
 
 use crate::btf::{Btf, BtfError};
@@ -59,6 +59,9 @@ pub struct LoadOptions {
     pub cpu_map_entries: u32,
     /// Where tracefs is mounted: classic tracepoints publish their record layout there.
     pub tracefs: Vec<PathBuf>,
+    /// The cgroup v2 root the traffic programs attach to; `None` leaves them out (the `network`
+    /// kind is disabled), so packets pay nothing.
+    pub cgroup2_root: Option<PathBuf>,
 }
 
 /// A program that could not be loaded or attached, and why.
@@ -79,9 +82,10 @@ pub struct Probes {
     pub oom_events: Option<RingBuf<MapData>>,
 }
 
-enum Attach {
+enum Attach<'a> {
     Btf(&'static str),
     Classic(&'static str, &'static str),
+    CgroupSkb(&'a std::path::Path, CgroupSkbAttachType),
 }
 
 impl Probes {
@@ -117,12 +121,22 @@ impl Probes {
         let mut attached = Vec::new();
         // Migration first: attached after sched_switch, a move in between would be missed. The
         // SIGKILL recorder before mark_victim, which needs what it records.
-        let programs = [
+        let mut programs = vec![
             (PROG_CGROUP_ATTACH, Attach::Btf("cgroup_attach_task")),
             (PROG_SCHED_SWITCH, Attach::Btf("sched_switch")),
             (PROG_SIGNAL_GENERATE, Attach::Btf("signal_generate")),
             (PROG_MARK_VICTIM, Attach::Classic("oom", "mark_victim")),
         ];
+        if let Some(root) = &opts.cgroup2_root {
+            programs.push((
+                PROG_NET_INGRESS,
+                Attach::CgroupSkb(root, CgroupSkbAttachType::Ingress),
+            ));
+            programs.push((
+                PROG_NET_EGRESS,
+                Attach::CgroupSkb(root, CgroupSkbAttachType::Egress),
+            ));
+        }
         for (name, how) in programs {
             if not_attached.iter().any(|n: &NotAttached| n.program == name) {
                 continue;
@@ -130,6 +144,9 @@ impl Probes {
             let done = match how {
                 Attach::Btf(tp) => attach_btf_tracepoint(&mut ebpf, name, tp, &kernel_btf),
                 Attach::Classic(category, tp) => attach_tracepoint(&mut ebpf, name, category, tp),
+                Attach::CgroupSkb(root, direction) => {
+                    attach_cgroup_skb(&mut ebpf, name, root, direction)
+                }
             };
             match done {
                 Ok(()) => attached.push(name),
@@ -142,6 +159,11 @@ impl Probes {
         // Counting OOM kills needs both halves.
         if attached.contains(&PROG_SIGNAL_GENERATE) != attached.contains(&PROG_MARK_VICTIM) {
             tracing::warn!("only one of the two OOM programs attached; OOM kills are not counted");
+        }
+        if attached.contains(&PROG_NET_INGRESS) != attached.contains(&PROG_NET_EGRESS) {
+            tracing::warn!(
+                "only one direction of the traffic programs attached; network bytes are not reported"
+            );
         }
         for n in &not_attached {
             tracing::warn!(program = n.program, reason = %n.reason, "eBPF program not attached; its metrics are absent");
@@ -166,6 +188,11 @@ impl Probes {
 
     pub fn is_attached(&self, program: &str) -> bool {
         self.attached.contains(&program)
+    }
+
+    /// Both traffic programs are in place, so a missing key means no traffic.
+    pub fn counts_traffic(&self) -> bool {
+        self.is_attached(PROG_NET_INGRESS) && self.is_attached(PROG_NET_EGRESS)
     }
 
     /// Both OOM programs are in place, so a zero count means no kill.
@@ -265,6 +292,30 @@ fn attach_tracepoint(
         .map_err(err)?;
     prog.load().map_err(err)?;
     prog.attach(category, tracepoint).map_err(err)?;
+    Ok(())
+}
+
+/// Attaches through a BPF link, which the kernel always stacks with the other programs on the
+/// cgroup (multi mode); a program attached there earlier in exclusive mode makes this fail (EPERM)
+/// and leaves that program alone. Ours always allow, so no verdict changes.
+fn attach_cgroup_skb(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    cgroup: &std::path::Path,
+    direction: CgroupSkbAttachType,
+) -> Result<(), LoadError> {
+    let err = |source| LoadError::Program { name, source };
+    let prog: &mut CgroupSkb = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::MissingProgram(name))?
+        .try_into()
+        .map_err(err)?;
+    prog.load().map_err(err)?;
+    // The link holds what it needs: the directory can be closed once attached.
+    let dir =
+        std::fs::File::open(cgroup).map_err(|e| err(aya::programs::ProgramError::IOError(e)))?;
+    prog.attach(&dir, direction, CgroupAttachMode::Single)
+        .map_err(err)?;
     Ok(())
 }
 

@@ -149,6 +149,7 @@ mod tests {
             pids::ProcessStats,
             psi::{Pressure, PressureStats},
         },
+        net::InterfaceStats,
         snapshot::{AgentStats, Identity},
     };
 
@@ -209,6 +210,7 @@ mod tests {
                 processes: Some(2),
                 threads: Some(7),
                 threads_max: Some(u64::MAX),
+                first_pid: Some(4242),
             },
             pressure: PressureStats {
                 cpu: Some(Pressure {
@@ -224,6 +226,27 @@ mod tests {
             start_time: Some(1_795_000_000.5),
             seen_at: 1_795_358_029.25,
             oom_kills: Some(3),
+            network: Some(vec![
+                InterfaceStats {
+                    name: "eth0".into(),
+                    rx_bytes: Some(1_028_000),
+                    rx_packets: Some(1000),
+                    rx_errors: Some(2),
+                    rx_dropped: Some(5),
+                    tx_bytes: Some(56_000),
+                    tx_packets: Some(1000),
+                    tx_errors: Some(0),
+                    tx_dropped: Some(1),
+                },
+                InterfaceStats {
+                    name: "lo".into(),
+                    rx_bytes: Some(600),
+                    rx_packets: Some(10),
+                    tx_bytes: Some(600),
+                    tx_packets: Some(10),
+                    ..InterfaceStats::default()
+                },
+            ]),
         };
         let root = ContainerSample {
             cgroup_id: 1,

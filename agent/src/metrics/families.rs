@@ -453,6 +453,110 @@ pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
         value: Value::One(|c| c.pressure.io.map(|p| p.some_us as f64 / 1e6)),
     },
     ContainerFamily {
+        name: "container_network_receive_bytes_total",
+        help: "Cumulative count of bytes received",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for i in c.network.iter().flatten() {
+                if let Some(v) = i.rx_bytes {
+                    emit(&[("interface", &i.name)], v as f64);
+                }
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_network_receive_packets_total",
+        help: "Cumulative count of packets received",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for i in c.network.iter().flatten() {
+                if let Some(v) = i.rx_packets {
+                    emit(&[("interface", &i.name)], v as f64);
+                }
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_network_receive_packets_dropped_total",
+        help: "Cumulative count of packets dropped while receiving",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for i in c.network.iter().flatten() {
+                if let Some(v) = i.rx_dropped {
+                    emit(&[("interface", &i.name)], v as f64);
+                }
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_network_receive_errors_total",
+        help: "Cumulative count of errors encountered while receiving",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for i in c.network.iter().flatten() {
+                if let Some(v) = i.rx_errors {
+                    emit(&[("interface", &i.name)], v as f64);
+                }
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_network_transmit_bytes_total",
+        help: "Cumulative count of bytes transmitted",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for i in c.network.iter().flatten() {
+                if let Some(v) = i.tx_bytes {
+                    emit(&[("interface", &i.name)], v as f64);
+                }
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_network_transmit_packets_total",
+        help: "Cumulative count of packets transmitted",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for i in c.network.iter().flatten() {
+                if let Some(v) = i.tx_packets {
+                    emit(&[("interface", &i.name)], v as f64);
+                }
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_network_transmit_packets_dropped_total",
+        help: "Cumulative count of packets dropped while transmitting",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for i in c.network.iter().flatten() {
+                if let Some(v) = i.tx_dropped {
+                    emit(&[("interface", &i.name)], v as f64);
+                }
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_network_transmit_errors_total",
+        help: "Cumulative count of errors encountered while transmitting",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for i in c.network.iter().flatten() {
+                if let Some(v) = i.tx_errors {
+                    emit(&[("interface", &i.name)], v as f64);
+                }
+            }
+        }),
+    },
+    ContainerFamily {
         name: "container_oom_events_total",
         help: "Count of out of memory events observed for the container",
         kind: Kind::Counter,
@@ -591,6 +695,10 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
                     vec![("map", "oom_kills".to_string())],
                     a.oom_entries_forgotten as f64,
                 ),
+                (
+                    vec![("map", "net_traffic".to_string())],
+                    a.net_entries_forgotten as f64,
+                ),
             ]
         },
     },
@@ -641,6 +749,36 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         help: "OOM victims marked without a SIGKILL from the OOM killer (exiting tasks given memory reserves; not kills).",
         kind: Kind::Counter,
         series: |a| one(a.kernel.oom_marked_only as f64),
+    },
+    AgentFamily {
+        name: "nodetel_network_namespaces",
+        help: "Network namespaces whose device counters the last pass read (once each).",
+        kind: Kind::Gauge,
+        series: |a| one(a.network.namespaces as f64),
+    },
+    AgentFamily {
+        name: "nodetel_network_device_index_lookups_total",
+        help: "Device index lookups inside a network namespace (run when its devices change).",
+        kind: Kind::Counter,
+        series: |a| one(a.network.index_lookups as f64),
+    },
+    AgentFamily {
+        name: "nodetel_network_namespace_errors_total",
+        help: "Network namespaces that could not be read or looked into (vanished, or no privilege).",
+        kind: Kind::Counter,
+        series: |a| one(a.network.errors as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_traffic_uncounted_packets_total",
+        help: "Packets not counted for a container because the traffic map was full.",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.net_map_full as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_traffic_uncounted_bytes_total",
+        help: "Bytes of the packets not counted because the traffic map was full.",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.net_map_full_bytes as f64),
     },
     AgentFamily {
         name: "nodetel_last_collection_timestamp_seconds",

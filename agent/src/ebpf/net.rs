@@ -1,0 +1,140 @@
+//! Reading the per-cgroup traffic counters (see agent-ebpf/src/net.rs).
+use std::collections::HashMap;
+
+use aya::maps::{MapError, PerCpuHashMap};
+use nodetel_common::{MAP_NET_TRAFFIC, NET_EGRESS, NET_INGRESS, NetCounters, NetKey};
+
+use super::{Probes, drain::missing};
+
+/// One cgroup's traffic through one device, both directions (cumulative).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct DeviceTraffic {
+    /// The socket's network namespace (inode number; 0 when the kernel could not tell).
+    pub netns: u32,
+    /// Index of the device in that namespace.
+    pub ifindex: u32,
+    pub rx_bytes: u64,
+    pub rx_packets: u64,
+    pub tx_bytes: u64,
+    pub tx_packets: u64,
+}
+
+/// cgroup id -> its traffic per device, sorted by namespace and ifindex.
+pub type Traffic = HashMap<u64, Vec<DeviceTraffic>>;
+
+impl Probes {
+    /// Sums the traffic map over CPUs.
+    pub fn drain_traffic(&self) -> Result<Traffic, MapError> {
+        let map = self
+            .ebpf
+            .map(MAP_NET_TRAFFIC)
+            .ok_or_else(|| missing(MAP_NET_TRAFFIC))?;
+        let traffic: PerCpuHashMap<_, NetKey, NetCounters> = PerCpuHashMap::try_from(map)?;
+        let mut out = Traffic::new();
+        for item in traffic.iter() {
+            let (key, per_cpu) = match item {
+                Ok(kv) => kv,
+                // Deleted between "next key" and "lookup": a cgroup being forgotten.
+                Err(MapError::KeyNotFound) => continue,
+                Err(e) => return Err(e),
+            };
+            let sum = per_cpu
+                .iter()
+                .fold(NetCounters::default(), |a, v| NetCounters {
+                    bytes: a.bytes.saturating_add(v.bytes),
+                    packets: a.packets.saturating_add(v.packets),
+                });
+            add(&mut out, key, sum);
+        }
+        for devices in out.values_mut() {
+            devices.sort_by_key(|d| (d.netns, d.ifindex));
+        }
+        Ok(out)
+    }
+
+    /// Deletes every traffic entry of the given cgroups (removed ones). Returns how many.
+    pub fn forget_traffic(&mut self, gone: &[u64], traffic: &Traffic) -> Result<usize, MapError> {
+        if gone.is_empty() {
+            return Ok(0);
+        }
+        let map = self
+            .ebpf
+            .map_mut(MAP_NET_TRAFFIC)
+            .ok_or_else(|| missing(MAP_NET_TRAFFIC))?;
+        let mut map: PerCpuHashMap<_, NetKey, NetCounters> = PerCpuHashMap::try_from(map)?;
+        let mut removed = 0;
+        for id in gone {
+            for d in traffic.get(id).into_iter().flatten() {
+                for direction in [NET_INGRESS, NET_EGRESS] {
+                    let key = NetKey {
+                        cgroup_id: *id,
+                        netns: d.netns,
+                        ifindex: d.ifindex,
+                        direction,
+                        _pad: 0,
+                    };
+                    match map.remove(&key) {
+                        Ok(()) => removed += 1,
+                        Err(MapError::KeyNotFound) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(removed)
+    }
+}
+
+fn add(out: &mut Traffic, key: NetKey, c: NetCounters) {
+    let devices = out.entry(key.cgroup_id).or_default();
+    let i = match devices
+        .iter()
+        .position(|d| d.ifindex == key.ifindex && d.netns == key.netns)
+    {
+        Some(i) => i,
+        None => {
+            devices.push(DeviceTraffic {
+                netns: key.netns,
+                ifindex: key.ifindex,
+                ..DeviceTraffic::default()
+            });
+            devices.len() - 1
+        }
+    };
+    let d = &mut devices[i];
+    if key.direction == NET_EGRESS {
+        d.tx_bytes = c.bytes;
+        d.tx_packets = c.packets;
+    } else {
+        d.rx_bytes = c.bytes;
+        d.rx_packets = c.packets;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directions_of_one_device_merge() {
+        let mut t = Traffic::new();
+        let key = |ifindex, direction| NetKey {
+            cgroup_id: 7,
+            netns: 4026531840,
+            ifindex,
+            direction,
+            _pad: 0,
+        };
+        let c = |bytes, packets| NetCounters { bytes, packets };
+        add(&mut t, key(2, NET_EGRESS), c(100, 2));
+        add(&mut t, key(1, NET_INGRESS), c(50, 1));
+        add(&mut t, key(2, NET_INGRESS), c(300, 3));
+        let d = &t[&7];
+        assert_eq!(d.len(), 2);
+        let eth = d.iter().find(|d| d.ifindex == 2).expect("ifindex 2");
+        assert_eq!(
+            (eth.rx_bytes, eth.rx_packets, eth.tx_bytes, eth.tx_packets),
+            (300, 3, 100, 2)
+        );
+    }
+}
