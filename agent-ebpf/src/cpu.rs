@@ -17,13 +17,13 @@
 //! charges the leaving task's slice since its last pick instead (`STAT_STATE_MISMATCH`).
 use aya_ebpf::helpers::{bpf_get_current_cgroup_id, bpf_get_current_pid_tgid, bpf_ktime_get_ns};
 use nodetel_common::{
-    KernelOffsets, RunState, STAT_CGROUP_READ_FAILED, STAT_CPU_MAP_FULL, STAT_CPU_MAP_FULL_NS,
-    STAT_STATE_MISMATCH, STAT_STATE_MISMATCH_NS, STAT_SWITCHES,
+    FEATURE_SCHED, KernelOffsets, RunState, STAT_CGROUP_READ_FAILED, STAT_CPU_MAP_FULL,
+    STAT_CPU_MAP_FULL_NS, STAT_STATE_MISMATCH, STAT_STATE_MISMATCH_NS, STAT_SWITCHES,
 };
 
 use crate::{
     maps::{CPU_NS, RUNNING, per_cpu_add, stat_add},
-    task,
+    sched, task,
 };
 
 #[inline(always)]
@@ -71,8 +71,12 @@ pub fn on_switch(prev: *const u8, next: *const u8) {
         }
     }
 
+    let incoming = switched_in(next, now, &off);
     // SAFETY: as above, this CPU's own slot.
-    unsafe { *state = switched_in(next, now, &off) };
+    unsafe { *state = incoming };
+    if off.features & FEATURE_SCHED != 0 {
+        sched::on_switch(prev, prev_pid, incoming.pid, incoming.cgroup_id, now, &off);
+    }
 }
 
 #[inline(always)]

@@ -10,6 +10,7 @@ mod cpu;
 mod maps;
 mod net;
 mod oom;
+mod sched;
 mod task;
 
 use aya_ebpf::{
@@ -26,6 +27,22 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     let prev: *const u8 = ctx.arg(1);
     let next: *const u8 = ctx.arg(2);
     cpu::on_switch(prev, next);
+    0
+}
+
+/// `tp_btf/sched_wakeup(struct task_struct *p)`: a task became runnable.
+#[btf_tracepoint(function = "sched_wakeup")]
+pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
+    let p: *const u8 = ctx.arg(0);
+    sched::on_wakeup(p);
+    0
+}
+
+/// `tp_btf/sched_wakeup_new(struct task_struct *p)`: a new task became runnable.
+#[btf_tracepoint(function = "sched_wakeup_new")]
+pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
+    let p: *const u8 = ctx.arg(0);
+    sched::on_wakeup(p);
     0
 }
 

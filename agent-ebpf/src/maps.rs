@@ -5,8 +5,9 @@ use aya_ebpf::{
     maps::{LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use nodetel_common::{
-    DEFAULT_CPU_NS_ENTRIES, NET_TRAFFIC_ENTRIES, NetCounters, NetKey, OOM_KILLS_ENTRIES, OomKill,
-    RunState, STAT_SLOTS,
+    DEFAULT_CPU_NS_ENTRIES, HistKey, NET_TRAFFIC_ENTRIES, NetCounters, NetKey, OOM_KILLS_ENTRIES,
+    OomKill, RunState, SCHED_ENTRIES, SCHED_HIST_ENTRIES, STAT_SLOTS, SchedCounters,
+    WAKEUPS_ENTRIES,
 };
 
 #[map(name = "CPU_NS")]
@@ -32,6 +33,21 @@ pub static SIGKILLS: LruHashMap<u32, OomKill> = LruHashMap::with_max_entries(102
 #[map(name = "NET_TRAFFIC")]
 pub static NET_TRAFFIC: PerCpuHashMap<NetKey, NetCounters> =
     PerCpuHashMap::with_max_entries(NET_TRAFFIC_ENTRIES, 0);
+
+#[map(name = "SCHED")]
+pub static SCHED: PerCpuHashMap<u64, SchedCounters> =
+    PerCpuHashMap::with_max_entries(SCHED_ENTRIES, 0);
+
+#[map(name = "SCHED_HIST")]
+pub static SCHED_HIST: PerCpuHashMap<HistKey, u64> =
+    PerCpuHashMap::with_max_entries(SCHED_HIST_ENTRIES, 0);
+
+/// Shared by all CPUs: a task is often woken on one CPU and run on another. Eviction lists per
+/// CPU (BPF_F_NO_COMMON_LRU) spare every switch the global LRU lock.
+const BPF_F_NO_COMMON_LRU: u32 = 2;
+#[map(name = "WAKEUPS")]
+pub static WAKEUPS: LruHashMap<u32, u64> =
+    LruHashMap::with_max_entries(WAKEUPS_ENTRIES, BPF_F_NO_COMMON_LRU);
 
 #[map(name = "STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
@@ -72,6 +88,23 @@ pub fn per_cpu_add(map: &PerCpuHashMap<u64, u64>, key: u64, n: u64) -> bool {
     }
     if let Some(v) = map.get_ptr_mut(&key) {
         atomic_add(v, n);
+        return true;
+    }
+    false
+}
+
+/// Adds one to a histogram bucket of this CPU; false when the map is full.
+#[inline(always)]
+pub fn per_cpu_add_hist(key: &HistKey) -> bool {
+    if let Some(v) = SCHED_HIST.get_ptr_mut(key) {
+        atomic_add(v, 1);
+        return true;
+    }
+    if SCHED_HIST.insert(key, &1, 1).is_ok() {
+        return true;
+    }
+    if let Some(v) = SCHED_HIST.get_ptr_mut(key) {
+        atomic_add(v, 1);
         return true;
     }
     false

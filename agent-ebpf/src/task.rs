@@ -17,8 +17,10 @@ static OFFSETS: KernelOffsets = KernelOffsets {
     task_comm: 0,
     sock_net: 0,
     net_inum: 0,
+    task_state: 0,
     tp_mark_victim_pid: 0,
     valid: 0,
+    features: 0,
 };
 
 #[inline(always)]
@@ -62,6 +64,14 @@ pub fn cgroup_id(task: *const u8, off: &KernelOffsets) -> Result<u64, i32> {
         }
         read_at(kn, off.kernfs_node_id)
     }
+}
+
+/// `task->__state`: 0 while runnable (TASK_RUNNING).
+#[inline(always)]
+pub fn state(task: *const u8, off: &KernelOffsets) -> Result<u32, i32> {
+    // SAFETY: see read_at. Before 5.14 the field is a long; its low half (little-endian) holds
+    // the same flags.
+    unsafe { read_at::<u32>(task, off.task_state) }
 }
 
 /// `task->tgid`: the process id of a thread.

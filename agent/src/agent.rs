@@ -62,6 +62,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .iter()
             .map(std::path::PathBuf::from)
             .collect(),
+        sched: kinds.has(crate::metric_kinds::MetricKind::Sched),
+        bpf_stats: config.bpf_stats,
         cgroup2_root: kinds
             .has(crate::metric_kinds::MetricKind::Network)
             .then(|| layout.unified.clone()),

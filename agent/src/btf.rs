@@ -235,11 +235,17 @@ impl Btf {
                 + self.member_offset("sched_entity", "prev_sum_exec_runtime")?,
             task_tgid: self.member_offset("task_struct", "tgid")?,
             task_comm: self.member_offset("task_struct", "comm")?,
+            // Renamed in 5.14 when it became an unsigned int.
+            task_state: self
+                .member_offset("task_struct", "__state")
+                .or_else(|_| self.member_offset("task_struct", "state"))?,
             sock_net: self.member_offset("sock_common", "skc_net")?,
             net_inum: self.member_offset("net", "ns")? + self.member_offset("ns_common", "inum")?,
             // Not in BTF: the loader fills it from the tracepoint's format file.
             tp_mark_victim_pid: 0,
             valid: 1,
+            // Set by the loader from the configuration.
+            features: 0,
         })
     }
 }

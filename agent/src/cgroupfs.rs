@@ -190,6 +190,8 @@ impl CgroupfsReader {
                 seen_at,
                 oom_kills: None,
                 network: None,
+                schedstat: None,
+                runqueue_latency: None,
             });
         }
         self.start_times.retain(|id, _| tree.contains(*id));

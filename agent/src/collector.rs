@@ -12,11 +12,11 @@ use crate::{
     cgroup::Tree,
     cgroupfs::CgroupfsReader,
     cpu_account::CpuAccountant,
-    ebpf::{Probes, Traffic, comm_str},
+    ebpf::{CpuDrain, Probes, SchedDrain, Traffic, comm_str},
     machine::{MachineInfo, Roots},
     metric_kinds::{MetricKind, MetricKinds},
     net::NetworkReader,
-    snapshot::{AgentStats, OomEvent, Snapshot},
+    snapshot::{AgentStats, OomEvent, RunqueueLatency, Schedstat, Snapshot},
 };
 
 /// OOM kill records kept for the event API; the oldest go first.
@@ -29,6 +29,12 @@ pub struct Collector {
     machine: Arc<MachineInfo>,
     /// Hierarchical CPU ns of the last successful drain; held when a drain fails.
     cpu_totals: HashMap<u64, u64>,
+    /// Hierarchical run-queue ns and run periods, kept like CPU time (monotonic, removed
+    /// cgroups' figures held by their ancestors).
+    runqueue: CpuAccountant,
+    run_periods: CpuAccountant,
+    sched_totals: HashMap<u64, Schedstat>,
+    sched_own: SchedDrain,
     /// Traffic per cgroup and device as of the last successful drain (cumulative).
     traffic: Traffic,
     network: NetworkReader,
@@ -71,6 +77,10 @@ impl Collector {
         Collector {
             probes,
             traffic: Traffic::new(),
+            runqueue: CpuAccountant::default(),
+            run_periods: CpuAccountant::default(),
+            sched_totals: HashMap::new(),
+            sched_own: SchedDrain::default(),
             network,
             reader: CgroupfsReader::new(layout, roots.proc_root, roots.sys_root, kinds, open_files),
             accountant: CpuAccountant::default(),
@@ -100,6 +110,14 @@ impl Collector {
             .transpose()
             .map_err(|e| tracing::warn!(error = %e, "failed to drain the OOM kill map"));
         let oom_records = self.probes.take_oom_events();
+        let sched_on = self.reader.kinds().has(MetricKind::Sched);
+        let sched = (sched_on && self.probes.measures_runqueue())
+            .then(|| self.probes.drain_sched())
+            .transpose()
+            .map_err(|e| {
+                self.stats.drain_errors += 1;
+                tracing::warn!(error = %e, "failed to drain the scheduler maps; run-queue figures are held this pass");
+            });
         let net_on = self.reader.kinds().has(MetricKind::Network);
         let traffic = (net_on && self.probes.counts_traffic())
             .then(|| self.probes.drain_traffic())
@@ -112,6 +130,7 @@ impl Collector {
             Ok(k) => self.stats.kernel = k,
             Err(e) => tracing::debug!(error = %e, "failed to read kernel self-counters"),
         }
+        self.stats.program_stats = self.probes.program_stats();
         self.stats.drain_seconds = started.elapsed().as_secs_f64();
 
         let unified = &self.reader.layout().unified;
@@ -151,6 +170,9 @@ impl Collector {
         if !oom_records.is_empty() {
             self.log_oom_kills(&oom_records, &tree);
         }
+        if let Ok(Some(sched)) = sched {
+            self.account_sched(&tree, sched);
+        }
         if let Ok(Some(traffic)) = traffic {
             // Drained before the walk, as above. A removed cgroup's bytes are gone with it (its
             // series stop), so deleting them loses nothing that is still served.
@@ -183,6 +205,19 @@ impl Collector {
                 c.oom_kills = Some(self.oom_totals.get(&c.cgroup_id).copied().unwrap_or(0));
             }
         }
+        if sched_on && self.probes.measures_runqueue() {
+            for c in &mut containers {
+                c.schedstat = self.sched_totals.get(&c.cgroup_id).copied();
+                c.runqueue_latency = self.sched_own.buckets.get(&c.cgroup_id).map(|b| {
+                    let own = self.sched_own.counters.get(&c.cgroup_id);
+                    RunqueueLatency {
+                        buckets: b.clone(),
+                        sum_ns: own.map_or(0, |o| o.runqueue_ns),
+                        count: own.map_or(0, |o| o.waits),
+                    }
+                });
+            }
+        }
         if net_on {
             let traffic = self.probes.counts_traffic().then_some(&self.traffic);
             self.network.fill(&mut containers, traffic);
@@ -200,6 +235,47 @@ impl Collector {
             machine: Arc::clone(&self.machine),
             oom_events: Arc::clone(&self.oom_shared),
         })
+    }
+
+    /// Sums the scheduler counters up the tree as CPU time is summed, and forgets the entries
+    /// of removed cgroups (drained before the walk, as the CPU map).
+    fn account_sched(&mut self, tree: &Tree, sched: SchedDrain) {
+        let as_drain = |f: fn(&nodetel_common::SchedCounters) -> u64| CpuDrain {
+            committed: sched.counters.iter().map(|(id, c)| (*id, f(c))).collect(),
+            in_flight: HashMap::new(),
+        };
+        let rq = self.runqueue.update(tree, &as_drain(|c| c.runqueue_ns));
+        let periods = self.run_periods.update(tree, &as_drain(|c| c.run_periods));
+        self.sched_totals = rq
+            .totals
+            .iter()
+            .map(|(id, ns)| {
+                let run_periods = periods.totals.get(id).copied().unwrap_or(0);
+                (
+                    *id,
+                    Schedstat {
+                        runqueue_ns: *ns,
+                        run_periods,
+                    },
+                )
+            })
+            .collect();
+        let mut gone: Vec<u64> = sched
+            .counters
+            .keys()
+            .chain(sched.buckets.keys())
+            .filter(|id| !tree.contains(**id))
+            .copied()
+            .collect();
+        gone.sort_unstable();
+        gone.dedup();
+        match self.probes.forget_sched(&gone, &sched) {
+            Ok(n) => self.stats.sched_entries_forgotten += n as u64,
+            Err(e) => {
+                tracing::warn!(error = %e, "failed to delete scheduler entries of removed cgroups")
+            }
+        }
+        self.sched_own = sched;
     }
 
     /// Names each kill's cgroups, logs it once, and keeps it for the event API.

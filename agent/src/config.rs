@@ -40,7 +40,7 @@ pub struct Config {
     )]
     pub machine_id_file: Vec<PathBuf>,
 
-    /// Only these metric kinds (cAdvisor's names: cpu, memory, diskIO, process, pressure, oom_event, network);
+    /// Only these metric kinds (cAdvisor's names: cpu, memory, diskIO, process, pressure, oom_event, network, sched);
     /// when given, --disable-metrics is ignored, as in cAdvisor.
     #[arg(long, env = "NODETEL_ENABLE_METRICS", value_delimiter = ',')]
     pub enable_metrics: Vec<String>,
@@ -64,6 +64,12 @@ pub struct Config {
     #[arg(long, env = "NODETEL_CPU_MAP_ENTRIES", default_value_t = nodetel_common::DEFAULT_CPU_NS_ENTRIES,
           value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
     pub cpu_map_entries: u32,
+
+    /// Have the kernel time every run of nodetel's eBPF programs (BPF_ENABLE_STATS, for as
+    /// long as the agent runs) and export nodetel_ebpf_program_run_seconds_total and
+    /// nodetel_ebpf_program_runs_total. Costs two clock reads per program run.
+    #[arg(long, env = "NODETEL_BPF_STATS")]
+    pub bpf_stats: bool,
 
     /// Log filter (tracing's EnvFilter syntax: `info`, `nodetel=debug`, ...); RUST_LOG wins.
     #[arg(long, env = "NODETEL_LOG", default_value = "info")]

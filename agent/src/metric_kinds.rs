@@ -12,10 +12,11 @@ pub enum MetricKind {
     Pressure,
     OomEvent,
     Network,
+    Sched,
 }
 
 impl MetricKind {
-    pub const ALL: [MetricKind; 7] = [
+    pub const ALL: [MetricKind; 8] = [
         MetricKind::Cpu,
         MetricKind::Memory,
         MetricKind::DiskIo,
@@ -23,6 +24,7 @@ impl MetricKind {
         MetricKind::Pressure,
         MetricKind::OomEvent,
         MetricKind::Network,
+        MetricKind::Sched,
     ];
 
     pub fn name(self) -> &'static str {
@@ -34,6 +36,7 @@ impl MetricKind {
             MetricKind::Pressure => "pressure",
             MetricKind::OomEvent => "oom_event",
             MetricKind::Network => "network",
+            MetricKind::Sched => "sched",
         }
     }
 }
@@ -54,7 +57,6 @@ const NOT_PROVIDED: &[&str] = &[
     "perf_event",
     "referenced_memory",
     "resctrl",
-    "sched",
     "tcp",
     "udp",
 ];

@@ -52,6 +52,26 @@ pub struct ContainerSample {
     /// Interfaces with this cgroup's traffic (see `net` for who gets which figures); `None` when
     /// the network kind is off.
     pub network: Option<Vec<crate::net::InterfaceStats>>,
+    /// Run-queue time and run periods, hierarchical like `cpu_usage_ns`; `None` when the
+    /// scheduler programs are not attached or the `sched` kind is off.
+    pub schedstat: Option<Schedstat>,
+    /// Run-queue waits of this cgroup's own tasks; `None` when it has had none (a pod cgroup).
+    pub runqueue_latency: Option<RunqueueLatency>,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Schedstat {
+    pub runqueue_ns: u64,
+    pub run_periods: u64,
+}
+
+/// A log2 histogram of run-queue waits, as the kernel program bins them.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RunqueueLatency {
+    /// Waits per bucket: bucket b holds waits of at most 2^b µs, the last one the rest.
+    pub buckets: Vec<u64>,
+    pub sum_ns: u64,
+    pub count: u64,
 }
 
 /// The agent's own health figures.
@@ -83,6 +103,10 @@ pub struct AgentStats {
     pub drain_errors: u64,
     /// Cumulative: traffic entries deleted because their cgroup was removed.
     pub net_entries_forgotten: u64,
+    /// Per-program run time (`--bpf-stats`), empty when off.
+    pub program_stats: Vec<crate::ebpf::ProgramStats>,
+    /// Cumulative: scheduler entries deleted because their cgroup was removed.
+    pub sched_entries_forgotten: u64,
     pub network: crate::net::NetStats,
 }
 
@@ -106,6 +130,8 @@ impl Default for AgentStats {
             oom_entries_forgotten: 0,
             drain_errors: 0,
             net_entries_forgotten: 0,
+            sched_entries_forgotten: 0,
+            program_stats: Vec::new(),
             network: Default::default(),
         }
     }

@@ -215,7 +215,8 @@ impl Drop for Agent {
     }
 }
 
-fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
+/// Sends `sig` (a name: `TERM`, `STOP`) to `pid` with kill(1).
+pub fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
     let ok = Command::new("kill")
         .args([&format!("-{sig}"), &pid.to_string()])
         .status()?

@@ -45,6 +45,27 @@ pub const NET_INGRESS: u32 = 0;
 /// [`NetKey::direction`] of sent packets.
 pub const NET_EGRESS: u32 = 1;
 
+/// Per-CPU hash: cgroup v2 id -> [`SchedCounters`] of the cgroup's own tasks (cumulative).
+pub const MAP_SCHED: &str = "SCHED";
+/// Per-CPU hash: [`HistKey`] -> run-queue waits of the cgroup's own tasks in that bucket.
+pub const MAP_SCHED_HIST: &str = "SCHED_HIST";
+/// LRU hash: thread id -> when it became runnable (woken, or preempted while runnable).
+pub const MAP_WAKEUPS: &str = "WAKEUPS";
+/// `tp_btf/sched_wakeup`: stamps a woken task.
+pub const PROG_SCHED_WAKEUP: &str = "sched_wakeup";
+/// `tp_btf/sched_wakeup_new`: stamps a new task's first wakeup.
+pub const PROG_SCHED_WAKEUP_NEW: &str = "sched_wakeup_new";
+/// Capacity of [`MAP_SCHED`]: cgroups whose tasks ran since they were last forgotten.
+pub const SCHED_ENTRIES: u32 = 4096;
+/// Capacity of [`MAP_SCHED_HIST`]: a busy cgroup uses 10-20 buckets.
+pub const SCHED_HIST_ENTRIES: u32 = 16384;
+/// Capacity of [`MAP_WAKEUPS`]: tasks runnable but not yet running (LRU: stale stamps of tasks
+/// that exited go first).
+pub const WAKEUPS_ENTRIES: u32 = 16384;
+/// Histogram buckets: bucket `b` < [`RUNQ_BUCKETS`] - 1 counts waits of at most 2^b µs (1 µs to
+/// 2^25 µs, 33.5 s); the last one counts longer waits (+Inf).
+pub const RUNQ_BUCKETS: u32 = 27;
+
 /// Default capacity of [`MAP_CPU_NS`]; userspace may resize it at load time.
 pub const DEFAULT_CPU_NS_ENTRIES: u32 = 16_384;
 
@@ -74,8 +95,10 @@ pub const STAT_OOM_UNCOUNTED: u32 = 9;
 pub const STAT_NET_MAP_FULL: u32 = 10;
 /// Bytes of those packets.
 pub const STAT_NET_MAP_FULL_BYTES: u32 = 11;
+/// Scheduler updates refused because [`MAP_SCHED`] or [`MAP_SCHED_HIST`] was full.
+pub const STAT_SCHED_MAP_FULL: u32 = 12;
 /// Number of slots in [`MAP_STATS`].
-pub const STAT_SLOTS: u32 = 12;
+pub const STAT_SLOTS: u32 = 13;
 
 /// What one CPU runs since the last context switch.
 ///
@@ -146,6 +169,31 @@ pub struct NetCounters {
 }
 const _: () = assert!(core::mem::size_of::<NetCounters>() == 16);
 
+/// Value of [`MAP_SCHED`]: what the scheduler did for one cgroup's own tasks.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SchedCounters {
+    /// Time its tasks waited on a run queue: from wakeup (or preemption) to running.
+    pub runqueue_ns: u64,
+    /// Times one of its tasks was switched in (`/proc/<pid>/schedstat`'s third field).
+    pub run_periods: u64,
+    /// Waits measured (switch-ins with a wakeup or preemption stamp).
+    pub waits: u64,
+    pub _pad: u64,
+}
+const _: () = assert!(core::mem::size_of::<SchedCounters>() == 32);
+
+/// Key of [`MAP_SCHED_HIST`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct HistKey {
+    pub cgroup_id: u64,
+    /// 0 ..= [`RUNQ_BUCKETS`] - 1.
+    pub bucket: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(core::mem::size_of::<HistKey>() == 16);
+
 /// Byte offsets of the kernel struct fields the programs follow from a `task_struct` to its cgroup
 /// v2 id. Rust eBPF objects carry no CO-RE relocations, so the agent reads these from
 /// `/sys/kernel/btf/vmlinux` at start-up and writes them into the program's read-only data: the
@@ -171,6 +219,8 @@ pub struct KernelOffsets {
     pub task_tgid: u32,
     /// `task_struct.comm` (16 bytes)
     pub task_comm: u32,
+    /// `task_struct.__state` (`state` before 5.14): 0 is TASK_RUNNING
+    pub task_state: u32,
     /// `sock_common.skc_net` (a `possible_net_t`, whose first member is the `struct net *`)
     pub sock_net: u32,
     /// `net.ns.inum`: the namespace's inode number
@@ -180,8 +230,13 @@ pub struct KernelOffsets {
     pub tp_mark_victim_pid: u32,
     /// 1 once userspace filled the struct; programs do nothing before that.
     pub valid: u32,
+    /// [`FEATURE_SCHED`]: work the agent asked for beyond CPU time.
+    pub features: u32,
 }
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 52);
+
+/// [`KernelOffsets::features`] bit: measure run-queue waits and run periods at each switch.
+pub const FEATURE_SCHED: u32 = 1;
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 60);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -196,4 +251,8 @@ mod pod {
     unsafe impl aya::Pod for super::NetKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::NetCounters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::SchedCounters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::HistKey {}
 }

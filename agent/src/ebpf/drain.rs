@@ -14,8 +14,8 @@ use aya::maps::{MapError, PerCpuArray, PerCpuHashMap};
 use nodetel_common::{
     MAP_CPU_NS, MAP_RUNNING, MAP_STATS, RunState, STAT_CGROUP_READ_FAILED, STAT_CPU_MAP_FULL,
     STAT_CPU_MAP_FULL_NS, STAT_NET_MAP_FULL, STAT_NET_MAP_FULL_BYTES, STAT_OOM_EVENTS_LOST,
-    STAT_OOM_KILLS, STAT_OOM_MARKED_ONLY, STAT_OOM_UNCOUNTED, STAT_STATE_MISMATCH,
-    STAT_STATE_MISMATCH_NS, STAT_SWITCHES,
+    STAT_OOM_KILLS, STAT_OOM_MARKED_ONLY, STAT_OOM_UNCOUNTED, STAT_SCHED_MAP_FULL,
+    STAT_STATE_MISMATCH, STAT_STATE_MISMATCH_NS, STAT_SWITCHES,
 };
 use rustix::time::{ClockId, clock_gettime};
 
@@ -45,6 +45,7 @@ pub struct KernelStats {
     pub oom_uncounted: u64,
     pub net_map_full: u64,
     pub net_map_full_bytes: u64,
+    pub sched_map_full: u64,
 }
 
 pub(super) fn missing(name: &str) -> MapError {
@@ -173,6 +174,7 @@ impl Probes {
             oom_uncounted: slot(STAT_OOM_UNCOUNTED)?,
             net_map_full: slot(STAT_NET_MAP_FULL)?,
             net_map_full_bytes: slot(STAT_NET_MAP_FULL_BYTES)?,
+            sched_map_full: slot(STAT_SCHED_MAP_FULL)?,
         })
     }
 }

@@ -10,7 +10,8 @@ use aya::{
 };
 use nodetel_common::{
     GLOBAL_OFFSETS, MAP_CPU_NS, MAP_OOM_EVENTS, PROG_CGROUP_ATTACH, PROG_MARK_VICTIM,
-    PROG_NET_EGRESS, PROG_NET_INGRESS, PROG_SCHED_SWITCH, PROG_SIGNAL_GENERATE,
+    PROG_NET_EGRESS, PROG_NET_INGRESS, PROG_SCHED_SWITCH, PROG_SCHED_WAKEUP, PROG_SCHED_WAKEUP_NEW,
+    PROG_SIGNAL_GENERATE,
 };
 
 use crate::btf::{Btf, BtfError};
@@ -62,6 +63,10 @@ pub struct LoadOptions {
     /// The cgroup v2 root the traffic programs attach to; `None` leaves them out (the `network`
     /// kind is disabled), so packets pay nothing.
     pub cgroup2_root: Option<PathBuf>,
+    /// Attach the wakeup programs (the `sched` kind): without them no wait is measured.
+    pub sched: bool,
+    /// Turn on the kernel's per-program run time accounting (`--bpf-stats`).
+    pub bpf_stats: bool,
 }
 
 /// A program that could not be loaded or attached, and why.
@@ -80,6 +85,16 @@ pub struct Probes {
     pub cpu_map_entries: u32,
     /// The OOM kill records, taken out of the object so they can be consumed in place.
     pub oom_events: Option<RingBuf<MapData>>,
+    /// Keeps the kernel's run time accounting on while held (`--bpf-stats`).
+    bpf_stats: Option<std::os::fd::OwnedFd>,
+}
+
+/// One program's cost as the kernel measured it (cumulative, since `--bpf-stats` took effect).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProgramStats {
+    pub program: &'static str,
+    pub run_ns: u64,
+    pub runs: u64,
 }
 
 enum Attach<'a> {
@@ -112,6 +127,9 @@ impl Probes {
                 }
             }
         }
+        if opts.sched {
+            offsets.features |= nodetel_common::FEATURE_SCHED;
+        }
         tracing::debug!(?offsets, "kernel struct offsets from BTF");
         let mut ebpf = EbpfLoader::new()
             .override_global(GLOBAL_OFFSETS, &offsets, true)
@@ -127,6 +145,10 @@ impl Probes {
             (PROG_SIGNAL_GENERATE, Attach::Btf("signal_generate")),
             (PROG_MARK_VICTIM, Attach::Classic("oom", "mark_victim")),
         ];
+        if opts.sched {
+            programs.push((PROG_SCHED_WAKEUP, Attach::Btf("sched_wakeup")));
+            programs.push((PROG_SCHED_WAKEUP_NEW, Attach::Btf("sched_wakeup_new")));
+        }
         if let Some(root) = &opts.cgroup2_root {
             programs.push((
                 PROG_NET_INGRESS,
@@ -177,13 +199,43 @@ impl Probes {
             None => None,
         };
         tracing::info!(programs = ?attached, cpu_map_entries = opts.cpu_map_entries, "eBPF programs attached");
+        let bpf_stats = if opts.bpf_stats {
+            match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+                Ok(fd) => Some(fd),
+                Err(e) => {
+                    tracing::warn!(error = %e, "--bpf-stats: the kernel refused to time the programs");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         Ok(Probes {
             ebpf,
             attached,
             not_attached,
             cpu_map_entries: opts.cpu_map_entries,
             oom_events,
+            bpf_stats,
         })
+    }
+
+    /// Run time and runs of each attached program; empty unless `--bpf-stats` took effect.
+    pub fn program_stats(&self) -> Vec<ProgramStats> {
+        if self.bpf_stats.is_none() {
+            return Vec::new();
+        }
+        self.attached
+            .iter()
+            .filter_map(|name| {
+                let info = self.ebpf.program(name)?.info().ok()?;
+                Some(ProgramStats {
+                    program: name,
+                    run_ns: u64::try_from(info.run_time().as_nanos()).unwrap_or(u64::MAX),
+                    runs: info.run_count(),
+                })
+            })
+            .collect()
     }
 
     pub fn is_attached(&self, program: &str) -> bool {
@@ -193,6 +245,13 @@ impl Probes {
     /// Both traffic programs are in place, so a missing key means no traffic.
     pub fn counts_traffic(&self) -> bool {
         self.is_attached(PROG_NET_INGRESS) && self.is_attached(PROG_NET_EGRESS)
+    }
+
+    /// The context-switch and wakeup programs are in place: run-queue waits are measured.
+    pub fn measures_runqueue(&self) -> bool {
+        self.is_attached(PROG_SCHED_SWITCH)
+            && self.is_attached(PROG_SCHED_WAKEUP)
+            && self.is_attached(PROG_SCHED_WAKEUP_NEW)
     }
 
     /// Both OOM programs are in place, so a zero count means no kill.

@@ -3,8 +3,10 @@ mod drain;
 mod loader;
 mod net;
 mod oom;
+mod sched;
 
 pub use drain::{CpuDrain, KernelStats, monotonic_ns};
-pub use loader::{LoadError, LoadOptions, NotAttached, Probes, TRACEFS};
+pub use loader::{LoadError, LoadOptions, NotAttached, Probes, ProgramStats, TRACEFS};
 pub use net::{DeviceTraffic, Traffic};
 pub use oom::comm_str;
+pub use sched::SchedDrain;

@@ -20,7 +20,7 @@ pub fn render(snapshot: &Snapshot) -> String {
     for family in CONTAINER_FAMILIES {
         let mut header = false;
         for c in &containers {
-            let mut emit = |extra: Extra<'_>, value: f64| {
+            let mut emit_as = |name: &str, extra: Extra<'_>, value: f64| {
                 if !header {
                     write_header(&mut out, family.name, family.help, family.kind.as_str());
                     header = true;
@@ -38,15 +38,28 @@ pub fn render(snapshot: &Snapshot) -> String {
                 labels.extend(family.extra.iter().copied());
                 labels.extend(extra.iter().copied());
                 labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
-                write_sample(&mut out, family.name, &labels, value);
+                write_sample(&mut out, name, &labels, value);
             };
             match &family.value {
                 Value::One(get) => {
                     if let Some(v) = get(c) {
-                        emit(&[], v);
+                        emit_as(family.name, &[], v);
                     }
                 }
-                Value::Many(each) => each(c, &mut emit),
+                Value::Many(each) => each(c, &mut |extra, v| emit_as(family.name, extra, v)),
+                Value::Histogram(get) => {
+                    let Some(h) = get(c) else {
+                        continue;
+                    };
+                    let bucket = format!("{}_bucket", family.name);
+                    for (le, n) in &h.buckets {
+                        let mut le_text = String::new();
+                        write_value(&mut le_text, *le);
+                        emit_as(&bucket, &[("le", &le_text)], *n as f64);
+                    }
+                    emit_as(&format!("{}_sum", family.name), &[], h.sum);
+                    emit_as(&format!("{}_count", family.name), &[], h.count as f64);
+                }
             }
         }
     }
@@ -150,7 +163,7 @@ mod tests {
             psi::{Pressure, PressureStats},
         },
         net::InterfaceStats,
-        snapshot::{AgentStats, Identity},
+        snapshot::{AgentStats, Identity, RunqueueLatency, Schedstat},
     };
 
     fn snapshot() -> Snapshot {
@@ -226,6 +239,22 @@ mod tests {
             start_time: Some(1_795_000_000.5),
             seen_at: 1_795_358_029.25,
             oom_kills: Some(3),
+            schedstat: Some(Schedstat {
+                runqueue_ns: 1_500_000_000,
+                run_periods: 4200,
+            }),
+            runqueue_latency: Some(RunqueueLatency {
+                // 3 waits under 1 µs, 5 under 2 µs, 1 over 33.5 s (+Inf).
+                buckets: {
+                    let mut b = vec![0; 27];
+                    b[0] = 3;
+                    b[1] = 5;
+                    b[26] = 1;
+                    b
+                },
+                sum_ns: 40_000_000_000,
+                count: 9,
+            }),
             network: Some(vec![
                 InterfaceStats {
                     name: "eth0".into(),

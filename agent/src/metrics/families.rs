@@ -11,6 +11,7 @@ use crate::{
 pub enum Kind {
     Counter,
     Gauge,
+    Histogram,
 }
 
 impl Kind {
@@ -18,6 +19,7 @@ impl Kind {
         match self {
             Kind::Counter => "counter",
             Kind::Gauge => "gauge",
+            Kind::Histogram => "histogram",
         }
     }
 }
@@ -43,6 +45,41 @@ pub enum Value {
     /// Several series per cgroup (per device, per failure type): the getter calls `emit` for
     /// each with its own extra labels.
     Many(fn(&ContainerSample, Emit<'_>)),
+    /// A histogram (family kind `Histogram`): `_bucket{le}`, `_sum` and `_count` series.
+    Histogram(fn(&ContainerSample) -> Option<Histogram>),
+}
+
+/// One cgroup's histogram: cumulative counts by upper bound (the last bound +Inf).
+pub struct Histogram {
+    pub buckets: Vec<(f64, u64)>,
+    pub sum: f64,
+    pub count: u64,
+}
+
+/// The run-queue histogram's bounds: bucket b is 2^b µs, the last +Inf (see RUNQ_BUCKETS).
+fn runqueue_histogram(c: &ContainerSample) -> Option<Histogram> {
+    let h = c.runqueue_latency.as_ref()?;
+    let last = h.buckets.len().checked_sub(1)?;
+    let mut seen = 0u64;
+    let buckets = h
+        .buckets
+        .iter()
+        .enumerate()
+        .map(|(b, n)| {
+            seen = seen.saturating_add(*n);
+            let le = if b == last {
+                f64::INFINITY
+            } else {
+                (1u64 << b) as f64 * 1e-6
+            };
+            (le, seen)
+        })
+        .collect();
+    Some(Histogram {
+        buckets,
+        sum: h.sum_ns as f64 / NS_PER_S,
+        count: h.count,
+    })
 }
 
 const NS_PER_S: f64 = 1e9;
@@ -557,6 +594,38 @@ pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
         }),
     },
     ContainerFamily {
+        name: "container_cpu_schedstat_run_seconds_total",
+        help: "Time duration the processes of the container have run on the CPU.",
+        kind: Kind::Counter,
+        extra: &[],
+        // The same figure as container_cpu_usage_seconds_total: both are the scheduler's.
+        value: Value::One(|c| {
+            c.schedstat?;
+            c.cpu_usage_ns.map(|ns| ns as f64 / NS_PER_S)
+        }),
+    },
+    ContainerFamily {
+        name: "container_cpu_schedstat_runqueue_seconds_total",
+        help: "Time duration processes of the container have been waiting on a runqueue.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| c.schedstat.map(|s| s.runqueue_ns as f64 / NS_PER_S)),
+    },
+    ContainerFamily {
+        name: "container_cpu_schedstat_run_periods_total",
+        help: "Number of times processes of the cgroup have run on the cpu",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| c.schedstat.map(|s| s.run_periods as f64)),
+    },
+    ContainerFamily {
+        name: "nodetel_container_runqueue_latency_seconds",
+        help: "Run-queue waits of the cgroup's own tasks (not its descendants'), from wakeup or preemption to running, in log2 buckets built in the kernel.",
+        kind: Kind::Histogram,
+        extra: &[],
+        value: Value::Histogram(runqueue_histogram),
+    },
+    ContainerFamily {
         name: "container_oom_events_total",
         help: "Count of out of memory events observed for the container",
         kind: Kind::Counter,
@@ -699,6 +768,10 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
                     vec![("map", "net_traffic".to_string())],
                     a.net_entries_forgotten as f64,
                 ),
+                (
+                    vec![("map", "sched".to_string())],
+                    a.sched_entries_forgotten as f64,
+                ),
             ]
         },
     },
@@ -749,6 +822,39 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         help: "OOM victims marked without a SIGKILL from the OOM killer (exiting tasks given memory reserves; not kills).",
         kind: Kind::Counter,
         series: |a| one(a.kernel.oom_marked_only as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_program_run_seconds_total",
+        help: "Time the kernel spent running each nodetel eBPF program (only with --bpf-stats).",
+        kind: Kind::Counter,
+        series: |a| {
+            a.program_stats
+                .iter()
+                .map(|p| {
+                    (
+                        vec![("program", p.program.to_string())],
+                        p.run_ns as f64 / NS_PER_S,
+                    )
+                })
+                .collect()
+        },
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_program_runs_total",
+        help: "Runs of each nodetel eBPF program (only with --bpf-stats); run seconds / runs is the cost per event.",
+        kind: Kind::Counter,
+        series: |a| {
+            a.program_stats
+                .iter()
+                .map(|p| (vec![("program", p.program.to_string())], p.runs as f64))
+                .collect()
+        },
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_sched_uncounted_total",
+        help: "Switch-ins whose run period or wait could not be counted because a scheduler map was full.",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.sched_map_full as f64),
     },
     AgentFamily {
         name: "nodetel_network_namespaces",
