@@ -42,9 +42,10 @@ pub static SCHED: PerCpuHashMap<u64, SchedCounters> =
 pub static SCHED_HIST: PerCpuHashMap<HistKey, u64> =
     PerCpuHashMap::with_max_entries(SCHED_HIST_ENTRIES, 0);
 
+const BPF_F_NO_COMMON_LRU: u32 = 2;
+
 /// Shared by all CPUs: a task is often woken on one CPU and run on another. Eviction lists per
 /// CPU (BPF_F_NO_COMMON_LRU) spare every switch the global LRU lock.
-const BPF_F_NO_COMMON_LRU: u32 = 2;
 #[map(name = "WAKEUPS")]
 pub static WAKEUPS: LruHashMap<u32, u64> =
     LruHashMap::with_max_entries(WAKEUPS_ENTRIES, BPF_F_NO_COMMON_LRU);
@@ -74,38 +75,34 @@ pub fn stat_add(slot: u32, n: u64) {
     }
 }
 
-/// Adds `n` to `key`'s value of this CPU in a per-CPU hash; false when the map is full.
+/// Applies `add` to `key`'s value of this CPU, or creates the entry with `init` for this CPU
+/// (zero on the others); false when the map is full.
 #[inline(always)]
-pub fn per_cpu_add(map: &PerCpuHashMap<u64, u64>, key: u64, n: u64) -> bool {
-    if let Some(v) = map.get_ptr_mut(&key) {
-        atomic_add(v, n);
+pub fn upsert<K, V>(map: &PerCpuHashMap<K, V>, key: &K, init: &V, add: impl Fn(*mut V)) -> bool {
+    if let Some(v) = map.get_ptr_mut(key) {
+        add(v);
         return true;
     }
     // BPF_NOEXIST: a concurrent insert of the same key on another CPU creates the entry for every
     // CPU; then our insert fails with EEXIST and we retry the lookup once.
-    if map.insert(&key, &n, 1).is_ok() {
+    if map.insert(key, init, 1).is_ok() {
         return true;
     }
-    if let Some(v) = map.get_ptr_mut(&key) {
-        atomic_add(v, n);
+    if let Some(v) = map.get_ptr_mut(key) {
+        add(v);
         return true;
     }
     false
 }
 
+/// Adds `n` to `key`'s value of this CPU in a per-CPU hash; false when the map is full.
+#[inline(always)]
+pub fn per_cpu_add(map: &PerCpuHashMap<u64, u64>, key: u64, n: u64) -> bool {
+    upsert(map, &key, &n, |v| atomic_add(v, n))
+}
+
 /// Adds one to a histogram bucket of this CPU; false when the map is full.
 #[inline(always)]
 pub fn per_cpu_add_hist(key: &HistKey) -> bool {
-    if let Some(v) = SCHED_HIST.get_ptr_mut(key) {
-        atomic_add(v, 1);
-        return true;
-    }
-    if SCHED_HIST.insert(key, &1, 1).is_ok() {
-        return true;
-    }
-    if let Some(v) = SCHED_HIST.get_ptr_mut(key) {
-        atomic_add(v, 1);
-        return true;
-    }
-    false
+    upsert(&SCHED_HIST, key, &1, |v| atomic_add(v, 1))
 }

@@ -12,7 +12,7 @@ use aya_ebpf::{
 use nodetel_common::{NetCounters, NetKey, STAT_NET_MAP_FULL, STAT_NET_MAP_FULL_BYTES};
 
 use crate::{
-    maps::{NET_TRAFFIC, atomic_add, stat_add},
+    maps::{NET_TRAFFIC, atomic_add, stat_add, upsert},
     task,
 };
 
@@ -74,20 +74,10 @@ pub fn count(ctx: &SkBuffContext, direction: u32) {
         // A GSO (egress) or GRO (ingress) skb stands for `gso_segs` packets on the wire.
         packets: u64::from(if segs > 1 { segs } else { 1 }),
     };
-    if let Some(v) = NET_TRAFFIC.get_ptr_mut(&key) {
-        add_to(v, &add);
-        return;
+    if !upsert(&NET_TRAFFIC, &key, &add, |v| add_to(v, &add)) {
+        stat_add(STAT_NET_MAP_FULL, 1);
+        stat_add(STAT_NET_MAP_FULL_BYTES, add.bytes);
     }
-    // BPF_NOEXIST, then one more lookup: another CPU may have created the key meanwhile.
-    if NET_TRAFFIC.insert(&key, &add, 1).is_ok() {
-        return;
-    }
-    if let Some(v) = NET_TRAFFIC.get_ptr_mut(&key) {
-        add_to(v, &add);
-        return;
-    }
-    stat_add(STAT_NET_MAP_FULL, 1);
-    stat_add(STAT_NET_MAP_FULL_BYTES, add.bytes);
 }
 
 /// Atomic: a softirq on this CPU may count into the same value meanwhile (see `atomic_add`).

@@ -9,7 +9,7 @@ use aya_ebpf::helpers::bpf_ktime_get_ns;
 use nodetel_common::{HistKey, KernelOffsets, RUNQ_BUCKETS, STAT_SCHED_MAP_FULL, SchedCounters};
 
 use crate::{
-    maps::{SCHED, WAKEUPS, atomic_add, per_cpu_add_hist, stat_add},
+    maps::{SCHED, WAKEUPS, atomic_add, per_cpu_add_hist, stat_add, upsert},
     task,
 };
 
@@ -101,16 +101,5 @@ fn add_counters(cgroup: u64, add: &SchedCounters) -> bool {
             atomic_add(core::ptr::addr_of_mut!((*v).waits), add.waits);
         }
     };
-    if let Some(v) = SCHED.get_ptr_mut(&cgroup) {
-        apply(v);
-        return true;
-    }
-    if SCHED.insert(&cgroup, add, 1).is_ok() {
-        return true;
-    }
-    if let Some(v) = SCHED.get_ptr_mut(&cgroup) {
-        apply(v);
-        return true;
-    }
-    false
+    upsert(&SCHED, &cgroup, add, apply)
 }

@@ -54,6 +54,27 @@ pub(super) fn missing(name: &str) -> MapError {
     }
 }
 
+/// Calls `f` with each entry of a per-CPU hash and its per-CPU values. A key deleted between
+/// "next key" and "lookup" belongs to a cgroup being forgotten and is skipped.
+pub(super) fn each_entry<T, K, V>(
+    map: &PerCpuHashMap<T, K, V>,
+    mut f: impl FnMut(K, &[V]),
+) -> Result<(), MapError>
+where
+    T: std::borrow::Borrow<aya::maps::MapData>,
+    K: aya::Pod,
+    V: aya::Pod,
+{
+    for item in map.iter() {
+        match item {
+            Ok((key, per_cpu)) => f(key, &per_cpu),
+            Err(MapError::KeyNotFound) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 pub fn monotonic_ns() -> u64 {
     let t = clock_gettime(ClockId::Monotonic);
     (t.tv_sec as u64)
@@ -78,19 +99,13 @@ impl Probes {
         let watched: HashSet<u64> = before.iter().map(|s| s.cgroup_id).collect();
         let mut watched_per_cpu: HashMap<u64, Vec<u64>> = HashMap::new();
         let mut out = CpuDrain::default();
-        for item in cpu_ns.iter() {
-            // A key deleted between "next key" and "lookup" is a cgroup being retired: skip it.
-            let (id, per_cpu) = match item {
-                Ok(kv) => kv,
-                Err(MapError::KeyNotFound) => continue,
-                Err(e) => return Err(e),
-            };
+        each_entry(&cpu_ns, |id, per_cpu| {
             let total = per_cpu.iter().fold(0u64, |a, v| a.saturating_add(*v));
             out.committed.insert(id, total);
             if watched.contains(&id) {
                 watched_per_cpu.insert(id, per_cpu.to_vec());
             }
-        }
+        })?;
         let after = running.get(&0, 0)?;
         let now = monotonic_ns();
 

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use aya::maps::{MapError, PerCpuHashMap};
 use nodetel_common::{MAP_NET_TRAFFIC, NET_EGRESS, NET_INGRESS, NetCounters, NetKey};
 
-use super::{Probes, drain::missing};
+use super::{
+    Probes,
+    drain::{each_entry, missing},
+};
 
 /// One cgroup's traffic through one device, both directions (cumulative).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -31,13 +34,7 @@ impl Probes {
             .ok_or_else(|| missing(MAP_NET_TRAFFIC))?;
         let traffic: PerCpuHashMap<_, NetKey, NetCounters> = PerCpuHashMap::try_from(map)?;
         let mut out = Traffic::new();
-        for item in traffic.iter() {
-            let (key, per_cpu) = match item {
-                Ok(kv) => kv,
-                // Deleted between "next key" and "lookup": a cgroup being forgotten.
-                Err(MapError::KeyNotFound) => continue,
-                Err(e) => return Err(e),
-            };
+        each_entry(&traffic, |key, per_cpu| {
             let sum = per_cpu
                 .iter()
                 .fold(NetCounters::default(), |a, v| NetCounters {
@@ -45,7 +42,7 @@ impl Probes {
                     packets: a.packets.saturating_add(v.packets),
                 });
             add(&mut out, key, sum);
-        }
+        })?;
         for devices in out.values_mut() {
             devices.sort_by_key(|d| (d.netns, d.ifindex));
         }

@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use aya::maps::{MapError, PerCpuHashMap};
 use nodetel_common::{MAP_OOM_KILLS, OomKill};
 
-use super::{Probes, drain::missing};
+use super::{
+    Probes,
+    drain::{each_entry, missing},
+};
 
 impl Probes {
     /// cgroup id -> OOM kills of a victim in that cgroup, summed over CPUs (cumulative).
@@ -15,14 +18,9 @@ impl Probes {
             .ok_or_else(|| missing(MAP_OOM_KILLS))?;
         let kills: PerCpuHashMap<_, u64, u64> = PerCpuHashMap::try_from(map)?;
         let mut out = HashMap::new();
-        for item in kills.iter() {
-            let (id, per_cpu) = match item {
-                Ok(kv) => kv,
-                Err(MapError::KeyNotFound) => continue,
-                Err(e) => return Err(e),
-            };
+        each_entry(&kills, |id, per_cpu| {
             out.insert(id, per_cpu.iter().fold(0u64, |a, v| a.saturating_add(*v)));
-        }
+        })?;
         Ok(out)
     }
 

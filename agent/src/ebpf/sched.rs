@@ -4,7 +4,10 @@ use std::collections::HashMap;
 use aya::maps::{MapError, PerCpuHashMap};
 use nodetel_common::{HistKey, MAP_SCHED, MAP_SCHED_HIST, RUNQ_BUCKETS, SchedCounters};
 
-use super::{Probes, drain::missing};
+use super::{
+    Probes,
+    drain::{each_entry, missing},
+};
 
 /// One drain of the scheduler maps, per cgroup (its own tasks), summed over CPUs (cumulative).
 #[derive(Clone, Debug, Default)]
@@ -19,12 +22,7 @@ impl Probes {
         let mut out = SchedDrain::default();
         let map = self.ebpf.map(MAP_SCHED).ok_or_else(|| missing(MAP_SCHED))?;
         let counters: PerCpuHashMap<_, u64, SchedCounters> = PerCpuHashMap::try_from(map)?;
-        for item in counters.iter() {
-            let (id, per_cpu) = match item {
-                Ok(kv) => kv,
-                Err(MapError::KeyNotFound) => continue,
-                Err(e) => return Err(e),
-            };
+        each_entry(&counters, |id, per_cpu| {
             let sum = per_cpu
                 .iter()
                 .fold(SchedCounters::default(), |a, v| SchedCounters {
@@ -34,29 +32,24 @@ impl Probes {
                     _pad: 0,
                 });
             out.counters.insert(id, sum);
-        }
+        })?;
         let map = self
             .ebpf
             .map(MAP_SCHED_HIST)
             .ok_or_else(|| missing(MAP_SCHED_HIST))?;
         let hist: PerCpuHashMap<_, HistKey, u64> = PerCpuHashMap::try_from(map)?;
-        for item in hist.iter() {
-            let (key, per_cpu) = match item {
-                Ok(kv) => kv,
-                Err(MapError::KeyNotFound) => continue,
-                Err(e) => return Err(e),
-            };
+        each_entry(&hist, |key, per_cpu| {
             let Some(slot) = usize::try_from(key.bucket)
                 .ok()
                 .filter(|b| *b < RUNQ_BUCKETS as usize)
             else {
-                continue;
+                return;
             };
             let n = per_cpu.iter().fold(0u64, |a, v| a.saturating_add(*v));
             out.buckets
                 .entry(key.cgroup_id)
                 .or_insert_with(|| vec![0; RUNQ_BUCKETS as usize])[slot] = n;
-        }
+        })?;
         Ok(out)
     }
 
