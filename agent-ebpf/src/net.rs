@@ -20,10 +20,9 @@ use crate::{
 /// ->ns.inum`, offsets from BTF. 0 when unreadable: the device is then shown by index.
 #[inline(always)]
 fn netns(ctx: &SkBuffContext) -> u32 {
-    let off = task::offsets();
-    if off.valid == 0 {
+    let Some((sock_net, net_inum)) = task::net_offsets() else {
         return 0;
-    }
+    };
     // SAFETY: reading the context's socket pointer; the verifier checks the access.
     let sk = unsafe { (*ctx.skb.skb).__bindgen_anon_2.sk } as *const u8;
     if sk.is_null() {
@@ -38,14 +37,14 @@ fn netns(ctx: &SkBuffContext) -> u32 {
         let Ok(base) = bpf_probe_read_kernel(core::hint::black_box(&slot) as *const u64) else {
             return 0;
         };
-        let field = (base as *const u8).wrapping_add(off.sock_net as usize);
+        let field = (base as *const u8).wrapping_add(sock_net as usize);
         let Ok(net) = bpf_probe_read_kernel(field as *const *const u8) else {
             return 0;
         };
         if net.is_null() {
             return 0;
         }
-        bpf_probe_read_kernel(net.wrapping_add(off.net_inum as usize) as *const u32).unwrap_or(0)
+        bpf_probe_read_kernel(net.wrapping_add(net_inum as usize) as *const u32).unwrap_or(0)
     }
 }
 

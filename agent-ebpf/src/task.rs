@@ -30,6 +30,21 @@ pub fn offsets() -> KernelOffsets {
     unsafe { core::ptr::read_volatile(&OFFSETS) }
 }
 
+/// The two offsets the traffic programs need, read alone: they run per packet, and copying the
+/// whole struct costs a load per field. `None` before userspace filled it.
+#[inline(always)]
+pub fn net_offsets() -> Option<(u32, u32)> {
+    // SAFETY: as in `offsets`, volatile reads of a plain static.
+    let (valid, sock_net, net_inum) = unsafe {
+        (
+            core::ptr::read_volatile(&OFFSETS.valid),
+            core::ptr::read_volatile(&OFFSETS.sock_net),
+            core::ptr::read_volatile(&OFFSETS.net_inum),
+        )
+    };
+    (valid != 0).then_some((sock_net, net_inum))
+}
+
 #[inline(always)]
 unsafe fn read_at<T>(base: *const u8, off: u32) -> Result<T, i32> {
     // SAFETY: bpf_probe_read_kernel tolerates any address and returns an error instead of

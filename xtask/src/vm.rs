@@ -280,8 +280,6 @@ fn init_script(tests: &[&str], modules: &[String], opts: &Options) -> String {
     format!(
         r#"#!/bin/busybox sh
 /bin/busybox --install -s /bin
-# iproute2's ip (copied in for the netns tests) rather than busybox's, which lacks netns.
-for p in /usr/sbin/ip /usr/bin/ip /sbin/ip; do [ -x $p ] && rm -f /bin/ip && break; done
 export PATH=/bin:/sbin:/usr/bin:/usr/sbin HOME=/tmp TMPDIR=/tmp RUST_BACKTRACE=1
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys

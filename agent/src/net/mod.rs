@@ -117,8 +117,9 @@ impl NetworkReader {
             }
             self.refresh_names(ns, pid, &devices[&ns]);
         }
+        let in_use: std::collections::HashSet<u64> = ns_of.values().copied().collect();
         self.names
-            .retain(|ns, _| devices.contains_key(ns) || ns_of.values().any(|n| n == ns));
+            .retain(|ns, _| devices.contains_key(ns) || in_use.contains(ns));
         self.stats.namespaces = reader_pid.len() as u64;
 
         let owners = owners(containers, &ns_of, host);
