@@ -11,7 +11,7 @@ use tokio::{net::TcpListener, sync::watch, time::MissedTickBehavior};
 
 use crate::{
     cgroup::Layout,
-    collector::Collector,
+    collector::{Collector, Naming},
     config::Config,
     ebpf::{LoadOptions, Probes},
     metric_kinds::MetricKinds,
@@ -45,6 +45,48 @@ fn open_files_budget(wanted: usize) -> usize {
     wanted.min(room)
 }
 
+/// Starts a resolver per configured runtime socket; they run until aborted.
+fn start_resolvers(config: &Config) -> (Naming, Vec<tokio::task::JoinHandle<()>>) {
+    use crate::identity::{
+        Namer, Registry, Source, containerd::ContainerdResolver, docker::DockerResolver,
+    };
+    let registry = Arc::new(Registry::default());
+    let mut sources = Vec::new();
+    let mut tasks = Vec::new();
+    for (source, flag) in [
+        (Source::Docker, &config.docker_socket),
+        (Source::Podman, &config.podman_socket),
+    ] {
+        if let Some(socket) = Config::socket(flag) {
+            let r = DockerResolver {
+                registry: Arc::clone(&registry),
+                source,
+                socket,
+                resync: config.runtime_resync,
+            };
+            sources.push(source);
+            tasks.push(tokio::spawn(r.run()));
+        }
+    }
+    if let Some(socket) = Config::socket(&config.containerd_socket) {
+        let r = ContainerdResolver {
+            registry: Arc::clone(&registry),
+            socket,
+            namespaces: config.containerd_namespaces.clone(),
+            resync: config.runtime_resync,
+        };
+        sources.push(Source::Containerd);
+        tasks.push(tokio::spawn(r.run()));
+    }
+    let naming = Naming {
+        namer: Namer::new(Arc::clone(&registry), config.containerd_namespaces.clone()),
+        registry,
+        sources,
+        labels: Arc::new(config.label_mode()),
+    };
+    (naming, tasks)
+}
+
 /// Runs until `shutdown` resolves.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
     let kinds = MetricKinds::resolve(&config.enable_metrics, &config.disable_metrics)
@@ -71,6 +113,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let probes = tokio::task::spawn_blocking(move || Probes::load(&opts))
         .await
         .context("eBPF loader thread")??;
+    let (naming, resolvers) = start_resolvers(&config);
     let collector = Arc::new(Mutex::new(Collector::new(
         probes,
         layout,
@@ -81,6 +124,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         },
         kinds,
         open_files_budget(config.cgroupfs_open_files),
+        naming,
     )));
 
     let listener = TcpListener::bind(config.listen)
@@ -125,6 +169,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tracing::info!("shutting down: detaching eBPF programs");
     let _ = stop_tx.send(true);
     let _ = server.await;
+    for r in resolvers {
+        r.abort();
+    }
     // Dropping the last reference closes the program and link fds: the kernel detaches them.
     drop(collector);
     Ok(())

@@ -19,7 +19,7 @@ use crate::{
         read::{FileCounts, Files, ReadError},
     },
     metric_kinds::{MetricKind, MetricKinds},
-    snapshot::{ContainerSample, Identity},
+    snapshot::ContainerSample,
 };
 
 /// Warn about this many unreadable files, then only count them: a broken cgroupfs must not flood
@@ -177,7 +177,7 @@ impl CgroupfsReader {
             containers.push(ContainerSample {
                 cgroup_id: cg.id,
                 path: cg.path.clone(),
-                identity: Identity::default(),
+                identity: Default::default(),
                 cpu_usage_ns: None,
                 cpu,
                 cpu_spec,
@@ -360,6 +360,7 @@ mod tests {
             agent: AgentStats::default(),
             machine: Arc::new(machine),
             oom_events: Default::default(),
+            labels: Default::default(),
         })
         .lines()
         .filter(|l| !l.contains("nodetel_"))

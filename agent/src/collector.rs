@@ -46,6 +46,16 @@ pub struct Collector {
     /// exits), so its path is looked up here when the new walk no longer has it.
     last_tree: Tree,
     stats: AgentStats,
+    naming: Naming,
+}
+
+/// How cgroups get their names and which label set their series carry.
+pub struct Naming {
+    pub namer: crate::identity::Namer,
+    pub registry: Arc<crate::identity::Registry>,
+    /// The resolvers running, for their health series.
+    pub sources: Vec<crate::identity::Source>,
+    pub labels: Arc<crate::metrics::LabelMode>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +75,7 @@ impl Collector {
         roots: Roots,
         kinds: MetricKinds,
         open_files: usize,
+        naming: Naming,
     ) -> Self {
         let machine = Arc::new(crate::machine::read(&roots));
         let stats = AgentStats {
@@ -91,6 +102,7 @@ impl Collector {
             oom_shared: Arc::new(Vec::new()),
             last_tree: Tree::default(),
             stats,
+            naming,
         }
     }
 
@@ -223,6 +235,8 @@ impl Collector {
             self.network.fill(&mut containers, traffic);
             self.stats.network = self.network.stats();
         }
+        self.naming.namer.name(&mut containers);
+        self.stats.identity = self.naming.registry.stats(&self.naming.sources);
         self.last_tree = tree;
         self.stats.cgroupfs_errors = self.reader.errors();
         self.stats.cgroupfs_files = self.reader.file_counts();
@@ -234,6 +248,7 @@ impl Collector {
             agent: self.stats.clone(),
             machine: Arc::clone(&self.machine),
             oom_events: Arc::clone(&self.oom_shared),
+            labels: Arc::clone(&self.naming.labels),
         })
     }
 

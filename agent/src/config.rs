@@ -71,9 +71,92 @@ pub struct Config {
     #[arg(long, env = "NODETEL_BPF_STATS")]
     pub bpf_stats: bool,
 
+    /// Label set of container series: `kubelet` = exactly the kubelet's `id, name, image,
+    /// container, pod, namespace` (kube-prometheus dashboards work unchanged); `standalone` =
+    /// standalone cAdvisor's `id, name, image` plus `container_label_<key>` per runtime label.
+    #[arg(long, env = "NODETEL_LABEL_MODE", value_enum, default_value_t = LabelModeArg::Kubelet)]
+    pub label_mode: LabelModeArg,
+
+    /// In standalone label mode, only these runtime label keys become `container_label_*`
+    /// labels (every key of every container otherwise: each one is a label on every series).
+    #[arg(
+        long,
+        env = "NODETEL_WHITELISTED_CONTAINER_LABELS",
+        value_delimiter = ','
+    )]
+    pub whitelisted_container_labels: Vec<String>,
+
+    /// Docker Engine API socket (`unix://` prefix optional; empty = no Docker resolver). An absent
+    /// socket is watched for, not an error.
+    #[arg(
+        long,
+        env = "NODETEL_DOCKER_SOCKET",
+        default_value = "/var/run/docker.sock"
+    )]
+    pub docker_socket: String,
+
+    /// Podman's Docker-compatible API socket (empty = no Podman resolver).
+    #[arg(
+        long,
+        env = "NODETEL_PODMAN_SOCKET",
+        default_value = "/run/podman/podman.sock"
+    )]
+    pub podman_socket: String,
+
+    /// containerd's gRPC socket (empty = no containerd resolver).
+    #[arg(
+        long,
+        env = "NODETEL_CONTAINERD_SOCKET",
+        default_value = "/run/containerd/containerd.sock"
+    )]
+    pub containerd_socket: String,
+
+    /// containerd namespaces whose containers are named; `/<namespace>/<id>` cgroups of these
+    /// are taken for containers. Kubernetes uses `k8s.io`, Docker `moby`, `ctr` `default`.
+    #[arg(
+        long,
+        env = "NODETEL_CONTAINERD_NAMESPACES",
+        value_delimiter = ',',
+        default_value = "k8s.io,moby,default"
+    )]
+    pub containerd_namespaces: Vec<String>,
+
+    /// Full relisting of every runtime's containers, besides the event streams (catches anything
+    /// an event did not say).
+    #[arg(long, env = "NODETEL_RUNTIME_RESYNC", default_value = "60s", value_parser = parse_duration)]
+    pub runtime_resync: Duration,
+
     /// Log filter (tracing's EnvFilter syntax: `info`, `nodetel=debug`, ...); RUST_LOG wins.
     #[arg(long, env = "NODETEL_LOG", default_value = "info")]
     pub log_level: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LabelModeArg {
+    Kubelet,
+    Standalone,
+}
+
+impl Config {
+    pub fn label_mode(&self) -> crate::metrics::LabelMode {
+        match self.label_mode {
+            LabelModeArg::Kubelet => crate::metrics::LabelMode::Kubelet,
+            LabelModeArg::Standalone => crate::metrics::LabelMode::Standalone {
+                whitelist: self
+                    .whitelisted_container_labels
+                    .iter()
+                    .filter(|l| !l.is_empty())
+                    .cloned()
+                    .collect(),
+            },
+        }
+    }
+
+    /// A socket flag as a path; `None` when the resolver is turned off.
+    pub fn socket(flag: &str) -> Option<PathBuf> {
+        let path = flag.trim().trim_start_matches("unix://");
+        (!path.is_empty()).then(|| PathBuf::from(path))
+    }
 }
 
 /// Parses `500ms`, `1s`, `2m`, `1h` (whole numbers).

@@ -11,6 +11,7 @@ pub mod config;
 pub mod cpu_account;
 pub mod ebpf;
 pub mod http;
+pub mod identity;
 pub mod machine;
 pub mod metric_kinds;
 pub mod metrics;

@@ -14,16 +14,7 @@ use crate::{
     machine::MachineInfo,
 };
 
-/// Who a cgroup belongs to. Empty strings until a runtime resolver names it: label values are
-/// then `""`, which is what cAdvisor and the kubelet emit for unnamed cgroups.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Identity {
-    pub name: String,
-    pub image: String,
-    pub container: String,
-    pub pod: String,
-    pub namespace: String,
-}
+pub use crate::identity::Identity;
 
 /// One cgroup's figures.
 #[derive(Clone, Debug, Default)]
@@ -31,7 +22,8 @@ pub struct ContainerSample {
     pub cgroup_id: u64,
     /// Path relative to the hierarchy root: the `id` label.
     pub path: String,
-    pub identity: Identity,
+    /// Shared with the namer's cache: the same names serve every pass until something changes.
+    pub identity: std::sync::Arc<Identity>,
     /// Hierarchical on-CPU ns from eBPF (committed + in flight).
     pub cpu_usage_ns: Option<u64>,
     pub cpu: CpuStats,
@@ -108,6 +100,8 @@ pub struct AgentStats {
     /// Cumulative: scheduler entries deleted because their cgroup was removed.
     pub sched_entries_forgotten: u64,
     pub network: crate::net::NetStats,
+    /// Per runtime resolver, in precedence order (empty when none is configured).
+    pub identity: Vec<crate::identity::ResolverStats>,
 }
 
 impl Default for AgentStats {
@@ -133,6 +127,7 @@ impl Default for AgentStats {
             sched_entries_forgotten: 0,
             program_stats: Vec::new(),
             network: Default::default(),
+            identity: Vec::new(),
         }
     }
 }
@@ -144,6 +139,8 @@ pub struct Snapshot {
     pub machine: std::sync::Arc<MachineInfo>,
     /// The latest OOM kills, oldest first (bounded), for the event API.
     pub oom_events: std::sync::Arc<Vec<OomEvent>>,
+    /// Which label set container series carry.
+    pub labels: std::sync::Arc<crate::metrics::LabelMode>,
 }
 
 /// One OOM kill, as the agent records it.

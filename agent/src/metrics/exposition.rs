@@ -17,24 +17,22 @@ pub fn render(snapshot: &Snapshot) -> String {
     let mut out = String::with_capacity(256 + snapshot.containers.len() * 1024);
     let mut containers: Vec<&ContainerSample> = snapshot.containers.iter().collect();
     containers.sort_by(|a, b| a.path.cmp(&b.path));
+    let names = super::labels::label_names(&snapshot.labels, &containers);
+    let bases: Vec<Vec<(&str, &str)>> = containers
+        .iter()
+        .map(|c| super::labels::base(&snapshot.labels, &names, c))
+        .collect();
     for family in CONTAINER_FAMILIES {
         let mut header = false;
-        for c in &containers {
+        for (c, base) in containers.iter().zip(&bases) {
             let mut emit_as = |name: &str, extra: Extra<'_>, value: f64| {
                 if !header {
                     write_header(&mut out, family.name, family.help, family.kind.as_str());
                     header = true;
                 }
-                let id = &c.identity;
-                let mut labels: Vec<(&str, &str)> = Vec::with_capacity(10);
-                labels.extend([
-                    ("container", id.container.as_str()),
-                    ("id", c.path.as_str()),
-                    ("image", id.image.as_str()),
-                    ("name", id.name.as_str()),
-                    ("namespace", id.namespace.as_str()),
-                    ("pod", id.pod.as_str()),
-                ]);
+                let mut labels: Vec<(&str, &str)> =
+                    Vec::with_capacity(base.len() + family.extra.len() + extra.len());
+                labels.extend(base.iter().copied());
                 labels.extend(family.extra.iter().copied());
                 labels.extend(extra.iter().copied());
                 labels.sort_unstable_by(|a, b| a.0.cmp(b.0));
@@ -170,7 +168,18 @@ mod tests {
         let limited = ContainerSample {
             cgroup_id: 7,
             path: "/docker/abc".into(),
-            identity: Identity::default(),
+            identity: std::sync::Arc::new(Identity {
+                name: "web".into(),
+                image: "nginx:1.27".into(),
+                container: "nginx".into(),
+                pod: "web-0".into(),
+                namespace: "prod".into(),
+                labels: std::sync::Arc::new(
+                    [("app", "web"), ("io.kubernetes.pod.name", "web-0")]
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .into(),
+                ),
+            }),
             cpu_usage_ns: Some(2_500_000_000),
             cpu: CpuStats {
                 usage_ns: None,
@@ -308,6 +317,12 @@ mod tests {
                     reason: "tracepoint oom:mark_victim not found".into(),
                 }],
                 cpu_map_capacity: 16384,
+                identity: vec![crate::identity::ResolverStats {
+                    resolver: "docker",
+                    up: true,
+                    errors: 2,
+                    containers: 1,
+                }],
                 ..AgentStats::default()
             },
             machine: std::sync::Arc::new(crate::machine::MachineInfo {
@@ -321,7 +336,28 @@ mod tests {
                 boot_id: "163af18a-b764-4094-8815-81fbbedb3fac".into(),
             }),
             oom_events: Default::default(),
+            labels: Default::default(),
         }
+    }
+
+    /// Standalone mode: cAdvisor's `id, name, image` and the union of `container_label_*`.
+    #[test]
+    fn standalone_labels() {
+        let mut s = snapshot();
+        s.labels = std::sync::Arc::new(crate::metrics::LabelMode::Standalone { whitelist: vec![] });
+        let text = render(&s);
+        let cpu = |id: &str| {
+            text.lines()
+                .find(|l| l.starts_with("container_cpu_usage_seconds_total{") && l.contains(id))
+                .unwrap_or_default()
+                .to_string()
+        };
+        assert_eq!(
+            cpu("/docker/abc"),
+            r#"container_cpu_usage_seconds_total{container_label_app="web",container_label_io_kubernetes_pod_name="web-0",cpu="total",id="/docker/abc",image="nginx:1.27",name="web"} 2.5"#
+        );
+        let root = cpu(r#"id="/""#);
+        assert!(root.contains(r#"container_label_app="""#), "{root}");
     }
 
     /// The exposition for a fixed snapshot, byte for byte (golden file: review diffs to it).

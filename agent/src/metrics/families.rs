@@ -694,6 +694,13 @@ pub struct AgentFamily {
     pub series: fn(&AgentStats) -> AgentSeries,
 }
 
+fn per_resolver(a: &AgentStats, value: fn(&crate::identity::ResolverStats) -> f64) -> AgentSeries {
+    a.identity
+        .iter()
+        .map(|r| (vec![("resolver", r.resolver.to_string())], value(r)))
+        .collect()
+}
+
 fn one(v: f64) -> AgentSeries {
     vec![(Vec::new(), v)]
 }
@@ -951,6 +958,24 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         help: "cgroup directories that vanished or could not be read during a walk.",
         kind: Kind::Counter,
         series: |a| one(a.walk_skipped as f64),
+    },
+    AgentFamily {
+        name: "nodetel_identity_resolver_up",
+        help: "1 while a runtime resolver is connected and answering; 0 while its socket is absent or the runtime unreachable.",
+        kind: Kind::Gauge,
+        series: |a| per_resolver(a, |r| if r.up { 1.0 } else { 0.0 }),
+    },
+    AgentFamily {
+        name: "nodetel_identity_errors_total",
+        help: "Failed connections and requests of a runtime resolver whose socket exists (an absent socket is not counted).",
+        kind: Kind::Counter,
+        series: |a| per_resolver(a, |r| r.errors as f64),
+    },
+    AgentFamily {
+        name: "nodetel_identity_containers",
+        help: "Containers a runtime resolver knows (running or not).",
+        kind: Kind::Gauge,
+        series: |a| per_resolver(a, |r| r.containers as f64),
     },
 ];
 

@@ -1,6 +1,8 @@
 //! Prometheus exposition: the table of families and the text writer.
 mod exposition;
 mod families;
+mod labels;
 
 pub use exposition::{CONTENT_TYPE, render};
 pub use families::{AGENT_FAMILIES, CONTAINER_FAMILIES, Kind};
+pub use labels::LabelMode;

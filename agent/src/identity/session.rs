@@ -1,0 +1,102 @@
+//! What every resolver does around its connection: back off between attempts, and log a state
+//! change once (socket absent, lost, back) instead of every retry.
+use std::{path::Path, time::Duration};
+
+use super::registry::Source;
+
+const FIRST_RETRY: Duration = Duration::from_millis(500);
+const MAX_RETRY: Duration = Duration::from_secs(30);
+/// How often an absent socket is looked for: a runtime that starts later is picked up about
+/// this fast, and a `stat` costs nothing.
+const ABSENT_POLL: Duration = Duration::from_secs(2);
+
+/// Doubling delays from half a second to 30 s, back to the start after a good connection.
+pub struct Backoff {
+    next: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff { next: FIRST_RETRY }
+    }
+}
+
+impl Backoff {
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(MAX_RETRY);
+        d
+    }
+
+    pub fn absent(&self) -> Duration {
+        ABSENT_POLL
+    }
+
+    pub fn reset(&mut self) {
+        self.next = FIRST_RETRY;
+    }
+}
+
+#[derive(PartialEq, Eq)]
+enum Logged {
+    Nothing,
+    Absent,
+    Down,
+    Up,
+}
+
+/// Logs transitions only: one line when a runtime goes away, one when it is back.
+pub struct SessionLog {
+    resolver: &'static str,
+    socket: String,
+    last: Logged,
+}
+
+impl SessionLog {
+    pub fn new(source: Source, socket: &Path) -> Self {
+        SessionLog {
+            resolver: source.as_str(),
+            socket: socket.display().to_string(),
+            last: Logged::Nothing,
+        }
+    }
+
+    pub fn absent(&mut self) {
+        if self.last != Logged::Absent {
+            tracing::info!(resolver = self.resolver, socket = %self.socket,
+                "runtime socket not present; names from this runtime resume when it appears");
+            self.last = Logged::Absent;
+        }
+    }
+
+    pub fn failed(&mut self, error: &dyn std::error::Error) {
+        if self.last == Logged::Down {
+            tracing::debug!(resolver = self.resolver, error = %error, "runtime still unreachable");
+        } else {
+            tracing::warn!(resolver = self.resolver, socket = %self.socket, error = %error,
+                "runtime unreachable; keeping the names already known and retrying with backoff");
+            self.last = Logged::Down;
+        }
+    }
+
+    pub fn connected(&mut self) {
+        if self.last != Logged::Up {
+            tracing::info!(resolver = self.resolver, socket = %self.socket, "runtime connected");
+            self.last = Logged::Up;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_a_cap_and_resets() {
+        let mut b = Backoff::default();
+        let delays: Vec<_> = (0..8).map(|_| b.next_delay().as_millis()).collect();
+        assert_eq!(delays, [500, 1000, 2000, 4000, 8000, 16000, 30000, 30000]);
+        b.reset();
+        assert_eq!(b.next_delay(), FIRST_RETRY);
+    }
+}

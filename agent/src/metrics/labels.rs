@@ -1,0 +1,167 @@
+//! The labels every container series carries, per label mode.
+//!
+//! `kubelet` (the default) is exactly the kubelet's `/metrics/cadvisor` set, so kube-prometheus
+//! dashboards and alerts work unchanged. `standalone` is standalone cAdvisor's: `id, name, image`
+//! plus one `container_label_<key>` per runtime label, the union over all containers (blank
+//! where a container lacks it), limited to an allow-list when one is given because every label
+//! key becomes a label on every series.
+use std::collections::{BTreeSet, HashMap};
+
+use crate::snapshot::ContainerSample;
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LabelMode {
+    #[default]
+    Kubelet,
+    Standalone {
+        /// Runtime label keys to export; empty exports all (cAdvisor's default).
+        whitelist: Vec<String>,
+    },
+}
+
+const LABEL_PREFIX: &str = "container_label_";
+
+/// The `container_label_*` names a standalone exposition carries (empty in kubelet mode).
+pub(super) fn label_names(mode: &LabelMode, containers: &[&ContainerSample]) -> Vec<String> {
+    let LabelMode::Standalone { whitelist } = mode else {
+        return Vec::new();
+    };
+    let names: BTreeSet<String> = containers
+        .iter()
+        .flat_map(|c| c.identity.labels.keys())
+        .filter(|k| allowed(whitelist, k))
+        .map(|k| label_name(k))
+        .collect();
+    names.into_iter().collect()
+}
+
+/// One container's base labels, unsorted.
+pub(super) fn base<'a>(
+    mode: &LabelMode,
+    names: &'a [String],
+    c: &'a ContainerSample,
+) -> Vec<(&'a str, &'a str)> {
+    let id = &c.identity;
+    match mode {
+        LabelMode::Kubelet => vec![
+            ("container", id.container.as_str()),
+            ("id", c.path.as_str()),
+            ("image", id.image.as_str()),
+            ("name", id.name.as_str()),
+            ("namespace", id.namespace.as_str()),
+            ("pod", id.pod.as_str()),
+        ],
+        LabelMode::Standalone { whitelist } => {
+            let mut labels = Vec::with_capacity(3 + names.len());
+            labels.extend([
+                ("id", c.path.as_str()),
+                ("image", id.image.as_str()),
+                ("name", id.name.as_str()),
+            ]);
+            // Two keys that sanitise alike (`a.b`, `a_b`): the first in key order wins.
+            let mut values: HashMap<String, &str> = HashMap::new();
+            for (k, v) in id.labels.iter().filter(|(k, _)| allowed(whitelist, k)) {
+                values.entry(label_name(k)).or_insert(v.as_str());
+            }
+            labels.extend(
+                names
+                    .iter()
+                    .map(|n| (n.as_str(), values.get(n).copied().unwrap_or(""))),
+            );
+            labels
+        }
+    }
+}
+
+fn allowed(whitelist: &[String], key: &str) -> bool {
+    whitelist.is_empty() || whitelist.iter().any(|w| w == key)
+}
+
+/// `container_label_` + the key with every character outside `[a-zA-Z0-9_]` as `_`.
+fn label_name(key: &str) -> String {
+    let mut name = String::with_capacity(LABEL_PREFIX.len() + key.len());
+    name.push_str(LABEL_PREFIX);
+    name.extend(key.chars().map(|c| {
+        if c.is_ascii_alphanumeric() || c == '_' {
+            c
+        } else {
+            '_'
+        }
+    }));
+    name
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{collections::BTreeMap, sync::Arc};
+
+    use super::*;
+    use crate::identity::Identity;
+
+    fn with_labels(path: &str, labels: &[(&str, &str)]) -> ContainerSample {
+        ContainerSample {
+            path: path.into(),
+            identity: Arc::new(Identity {
+                name: "web".into(),
+                image: "nginx".into(),
+                labels: Arc::new(
+                    labels
+                        .iter()
+                        .map(|(k, v)| (k.to_string(), v.to_string()))
+                        .collect::<BTreeMap<_, _>>(),
+                ),
+                ..Identity::default()
+            }),
+            ..ContainerSample::default()
+        }
+    }
+
+    #[test]
+    fn standalone_takes_the_union_and_sanitises() {
+        let a = with_labels(
+            "/docker/a",
+            &[("io.kubernetes.pod.name", "p"), ("tier", "web")],
+        );
+        let b = with_labels("/docker/b", &[("app", "x")]);
+        let mode = LabelMode::Standalone { whitelist: vec![] };
+        let names = label_names(&mode, &[&a, &b]);
+        assert_eq!(
+            names,
+            [
+                "container_label_app",
+                "container_label_io_kubernetes_pod_name",
+                "container_label_tier"
+            ]
+        );
+        let got = base(&mode, &names, &b);
+        assert!(got.contains(&("container_label_app", "x")));
+        assert!(got.contains(&("container_label_tier", "")));
+        assert!(
+            !got.iter().any(|(k, _)| *k == "pod"),
+            "standalone has no pod label"
+        );
+    }
+
+    #[test]
+    fn the_allow_list_limits_cardinality() {
+        let a = with_labels("/docker/a", &[("app", "x"), ("build", "1234")]);
+        let mode = LabelMode::Standalone {
+            whitelist: vec!["app".into()],
+        };
+        let names = label_names(&mode, &[&a]);
+        assert_eq!(names, ["container_label_app"]);
+    }
+
+    #[test]
+    fn kubelet_mode_is_exactly_six_labels() {
+        let a = with_labels("/docker/a", &[("app", "x")]);
+        let mode = LabelMode::Kubelet;
+        let names = label_names(&mode, &[&a]);
+        let mut keys: Vec<_> = base(&mode, &names, &a).iter().map(|l| l.0).collect();
+        keys.sort_unstable();
+        assert_eq!(
+            keys,
+            ["container", "id", "image", "name", "namespace", "pod"]
+        );
+    }
+}
