@@ -18,6 +18,8 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+pub mod runtimes;
+
 pub const REQUIRE_ENV: &str = "NODETEL_REQUIRE_PRIVILEGED";
 
 /// Returns true when the test may run; otherwise prints why and either skips or panics (CI).

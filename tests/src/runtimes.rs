@@ -1,0 +1,271 @@
+//! Real container runtimes for the identity tests: a private dockerd and a private containerd
+//! (Debian's docker.io package), each with its own socket, state and root under
+//! `/run/nodetel-test` and `/var/lib/nodetel-test`, so the host's own runtimes (if any) are
+//! never touched. Both are stopped when dropped.
+use std::{
+    fs,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+/// The image every test container runs: busybox-static, imported without a registry.
+pub const IMAGE: &str = "nodetel-test/busybox:1";
+
+const RUN_DIR: &str = "/run/nodetel-test";
+const LIB_DIR: &str = "/var/lib/nodetel-test";
+
+/// Runs a command, failing with its stderr when it fails; returns its stdout.
+pub fn run(cmd: &mut Command) -> anyhow::Result<String> {
+    let out = cmd
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("spawn {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed ({}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+}
+
+fn wait_for(what: &str, within: Duration, mut ready: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if ready() {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{what} not ready within {within:?}")
+}
+
+fn stop(child: &mut Child, within: Duration) {
+    if matches!(child.try_wait(), Ok(None)) {
+        let _ = crate::signal(child.id(), "TERM");
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+            thread::sleep(Duration::from_millis(50));
+        }
+        let _ = child.kill();
+    }
+    let _ = child.wait();
+}
+
+/// A private dockerd (its own managed containerd, no bridge or iptables, live-restore so
+/// containers outlive a daemon restart as on production hosts).
+pub struct Dockerd {
+    child: Option<Child>,
+    pub socket: PathBuf,
+    name: String,
+}
+
+impl Dockerd {
+    pub fn start(name: &str) -> anyhow::Result<Dockerd> {
+        let mut d = Dockerd {
+            child: None,
+            socket: Path::new(RUN_DIR).join(name).join("docker.sock"),
+            name: name.to_string(),
+        };
+        d.spawn()?;
+        Ok(d)
+    }
+
+    fn spawn(&mut self) -> anyhow::Result<()> {
+        let run = Path::new(RUN_DIR).join(&self.name);
+        let lib = Path::new(LIB_DIR).join(&self.name);
+        fs::create_dir_all(&run)?;
+        fs::create_dir_all(&lib)?;
+        let log = fs::File::create(run.join("dockerd.log"))?;
+        let child = Command::new("dockerd")
+            .arg(format!("--host=unix://{}", self.socket.display()))
+            .arg(format!("--data-root={}", lib.join("data").display()))
+            .arg(format!("--exec-root={}", run.join("exec").display()))
+            .arg(format!("--pidfile={}", run.join("dockerd.pid").display()))
+            .args(["--bridge=none", "--iptables=false", "--live-restore"])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn dockerd (apt-get install docker.io)")?;
+        self.child = Some(child);
+        wait_for("dockerd", Duration::from_secs(30), || {
+            self.docker(&["version", "--format", "{{.Server.APIVersion}}"])
+                .is_ok()
+        })
+        .with_context(|| {
+            let log = fs::read_to_string(run.join("dockerd.log")).unwrap_or_default();
+            format!("dockerd log:\n{log}")
+        })
+    }
+
+    /// `docker -H <this daemon> args...`
+    pub fn docker(&self, args: &[&str]) -> anyhow::Result<String> {
+        run(Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", self.socket.display()))
+            .args(args))
+    }
+
+    /// Imports the busybox image (once per data root).
+    pub fn ensure_image(&self) -> anyhow::Result<()> {
+        if self.docker(&["image", "inspect", IMAGE]).is_ok() {
+            return Ok(());
+        }
+        let tar = busybox_rootfs_tar()?;
+        self.docker(&[
+            "import",
+            "-c",
+            r#"CMD ["/bin/sh"]"#,
+            &tar.display().to_string(),
+            IMAGE,
+        ])?;
+        Ok(())
+    }
+
+    /// Kills the daemon outright (SIGKILL: its socket file stays behind, as after a crash).
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut c) = self.child.take() {
+            c.kill()?;
+            c.wait()?;
+        }
+        Ok(())
+    }
+
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        self.kill()?;
+        self.spawn()
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if self.child.is_some()
+            && let Ok(ids) = self.docker(&["ps", "-aq"])
+        {
+            for id in ids.split_whitespace() {
+                let _ = self.docker(&["rm", "-f", id]);
+            }
+        }
+        if let Some(mut c) = self.child.take() {
+            stop(&mut c, Duration::from_secs(15));
+        }
+        // dockerd's cgroup parent, empty once its containers are gone (rmdir keeps a busy one).
+        if let Ok(entries) = fs::read_dir("/sys/fs/cgroup") {
+            for e in entries.flatten() {
+                let _ = fs::remove_dir(e.path().join("docker"));
+            }
+        }
+        if let Some(unified) = crate::unified_root() {
+            let _ = fs::remove_dir(unified.join("docker"));
+        }
+    }
+}
+
+/// A root filesystem with busybox-static and the applets the tests use, as a tarball.
+pub fn busybox_rootfs_tar() -> anyhow::Result<PathBuf> {
+    let dir = Path::new(LIB_DIR).join("rootfs");
+    let tar = Path::new(LIB_DIR).join("busybox-rootfs.tar");
+    if tar.is_file() {
+        return Ok(tar);
+    }
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(Path::new)
+        .find(|p| p.is_file())
+        .context("no busybox (apt-get install busybox-static)")?;
+    fs::create_dir_all(dir.join("bin"))?;
+    fs::copy(busybox, dir.join("bin/busybox"))?;
+    for applet in ["sh", "sleep", "cat", "dd", "true"] {
+        let link = dir.join("bin").join(applet);
+        if !link.exists() {
+            std::os::unix::fs::symlink("busybox", &link)?;
+        }
+    }
+    for d in ["proc", "sys", "dev", "etc", "tmp"] {
+        fs::create_dir_all(dir.join(d))?;
+    }
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&dir)
+        .arg("-cf")
+        .arg(&tar)
+        .arg("."))?;
+    Ok(tar)
+}
+
+/// A private containerd (what kubelet talks to through CRI; here driven with `ctr`).
+pub struct Containerd {
+    child: Child,
+    pub socket: PathBuf,
+}
+
+impl Containerd {
+    pub fn start(name: &str) -> anyhow::Result<Containerd> {
+        let run_dir = Path::new(RUN_DIR).join(name);
+        let lib = Path::new(LIB_DIR).join(name);
+        fs::create_dir_all(&run_dir)?;
+        fs::create_dir_all(&lib)?;
+        let socket = run_dir.join("containerd.sock");
+        let config = run_dir.join("config.toml");
+        // Only what a task needs: no CRI plugin (no kubelet here), the default runc shim.
+        fs::write(
+            &config,
+            format!(
+                "version = 2\nroot = \"{}\"\nstate = \"{}\"\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n\
+                 [grpc]\n  address = \"{}\"\n",
+                lib.join("root").display(),
+                run_dir.join("state").display(),
+                socket.display()
+            ),
+        )?;
+        let log = fs::File::create(run_dir.join("containerd.log"))?;
+        let child = Command::new("containerd")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("spawn containerd (apt-get install docker.io)")?;
+        let c = Containerd { child, socket };
+        wait_for("containerd", Duration::from_secs(30), || {
+            c.ctr("default", &["version"]).is_ok()
+        })?;
+        Ok(c)
+    }
+
+    /// `ctr --address <this daemon> -n <namespace> args...`
+    pub fn ctr(&self, namespace: &str, args: &[&str]) -> anyhow::Result<String> {
+        run(Command::new("ctr")
+            .arg("--address")
+            .arg(&self.socket)
+            .args(["-n", namespace])
+            .args(args))
+    }
+}
+
+impl Drop for Containerd {
+    fn drop(&mut self) {
+        for ns in ["k8s.io", "default"] {
+            if let Ok(tasks) = self.ctr(ns, &["tasks", "ls", "-q"]) {
+                for t in tasks.split_whitespace() {
+                    let _ = self.ctr(ns, &["tasks", "kill", "-s", "KILL", t]);
+                    thread::sleep(Duration::from_millis(200));
+                    let _ = self.ctr(ns, &["tasks", "rm", "-f", t]);
+                }
+            }
+            if let Ok(cs) = self.ctr(ns, &["containers", "ls", "-q"]) {
+                for c in cs.split_whitespace() {
+                    let _ = self.ctr(ns, &["containers", "rm", c]);
+                }
+            }
+        }
+        stop(&mut self.child, Duration::from_secs(15));
+    }
+}
