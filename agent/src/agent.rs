@@ -78,6 +78,21 @@ fn start_resolvers(config: &Config) -> (Naming, Vec<tokio::task::JoinHandle<()>>
         sources.push(Source::Containerd);
         tasks.push(tokio::spawn(r.run()));
     }
+    if !config.kubelet_url.trim().is_empty() {
+        let client = crate::identity::kubelet::KubeletClient {
+            url: config.kubelet_url.trim().to_string(),
+            token_file: config
+                .kubelet_token_file
+                .exists()
+                .then(|| config.kubelet_token_file.clone()),
+            ca_file: Some(config.kubelet_ca_file.clone()),
+            node: config.node_name.clone(),
+        };
+        sources.push(Source::Kubelet);
+        tasks.push(tokio::spawn(
+            client.run(Arc::clone(&registry), config.runtime_resync),
+        ));
+    }
     let naming = Naming {
         namer: Namer::new(Arc::clone(&registry), config.containerd_namespaces.clone()),
         registry,

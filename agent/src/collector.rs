@@ -237,6 +237,7 @@ impl Collector {
         }
         self.naming.namer.name(&mut containers);
         self.stats.identity = self.naming.registry.stats(&self.naming.sources);
+        self.stats.pods = self.naming.registry.pods();
         self.last_tree = tree;
         self.stats.cgroupfs_errors = self.reader.errors();
         self.stats.cgroupfs_files = self.reader.file_counts();

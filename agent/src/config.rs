@@ -126,6 +126,33 @@ pub struct Config {
     #[arg(long, env = "NODETEL_RUNTIME_RESYNC", default_value = "60s", value_parser = parse_duration)]
     pub runtime_resync: Duration,
 
+    /// The local kubelet (e.g. `https://127.0.0.1:10250`, or `https://$(NODE_IP):10250`): its
+    /// `/pods` names pod cgroups no runtime described and gives `nodetel_pod_info` (owners).
+    /// Empty = off. Needs RBAC `nodes/proxy` get.
+    #[arg(long, env = "NODETEL_KUBELET_URL", default_value = "")]
+    pub kubelet_url: String,
+
+    /// Bearer token for the kubelet, re-read on every request (projected tokens rotate).
+    #[arg(
+        long,
+        env = "NODETEL_KUBELET_TOKEN_FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/token"
+    )]
+    pub kubelet_token_file: PathBuf,
+
+    /// CA bundle that signed the kubelet's serving certificate (https URLs).
+    #[arg(
+        long,
+        env = "NODETEL_KUBELET_CA_FILE",
+        default_value = "/var/run/secrets/kubernetes.io/serviceaccount/ca.crt"
+    )]
+    pub kubelet_ca_file: PathBuf,
+
+    /// This node's name (the DaemonSet passes spec.nodeName), for the `node` label of
+    /// nodetel_pod_info.
+    #[arg(long, env = "NODE_NAME", default_value = "")]
+    pub node_name: String,
+
     /// Log filter (tracing's EnvFilter syntax: `info`, `nodetel=debug`, ...); RUST_LOG wins.
     #[arg(long, env = "NODETEL_LOG", default_value = "info")]
     pub log_level: String,

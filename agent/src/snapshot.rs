@@ -102,6 +102,8 @@ pub struct AgentStats {
     pub network: crate::net::NetStats,
     /// Per runtime resolver, in precedence order (empty when none is configured).
     pub identity: Vec<crate::identity::ResolverStats>,
+    /// The kubelet's pods (`nodetel_pod_info`); empty without `--kubelet-url`.
+    pub pods: std::sync::Arc<Vec<crate::identity::kubelet::PodInfo>>,
 }
 
 impl Default for AgentStats {
@@ -128,6 +130,7 @@ impl Default for AgentStats {
             program_stats: Vec::new(),
             network: Default::default(),
             identity: Vec::new(),
+            pods: Default::default(),
         }
     }
 }

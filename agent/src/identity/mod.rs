@@ -3,6 +3,7 @@
 //! `naming` puts the two together for every cgroup of a pass.
 pub mod containerd;
 pub mod docker;
+pub mod kubelet;
 pub mod naming;
 pub mod path;
 pub mod registry;

@@ -19,7 +19,7 @@ use std::{
 
 use tokio::sync::watch;
 
-use super::path::Runtime;
+use super::{kubelet::PodInfo, path::Runtime};
 
 /// A wanted id that no resolver found is asked for again after this long.
 const RETRY_WANTED_AFTER: Duration = Duration::from_secs(30);
@@ -30,9 +30,11 @@ pub enum Source {
     Docker = 0,
     Podman = 1,
     Containerd = 2,
+    /// Pods only (names of pod cgroups, owners): never a container's source.
+    Kubelet = 3,
 }
 
-pub const SOURCES: [Source; 3] = [Source::Docker, Source::Podman, Source::Containerd];
+const N_SOURCES: usize = 4;
 
 impl Source {
     pub fn as_str(self) -> &'static str {
@@ -40,6 +42,7 @@ impl Source {
             Source::Docker => "docker",
             Source::Podman => "podman",
             Source::Containerd => "containerd",
+            Source::Kubelet => "kubelet",
         }
     }
 
@@ -84,10 +87,12 @@ struct Want {
 
 #[derive(Default)]
 struct State {
-    tables: [HashMap<String, Arc<ContainerMeta>>; 3],
+    tables: [HashMap<String, Arc<ContainerMeta>>; N_SOURCES],
     wanted: HashMap<String, Want>,
-    up: [bool; 3],
-    errors: [u64; 3],
+    up: [bool; N_SOURCES],
+    errors: [u64; N_SOURCES],
+    /// The kubelet's pods (empty without `--kubelet-url`).
+    pods: Arc<Vec<PodInfo>>,
 }
 
 pub struct Registry {
@@ -132,10 +137,15 @@ impl Registry {
     }
 
     /// Pod UID -> (pod name, namespace), from the Kubernetes labels of every known container
-    /// (the sandbox carries them too, so a pod is known as soon as its sandbox is).
+    /// (the sandbox carries them too, so a pod is known as soon as its sandbox is), then from
+    /// the kubelet for pods no runtime has described.
     pub fn pod_index(&self) -> HashMap<String, (String, String)> {
         let state = self.read();
         let mut pods = HashMap::new();
+        let from_kubelet = state
+            .pods
+            .iter()
+            .map(|p| (p.uid.clone(), (p.name.clone(), p.namespace.clone())));
         for meta in state.tables.iter().flat_map(|t| t.values()) {
             let l = &meta.labels;
             if let (Some(uid), Some(name), Some(ns)) = (
@@ -147,7 +157,25 @@ impl Registry {
                     .or_insert_with(|| (name.clone(), ns.clone()));
             }
         }
+        for (uid, pod) in from_kubelet {
+            pods.entry(uid).or_insert(pod);
+        }
         pods
+    }
+
+    /// The kubelet's latest pod list.
+    pub fn set_pods(&self, pods: Vec<PodInfo>) {
+        let mut state = self.write();
+        if *state.pods == pods {
+            return;
+        }
+        state.pods = Arc::new(pods);
+        drop(state);
+        self.changed();
+    }
+
+    pub fn pods(&self) -> Arc<Vec<PodInfo>> {
+        Arc::clone(&self.read().pods)
     }
 
     /// A full listing from `source`: replaces everything it said before.
@@ -255,7 +283,10 @@ impl Registry {
                 resolver: s.as_str(),
                 up: state.up[*s as usize],
                 errors: state.errors[*s as usize],
-                containers: state.tables[*s as usize].len() as u64,
+                containers: match s {
+                    Source::Kubelet => state.pods.len() as u64,
+                    _ => state.tables[*s as usize].len() as u64,
+                },
             })
             .collect()
     }

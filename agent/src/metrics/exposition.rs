@@ -323,6 +323,14 @@ mod tests {
                     errors: 2,
                     containers: 1,
                 }],
+                pods: std::sync::Arc::new(vec![crate::identity::kubelet::PodInfo {
+                    uid: "5d3a1c2e-8f4b-4d6a-9c1e-2b7f3a9d0e11".into(),
+                    name: "web-0".into(),
+                    namespace: "prod".into(),
+                    owner_kind: "StatefulSet".into(),
+                    owner_name: "web".into(),
+                    node: "node-1".into(),
+                }]),
                 ..AgentStats::default()
             },
             machine: std::sync::Arc::new(crate::machine::MachineInfo {

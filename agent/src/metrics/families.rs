@@ -972,8 +972,29 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         series: |a| per_resolver(a, |r| r.errors as f64),
     },
     AgentFamily {
+        name: "nodetel_pod_info",
+        help: "One series per pod the local kubelet runs, with its controlling owner (a Deployment for a Deployment's ReplicaSet); join on namespace and pod. Needs --kubelet-url.",
+        kind: Kind::Gauge,
+        series: |a| {
+            a.pods
+                .iter()
+                .map(|p| {
+                    let labels = vec![
+                        ("namespace", p.namespace.clone()),
+                        ("node", p.node.clone()),
+                        ("owner_kind", p.owner_kind.clone()),
+                        ("owner_name", p.owner_name.clone()),
+                        ("pod", p.name.clone()),
+                        ("uid", p.uid.clone()),
+                    ];
+                    (labels, 1.0)
+                })
+                .collect()
+        },
+    },
+    AgentFamily {
         name: "nodetel_identity_containers",
-        help: "Containers a runtime resolver knows (running or not).",
+        help: "Containers a runtime resolver knows (running or not); pods for the kubelet.",
         kind: Kind::Gauge,
         series: |a| per_resolver(a, |r| r.containers as f64),
     },
