@@ -16,7 +16,7 @@ use containerd_client::{
 
 use super::{
     registry::{ContainerMeta, Registry, Source},
-    session::{Backoff, SessionLog},
+    session::Reconnect,
 };
 
 /// After an event, wait this long for the rest of a burst (a pod start is several events) and
@@ -45,25 +45,18 @@ pub struct ContainerdResolver {
 impl ContainerdResolver {
     /// Runs until the task is aborted.
     pub async fn run(self) {
-        let source = Source::Containerd;
-        let mut log = SessionLog::new(source, &self.socket);
-        let mut backoff = Backoff::default();
+        let mut rc = Reconnect::new(Arc::clone(&self.registry), Source::Containerd, &self.socket);
         loop {
-            if !self.socket.exists() {
-                self.registry.set_up(source, false);
-                log.absent();
-                tokio::time::sleep(backoff.absent()).await;
-                continue;
+            if rc.socket_present(&self.socket).await {
+                let err = self.session(&mut rc).await;
+                let delay = rc.failed(&err, Duration::MAX);
+                tokio::time::sleep(delay).await;
             }
-            let err = self.session(&mut log, &mut backoff).await;
-            self.registry.set_up(source, false);
-            self.registry.count_error(source);
-            log.failed(&err);
-            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 
-    async fn session(&self, log: &mut SessionLog, backoff: &mut Backoff) -> ContainerdError {
+    /// One connection: returns only on failure.
+    async fn session(&self, rc: &mut Reconnect) -> ContainerdError {
         let channel = match containerd_client::connect(&self.socket).await {
             Ok(c) => c,
             Err(e) => return e.into(),
@@ -82,9 +75,7 @@ impl ContainerdResolver {
         if let Err(e) = self.list_all(&mut client).await {
             return e;
         }
-        self.registry.set_up(Source::Containerd, true);
-        backoff.reset();
-        log.connected();
+        rc.connected();
 
         let mut wanted = self.registry.wanted_changes();
         wanted.mark_changed();

@@ -20,7 +20,7 @@ use futures_util::StreamExt as _;
 
 use super::{
     registry::{ContainerMeta, Registry, Source},
-    session::{Backoff, SessionLog},
+    session::Reconnect,
 };
 
 /// Seconds a single API request may take.
@@ -45,25 +45,18 @@ pub struct DockerResolver {
 impl DockerResolver {
     /// Runs until the task is aborted.
     pub async fn run(self) {
-        let mut log = SessionLog::new(self.source, &self.socket);
-        let mut backoff = Backoff::default();
+        let mut rc = Reconnect::new(Arc::clone(&self.registry), self.source, &self.socket);
         loop {
-            if !self.socket.exists() {
-                self.registry.set_up(self.source, false);
-                log.absent();
-                tokio::time::sleep(backoff.absent()).await;
-                continue;
+            if rc.socket_present(&self.socket).await {
+                let err = self.session(&mut rc).await;
+                let delay = rc.failed(&err, Duration::MAX);
+                tokio::time::sleep(delay).await;
             }
-            let err = self.session(&mut log, &mut backoff).await;
-            self.registry.set_up(self.source, false);
-            self.registry.count_error(self.source);
-            log.failed(&err);
-            tokio::time::sleep(backoff.next_delay()).await;
         }
     }
 
     /// One connection: returns only on failure.
-    async fn session(&self, log: &mut SessionLog, backoff: &mut Backoff) -> DockerError {
+    async fn session(&self, rc: &mut Reconnect) -> DockerError {
         let docker = match self.connect().await {
             Ok(d) => d,
             Err(e) => return e,
@@ -76,9 +69,7 @@ impl DockerResolver {
             Ok(table) => self.registry.replace(self.source, table),
             Err(e) => return e,
         }
-        self.registry.set_up(self.source, true);
-        backoff.reset();
-        log.connected();
+        rc.connected();
 
         let filters = HashMap::from([("type".to_string(), vec!["container".to_string()])]);
         let mut events = docker.events(Some(EventsOptions {

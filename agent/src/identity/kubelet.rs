@@ -15,7 +15,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
     registry::{Registry, Source},
-    session::{Backoff, SessionLog},
+    session::Reconnect,
 };
 
 /// A `/pods` answer larger than this is refused (a node's pod list is a few MiB at most).
@@ -140,22 +140,18 @@ impl KubeletClient {
 
     /// Polls until aborted.
     pub async fn run(self, registry: Arc<Registry>, every: Duration) {
-        let mut log = SessionLog::new(Source::Kubelet, std::path::Path::new(&self.url));
-        let mut backoff = Backoff::default();
+        let url = std::path::Path::new(&self.url);
+        let mut rc = Reconnect::new(Arc::clone(&registry), Source::Kubelet, url);
         loop {
             match self.pods().await {
                 Ok(pods) => {
                     registry.set_pods(pods);
-                    registry.set_up(Source::Kubelet, true);
-                    backoff.reset();
-                    log.connected();
+                    rc.connected();
                     tokio::time::sleep(every).await;
                 }
                 Err(e) => {
-                    registry.set_up(Source::Kubelet, false);
-                    registry.count_error(Source::Kubelet);
-                    log.failed(&e);
-                    tokio::time::sleep(backoff.next_delay().min(every)).await;
+                    let delay = rc.failed(&e, every);
+                    tokio::time::sleep(delay).await;
                 }
             }
         }

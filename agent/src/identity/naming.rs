@@ -190,10 +190,10 @@ mod tests {
         assert_eq!((c.pod.as_str(), c.namespace.as_str()), ("web-0", "prod"));
     }
 
-    #[test]
-    fn a_new_cgroup_under_a_cached_id_is_named_afresh() {
+    /// A namer whose registry knows one Docker container, `web`.
+    fn docker_web() -> (Arc<Registry>, Namer) {
         let registry = Arc::new(Registry::default());
-        let mut namer = Namer::new(Arc::clone(&registry), vec![]);
+        let namer = Namer::new(Arc::clone(&registry), vec![]);
         registry.upsert(
             Source::Docker,
             ID,
@@ -202,6 +202,12 @@ mod tests {
                 ..ContainerMeta::default()
             },
         );
+        (registry, namer)
+    }
+
+    #[test]
+    fn a_new_cgroup_under_a_cached_id_is_named_afresh() {
+        let (_registry, mut namer) = docker_web();
         let mut cs = vec![sample(7, &format!("/docker/{ID}"))];
         namer.name(&mut cs);
         assert_eq!(cs[0].identity.name, "web");
@@ -213,16 +219,7 @@ mod tests {
 
     #[test]
     fn removed_containers_lose_their_names() {
-        let registry = Arc::new(Registry::default());
-        let mut namer = Namer::new(Arc::clone(&registry), vec![]);
-        registry.upsert(
-            Source::Docker,
-            ID,
-            ContainerMeta {
-                name: "web".into(),
-                ..ContainerMeta::default()
-            },
-        );
+        let (registry, mut namer) = docker_web();
         let mut cs = vec![sample(7, &format!("/docker/{ID}"))];
         namer.name(&mut cs);
         registry.remove(Source::Docker, ID);

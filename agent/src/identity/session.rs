@@ -1,8 +1,8 @@
 //! What every resolver does around its connection: back off between attempts, and log a state
 //! change once (socket absent, lost, back) instead of every retry.
-use std::{path::Path, time::Duration};
+use std::{path::Path, sync::Arc, time::Duration};
 
-use super::registry::Source;
+use super::registry::{Registry, Source};
 
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
@@ -11,7 +11,7 @@ const MAX_RETRY: Duration = Duration::from_secs(30);
 const ABSENT_POLL: Duration = Duration::from_secs(2);
 
 /// Doubling delays from half a second to 30 s, back to the start after a good connection.
-pub struct Backoff {
+struct Backoff {
     next: Duration,
 }
 
@@ -22,17 +22,17 @@ impl Default for Backoff {
 }
 
 impl Backoff {
-    pub fn next_delay(&mut self) -> Duration {
+    fn next_delay(&mut self) -> Duration {
         let d = self.next;
         self.next = (self.next * 2).min(MAX_RETRY);
         d
     }
 
-    pub fn absent(&self) -> Duration {
+    fn absent(&self) -> Duration {
         ABSENT_POLL
     }
 
-    pub fn reset(&mut self) {
+    fn reset(&mut self) {
         self.next = FIRST_RETRY;
     }
 }
@@ -46,14 +46,14 @@ enum Logged {
 }
 
 /// Logs transitions only: one line when a runtime goes away, one when it is back.
-pub struct SessionLog {
+struct SessionLog {
     resolver: &'static str,
     socket: String,
     last: Logged,
 }
 
 impl SessionLog {
-    pub fn new(source: Source, socket: &Path) -> Self {
+    fn new(source: Source, socket: &Path) -> Self {
         SessionLog {
             resolver: source.as_str(),
             socket: socket.display().to_string(),
@@ -61,7 +61,7 @@ impl SessionLog {
         }
     }
 
-    pub fn absent(&mut self) {
+    fn absent(&mut self) {
         if self.last != Logged::Absent {
             tracing::info!(resolver = self.resolver, socket = %self.socket,
                 "runtime socket not present; names from this runtime resume when it appears");
@@ -69,7 +69,7 @@ impl SessionLog {
         }
     }
 
-    pub fn failed(&mut self, error: &dyn std::error::Error) {
+    fn failed(&mut self, error: &dyn std::error::Error) {
         if self.last == Logged::Down {
             tracing::debug!(resolver = self.resolver, error = %error, "runtime still unreachable");
         } else {
@@ -79,11 +79,57 @@ impl SessionLog {
         }
     }
 
-    pub fn connected(&mut self) {
+    fn connected(&mut self) {
         if self.last != Logged::Up {
             tracing::info!(resolver = self.resolver, socket = %self.socket, "runtime connected");
             self.last = Logged::Up;
         }
+    }
+}
+
+/// A resolver's connection state: what it reports to the registry, the log and its backoff.
+pub struct Reconnect {
+    registry: Arc<Registry>,
+    source: Source,
+    log: SessionLog,
+    backoff: Backoff,
+}
+
+impl Reconnect {
+    pub fn new(registry: Arc<Registry>, source: Source, socket: &Path) -> Self {
+        Reconnect {
+            registry,
+            source,
+            log: SessionLog::new(source, socket),
+            backoff: Backoff::default(),
+        }
+    }
+
+    /// Whether `socket` exists; when it does not, reports the runtime absent and waits a poll.
+    pub async fn socket_present(&mut self, socket: &Path) -> bool {
+        if socket.exists() {
+            return true;
+        }
+        self.registry.set_up(self.source, false);
+        self.log.absent();
+        tokio::time::sleep(self.backoff.absent()).await;
+        false
+    }
+
+    /// Connected and answering: back to the shortest retry.
+    pub fn connected(&mut self) {
+        self.registry.set_up(self.source, true);
+        self.backoff.reset();
+        self.log.connected();
+    }
+
+    /// A failed connection or request: counted and logged on the transition; returns how long
+    /// to wait before the next attempt.
+    pub fn failed(&mut self, error: &dyn std::error::Error, at_most: Duration) -> Duration {
+        self.registry.set_up(self.source, false);
+        self.registry.count_error(self.source);
+        self.log.failed(error);
+        self.backoff.next_delay().min(at_most)
     }
 }
 
