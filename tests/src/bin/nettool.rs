@@ -5,9 +5,14 @@
 //! udp-recv <bind> <count> <ready-file>     count datagrams until <count> or 3 s of silence
 //! tcp-serve <bind> <port-file> <in> <out>  accept one client, read <in> bytes, write <out>
 //! tcp-send <addr> <out> <in>               connect, write <out> bytes, read <in>
+//!
+//! The TCP commands end by printing `tcp bytes_sent <n> bytes_retrans <n>`, the kernel's own
+//! count for the socket: under load loopback TCP does retransmit (a full socket backlog drops
+//! segments), and those bytes really cross the interface.
 use std::{
     io::{Read, Write},
     net::{Shutdown, TcpListener, TcpStream, UdpSocket},
+    os::fd::AsRawFd,
     time::Duration,
 };
 
@@ -52,12 +57,14 @@ fn main() -> anyhow::Result<()> {
             conn.shutdown(Shutdown::Write)?;
             // Until the client closes: its last ACKs are then counted before we exit.
             let _ = conn.read(&mut [0; 1]);
+            print_tcp_info(&conn)?;
             println!("served");
         }
         "tcp-send" => {
             let mut conn = TcpStream::connect(arg(1)?)?;
             conn.write_all(&vec![0x5a; num(2)?])?;
             copy_in(&mut conn, num(3)?)?;
+            print_tcp_info(&conn)?;
             println!("sent");
         }
         other => bail!("unknown command {other}"),
@@ -75,5 +82,42 @@ fn copy_in(conn: &mut TcpStream, want: usize) -> anyhow::Result<()> {
         }
         got += n;
     }
+    Ok(())
+}
+
+/// `tcpi_bytes_sent` and `tcpi_bytes_retrans` (Linux 4.19+) from `struct tcp_info`, read at
+/// their uapi offsets so that no libc version has to know the newer fields.
+fn print_tcp_info(conn: &TcpStream) -> anyhow::Result<()> {
+    const BYTES_SENT: usize = 200;
+    const BYTES_RETRANS: usize = 208;
+    let mut info = [0u8; 256];
+    let mut len = info.len() as libc::socklen_t;
+    // SAFETY: the buffer is valid for `len` bytes and the kernel writes at most `len`.
+    let rc = unsafe {
+        libc::getsockopt(
+            conn.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_INFO,
+            info.as_mut_ptr().cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error()).context("getsockopt(TCP_INFO)");
+    }
+    anyhow::ensure!(
+        len as usize >= BYTES_RETRANS + 8,
+        "tcp_info of {len} bytes has no byte counters"
+    );
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&info[o..o + 8]);
+        u64::from_ne_bytes(b)
+    };
+    println!(
+        "tcp bytes_sent {} bytes_retrans {}",
+        u64_at(BYTES_SENT),
+        u64_at(BYTES_RETRANS)
+    );
     Ok(())
 }
