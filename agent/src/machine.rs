@@ -1,8 +1,8 @@
 //! Facts about the node: CPUs, memory and identity, from the host's /proc and /sys (whose roots
-//! are configurable, so a containerised agent reads the host's). Read at start-up: these change
-//! only with hot-plug, which cAdvisor also only notices on its slow refresh.
+//! are configurable, so a containerised agent reads the host's). Read at start-up and refreshed
+//! every few minutes by the collector: these change only with hot-plug and mounts.
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},
 };
 
@@ -18,6 +18,80 @@ pub struct MachineInfo {
     pub machine_id: String,
     pub system_uuid: String,
     pub boot_id: String,
+    /// What the JSON API's machine endpoints add (cAdvisor's MachineInfo).
+    pub details: MachineDetails,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MachineDetails {
+    pub vendor_id: String,
+    /// Maximum frequency (cpufreq), else the current one from /proc/cpuinfo.
+    pub cpu_frequency_khz: u64,
+    pub hugepages: Vec<HugePages>,
+    pub filesystems: Vec<Filesystem>,
+    /// Keyed `major:minor`.
+    pub disks: BTreeMap<String, Disk>,
+    pub network_devices: Vec<NetDevice>,
+    pub nodes: Vec<Node>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct HugePages {
+    /// kB, as the sysfs directory names it.
+    pub page_size_kb: u64,
+    pub pages: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Filesystem {
+    pub device: String,
+    pub capacity: u64,
+    pub inodes: u64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Disk {
+    pub name: String,
+    pub major: u64,
+    pub minor: u64,
+    pub size: u64,
+    pub scheduler: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetDevice {
+    pub name: String,
+    pub mac_address: String,
+    /// Mb/s; -1 where the driver does not know (virtio), 0 where sysfs has none.
+    pub speed: i64,
+    pub mtu: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Node {
+    pub id: u32,
+    pub memory: u64,
+    pub hugepages: Vec<HugePages>,
+    pub cores: Vec<Core>,
+    /// Caches shared by more than one core (the L3).
+    pub caches: Vec<Cache>,
+    pub distances: Vec<u64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Core {
+    pub id: u32,
+    pub threads: Vec<u32>,
+    pub caches: Vec<Cache>,
+    pub socket_id: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cache {
+    pub id: u32,
+    pub level: u32,
+    pub kind: String,
+    pub size: u64,
 }
 
 pub struct Roots {
@@ -48,7 +122,291 @@ pub fn read(roots: &Roots) -> MachineInfo {
         system_uuid: first_line(&roots.sys_root.join("class/dmi/id/product_uuid"))
             .unwrap_or_default(),
         boot_id: first_line(&roots.proc_root.join("sys/kernel/random/boot_id")).unwrap_or_default(),
+        details: details(roots, cpus.as_deref().unwrap_or_default(), &meminfo),
     }
+}
+
+fn details(roots: &Roots, cpus: &[u32], meminfo: &str) -> MachineDetails {
+    let cpuinfo = std::fs::read_to_string(roots.proc_root.join("cpuinfo")).unwrap_or_default();
+    let cpuinfo_field = |key: &str| {
+        cpuinfo.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            (k.trim() == key).then(|| v.trim().to_string())
+        })
+    };
+    let cpu_dir = roots.sys_root.join("devices/system/cpu");
+    let cpu_frequency_khz = read_u64(&cpu_dir.join("cpu0/cpufreq/cpuinfo_max_freq"))
+        .or_else(|| {
+            cpuinfo_field("cpu MHz")
+                .and_then(|m| m.parse::<f64>().ok())
+                .map(|mhz| (mhz * 1000.0) as u64)
+        })
+        .unwrap_or(0);
+    MachineDetails {
+        vendor_id: cpuinfo_field("vendor_id").unwrap_or_default(),
+        cpu_frequency_khz,
+        hugepages: hugepages(&roots.sys_root.join("kernel/mm/hugepages")),
+        filesystems: filesystems(&roots.proc_root),
+        disks: disks(&roots.sys_root.join("block")),
+        network_devices: network_devices(&roots.sys_root.join("class/net")),
+        nodes: nodes(&roots.sys_root, cpus, meminfo),
+    }
+}
+
+fn read_u64(p: &Path) -> Option<u64> {
+    std::fs::read_to_string(p).ok()?.trim().parse().ok()
+}
+
+fn dir_names(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// `hugepages-2048kB/nr_hugepages` in a sysfs hugepages directory (machine-wide or per node).
+fn hugepages(dir: &Path) -> Vec<HugePages> {
+    dir_names(dir)
+        .iter()
+        .filter_map(|n| {
+            let kb = n
+                .strip_prefix("hugepages-")?
+                .strip_suffix("kB")?
+                .parse()
+                .ok()?;
+            Some(HugePages {
+                page_size_kb: kb,
+                pages: read_u64(&dir.join(n).join("nr_hugepages")).unwrap_or(0),
+            })
+        })
+        .collect()
+}
+
+/// Block-device filesystems mounted on the host (PID 1's mount namespace), measured through
+/// `/proc/1/root` so a containerised agent sees the host's mounts, not its own.
+fn filesystems(proc_root: &Path) -> Vec<Filesystem> {
+    let text = std::fs::read_to_string(proc_root.join("1/mountinfo")).unwrap_or_default();
+    let mut seen = BTreeMap::new();
+    for line in text.lines() {
+        // `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`
+        let Some((left, right)) = line.split_once(" - ") else {
+            continue;
+        };
+        let (Some(mount_point), Some(source)) = (
+            left.split_whitespace().nth(4),
+            right.split_whitespace().nth(1),
+        ) else {
+            continue;
+        };
+        if !source.starts_with("/dev/") || seen.contains_key(source) {
+            continue;
+        }
+        let host_path = proc_root
+            .join("1/root")
+            .join(mount_point.trim_start_matches('/'));
+        let Ok(st) = rustix::fs::statvfs(&host_path) else {
+            continue;
+        };
+        seen.insert(
+            source.to_string(),
+            Filesystem {
+                device: source.to_string(),
+                capacity: st.f_blocks.saturating_mul(st.f_frsize),
+                inodes: st.f_files,
+            },
+        );
+    }
+    seen.into_values().collect()
+}
+
+/// `/sys/block`: real disks (not loop or RAM devices), as cAdvisor's disk_map.
+fn disks(dir: &Path) -> BTreeMap<String, Disk> {
+    let mut out = BTreeMap::new();
+    for name in dir_names(dir) {
+        if name.starts_with("loop") || name.starts_with("ram") {
+            continue;
+        }
+        let d = dir.join(&name);
+        let Some(dev) = first_line(&d.join("dev")) else {
+            continue;
+        };
+        let Some((Ok(major), Ok(minor))) = dev
+            .split_once(':')
+            .map(|(a, b)| (a.parse::<u64>(), b.parse::<u64>()))
+        else {
+            continue;
+        };
+        let scheduler = first_line(&d.join("queue/scheduler"))
+            .and_then(|s| {
+                let start = s.find('[')?;
+                let end = s[start..].find(']')? + start;
+                Some(s[start + 1..end].to_string())
+            })
+            .unwrap_or_else(|| "none".to_string());
+        out.insert(
+            dev.clone(),
+            Disk {
+                name,
+                major,
+                minor,
+                size: read_u64(&d.join("size")).unwrap_or(0).saturating_mul(512),
+                scheduler,
+            },
+        );
+    }
+    out
+}
+
+/// Interfaces of the host, without loopback and container plumbing (cAdvisor's list).
+fn network_devices(dir: &Path) -> Vec<NetDevice> {
+    dir_names(dir)
+        .into_iter()
+        .filter(|n| {
+            !["lo", "veth", "docker", "nerdctl"]
+                .iter()
+                .any(|p| n.starts_with(p))
+        })
+        .map(|name| {
+            let d = dir.join(&name);
+            let int = |f: &str| {
+                std::fs::read_to_string(d.join(f))
+                    .ok()
+                    .and_then(|t| t.trim().parse::<i64>().ok())
+                    .unwrap_or(0)
+            };
+            NetDevice {
+                mac_address: first_line(&d.join("address")).unwrap_or_default(),
+                speed: int("speed"),
+                mtu: int("mtu"),
+                name,
+            }
+        })
+        .collect()
+}
+
+/// NUMA nodes with their cores and caches; one node holding every CPU where the kernel has no
+/// NUMA directory.
+fn nodes(sys_root: &Path, cpus: &[u32], meminfo: &str) -> Vec<Node> {
+    let node_dir = sys_root.join("devices/system/node");
+    let cpu_dir = sys_root.join("devices/system/cpu");
+    let mut nodes: Vec<(u32, Vec<u32>)> = dir_names(&node_dir)
+        .iter()
+        .filter_map(|n| {
+            let id = n.strip_prefix("node")?.parse().ok()?;
+            let list = std::fs::read_to_string(node_dir.join(n).join("cpulist")).ok()?;
+            Some((id, parse_cpu_list(&list).unwrap_or_default()))
+        })
+        .collect();
+    if nodes.is_empty() {
+        nodes.push((0, cpus.to_vec()));
+    }
+    nodes.sort();
+    let single = nodes.len() == 1;
+    nodes
+        .into_iter()
+        .map(|(id, node_cpus)| {
+            let dir = node_dir.join(format!("node{id}"));
+            let memory = std::fs::read_to_string(dir.join("meminfo"))
+                .ok()
+                .and_then(|t| {
+                    // `Node 0 MemTotal:       24684096 kB`
+                    t.lines()
+                        .find(|l| l.contains("MemTotal:"))
+                        .and_then(|l| l.split_whitespace().nth(3)?.parse::<u64>().ok())
+                })
+                .or_else(|| single.then(|| meminfo_kb(meminfo, "MemTotal")).flatten())
+                .unwrap_or(0)
+                .saturating_mul(1024);
+            let distances = first_line(&dir.join("distance"))
+                .map(|t| {
+                    t.split_whitespace()
+                        .filter_map(|d| d.parse().ok())
+                        .collect()
+                })
+                .unwrap_or_default();
+            let (cores, caches) = cores_of(&cpu_dir, &node_cpus);
+            Node {
+                id,
+                memory,
+                hugepages: hugepages(&dir.join("hugepages")),
+                cores,
+                caches,
+                distances,
+            }
+        })
+        .collect()
+}
+
+/// Groups a node's CPUs into cores (same package and core id) and sorts their caches: one
+/// shared only by a core's own threads is the core's, a wider one the node's.
+fn cores_of(cpu_dir: &Path, cpus: &[u32]) -> (Vec<Core>, Vec<Cache>) {
+    let mut cores: BTreeMap<(u32, u32), Core> = BTreeMap::new();
+    let mut node_caches = BTreeSet::new();
+    let int = |p: PathBuf| read_u64(&p).and_then(|v| u32::try_from(v).ok());
+    for &cpu in cpus {
+        let dir = cpu_dir.join(format!("cpu{cpu}"));
+        let socket = int(dir.join("topology/physical_package_id")).unwrap_or(0);
+        let core_id = int(dir.join("topology/core_id")).unwrap_or(cpu);
+        let siblings = std::fs::read_to_string(dir.join("topology/thread_siblings_list"))
+            .ok()
+            .and_then(|t| parse_cpu_list(&t))
+            .unwrap_or_else(|| vec![cpu]);
+        let core = cores.entry((socket, core_id)).or_insert_with(|| Core {
+            id: core_id,
+            socket_id: socket,
+            ..Core::default()
+        });
+        core.threads.push(cpu);
+        for index in dir_names(&dir.join("cache")) {
+            let c = dir.join("cache").join(&index);
+            let (Some(level), Some(kind), Some(size)) = (
+                int(c.join("level")),
+                first_line(&c.join("type")),
+                first_line(&c.join("size")).and_then(|s| parse_size(&s)),
+            ) else {
+                continue;
+            };
+            let shared = std::fs::read_to_string(c.join("shared_cpu_list"))
+                .ok()
+                .and_then(|t| parse_cpu_list(&t))
+                .unwrap_or_else(|| vec![cpu]);
+            let cache = Cache {
+                id: int(c.join("id")).unwrap_or(0),
+                level,
+                kind,
+                size,
+            };
+            if shared.iter().all(|s| siblings.contains(s)) {
+                if !core.caches.contains(&cache) {
+                    core.caches.push(cache);
+                }
+            } else {
+                node_caches.insert(cache);
+            }
+        }
+    }
+    let mut cores: Vec<Core> = cores.into_values().collect();
+    for c in &mut cores {
+        c.threads.sort_unstable();
+    }
+    (cores, node_caches.into_iter().collect())
+}
+
+/// `32K`, `32768K`, `2M` -> bytes.
+fn parse_size(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = match s.as_bytes().last()? {
+        b'K' => (&s[..s.len() - 1], 1024),
+        b'M' => (&s[..s.len() - 1], 1024 * 1024),
+        b'G' => (&s[..s.len() - 1], 1024 * 1024 * 1024),
+        _ => (s, 1),
+    };
+    num.parse::<u64>().ok()?.checked_mul(mult)
 }
 
 fn first_line(p: &Path) -> Option<String> {
@@ -131,5 +489,48 @@ mod tests {
         assert_eq!(m.machine_id, "3d1219c7c4c5404aaa1f6d2a48adfda4");
         assert_eq!(m.system_uuid, "");
         assert_eq!(m.boot_id, "163af18a-b764-4094-8815-81fbbedb3fac");
+        let d = &m.details;
+        assert_eq!(
+            d.nodes.len(),
+            1,
+            "no NUMA directory: one node with every CPU"
+        );
+        assert_eq!(d.nodes[0].memory, 24_684_096 * 1024);
+        let threads: Vec<_> = d.nodes[0].cores.iter().map(|c| c.threads.clone()).collect();
+        assert_eq!(threads.len(), 2);
+    }
+
+    #[test]
+    fn this_hosts_machine_facts_are_complete() {
+        // The real /proc and /sys: every host this runs on has CPUs with caches and a disk.
+        let m = read(&Roots {
+            proc_root: "/proc".into(),
+            sys_root: "/sys".into(),
+            machine_id_files: vec![],
+        });
+        let d = &m.details;
+        let cores: usize = d.nodes.iter().map(|n| n.cores.len()).sum();
+        assert_eq!(cores as u64, m.physical_cores.unwrap_or(0));
+        let threads: usize = d
+            .nodes
+            .iter()
+            .flat_map(|n| &n.cores)
+            .map(|c| c.threads.len())
+            .sum();
+        assert_eq!(threads as u64, m.cores.unwrap_or(0));
+        if Path::new("/sys/devices/system/cpu/cpu0/cache").exists() {
+            let cores = d.nodes.iter().flat_map(|n| &n.cores);
+            assert!(cores.clone().all(|c| !c.caches.is_empty()), "{d:?}");
+        }
+        assert!(d.cpu_frequency_khz > 0, "{d:?}");
+        assert!(!d.vendor_id.is_empty());
+    }
+
+    #[test]
+    fn cache_sizes() {
+        assert_eq!(parse_size("32K"), Some(32768));
+        assert_eq!(parse_size("32768K"), Some(32 << 20));
+        assert_eq!(parse_size("2M"), Some(2 << 20));
+        assert_eq!(parse_size("x"), None);
     }
 }

@@ -342,6 +342,7 @@ mod tests {
                 machine_id: "3d1219c7c4c5404aaa1f6d2a48adfda4".into(),
                 system_uuid: String::new(),
                 boot_id: "163af18a-b764-4094-8815-81fbbedb3fac".into(),
+                details: Default::default(),
             }),
             oom_events: Default::default(),
             labels: Default::default(),
