@@ -129,6 +129,21 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         .await
         .context("eBPF loader thread")??;
     let (naming, resolvers) = start_resolvers(&config);
+    let registry = Arc::clone(&naming.registry);
+    let history = Arc::new(std::sync::RwLock::new(crate::history::History::new(
+        config.history_samples as usize,
+        (!config.history_duration.is_zero()).then_some(config.history_duration),
+    )));
+    let events = Arc::new(crate::events::EventStore::new(
+        config.event_storage_limit,
+        config.event_storage_age,
+    ));
+    let api = Arc::new(crate::api::ApiState::new(
+        Arc::clone(&history),
+        Arc::clone(&events),
+        Some(registry),
+        config.containerd_namespaces.clone(),
+    ));
     let collector = Arc::new(Mutex::new(Collector::new(
         probes,
         layout,
@@ -140,20 +155,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         kinds,
         open_files_budget(config.cgroupfs_open_files),
         naming,
+        events,
     )));
 
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("failed to listen on {}", config.listen))?;
-    tracing::info!(listen = %config.listen, interval = ?config.interval, "serving /metrics and /healthz");
+    tracing::info!(listen = %config.listen, interval = ?config.interval, "serving /metrics, /healthz and the cAdvisor API under /api");
 
     let (tx, rx) = watch::channel(None);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     // A snapshot older than this means collection is stuck: /healthz then fails the liveness probe.
     let stale_after = (config.interval * 5).max(Duration::from_secs(10));
-    let server = tokio::spawn(crate::http::serve(listener, rx, stale_after, async move {
-        let _ = stop_rx.wait_for(|stop| *stop).await;
-    }));
+    let server = tokio::spawn(crate::http::serve(
+        listener,
+        rx,
+        stale_after,
+        api,
+        async move {
+            let _ = stop_rx.wait_for(|stop| *stop).await;
+        },
+    ));
 
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -164,11 +186,16 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             _ = ticker.tick() => {}
         }
         let c = Arc::clone(&collector);
+        let h = Arc::clone(&history);
         let pass = tokio::task::spawn_blocking(move || {
             let mut c = c
                 .lock()
                 .map_err(|_| anyhow::anyhow!("collector poisoned by a panic"))?;
             let snapshot = c.collect()?;
+            // Held only for the copy of this pass's numbers into the history.
+            h.write()
+                .map_err(|_| anyhow::anyhow!("history poisoned by a panic"))?
+                .record(&snapshot);
             Ok::<_, anyhow::Error>(Prepared::new(snapshot))
         })
         .await

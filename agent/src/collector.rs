@@ -13,10 +13,11 @@ use crate::{
     cgroupfs::CgroupfsReader,
     cpu_account::CpuAccountant,
     ebpf::{CpuDrain, Probes, SchedDrain, Traffic, comm_str},
+    events::{Event, EventKind, EventStore, Victim},
     machine::{MachineInfo, Roots},
     metric_kinds::{MetricKind, MetricKinds},
     net::NetworkReader,
-    snapshot::{AgentStats, OomEvent, RunqueueLatency, Schedstat, Snapshot},
+    snapshot::{AgentStats, ContainerSample, OomEvent, RunqueueLatency, Schedstat, Snapshot},
 };
 
 /// OOM kill records kept for the event API; the oldest go first.
@@ -47,6 +48,7 @@ pub struct Collector {
     last_tree: Tree,
     stats: AgentStats,
     naming: Naming,
+    events: Arc<EventStore>,
 }
 
 /// How cgroups get their names and which label set their series carry.
@@ -76,6 +78,7 @@ impl Collector {
         kinds: MetricKinds,
         open_files: usize,
         naming: Naming,
+        events: Arc<EventStore>,
     ) -> Self {
         let machine = Arc::new(crate::machine::read(&roots));
         let stats = AgentStats {
@@ -103,6 +106,7 @@ impl Collector {
             last_tree: Tree::default(),
             stats,
             naming,
+            events,
         }
     }
 
@@ -206,6 +210,7 @@ impl Collector {
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
         let mut containers = self.reader.read_all(&tree, seen_at);
+        self.record_lifecycle(&tree, &containers, taken_at);
         if self.reader.kinds().has(MetricKind::Cpu) && self.probes.is_attached(PROG_SCHED_SWITCH) {
             for c in &mut containers {
                 c.cpu_usage_ns = self.cpu_totals.get(&c.cgroup_id).copied();
@@ -294,6 +299,40 @@ impl Collector {
         self.sched_own = sched;
     }
 
+    /// Creation events for cgroups new since the last walk (all of them on the first, as
+    /// cAdvisor reports what it finds at start), dated by the cgroup's birth; deletion events
+    /// for those gone.
+    fn record_lifecycle(&self, tree: &Tree, containers: &[ContainerSample], now: SystemTime) {
+        let mut out = Vec::new();
+        for c in containers {
+            if !self.last_tree.contains(c.cgroup_id) {
+                let born = c
+                    .start_time
+                    .filter(|t| t.is_finite() && *t > 0.0)
+                    .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t));
+                out.push(Event {
+                    container: Arc::from(c.path.as_str()),
+                    time: born.unwrap_or(now),
+                    kind: EventKind::Creation,
+                    victim: None,
+                });
+            }
+        }
+        for cg in &self.last_tree.cgroups {
+            if !tree.contains(cg.id) {
+                out.push(Event {
+                    container: Arc::from(cg.path.as_str()),
+                    time: now,
+                    kind: EventKind::Deletion,
+                    victim: None,
+                });
+            }
+        }
+        if !out.is_empty() {
+            self.events.add(out);
+        }
+    }
+
     /// Names each kill's cgroups, logs it once, and keeps it for the event API.
     fn log_oom_kills(&mut self, records: &[OomKill], tree: &Tree) {
         let path_of = |id: u64| {
@@ -324,6 +363,31 @@ impl Collector {
                 triggered_in = event.trigger_cgroup.as_deref().unwrap_or("(unknown)"),
                 "OOM kill"
             );
+            // cAdvisor's pair: `oom` where the limit was hit (the allocating task's cgroup),
+            // `oomKill` where the victim was. A cgroup removed before any walk saw it is
+            // reported at the root, as cAdvisor does, rather than under a guessed name.
+            let victim_at: Arc<str> = Arc::from(event.cgroup.as_deref().unwrap_or("/"));
+            let oom_at = event
+                .trigger_cgroup
+                .as_deref()
+                .map_or_else(|| Arc::clone(&victim_at), Arc::from);
+            self.events.add([
+                Event {
+                    container: oom_at,
+                    time: event.time,
+                    kind: EventKind::Oom,
+                    victim: None,
+                },
+                Event {
+                    container: victim_at,
+                    time: event.time,
+                    kind: EventKind::OomKill,
+                    victim: Some(Victim {
+                        pid: event.pid,
+                        process_name: event.process_name.clone(),
+                    }),
+                },
+            ]);
             if self.oom_log.len() == OOM_LOG_CAPACITY {
                 self.oom_log.pop_front();
             }

@@ -55,6 +55,25 @@ pub struct Config {
     #[arg(long, env = "NODETEL_CGROUPFS_OPEN_FILES", default_value_t = 4096)]
     pub cgroupfs_open_files: usize,
 
+    /// Samples kept per cgroup for the JSON API (`containers/<name>`, v2 `stats`, `summary`),
+    /// one per collection interval. About 0.4 KiB per sample and cgroup (see the README).
+    #[arg(long, env = "NODETEL_HISTORY_SAMPLES", default_value_t = 60,
+          value_parser = clap::value_parser!(u32).range(1..=86_400))]
+    pub history_samples: u32,
+
+    /// Samples older than this are dropped even when fewer than --history-samples are kept
+    /// (cAdvisor's --storage_duration); 0 = no age limit.
+    #[arg(long, env = "NODETEL_HISTORY_DURATION", default_value = "2m", value_parser = parse_duration_or_zero)]
+    pub history_duration: Duration,
+
+    /// Container events (OOM, OOM kill, creation, deletion) kept for the events API.
+    #[arg(long, env = "NODETEL_EVENT_STORAGE_LIMIT", default_value_t = 10_000)]
+    pub event_storage_limit: usize,
+
+    /// Events older than this are dropped (cAdvisor's --event_storage_age_limit default).
+    #[arg(long, env = "NODETEL_EVENT_STORAGE_AGE", default_value = "24h", value_parser = parse_duration)]
+    pub event_storage_age: Duration,
+
     /// The running kernel's BTF, for struct offsets and BTF tracepoints.
     #[arg(long, env = "NODETEL_BTF", default_value = "/sys/kernel/btf/vmlinux")]
     pub btf_path: PathBuf,
@@ -187,6 +206,14 @@ impl Config {
 }
 
 /// Parses `500ms`, `1s`, `2m`, `1h` (whole numbers).
+/// A duration as [`parse_duration`], or `0` (off).
+pub fn parse_duration_or_zero(s: &str) -> Result<Duration, String> {
+    if s.trim().trim_end_matches(['s', 'm', 'h']) == "0" {
+        return Ok(Duration::ZERO);
+    }
+    parse_duration(s)
+}
+
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s

@@ -1,14 +1,17 @@
-//! The HTTP layer: thin on purpose. It serves the latest prepared snapshot; no request reaches the
-//! kernel or cgroupfs.
+//! The HTTP layer: thin on purpose. It serves the latest prepared snapshot (and the history and
+//! events beside it); no request reaches the kernel or cgroupfs.
 use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http_body_util::Full;
+use http_body_util::{BodyExt, Limited};
 use hyper::{Method, Request, Response, StatusCode, body::Incoming, header, service::service_fn};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::{net::TcpListener, sync::watch};
 
-use crate::prepared::Prepared;
+use crate::{
+    api::{self, ApiState, Body},
+    prepared::Prepared,
+};
 
 pub type Latest = watch::Receiver<Option<Arc<Prepared>>>;
 
@@ -17,6 +20,7 @@ pub async fn serve(
     listener: TcpListener,
     latest: Latest,
     stale_after: Duration,
+    api: Arc<ApiState>,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
@@ -34,10 +38,12 @@ pub async fn serve(
             },
         };
         let latest = latest.clone();
+        let api = Arc::clone(&api);
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let latest = latest.clone();
-                async move { Ok::<_, Infallible>(route(&req, &latest, stale_after)) }
+                let api = Arc::clone(&api);
+                async move { Ok::<_, Infallible>(route(req, &latest, stale_after, &api).await) }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -51,19 +57,47 @@ pub async fn serve(
     }
 }
 
-fn route(req: &Request<Incoming>, latest: &Latest, stale_after: Duration) -> Response<Full<Bytes>> {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
-        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD\n");
+async fn route(
+    req: Request<Incoming>,
+    latest: &Latest,
+    stale_after: Duration,
+    api: &ApiState,
+) -> Response<Body> {
+    // cAdvisor's v1 container queries are GETs with a JSON body; POST is accepted for the same.
+    if ![Method::GET, Method::HEAD, Method::POST].contains(req.method()) {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "only GET, HEAD and POST\n");
     }
     let current = latest.borrow().clone();
-    match req.uri().path() {
+    let path = req.uri().path().to_string();
+    if path == "/api" || path.starts_with("/api/") {
+        let query = req.uri().query().map(str::to_string);
+        let body = match read_body(req).await {
+            Ok(b) => b,
+            Err(resp) => return resp,
+        };
+        return api::handle(&path, query.as_deref(), &body, current.as_ref(), api);
+    }
+    if req.method() == Method::POST {
+        return text(StatusCode::METHOD_NOT_ALLOWED, "POST is for /api only\n");
+    }
+    match path.as_str() {
         "/metrics" => match current {
-            Some(p) => Response::builder()
-                .header(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)
-                .body(Full::new(p.metrics.clone()))
-                .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "response\n")),
+            Some(p) => api::full(
+                StatusCode::OK,
+                crate::metrics::CONTENT_TYPE,
+                p.metrics.clone(),
+            ),
             None => text(StatusCode::SERVICE_UNAVAILABLE, "no snapshot yet\n"),
         },
+        "/" => {
+            let mut resp = text(StatusCode::TEMPORARY_REDIRECT, "see /containers/\n");
+            resp.headers_mut().insert(
+                header::LOCATION,
+                header::HeaderValue::from_static("/containers/"),
+            );
+            resp
+        }
+        "/containers" | "/containers/" => api::index_page(current.as_ref().map(|p| &*p.snapshot)),
         "/healthz" => match current {
             None => text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -77,8 +111,25 @@ fn route(req: &Request<Incoming>, latest: &Latest, stale_after: Duration) -> Res
         },
         _ => text(
             StatusCode::NOT_FOUND,
-            "not found; try /metrics or /healthz\n",
+            "not found; try /metrics, /healthz or /api\n",
         ),
+    }
+}
+
+/// The request body, within [`api::BODY_LIMIT`] and [`api::BODY_TIMEOUT`].
+async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
+    let limited = Limited::new(req.into_body(), api::BODY_LIMIT);
+    match tokio::time::timeout(api::BODY_TIMEOUT, limited.collect()).await {
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => Err(text(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body over 64 KiB\n",
+        )),
+        Ok(Err(_)) => Err(text(StatusCode::BAD_REQUEST, "request body unreadable\n")),
+        Err(_) => Err(text(
+            StatusCode::REQUEST_TIMEOUT,
+            "request body not sent within 10 s\n",
+        )),
     }
 }
 
@@ -95,18 +146,16 @@ fn health_details(agent: &crate::snapshot::AgentStats) -> String {
     body
 }
 
-fn text(status: StatusCode, body: &'static str) -> Response<Full<Bytes>> {
-    owned_text(status, body.to_string())
+fn text(status: StatusCode, body: &'static str) -> Response<Body> {
+    api::full(
+        status,
+        "text/plain; charset=utf-8",
+        Bytes::from_static(body.as_bytes()),
+    )
 }
 
-fn owned_text(status: StatusCode, body: String) -> Response<Full<Bytes>> {
-    let mut resp = Response::new(Full::new(Bytes::from(body)));
-    *resp.status_mut() = status;
-    resp.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    resp
+fn owned_text(status: StatusCode, body: String) -> Response<Body> {
+    api::full(status, "text/plain; charset=utf-8", body)
 }
 
 #[cfg(test)]

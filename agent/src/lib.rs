@@ -3,6 +3,7 @@
 //! Data flow: kernel programs -> per-CPU maps -> drain (`ebpf`) -> accounts (`cpu_account`) and
 //! cgroupfs readers (`cgroup`) -> `snapshot` -> pre-rendered `prepared` -> `http`.
 pub mod agent;
+pub mod api;
 pub mod btf;
 pub mod cgroup;
 pub mod cgroupfs;
@@ -10,6 +11,8 @@ pub mod collector;
 pub mod config;
 pub mod cpu_account;
 pub mod ebpf;
+pub mod events;
+pub mod history;
 pub mod http;
 pub mod identity;
 pub mod machine;

@@ -121,7 +121,15 @@ impl DockerResolver {
         let path = self.socket.to_string_lossy();
         let docker =
             Docker::connect_with_unix(&path, REQUEST_TIMEOUT_SECS, bollard::API_DEFAULT_VERSION)?;
-        Ok(docker.negotiate_version().await?)
+        let docker = docker.negotiate_version().await?;
+        if self.source == Source::Docker {
+            let v = docker.version().await?;
+            self.registry.set_docker_version(
+                v.version.unwrap_or_default(),
+                v.api_version.unwrap_or_default(),
+            );
+        }
+        Ok(docker)
     }
 
     /// Looks one container up; one that is already gone is not an error.

@@ -97,6 +97,8 @@ struct State {
 
 pub struct Registry {
     state: RwLock<State>,
+    /// The Docker daemon's version and API version, for the JSON API's `attributes`.
+    docker_version: RwLock<Option<(String, String)>>,
     /// Bumped on every change of a table: the collector's cache of names is valid while it holds.
     generation: AtomicU64,
     wanted_tx: watch::Sender<u64>,
@@ -106,6 +108,7 @@ impl Default for Registry {
     fn default() -> Self {
         Registry {
             state: RwLock::default(),
+            docker_version: RwLock::default(),
             generation: AtomicU64::new(1),
             wanted_tx: watch::Sender::new(0),
         }
@@ -121,6 +124,16 @@ impl Registry {
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
         self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn set_docker_version(&self, version: String, api_version: String) {
+        if let Ok(mut v) = self.docker_version.write() {
+            *v = Some((version, api_version));
+        }
+    }
+
+    pub fn docker_version(&self) -> Option<(String, String)> {
+        self.docker_version.read().ok().and_then(|v| v.clone())
     }
 
     pub fn generation(&self) -> u64 {

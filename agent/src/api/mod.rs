@@ -1,0 +1,515 @@
+//! cAdvisor's REST API (`/api/v1.0`..`v1.3`, `v2.0`, `v2.1`), answered from the prepared
+//! snapshot, the stats history and the event store: no request opens a cgroupfs file, so a
+//! container name can never lead a read outside the cgroup tree. Names are still normalised
+//! and `..` refused, so that a hostile path gets a clear 404 rather than a lookup.
+pub mod json;
+pub mod request;
+pub mod rfc3339;
+
+use std::{
+    collections::{BTreeMap, HashMap},
+    convert::Infallible,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
+use hyper::{Response, StatusCode, body::Frame, header};
+use serde_json::{Map, Value, json};
+use tokio::sync::Semaphore;
+
+use crate::{
+    events::EventStore,
+    history::{History, Range},
+    prepared::Prepared,
+    snapshot::{ContainerSample, Snapshot},
+};
+use json::{Has, Reference};
+use request::{ApiError, EventsRequest, V2Options};
+
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// Concurrent `stream=true` event clients; more get 503 (each holds a connection).
+const MAX_STREAMS: usize = 64;
+
+const V1_TYPES: [&[&str]; 4] = [
+    &["containers", "machine"],
+    &["containers", "machine", "subcontainers"],
+    &["containers", "machine", "subcontainers", "docker"],
+    &["containers", "machine", "subcontainers", "docker", "events"],
+];
+const V2_0_TYPES: &[&str] = &[
+    "version",
+    "attributes",
+    "events",
+    "machine",
+    "summary",
+    "stats",
+    "spec",
+];
+const V2_1_TYPES: &[&str] = &[
+    "machinestats",
+    "version",
+    "attributes",
+    "events",
+    "machine",
+    "summary",
+    "stats",
+    "spec",
+];
+
+/// What the API serves besides the snapshot.
+pub struct ApiState {
+    pub history: Arc<RwLock<History>>,
+    pub events: Arc<EventStore>,
+    pub versions: json::Versions,
+    /// The Docker resolver's view of the daemon's version (empty without Docker).
+    pub registry: Option<Arc<crate::identity::Registry>>,
+    pub containerd_namespaces: Vec<String>,
+    streams: Arc<Semaphore>,
+}
+
+impl ApiState {
+    pub fn new(
+        history: Arc<RwLock<History>>,
+        events: Arc<EventStore>,
+        registry: Option<Arc<crate::identity::Registry>>,
+        containerd_namespaces: Vec<String>,
+    ) -> Self {
+        ApiState {
+            history,
+            events,
+            versions: json::Versions {
+                kernel: rustix::system::uname()
+                    .release()
+                    .to_string_lossy()
+                    .into_owned(),
+                os: os_release(),
+                ..Default::default()
+            },
+            registry,
+            containerd_namespaces,
+            streams: Arc::new(Semaphore::new(MAX_STREAMS)),
+        }
+    }
+
+    fn versions(&self) -> json::Versions {
+        let mut v = self.versions.clone();
+        if let Some((docker, api)) = self.registry.as_ref().and_then(|r| r.docker_version()) {
+            v.docker = docker;
+            v.docker_api = api;
+        }
+        v
+    }
+}
+
+/// `PRETTY_NAME` of the OS the agent runs in (cAdvisor's `container_os_version`).
+fn os_release() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("PRETTY_NAME=")
+                    .map(|v| v.trim_matches('"').to_string())
+            })
+        })
+        .unwrap_or_default()
+}
+
+pub fn full(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Body> {
+    let mut resp = Response::new(Full::new(body.into()).boxed());
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    resp
+}
+
+fn error(e: ApiError) -> Response<Body> {
+    full(
+        e.status,
+        "text/plain; charset=utf-8",
+        format!("{}\n", e.message),
+    )
+}
+
+fn ok_json(v: &Value) -> Response<Body> {
+    match serde_json::to_vec(v) {
+        Ok(b) => full(StatusCode::OK, "application/json", b),
+        Err(e) => error(ApiError::internal(format!("encoding the answer: {e}"))),
+    }
+}
+
+/// Handles `/api/...`. `body` is the request body, already read within its size limit.
+pub fn handle(
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+    prepared: Option<&Arc<Prepared>>,
+    state: &ApiState,
+) -> Response<Body> {
+    match route(path, query, body, prepared, state) {
+        Ok(r) => r,
+        Err(e) => error(e),
+    }
+}
+
+fn route(
+    path: &str,
+    query: Option<&str>,
+    body: &[u8],
+    prepared: Option<&Arc<Prepared>>,
+    state: &ApiState,
+) -> Result<Response<Body>, ApiError> {
+    let rest = path.strip_prefix("/api").unwrap_or(path);
+    let rest = rest.strip_prefix('/').unwrap_or(rest);
+    if rest.is_empty() {
+        return Err(ApiError::bad_request(
+            "Supported API versions: v1.0,v1.1,v1.2,v1.3,v2.0,v2.1",
+        ));
+    }
+    let (version, rest) = rest.split_once('/').unwrap_or((rest, ""));
+    let (kind, args) = rest.split_once('/').unwrap_or((rest, ""));
+    let supported: &[&str] = match version {
+        "v1.0" => V1_TYPES[0],
+        "v1.1" => V1_TYPES[1],
+        "v1.2" => V1_TYPES[2],
+        "v1.3" => V1_TYPES[3],
+        "v2.0" => V2_0_TYPES,
+        "v2.1" => V2_1_TYPES,
+        _ => {
+            return Err(ApiError::not_found(format!(
+                "unsupported API version {version:?}"
+            )));
+        }
+    };
+    if kind.is_empty() {
+        return Err(ApiError::bad_request(format!(
+            "Supported request types: {:?}",
+            supported.join(",")
+        )));
+    }
+    if !supported.contains(&kind) {
+        return Err(ApiError::not_found(format!(
+            "unknown request type {kind:?} for {version}; supported: {}",
+            supported.join(",")
+        )));
+    }
+    let name = request::container_name(args)?;
+    let params = request::Params::parse(query)?;
+    if kind == "events" {
+        let req = EventsRequest::parse(&params, name)?;
+        return Ok(events(req, state));
+    }
+    if version.starts_with("v2") && kind == "version" {
+        return Ok(ok_json(&json!(json::cadvisor_version())));
+    }
+    let prepared = prepared.ok_or_else(ApiError::not_ready)?;
+    let snap = &prepared.snapshot;
+    if kind == "attributes" {
+        return Ok(ok_json(&json::attributes(&snap.machine, &state.versions())));
+    }
+    if kind == "machine" {
+        return Ok(ok_json(&json::machine(&snap.machine, snap.agent.taken_at)));
+    }
+    let view = View::new(snap, state);
+    if version.starts_with("v1") {
+        let range = request::v1_range(body)?;
+        return match kind {
+            "containers" => {
+                let c = view.get(&name)?;
+                Ok(ok_json(&view.info_v1(c, range)))
+            }
+            "subcontainers" => {
+                let c = view.get(&name)?;
+                let list: Vec<Value> = view
+                    .subtree(c)
+                    .into_iter()
+                    .map(|c| view.info_v1(c, range))
+                    .collect();
+                Ok(ok_json(&Value::Array(list)))
+            }
+            _ => {
+                // docker: all Docker containers, or the one with this id or name.
+                let key = name.trim_start_matches('/');
+                let picked: Vec<&ContainerSample> = view
+                    .docker()
+                    .filter(|(_, r)| key.is_empty() || r.answers_to(key))
+                    .map(|(c, _)| c)
+                    .collect();
+                if !key.is_empty() && picked.is_empty() {
+                    return Err(ApiError::not_found(format!(
+                        "no Docker container with id or name {key:?}"
+                    )));
+                }
+                let map: Map<String, Value> = picked
+                    .into_iter()
+                    .map(|c| (c.path.clone(), view.info_v1(c, range)))
+                    .collect();
+                Ok(ok_json(&Value::Object(map)))
+            }
+        };
+    }
+    let opts = V2Options::parse(&params)?;
+    let range = Range {
+        count: opts.count,
+        ..Range::default()
+    };
+    if kind == "machinestats" {
+        let root = view.get("/")?;
+        let samples = view.samples(root, range);
+        return Ok(ok_json(&json::machine_stats(&samples, Has::of(root))));
+    }
+    let selected = view.select(&name, &opts)?;
+    let map: Map<String, Value> = selected
+        .into_iter()
+        .filter(|c| !(version == "v2.1" && kind == "stats" && c.path == "/"))
+        .map(|c| {
+            let v = match kind {
+                "spec" => json::spec_v2(c, view.reference(c)),
+                "summary" => json::summary(&view.samples(c, Range::default()), snap.agent.taken_at),
+                "stats" if version == "v2.0" => {
+                    json::stats_v2_0(&view.samples(c, range), Has::of(c))
+                }
+                _ => json!({
+                    "spec": json::spec_v2(c, view.reference(c)),
+                    "stats": json::stats_v2_1(&view.samples(c, range), Has::of(c)),
+                }),
+            };
+            (c.path.clone(), v)
+        })
+        .collect();
+    Ok(ok_json(&Value::Object(map)))
+}
+
+/// One request's look at the snapshot: containers by name and their children.
+struct View<'a> {
+    snap: &'a Snapshot,
+    state: &'a ApiState,
+    by_name: HashMap<&'a str, &'a ContainerSample>,
+    children: HashMap<&'a str, Vec<&'a ContainerSample>>,
+}
+
+impl<'a> View<'a> {
+    fn new(snap: &'a Snapshot, state: &'a ApiState) -> Self {
+        let mut by_name = HashMap::with_capacity(snap.containers.len());
+        let mut children: HashMap<&str, Vec<&ContainerSample>> = HashMap::new();
+        for c in &snap.containers {
+            by_name.insert(c.path.as_str(), c);
+            if c.path != "/" {
+                let parent = match c.path.rfind('/') {
+                    Some(0) | None => "/",
+                    Some(i) => &c.path[..i],
+                };
+                children.entry(parent).or_default().push(c);
+            }
+        }
+        View {
+            snap,
+            state,
+            by_name,
+            children,
+        }
+    }
+
+    fn get(&self, name: &str) -> Result<&'a ContainerSample, ApiError> {
+        self.by_name
+            .get(name)
+            .copied()
+            .ok_or_else(|| ApiError::not_found(format!("unknown container {name:?}")))
+    }
+
+    /// The container and all its descendants, parents first.
+    fn subtree(&self, c: &'a ContainerSample) -> Vec<&'a ContainerSample> {
+        let mut out = vec![c];
+        let mut i = 0;
+        while i < out.len() {
+            if let Some(kids) = self.children.get(out[i].path.as_str()) {
+                out.extend(kids.iter().copied());
+            }
+            i += 1;
+        }
+        out
+    }
+
+    fn reference(&self, c: &ContainerSample) -> Reference {
+        Reference::of(c, &self.state.containerd_namespaces)
+    }
+
+    fn docker(&self) -> impl Iterator<Item = (&'a ContainerSample, Reference)> + '_ {
+        self.snap
+            .containers
+            .iter()
+            .map(|c| (c, self.reference(c)))
+            .filter(|(_, r)| r.namespace == "docker")
+    }
+
+    fn samples(&self, c: &ContainerSample, range: Range) -> Vec<crate::history::Stored> {
+        match self.state.history.read() {
+            Ok(h) => h.query(c.cgroup_id, range),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn info_v1(&self, c: &ContainerSample, range: Range) -> Value {
+        let mut m = self.reference(c).into_map();
+        let subs: Vec<Value> = self
+            .children
+            .get(c.path.as_str())
+            .map(|kids| kids.iter().map(|k| json!({"name": k.path})).collect())
+            .unwrap_or_default();
+        if !subs.is_empty() {
+            m.insert("subcontainers".into(), Value::Array(subs));
+        }
+        m.insert("spec".into(), json::spec_v1(c));
+        let has = Has::of(c);
+        let stats: Vec<Value> = self
+            .samples(c, range)
+            .iter()
+            .map(|s| json::stats_v1(s, has))
+            .collect();
+        if !stats.is_empty() {
+            m.insert("stats".into(), Value::Array(stats));
+        }
+        Value::Object(m)
+    }
+
+    /// v2's container selection: by cgroup name (optionally with descendants) or by Docker id
+    /// or name (`type=docker`; `/` then means every Docker container).
+    fn select(&self, name: &str, opts: &V2Options) -> Result<Vec<&'a ContainerSample>, ApiError> {
+        if opts.docker {
+            let key = name.trim_start_matches('/');
+            let picked: Vec<_> = self
+                .docker()
+                .filter(|(_, r)| key.is_empty() || r.answers_to(key))
+                .map(|(c, _)| c)
+                .collect();
+            if !key.is_empty() && picked.is_empty() {
+                return Err(ApiError::not_found(format!(
+                    "no Docker container with id or name {key:?}"
+                )));
+            }
+            return Ok(picked);
+        }
+        let c = self.get(name)?;
+        Ok(if opts.recursive {
+            self.subtree(c)
+        } else {
+            vec![c]
+        })
+    }
+}
+
+/// Past events as a JSON list, or (`stream=true`) new ones as they happen, one JSON object per
+/// line, as cAdvisor streams them.
+fn events(req: EventsRequest, state: &ApiState) -> Response<Body> {
+    if !req.stream {
+        let list: Vec<Value> = state
+            .events
+            .query(&req.query)
+            .iter()
+            .map(|e| json::event(e))
+            .collect();
+        return ok_json(&Value::Array(list));
+    }
+    let Ok(permit) = Arc::clone(&state.streams).try_acquire_owned() else {
+        return error(ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: format!("too many event streams open (limit {MAX_STREAMS})"),
+        });
+    };
+    let rx = state.events.subscribe();
+    let q = req.query;
+    let stream = futures_util::stream::unfold((rx, q, permit), |(mut rx, q, permit)| async move {
+        use tokio::sync::broadcast::error::RecvError;
+        loop {
+            match rx.recv().await {
+                Ok(e) if q.wants(&e) => {
+                    let mut line = serde_json::to_vec(&json::event(&e)).unwrap_or_default();
+                    line.push(b'\n');
+                    return Some((
+                        Ok::<_, Infallible>(Frame::data(Bytes::from(line))),
+                        (rx, q, permit),
+                    ));
+                }
+                Ok(_) => continue,
+                // The client stopped reading and fell a whole backlog behind: end its stream
+                // rather than buffer for it.
+                Err(RecvError::Lagged(n)) => {
+                    tracing::info!(missed = n, "event stream client too slow; stream ended");
+                    return None;
+                }
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    });
+    let mut resp = Response::new(BodyExt::boxed(StreamBody::new(stream)));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/json"),
+    );
+    resp
+}
+
+/// The minimal page at `/containers/`: the endpoints, for a human with a browser.
+pub fn index_page(snap: Option<&Snapshot>) -> Response<Body> {
+    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
+    if let Some(s) = snap {
+        for c in &s.containers {
+            names.insert(c.path.as_str(), c.identity.name.as_str());
+        }
+    }
+    let mut html = String::from(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>nodetel</title></head><body>\
+         <h1>nodetel</h1><p>Prometheus metrics: <a href=\"/metrics\">/metrics</a> · health: \
+         <a href=\"/healthz\">/healthz</a></p><h2>cAdvisor API</h2><ul>",
+    );
+    for e in [
+        "/api/v1.3/machine",
+        "/api/v1.3/containers/",
+        "/api/v1.3/subcontainers/",
+        "/api/v1.3/docker/",
+        "/api/v1.3/events?all_events=true",
+        "/api/v2.0/version",
+        "/api/v2.0/attributes",
+        "/api/v2.0/machine",
+        "/api/v2.0/spec/?recursive=true",
+        "/api/v2.0/stats/?count=1",
+        "/api/v2.0/summary/",
+        "/api/v2.0/events?all_events=true",
+        "/api/v2.1/machinestats",
+        "/api/v2.1/stats/?count=1",
+    ] {
+        html += &format!("<li><a href=\"{e}\">{e}</a></li>");
+    }
+    html += &format!("</ul><h2>Cgroups ({})</h2><ul>", names.len());
+    for (path, name) in names {
+        let path = html_escape(path);
+        let label = if name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", html_escape(name))
+        };
+        html += &format!("<li><a href=\"/api/v1.3/containers{path}\">{path}</a>{label}</li>");
+    }
+    html += "</ul></body></html>\n";
+    full(StatusCode::OK, "text/html; charset=utf-8", html)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// How long a client may take to send its request body.
+pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The largest request body read (the v1 body is a few dozen bytes).
+pub const BODY_LIMIT: usize = 64 * 1024;
