@@ -123,6 +123,36 @@ fn the_victim_is_charged_not_the_allocator() -> anyhow::Result<()> {
         "kills are the victim's own cgroup's, not its parents'"
     );
     assert!(e.scalar("nodetel_ebpf_oom_kills_total").unwrap_or(0.0) >= kb as f64);
+
+    // The event API tells the same story: each kill an `oomKill` at the victim's container,
+    // each paired with an `oom` where the allocation hit the limit (the allocator's).
+    let (code, body) = agent.get(&format!(
+        "/api/v1.3/events{}?oom_events=true&oom_kill_events=true&subcontainers=true&max_events=-1",
+        parent.rel
+    ))?;
+    assert_eq!(code, 200, "{body}");
+    let events: serde_json::Value = serde_json::from_str(&body)?;
+    let events = events.as_array().context("a list")?;
+    let of = |kind: &str, cg: &TestCgroup| {
+        events
+            .iter()
+            .filter(|e| e["event_type"] == kind && e["container_name"] == cg.rel.as_str())
+            .count() as u64
+    };
+    eprintln!("events: {events:?}");
+    assert_eq!(
+        of("oomKill", &b),
+        kb,
+        "one oomKill per kill, at the victim's container"
+    );
+    assert_eq!(of("oomKill", &a), 0);
+    assert_eq!(of("oom", &a), kb, "the OOM is where the allocation failed");
+    assert!(
+        events
+            .iter()
+            .filter(|e| e["event_type"] == "oomKill")
+            .all(|e| e["event_data"]["oom"]["process_name"] == "dd")
+    );
     Ok(())
 }
 
