@@ -1,6 +1,6 @@
 //! The cAdvisor REST API against a running agent, a real dockerd and real cgroups: every
 //! endpoint answers with the kernel's numbers, the shapes match recorded cAdvisor 0.36 answers
-//! (`../shared/samples/cadvisor-0.36/`) but for an explicit allow-list, events arrive (also as a
+//! (`tests/testdata/cadvisor-0.36/`) but for an explicit allow-list, events arrive (also as a
 //! stream), and hostile requests get 4xx without the agent touching a file outside cgroupfs.
 //!
 //! Host only: the VM suite has no container runtime in its initramfs.
@@ -46,7 +46,7 @@ fn raw_status(addr: &str, request: &str) -> anyhow::Result<u16> {
 }
 
 fn samples_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/samples/cadvisor-0.36")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/cadvisor-0.36")
 }
 
 /// Every key path in `v` with its JSON type; array elements are `[]`, and map keys that are

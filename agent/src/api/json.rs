@@ -485,39 +485,15 @@ pub fn stats_v2_0(samples: &[Stored], has: Has) -> Value {
 
 /// v2.1 `ContainerStats` entries (only what the spec says the cgroup has).
 pub fn stats_v2_1(samples: &[Stored], has: Has) -> Value {
-    let mut last: Option<&Record> = None;
-    let mut out = Vec::with_capacity(samples.len());
-    for s in samples {
-        let r = &s.record;
-        let mut m = Map::new();
-        m.insert("timestamp".into(), json!(rfc3339::format(r.time())));
-        if has.cpu {
-            m.insert("cpu".into(), cpu_stats(r));
-            if let Some(inst) = cpu_inst(last, r) {
-                m.insert("cpu_inst".into(), inst);
-            }
-            last = Some(r);
-        }
-        if has.memory {
-            m.insert("memory".into(), memory_stats(r));
-        }
-        if has.network {
-            m.insert("network".into(), network_v2(s));
-        }
-        if has.processes {
-            m.insert("processes".into(), processes(r));
-        }
-        if has.diskio {
-            m.insert("diskio".into(), diskio(s));
-        }
-        m.insert("resctrl".into(), json!({}));
-        out.push(Value::Object(m));
-    }
-    Value::Array(out)
+    stats_v2(samples, has, false)
 }
 
-/// v2.1 `machinestats`: the root cgroup's samples.
+/// v2.1 `machinestats`: the root cgroup's samples (CPU, memory and network only).
 pub fn machine_stats(samples: &[Stored], has: Has) -> Value {
+    stats_v2(samples, has, true)
+}
+
+fn stats_v2(samples: &[Stored], has: Has, machine: bool) -> Value {
     let mut last: Option<&Record> = None;
     let mut out = Vec::with_capacity(samples.len());
     for s in samples {
@@ -536,6 +512,15 @@ pub fn machine_stats(samples: &[Stored], has: Has) -> Value {
         }
         if has.network {
             m.insert("network".into(), network_v2(s));
+        }
+        if !machine {
+            if has.processes {
+                m.insert("processes".into(), processes(r));
+            }
+            if has.diskio {
+                m.insert("diskio".into(), diskio(s));
+            }
+            m.insert("resctrl".into(), json!({}));
         }
         out.push(Value::Object(m));
     }

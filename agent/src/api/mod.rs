@@ -33,13 +33,9 @@ pub type Body = BoxBody<Bytes, Infallible>;
 /// Concurrent `stream=true` event clients; more get 503 (each holds a connection).
 const MAX_STREAMS: usize = 64;
 
-const V1_TYPES: [&[&str]; 4] = [
-    &["containers", "machine"],
-    &["containers", "machine", "subcontainers"],
-    &["containers", "machine", "subcontainers", "docker"],
-    &["containers", "machine", "subcontainers", "docker", "events"],
-];
-const V2_0_TYPES: &[&str] = &[
+/// Request types per version: each version adds to the one before (v2.1 adds `machinestats`).
+const V1_TYPES: &[&str] = &["containers", "machine", "subcontainers", "docker", "events"];
+const V2_TYPES: &[&str] = &[
     "version",
     "attributes",
     "events",
@@ -47,16 +43,7 @@ const V2_0_TYPES: &[&str] = &[
     "summary",
     "stats",
     "spec",
-];
-const V2_1_TYPES: &[&str] = &[
     "machinestats",
-    "version",
-    "attributes",
-    "events",
-    "machine",
-    "summary",
-    "stats",
-    "spec",
 ];
 
 /// What the API serves besides the snapshot.
@@ -177,12 +164,12 @@ fn route(
     let (version, rest) = rest.split_once('/').unwrap_or((rest, ""));
     let (kind, args) = rest.split_once('/').unwrap_or((rest, ""));
     let supported: &[&str] = match version {
-        "v1.0" => V1_TYPES[0],
-        "v1.1" => V1_TYPES[1],
-        "v1.2" => V1_TYPES[2],
-        "v1.3" => V1_TYPES[3],
-        "v2.0" => V2_0_TYPES,
-        "v2.1" => V2_1_TYPES,
+        "v1.0" => &V1_TYPES[..2],
+        "v1.1" => &V1_TYPES[..3],
+        "v1.2" => &V1_TYPES[..4],
+        "v1.3" => V1_TYPES,
+        "v2.0" => &V2_TYPES[..V2_TYPES.len() - 1],
+        "v2.1" => V2_TYPES,
         _ => {
             return Err(ApiError::not_found(format!(
                 "unsupported API version {version:?}"
