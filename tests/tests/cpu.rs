@@ -151,6 +151,11 @@ fn throttling_under_a_cpu_quota_matches_the_kernel() -> anyhow::Result<()> {
     // The quota held, and eBPF's usage agrees with the kernel's under throttling too.
     let usage = got(USAGE);
     let kernel = cg.kernel_usage_seconds()?;
+    eprintln!(
+        "usage: agent {usage:.6}, kernel {kernel:.6}; unmatched switches {:?} ({:?} s)",
+        e.scalar("nodetel_ebpf_unmatched_switches_total"),
+        e.scalar("nodetel_ebpf_unmatched_switch_cpu_seconds_total")
+    );
     assert!(
         rel_err(usage, kernel) < 0.02,
         "usage {usage} vs kernel {kernel}"
