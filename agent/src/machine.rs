@@ -206,10 +206,13 @@ fn filesystems(proc_root: &Path) -> Vec<Filesystem> {
         if !source.starts_with("/dev/") || seen.contains_key(source) {
             continue;
         }
-        let host_path = proc_root
+        // Through PID 1's root where this process may look (a containerised agent with the
+        // host's /proc); else the mount point as this process sees it (the agent on the host).
+        let via_pid1 = proc_root
             .join("1/root")
             .join(mount_point.trim_start_matches('/'));
-        let Ok(st) = rustix::fs::statvfs(&host_path) else {
+        let Ok(st) = rustix::fs::statvfs(&via_pid1).or_else(|_| rustix::fs::statvfs(mount_point))
+        else {
             continue;
         };
         seen.insert(
@@ -523,6 +526,12 @@ mod tests {
             assert!(cores.clone().all(|c| !c.caches.is_empty()), "{d:?}");
         }
         assert!(d.cpu_frequency_khz > 0, "{d:?}");
+        // The root filesystem of every machine this runs on is some block device's.
+        assert!(
+            !d.filesystems.is_empty(),
+            "no block-device filesystem: {d:?}"
+        );
+        assert!(d.filesystems.iter().all(|f| f.capacity > 0), "{d:?}");
         assert!(!d.vendor_id.is_empty());
     }
 
