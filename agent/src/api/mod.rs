@@ -224,17 +224,7 @@ fn route(
             }
             _ => {
                 // docker: all Docker containers, or the one with this id or name.
-                let key = name.trim_start_matches('/');
-                let picked: Vec<&ContainerSample> = view
-                    .docker()
-                    .filter(|(_, r)| key.is_empty() || r.answers_to(key))
-                    .map(|(c, _)| c)
-                    .collect();
-                if !key.is_empty() && picked.is_empty() {
-                    return Err(ApiError::not_found(format!(
-                        "no Docker container with id or name {key:?}"
-                    )));
-                }
+                let picked = view.docker_named(&name)?;
                 let map: Map<String, Value> = picked
                     .into_iter()
                     .map(|c| (c.path.clone(), view.info_v1(c, range)))
@@ -367,22 +357,27 @@ impl<'a> View<'a> {
         Value::Object(m)
     }
 
+    /// Docker containers whose id or name is `name` (`/` = every Docker container).
+    fn docker_named(&self, name: &str) -> Result<Vec<&'a ContainerSample>, ApiError> {
+        let key = name.trim_start_matches('/');
+        let picked: Vec<_> = self
+            .docker()
+            .filter(|(_, r)| key.is_empty() || r.answers_to(key))
+            .map(|(c, _)| c)
+            .collect();
+        if !key.is_empty() && picked.is_empty() {
+            return Err(ApiError::not_found(format!(
+                "no Docker container with id or name {key:?}"
+            )));
+        }
+        Ok(picked)
+    }
+
     /// v2's container selection: by cgroup name (optionally with descendants) or by Docker id
     /// or name (`type=docker`; `/` then means every Docker container).
     fn select(&self, name: &str, opts: &V2Options) -> Result<Vec<&'a ContainerSample>, ApiError> {
         if opts.docker {
-            let key = name.trim_start_matches('/');
-            let picked: Vec<_> = self
-                .docker()
-                .filter(|(_, r)| key.is_empty() || r.answers_to(key))
-                .map(|(c, _)| c)
-                .collect();
-            if !key.is_empty() && picked.is_empty() {
-                return Err(ApiError::not_found(format!(
-                    "no Docker container with id or name {key:?}"
-                )));
-            }
-            return Ok(picked);
+            return self.docker_named(name);
         }
         let c = self.get(name)?;
         Ok(if opts.recursive {
