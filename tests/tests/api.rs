@@ -643,6 +643,8 @@ fn cadvisor_api_against_a_real_docker_container() -> anyhow::Result<()> {
         200,
         "still healthy after all that"
     );
+    // The network's bridge would otherwise outlive the daemon on the host.
     let _ = dockerd.docker(&["rm", "-f", "api-peer"]);
+    dockerd.docker(&["network", "rm", "api-net"])?;
     Ok(())
 }
