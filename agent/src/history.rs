@@ -9,7 +9,10 @@ use std::{
     time::{Duration, SystemTime},
 };
 
-use crate::snapshot::{ContainerSample, Snapshot};
+use crate::{
+    cgroup::io::DeviceIo,
+    snapshot::{ContainerSample, Snapshot},
+};
 
 /// "Not measured here", distinct from zero. No counter or gauge stored here reaches it.
 const ABSENT: u64 = u64::MAX;
@@ -202,18 +205,23 @@ pub struct Range {
     pub count: Option<usize>,
 }
 
-fn push_column<K: PartialEq + Clone, const N: usize>(
+/// Appends one row to every column: `values` for the keys present in this sample (a column is
+/// made for a new one, backfilled as absent), absent for the rest. `same` finds an existing
+/// column without building a key, so a sample of known interfaces allocates nothing.
+fn push_column<T, K, const N: usize>(
     cols: &mut Vec<Column<K, N>>,
     len_before: usize,
-    values: impl Iterator<Item = (K, [u64; N])>,
+    values: impl Iterator<Item = (T, [u64; N])>,
+    same: impl Fn(&K, &T) -> bool,
+    make: impl Fn(T) -> K,
 ) {
+    let mut absent = [0; N];
+    absent[0] = ABSENT;
     for col in cols.iter_mut() {
-        let mut absent = [0; N];
-        absent[0] = ABSENT;
         col.rows.push_back(absent);
     }
     for (key, row) in values {
-        match cols.iter_mut().find(|c| c.key == key) {
+        match cols.iter_mut().find(|c| same(&c.key, &key)) {
             Some(col) => {
                 if let Some(last) = col.rows.back_mut() {
                     *last = row;
@@ -221,11 +229,12 @@ fn push_column<K: PartialEq + Clone, const N: usize>(
             }
             None => {
                 let mut rows = VecDeque::with_capacity(len_before + 1);
-                let mut absent = [0; N];
-                absent[0] = ABSENT;
                 rows.extend(std::iter::repeat_n(absent, len_before));
                 rows.push_back(row);
-                cols.push(Column { key, rows });
+                cols.push(Column {
+                    key: make(key),
+                    rows,
+                });
             }
         }
     }
@@ -242,7 +251,7 @@ impl CgroupHistory {
         let ifaces = c.network.iter().flatten().map(|i| {
             let v = |x: Option<u64>| x.unwrap_or(0).min(ABSENT - 1);
             (
-                Arc::<str>::from(i.name.as_str()),
+                i.name.as_str(),
                 [
                     v(i.rx_bytes),
                     v(i.rx_packets),
@@ -255,33 +264,50 @@ impl CgroupHistory {
                 ],
             )
         });
-        push_column(&mut self.ifaces, len_before, ifaces);
+        push_column(
+            &mut self.ifaces,
+            len_before,
+            ifaces,
+            |k: &Arc<str>, name: &&str| k.as_ref() == *name,
+            Arc::from,
+        );
         let devices = c.io.iter().flatten().map(|d| {
-            (
-                DeviceKey {
-                    major: d.major,
-                    minor: d.minor,
-                    name: Arc::from(d.device.as_str()),
-                },
-                [
-                    d.read_bytes.min(ABSENT - 1),
-                    d.write_bytes,
-                    d.reads,
-                    d.writes,
-                ],
-            )
+            let row = [
+                d.read_bytes.min(ABSENT - 1),
+                d.write_bytes,
+                d.reads,
+                d.writes,
+            ];
+            (d, row)
         });
-        push_column(&mut self.devices, len_before, devices);
+        push_column(
+            &mut self.devices,
+            len_before,
+            devices,
+            |k: &DeviceKey, d: &&DeviceIo| {
+                k.major == d.major && k.minor == d.minor && *k.name == *d.device
+            },
+            |d| DeviceKey {
+                major: d.major,
+                minor: d.minor,
+                name: Arc::from(d.device.as_str()),
+            },
+        );
+        let mut popped = false;
         while self.records.len() > capacity
             || self.records.front().is_some_and(|r| r.at_ns < oldest_ns)
         {
             self.pop_front();
+            popped = true;
         }
-        // A column whose interface or device left the cgroup for the whole window goes.
-        self.ifaces
-            .retain(|c| c.rows.iter().any(|r| r[0] != ABSENT));
-        self.devices
-            .retain(|c| c.rows.iter().any(|r| r[0] != ABSENT));
+        // A column whose interface or device left the cgroup for the whole window goes; only a
+        // pop can empty one.
+        if popped {
+            self.ifaces
+                .retain(|c| c.rows.iter().any(|r| r[0] != ABSENT));
+            self.devices
+                .retain(|c| c.rows.iter().any(|r| r[0] != ABSENT));
+        }
     }
 
     fn pop_front(&mut self) {

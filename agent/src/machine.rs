@@ -1,6 +1,6 @@
 //! Facts about the node: CPUs, memory and identity, from the host's /proc and /sys (whose roots
-//! are configurable, so a containerised agent reads the host's). Read at start-up and refreshed
-//! every few minutes by the collector: these change only with hot-plug and mounts.
+//! are configurable, so a containerised agent reads the host's). Read once at start-up: these
+//! change only with hot-plug and new mounts.
 use std::{
     collections::{BTreeMap, BTreeSet},
     path::{Path, PathBuf},

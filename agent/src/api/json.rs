@@ -695,7 +695,7 @@ pub fn cadvisor_version() -> String {
 
 /// v2 `attributes`: machine facts and versions in one object.
 pub fn attributes(m: &MachineInfo, v: &Versions) -> Value {
-    let mut machine = machine(m, SystemTime::now());
+    let machine = machine(m, SystemTime::now());
     let pick = |k: &str| machine.get(k).cloned().unwrap_or(Value::Null);
     let out = json!({
         "kernel_version": v.kernel,
@@ -716,7 +716,6 @@ pub fn attributes(m: &MachineInfo, v: &Versions) -> Value {
         "cloud_provider": pick("cloud_provider"),
         "instance_type": pick("instance_type"),
     });
-    machine.take();
     out
 }
 

@@ -189,7 +189,7 @@ fn route(
         )));
     }
     let name = request::container_name(args)?;
-    let params = request::Params::parse(query)?;
+    let params = request::Params::parse(query);
     if kind == "events" {
         let req = EventsRequest::parse(&params, name)?;
         return Ok(events(req, state));
