@@ -17,7 +17,7 @@ use aya_ebpf::{
     macros::{btf_tracepoint, cgroup_skb, tracepoint},
     programs::{BtfTracePointContext, SkBuffContext, TracePointContext},
 };
-use nodetel_common::{NET_EGRESS, NET_INGRESS};
+use nodetel_common::{NET_EGRESS, NET_INGRESS, STAT_CGROUP_CHANGES};
 
 /// `tp_btf/sched_switch(bool preempt, struct task_struct *prev, struct task_struct *next, ...)`.
 /// Commits the on-CPU time of the task switched out to its cgroup and records which cgroup runs
@@ -53,6 +53,26 @@ pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
 pub fn cgroup_attach_task(ctx: BtfTracePointContext) -> i32 {
     let task: *const u8 = ctx.arg(2);
     cpu::on_migrate(task);
+    0
+}
+
+/// `tp_btf/cgroup_mkdir(struct cgroup *cgrp, const char *path)` and its rmdir and rename
+/// siblings: the cgroup trees changed, so the next pass walks them again.
+#[btf_tracepoint(function = "cgroup_mkdir")]
+pub fn cgroup_mkdir(_ctx: BtfTracePointContext) -> i32 {
+    maps::stat_add(STAT_CGROUP_CHANGES, 1);
+    0
+}
+
+#[btf_tracepoint(function = "cgroup_rmdir")]
+pub fn cgroup_rmdir(_ctx: BtfTracePointContext) -> i32 {
+    maps::stat_add(STAT_CGROUP_CHANGES, 1);
+    0
+}
+
+#[btf_tracepoint(function = "cgroup_rename")]
+pub fn cgroup_rename(_ctx: BtfTracePointContext) -> i32 {
+    maps::stat_add(STAT_CGROUP_CHANGES, 1);
     0
 }
 

@@ -24,6 +24,15 @@ const FD_RESERVE: u64 = 256;
 /// How many cgroupfs files may stay open: what was asked, within the open-files limit. The soft
 /// limit is raised to the hard one first (what Go programs such as cAdvisor get from their
 /// runtime), since 1024 would not cover a busy node.
+/// How many passes of `interval` fit in `span` (0 when `span` is 0).
+fn passes_within(span: Duration, interval: Duration) -> u64 {
+    if span.is_zero() {
+        return 0;
+    }
+    let passes = span.as_nanos() / interval.as_nanos().max(1);
+    u64::try_from(passes).unwrap_or(u64::MAX).max(1)
+}
+
 fn open_files_budget(wanted: usize) -> usize {
     use rustix::process::{Resource, getrlimit, setrlimit};
     let mut lim = getrlimit(Resource::Nofile);
@@ -153,7 +162,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             machine_id_files: config.machine_id_file.clone(),
         },
         kinds,
-        open_files_budget(config.cgroupfs_open_files),
+        crate::cgroupfs::Reading {
+            open_files: open_files_budget(config.cgroupfs_open_files),
+            reuse_quiet_passes: passes_within(config.quiet_cgroup_refresh, config.interval),
+        },
         naming,
         events,
     )));

@@ -2,7 +2,7 @@
 //! per controller (`cgroup::*`), chosen per host (v2 directory or v1 hierarchy at the same path)
 //! and per enabled metric kind. No eBPF here, so fixture trees exercise the whole path.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     path::{Path, PathBuf},
     time::SystemTime,
 };
@@ -26,6 +26,14 @@ use crate::{
 /// the log every second.
 const WARN_BUDGET: u64 = 20;
 
+/// How much the reader may hold and reuse between passes.
+pub struct Reading {
+    /// cgroupfs files kept open between passes (see [`Files`]).
+    pub open_files: usize,
+    /// Passes a quiet cgroup's sample may be reused (0: never; see [`QuietReuse`]).
+    pub reuse_quiet_passes: u64,
+}
+
 pub struct CgroupfsReader {
     layout: Layout,
     /// The host's procfs (`/proc`, or where the host's is mounted in a container).
@@ -36,6 +44,28 @@ pub struct CgroupfsReader {
     start_times: HashMap<u64, f64>,
     files: Files,
     skipped: Skipped,
+    quiet: QuietReuse,
+}
+
+/// The samples of cgroups that did nothing: a cgroup whose tasks did not run since the last pass
+/// (its eBPF CPU time is unchanged) cannot have charged memory, started I/O or forked, so its
+/// files are not re-read every pass. Each is still re-read every `every` passes: what can change
+/// without its tasks running (page cache reclaimed by kswapd, writeback I/O charged to it,
+/// pressure stalls of blocked tasks, a limit set from outside) is at most that stale.
+#[derive(Default)]
+struct QuietReuse {
+    /// 0: read every cgroup every pass.
+    every: u64,
+    pass: u64,
+    last: HashMap<u64, Reusable>,
+    /// Cumulative: cgroup reads saved.
+    reused: u64,
+}
+
+struct Reusable {
+    sample: ContainerSample,
+    /// The pass that must read it again however quiet it is.
+    due: u64,
 }
 
 /// Cumulative: files that existed but could not be read or parsed. Apart from the reader so a
@@ -77,7 +107,21 @@ impl CgroupfsReader {
             start_times: HashMap::new(),
             files: Files::new(open_files),
             skipped: Skipped::default(),
+            quiet: QuietReuse::default(),
         }
+    }
+
+    /// Reuses the sample of a quiet cgroup for up to `passes` passes (0: never).
+    pub fn reuse_quiet_for(mut self, passes: u64) -> Self {
+        self.quiet.every = passes;
+        // Held until the next refresh reads them again (within the open-files budget).
+        self.files.keep_unread_for(passes + 1);
+        self
+    }
+
+    /// Cumulative: cgroups whose files were not read because they were quiet.
+    pub fn reused(&self) -> u64 {
+        self.quiet.reused
     }
 
     pub fn layout(&self) -> &Layout {
@@ -102,7 +146,15 @@ impl CgroupfsReader {
     }
 
     /// One sample per cgroup of `tree`, without the eBPF figures (the caller adds them).
-    pub fn read_all(&mut self, tree: &Tree, seen_at: f64) -> Vec<ContainerSample> {
+    /// `quiet`: cgroups whose tasks have not run since the last pass (see [`QuietReuse`]).
+    pub fn read_all(
+        &mut self,
+        tree: &Tree,
+        seen_at: f64,
+        quiet: &HashSet<u64>,
+    ) -> Vec<ContainerSample> {
+        let pass = self.quiet.pass;
+        self.quiet.pass += 1;
         // The v2 root has no memory.current: its usage is the machine's (read once per pass).
         let machine = match self.layout.mode {
             Mode::Unified if self.kinds.has(MetricKind::Memory) => {
@@ -124,6 +176,20 @@ impl CgroupfsReader {
         );
         let mut containers = Vec::with_capacity(tree.len());
         for cg in &tree.cgroups {
+            if quiet.contains(&cg.id)
+                && let Some(r) = self.quiet.last.get(&cg.id)
+                && pass < r.due
+                // A cgroup id is never reused, but a rename (v2 allows moving a directory)
+                // must not serve the old path.
+                && r.sample.path == cg.path
+            {
+                let mut sample = r.sample.clone();
+                sample.seen_at = seen_at;
+                sample.quiet = true;
+                containers.push(sample);
+                self.quiet.reused += 1;
+                continue;
+            }
             let v2_dir = crate::cgroup::tree::resolve_under(&self.layout.unified, &cg.path);
             let (cpu, cpu_spec) = if cpu_on {
                 self.read_cpu(&cg.path, v2_dir.as_deref())
@@ -188,12 +254,32 @@ impl CgroupfsReader {
                 pressure,
                 start_time,
                 seen_at,
+                quiet: false,
                 oom_kills: None,
                 network: None,
                 schedstat: None,
                 runqueue_latency: None,
             });
+            if self.quiet.every > 0
+                && let Some(sample) = containers.last()
+            {
+                // At first sight the deadline is staggered by id, so cgroups made together are
+                // not all re-read in the same pass ever after.
+                let due = if self.quiet.last.contains_key(&cg.id) {
+                    pass + self.quiet.every
+                } else {
+                    pass + 1 + cg.id % self.quiet.every
+                };
+                self.quiet.last.insert(
+                    cg.id,
+                    Reusable {
+                        sample: sample.clone(),
+                        due,
+                    },
+                );
+            }
         }
+        self.quiet.last.retain(|id, _| tree.contains(*id));
         self.start_times.retain(|id, _| tree.contains(*id));
         self.files.end_pass();
         containers
@@ -310,9 +396,9 @@ impl CgroupfsReader {
 
     /// The v1 directory at the same relative path, if that controller is mounted and has it.
     fn v1_dir(&self, mount: Option<&Path>, rel: &str) -> Option<PathBuf> {
-        mount
-            .and_then(|root| crate::cgroup::tree::resolve_under(root, rel))
-            .filter(|d| d.is_dir())
+        // No is_dir(): it was a statx per controller per cgroup per pass, and a missing
+        // directory already reads as absent files.
+        mount.and_then(|root| crate::cgroup::tree::resolve_under(root, rel))
     }
 }
 
@@ -344,7 +430,7 @@ mod tests {
         let layout = Layout::detect(&fixture(name)).expect("layout");
         let tree = Tree::walk(&layout.unified).expect("walk");
         let mut reader = CgroupfsReader::new(layout, testdata("proc"), testdata("sys"), kinds, 64);
-        let mut containers = reader.read_all(&tree, 1_795_358_029.0);
+        let mut containers = reader.read_all(&tree, 1_795_358_029.0, &HashSet::new());
         for c in &mut containers {
             // Directory times depend on the checkout: present, but not part of the golden.
             assert!(c.start_time.is_some(), "{}", c.path);
@@ -403,13 +489,95 @@ mod tests {
                 MetricKinds::default(),
                 4096,
             );
-            let first = reader.read_all(&tree, 1.0);
+            let first = reader.read_all(&tree, 1.0, &HashSet::new());
             let opened = reader.file_counts().opens;
             assert!(opened > 0 && reader.files_held() as u64 == opened);
-            let second = reader.read_all(&tree, 1.0);
+            let second = reader.read_all(&tree, 1.0, &HashSet::new());
             assert_eq!(reader.file_counts().opens, opened, "{name}");
             assert_eq!(format!("{first:?}"), format!("{second:?}"), "{name}");
         }
+    }
+
+    fn copy_tree(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("mkdir");
+        for e in std::fs::read_dir(from).expect("read_dir").flatten() {
+            let target = to.join(e.file_name());
+            if e.path().is_dir() {
+                copy_tree(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), &target).expect("copy");
+            }
+        }
+    }
+
+    #[test]
+    fn quiet_cgroups_are_reread_only_when_due() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_tree(&fixture("v2"), dir.path());
+        let layout = Layout::detect(dir.path()).expect("layout");
+        let tree = Tree::walk(&layout.unified).expect("walk");
+        let every = 3;
+        let mut reader = CgroupfsReader::new(
+            layout,
+            testdata("proc"),
+            testdata("sys"),
+            MetricKinds::default(),
+            4096,
+        )
+        .reuse_quiet_for(every);
+        let rel = "kubepods.slice/kubepods-burstable.slice";
+        let usage = |c: &[ContainerSample]| {
+            c.iter()
+                .find(|c| c.path == format!("/{rel}"))
+                .and_then(|c| c.memory.usage)
+        };
+        let all: HashSet<u64> = tree.cgroups.iter().map(|c| c.id).collect();
+        let none = HashSet::new();
+        let first = reader.read_all(&tree, 1.0, &all);
+        let before = usage(&first).expect("usage");
+        std::fs::write(dir.path().join(rel).join("memory.current"), "4242\n").expect("write");
+
+        // Not quiet: read at once.
+        let active = reader.read_all(&tree, 2.0, &none);
+        assert_eq!(usage(&active), Some(4242));
+        std::fs::write(dir.path().join(rel).join("memory.current"), "5151\n").expect("write");
+        // Quiet: the last sample, with this pass's time, until `every` passes have gone by.
+        let mut seen = Vec::new();
+        for t in 0..every {
+            let c = reader.read_all(&tree, 3.0 + t as f64, &all);
+            assert!(c.iter().all(|c| c.seen_at == 3.0 + t as f64));
+            assert_eq!(c.len(), first.len());
+            seen.push(usage(&c));
+        }
+        assert_eq!(
+            seen.last(),
+            Some(&Some(5151)),
+            "{seen:?} (before: {before})"
+        );
+        assert!(
+            seen[..seen.len() - 1].iter().all(|u| *u == Some(4242)),
+            "{seen:?}"
+        );
+        assert!(reader.reused() > 0);
+    }
+
+    #[test]
+    fn quiet_reuse_is_off_by_default() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_tree(&fixture("v2"), dir.path());
+        let layout = Layout::detect(dir.path()).expect("layout");
+        let tree = Tree::walk(&layout.unified).expect("walk");
+        let mut reader = CgroupfsReader::new(
+            layout,
+            testdata("proc"),
+            testdata("sys"),
+            MetricKinds::default(),
+            4096,
+        );
+        let all: HashSet<u64> = tree.cgroups.iter().map(|c| c.id).collect();
+        reader.read_all(&tree, 1.0, &all);
+        reader.read_all(&tree, 2.0, &all);
+        assert_eq!(reader.reused(), 0);
     }
 
     #[test]

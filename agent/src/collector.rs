@@ -1,7 +1,7 @@
 //! One collection pass: drain the kernel maps, walk the cgroup tree, read cgroupfs, and build the
 //! snapshot. Blocking (syscalls and file reads): runs on a blocking thread, once per interval.
 use std::{
-    collections::{HashMap, VecDeque},
+    collections::{HashMap, HashSet, VecDeque},
     sync::Arc,
     time::{Duration, Instant, SystemTime},
 };
@@ -49,6 +49,45 @@ pub struct Collector {
     stats: AgentStats,
     naming: Naming,
     events: Arc<EventStore>,
+    walks: WalkGate,
+}
+
+/// Whether the cgroup tree must be walked this pass: only when the kernel's count of cgroup
+/// mkdir/rmdir/rename moved (or is unknown). The tracepoint fires a moment before a new
+/// directory is visible to readdir, so a change is walked twice: once when seen, and once a
+/// pass later when the count has stood still; only then is the walk trusted to be complete.
+#[derive(Default)]
+struct WalkGate {
+    /// The count as of the previous pass.
+    seen: Option<u64>,
+    /// The count was already steady when the last walk was made.
+    complete: bool,
+    /// Whether the walk being made now is of a steady count.
+    steady_now: bool,
+    /// Passes since the last walk: a walk is made at least every [`WALK_AT_LEAST_EVERY`].
+    since_walk: u64,
+}
+
+const WALK_AT_LEAST_EVERY: u64 = 60;
+
+impl WalkGate {
+    /// `changes`: the count read this pass, before any walk (`None`: not watched).
+    fn unchanged(&mut self, changes: Option<u64>) -> bool {
+        let steady = changes.is_some() && changes == self.seen;
+        self.seen = changes;
+        if steady && self.complete && self.since_walk + 1 < WALK_AT_LEAST_EVERY {
+            self.since_walk += 1;
+            return true;
+        }
+        self.complete = false;
+        self.steady_now = steady;
+        false
+    }
+
+    fn walked(&mut self) {
+        self.complete = self.steady_now;
+        self.since_walk = 0;
+    }
 }
 
 /// How cgroups get their names and which label set their series carry.
@@ -76,7 +115,7 @@ impl Collector {
         layout: crate::cgroup::Layout,
         roots: Roots,
         kinds: MetricKinds,
-        open_files: usize,
+        reading: crate::cgroupfs::Reading,
         naming: Naming,
         events: Arc<EventStore>,
     ) -> Self {
@@ -96,7 +135,14 @@ impl Collector {
             sched_totals: HashMap::new(),
             sched_own: SchedDrain::default(),
             network,
-            reader: CgroupfsReader::new(layout, roots.proc_root, roots.sys_root, kinds, open_files),
+            reader: CgroupfsReader::new(
+                layout,
+                roots.proc_root,
+                roots.sys_root,
+                kinds,
+                reading.open_files,
+            )
+            .reuse_quiet_for(reading.reuse_quiet_passes),
             accountant: CpuAccountant::default(),
             machine,
             cpu_totals: HashMap::new(),
@@ -107,6 +153,7 @@ impl Collector {
             stats,
             naming,
             events,
+            walks: WalkGate::default(),
         }
     }
 
@@ -142,24 +189,50 @@ impl Collector {
                 self.stats.drain_errors += 1;
                 tracing::warn!(error = %e, "failed to drain the traffic map; network bytes are held this pass");
             });
-        match self.probes.kernel_stats() {
-            Ok(k) => self.stats.kernel = k,
-            Err(e) => tracing::debug!(error = %e, "failed to read kernel self-counters"),
-        }
+        let changes = match self.probes.kernel_stats() {
+            Ok(k) => {
+                self.stats.kernel = k;
+                self.probes
+                    .watches_cgroup_changes()
+                    .then_some(self.stats.kernel.cgroup_changes)
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "failed to read kernel self-counters");
+                None
+            }
+        };
         self.stats.program_stats = self.probes.program_stats();
         self.stats.drain_seconds = started.elapsed().as_secs_f64();
 
-        let unified = &self.reader.layout().unified;
-        let tree = Tree::walk(unified).map_err(|source| CollectError::Walk {
-            path: unified.display().to_string(),
-            source,
-        })?;
-        self.stats.walk_skipped += tree.skipped;
+        let tree = if self.walks.unchanged(changes) {
+            self.stats.walks_saved += 1;
+            self.last_tree.clone()
+        } else {
+            let unified = &self.reader.layout().unified;
+            let tree = Tree::walk(unified).map_err(|source| CollectError::Walk {
+                path: unified.display().to_string(),
+                source,
+            })?;
+            self.walks.walked();
+            self.stats.walk_skipped += tree.skipped;
+            tree
+        };
         self.stats.cgroups = tree.len() as u64;
 
+        // Cgroups whose tasks did not run since the last pass: their cgroupfs files can wait.
+        // Only when this pass's CPU figures are real: without them every cgroup is read.
+        let mut quiet = HashSet::new();
         if let Ok(drain) = &drain {
             self.stats.cpu_map_entries = drain.committed.len() as u64;
             let update = self.accountant.update(&tree, drain);
+            if self.probes.is_attached(PROG_SCHED_SWITCH) {
+                quiet.extend(
+                    tree.cgroups
+                        .iter()
+                        .filter(|c| update.totals.get(&c.id) == self.cpu_totals.get(&c.id))
+                        .map(|c| c.id),
+                );
+            }
             match self.probes.forget_cgroups(MAP_CPU_NS, &update.forget) {
                 Ok(n) => self.stats.map_entries_forgotten += n as u64,
                 Err(e) => {
@@ -209,7 +282,7 @@ impl Collector {
         let seen_at = taken_at
             .duration_since(SystemTime::UNIX_EPOCH)
             .map_or(0.0, |d| d.as_secs_f64());
-        let mut containers = self.reader.read_all(&tree, seen_at);
+        let mut containers = self.reader.read_all(&tree, seen_at, &quiet);
         self.record_lifecycle(&tree, &containers, taken_at);
         if self.reader.kinds().has(MetricKind::Cpu) && self.probes.is_attached(PROG_SCHED_SWITCH) {
             for c in &mut containers {
@@ -247,6 +320,7 @@ impl Collector {
         self.stats.cgroupfs_errors = self.reader.errors();
         self.stats.cgroupfs_files = self.reader.file_counts();
         self.stats.cgroupfs_files_held = self.reader.files_held() as u64;
+        self.stats.cgroupfs_reused = self.reader.reused();
         self.stats.collection_seconds = started.elapsed().as_secs_f64();
         self.stats.taken_at = taken_at;
         Ok(Snapshot {
@@ -394,5 +468,65 @@ impl Collector {
             self.oom_log.push_back(event);
         }
         self.oom_shared = Arc::new(self.oom_log.iter().cloned().collect());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WalkGate;
+
+    /// Runs passes with the given counts; true where the pass walked.
+    fn walks(counts: &[Option<u64>]) -> Vec<bool> {
+        let mut gate = WalkGate::default();
+        counts
+            .iter()
+            .map(|c| {
+                let walk = !gate.unchanged(*c);
+                if walk {
+                    gate.walked();
+                }
+                walk
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_change_is_walked_when_seen_and_once_more_when_steady() {
+        let c = |n| Some(n);
+        assert_eq!(
+            walks(&[
+                c(5),
+                c(5),
+                c(5),
+                c(5),
+                c(6),
+                c(6),
+                c(6),
+                c(8),
+                c(9),
+                c(9),
+                c(9)
+            ]),
+            [
+                true, true, false, false, true, true, false, true, true, true, false
+            ]
+        );
+    }
+
+    #[test]
+    fn without_the_count_every_pass_walks() {
+        assert!(walks(&[None, None, None, None]).iter().all(|w| *w));
+    }
+
+    #[test]
+    fn a_steady_tree_is_still_walked_now_and_then() {
+        let w = walks(&vec![Some(1); 200]);
+        let walked: Vec<usize> = (0..w.len()).filter(|i| w[*i]).collect();
+        assert!(walked.len() >= 200 / super::WALK_AT_LEAST_EVERY as usize);
+        assert!(
+            walked
+                .windows(2)
+                .all(|p| p[1] - p[0] <= super::WALK_AT_LEAST_EVERY as usize)
+        );
     }
 }

@@ -55,6 +55,14 @@ pub struct Config {
     #[arg(long, env = "NODETEL_CGROUPFS_OPEN_FILES", default_value_t = 4096)]
     pub cgroupfs_open_files: usize,
 
+    /// A cgroup whose tasks have not run since the last pass (its eBPF CPU time is unchanged)
+    /// keeps its last cgroupfs figures for up to this long instead of being re-read every pass;
+    /// CPU, network, scheduler and OOM figures stay exact every pass. What can change without
+    /// the cgroup's tasks running (page cache reclaimed, writeback I/O, stalls of blocked tasks,
+    /// a limit set from outside) is at most this stale. 0 = read every cgroup every pass.
+    #[arg(long, env = "NODETEL_QUIET_CGROUP_REFRESH", default_value = "10s", value_parser = parse_duration_or_zero)]
+    pub quiet_cgroup_refresh: Duration,
+
     /// Samples kept per cgroup for the JSON API (`containers/<name>`, v2 `stats`, `summary`),
     /// one per collection interval. About 0.4 KiB per sample and cgroup (see the README).
     #[arg(long, env = "NODETEL_HISTORY_SAMPLES", default_value_t = 60,

@@ -38,6 +38,9 @@ pub struct ContainerSample {
     pub start_time: Option<f64>,
     /// Unix seconds of the pass that saw it (`container_last_seen`).
     pub seen_at: f64,
+    /// Its tasks have not run since the last pass, and its cgroupfs figures are that pass's
+    /// (see `--quiet-cgroup-refresh`): nothing that needs a running task can have changed.
+    pub quiet: bool,
     /// OOM kills whose victim was in this cgroup itself (not its descendants), as cAdvisor counts
     /// them; `None` when the OOM programs are not attached or the kind is disabled.
     pub oom_kills: Option<u64>,
@@ -85,8 +88,12 @@ pub struct AgentStats {
     pub cgroupfs_files: crate::cgroup::read::FileCounts,
     /// cgroupfs files held open between passes.
     pub cgroupfs_files_held: u64,
+    /// Cumulative: cgroup reads saved because the cgroup was quiet.
+    pub cgroupfs_reused: u64,
     /// Cumulative: cgroup directories that vanished during a walk.
     pub walk_skipped: u64,
+    /// Cumulative: passes that reused the last walk because no cgroup was made or removed.
+    pub walks_saved: u64,
     /// Cumulative: map entries deleted because their cgroup was removed.
     pub map_entries_forgotten: u64,
     /// Cumulative: OOM-count entries deleted because their cgroup was removed.
@@ -121,7 +128,9 @@ impl Default for AgentStats {
             cgroupfs_errors: 0,
             cgroupfs_files: Default::default(),
             cgroupfs_files_held: 0,
+            cgroupfs_reused: 0,
             walk_skipped: 0,
+            walks_saved: 0,
             map_entries_forgotten: 0,
             oom_entries_forgotten: 0,
             drain_errors: 0,

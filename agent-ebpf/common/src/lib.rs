@@ -16,6 +16,11 @@ pub const GLOBAL_OFFSETS: &str = "OFFSETS";
 pub const PROG_SCHED_SWITCH: &str = "sched_switch";
 /// Program name of the program that splits a running task's slice when it changes cgroup.
 pub const PROG_CGROUP_ATTACH: &str = "cgroup_attach_task";
+/// `tp_btf/cgroup_mkdir`, `cgroup_rmdir`, `cgroup_rename`: count changes of the cgroup trees
+/// ([`STAT_CGROUP_CHANGES`]), so userspace walks cgroupfs only when something changed.
+pub const PROG_CGROUP_MKDIR: &str = "cgroup_mkdir";
+pub const PROG_CGROUP_RMDIR: &str = "cgroup_rmdir";
+pub const PROG_CGROUP_RENAME: &str = "cgroup_rename";
 
 /// Per-CPU hash: cgroup v2 id -> OOM kills whose victim was in that cgroup (cumulative).
 pub const MAP_OOM_KILLS: &str = "OOM_KILLS";
@@ -97,8 +102,10 @@ pub const STAT_NET_MAP_FULL: u32 = 10;
 pub const STAT_NET_MAP_FULL_BYTES: u32 = 11;
 /// Scheduler updates refused because [`MAP_SCHED`] or [`MAP_SCHED_HIST`] was full.
 pub const STAT_SCHED_MAP_FULL: u32 = 12;
+/// cgroups made, removed or renamed, in any hierarchy.
+pub const STAT_CGROUP_CHANGES: u32 = 13;
 /// Number of slots in [`MAP_STATS`].
-pub const STAT_SLOTS: u32 = 13;
+pub const STAT_SLOTS: u32 = 14;
 
 /// What one CPU runs since the last context switch.
 ///

@@ -43,6 +43,8 @@ pub struct Files {
     buf: Vec<u8>,
     budget: usize,
     pass: u64,
+    /// Passes a file stays open unread (1: closed at the end of the first pass that skips it).
+    keep: u64,
     counts: FileCounts,
 }
 
@@ -60,6 +62,7 @@ impl Files {
             buf: Vec::with_capacity(16 * 1024),
             budget,
             pass: 0,
+            keep: 1,
             counts: FileCounts::default(),
         }
     }
@@ -73,11 +76,17 @@ impl Files {
         self.open.len()
     }
 
-    /// Closes the files this pass did not read (their cgroup is gone or their metric kind is
-    /// off), so a removed cgroup is not pinned longer than one interval.
+    /// Keeps unread files open for `passes` passes: a quiet cgroup's files are read again only
+    /// when its refresh is due, and reopening them then would cost a path walk each.
+    pub fn keep_unread_for(&mut self, passes: u64) {
+        self.keep = passes.max(1);
+    }
+
+    /// Closes the files no pass read within the last `keep` passes (their cgroup is gone, or
+    /// their metric kind is off), so a removed cgroup is not pinned for longer than that.
     pub fn end_pass(&mut self) {
-        let pass = self.pass;
-        self.open.retain(|_, o| o.pass == pass);
+        let (pass, keep) = (self.pass, self.keep);
+        self.open.retain(|_, o| pass - o.pass < keep);
         self.pass += 1;
     }
 

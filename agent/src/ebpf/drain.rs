@@ -12,10 +12,10 @@ use std::collections::{HashMap, HashSet};
 
 use aya::maps::{MapError, PerCpuArray, PerCpuHashMap};
 use nodetel_common::{
-    MAP_CPU_NS, MAP_RUNNING, MAP_STATS, RunState, STAT_CGROUP_READ_FAILED, STAT_CPU_MAP_FULL,
-    STAT_CPU_MAP_FULL_NS, STAT_NET_MAP_FULL, STAT_NET_MAP_FULL_BYTES, STAT_OOM_EVENTS_LOST,
-    STAT_OOM_KILLS, STAT_OOM_MARKED_ONLY, STAT_OOM_UNCOUNTED, STAT_SCHED_MAP_FULL,
-    STAT_STATE_MISMATCH, STAT_STATE_MISMATCH_NS, STAT_SWITCHES,
+    MAP_CPU_NS, MAP_RUNNING, MAP_STATS, RunState, STAT_CGROUP_CHANGES, STAT_CGROUP_READ_FAILED,
+    STAT_CPU_MAP_FULL, STAT_CPU_MAP_FULL_NS, STAT_NET_MAP_FULL, STAT_NET_MAP_FULL_BYTES,
+    STAT_OOM_EVENTS_LOST, STAT_OOM_KILLS, STAT_OOM_MARKED_ONLY, STAT_OOM_UNCOUNTED,
+    STAT_SCHED_MAP_FULL, STAT_STATE_MISMATCH, STAT_STATE_MISMATCH_NS, STAT_SWITCHES,
 };
 use rustix::time::{ClockId, clock_gettime};
 
@@ -46,6 +46,7 @@ pub struct KernelStats {
     pub net_map_full: u64,
     pub net_map_full_bytes: u64,
     pub sched_map_full: u64,
+    pub cgroup_changes: u64,
 }
 
 pub(super) fn missing(name: &str) -> MapError {
@@ -190,6 +191,7 @@ impl Probes {
             net_map_full: slot(STAT_NET_MAP_FULL)?,
             net_map_full_bytes: slot(STAT_NET_MAP_FULL_BYTES)?,
             sched_map_full: slot(STAT_SCHED_MAP_FULL)?,
+            cgroup_changes: slot(STAT_CGROUP_CHANGES)?,
         })
     }
 }

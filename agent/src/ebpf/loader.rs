@@ -9,9 +9,9 @@ use aya::{
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, TracePoint},
 };
 use nodetel_common::{
-    GLOBAL_OFFSETS, MAP_CPU_NS, MAP_OOM_EVENTS, PROG_CGROUP_ATTACH, PROG_MARK_VICTIM,
-    PROG_NET_EGRESS, PROG_NET_INGRESS, PROG_SCHED_SWITCH, PROG_SCHED_WAKEUP, PROG_SCHED_WAKEUP_NEW,
-    PROG_SIGNAL_GENERATE,
+    GLOBAL_OFFSETS, MAP_CPU_NS, MAP_OOM_EVENTS, PROG_CGROUP_ATTACH, PROG_CGROUP_MKDIR,
+    PROG_CGROUP_RENAME, PROG_CGROUP_RMDIR, PROG_MARK_VICTIM, PROG_NET_EGRESS, PROG_NET_INGRESS,
+    PROG_SCHED_SWITCH, PROG_SCHED_WAKEUP, PROG_SCHED_WAKEUP_NEW, PROG_SIGNAL_GENERATE,
 };
 
 use crate::btf::{Btf, BtfError};
@@ -141,6 +141,9 @@ impl Probes {
         // SIGKILL recorder before mark_victim, which needs what it records.
         let mut programs = vec![
             (PROG_CGROUP_ATTACH, Attach::Btf("cgroup_attach_task")),
+            (PROG_CGROUP_MKDIR, Attach::Btf("cgroup_mkdir")),
+            (PROG_CGROUP_RMDIR, Attach::Btf("cgroup_rmdir")),
+            (PROG_CGROUP_RENAME, Attach::Btf("cgroup_rename")),
             (PROG_SCHED_SWITCH, Attach::Btf("sched_switch")),
             (PROG_SIGNAL_GENERATE, Attach::Btf("signal_generate")),
             (PROG_MARK_VICTIM, Attach::Classic("oom", "mark_victim")),
@@ -240,6 +243,13 @@ impl Probes {
 
     pub fn is_attached(&self, program: &str) -> bool {
         self.attached.contains(&program)
+    }
+
+    /// The three cgroup-change programs are in place: an unchanged count means unchanged trees.
+    pub fn watches_cgroup_changes(&self) -> bool {
+        [PROG_CGROUP_MKDIR, PROG_CGROUP_RMDIR, PROG_CGROUP_RENAME]
+            .iter()
+            .all(|p| self.is_attached(p))
     }
 
     /// Both traffic programs are in place, so a missing key means no traffic.

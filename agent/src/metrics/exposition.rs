@@ -247,6 +247,7 @@ mod tests {
             },
             start_time: Some(1_795_000_000.5),
             seen_at: 1_795_358_029.25,
+            quiet: false,
             oom_kills: Some(3),
             schedstat: Some(Schedstat {
                 runqueue_ns: 1_500_000_000,

@@ -954,6 +954,18 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         series: |a| one(a.cgroupfs_files.uncached_reads as f64),
     },
     AgentFamily {
+        name: "nodetel_cgroupfs_quiet_reuses_total",
+        help: "Per-cgroup cgroupfs reads saved because the cgroup's tasks had not run since the last pass (see --quiet-cgroup-refresh).",
+        kind: Kind::Counter,
+        series: |a| one(a.cgroupfs_reused as f64),
+    },
+    AgentFamily {
+        name: "nodetel_cgroup_walks_saved_total",
+        help: "Passes that reused the last cgroup tree walk because the kernel reported no cgroup made, removed or renamed since.",
+        kind: Kind::Counter,
+        series: |a| one(a.walks_saved as f64),
+    },
+    AgentFamily {
         name: "nodetel_cgroup_walk_skipped_total",
         help: "cgroup directories that vanished or could not be read during a walk.",
         kind: Kind::Counter,

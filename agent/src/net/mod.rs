@@ -59,6 +59,8 @@ struct Names {
 pub struct NetworkReader {
     proc_root: PathBuf,
     /// cgroup id -> its namespace when last seen with a process: its sockets may outlive them.
+    /// The process each cgroup's namespace was read through, with the answer.
+    last_pid_ns: HashMap<u64, (u32, u64)>,
     last_ns: HashMap<u64, u64>,
     names: HashMap<u64, Names>,
     stats: NetStats,
@@ -69,6 +71,7 @@ impl NetworkReader {
         NetworkReader {
             proc_root,
             last_ns: HashMap::new(),
+            last_pid_ns: HashMap::new(),
             names: HashMap::new(),
             stats: NetStats::default(),
         }
@@ -94,6 +97,16 @@ impl NetworkReader {
             let Some(pid) = c.processes.first_pid else {
                 continue;
             };
+            // A quiet cgroup's process has not run, so it cannot have changed namespace: the
+            // last answer for the same pid stands (a /proc path walk saved per cgroup).
+            if c.quiet
+                && let Some(&(last_pid, ns)) = self.last_pid_ns.get(&c.cgroup_id)
+                && last_pid == pid
+            {
+                ns_of.insert(c.cgroup_id, ns);
+                reader_pid.entry(ns).or_insert(pid);
+                continue;
+            }
             // The process may have exited since cgroup.procs was read: then it has no answer.
             if let Ok(ns) = netns::id(&self.proc_root, pid) {
                 ns_of.insert(c.cgroup_id, ns);
@@ -106,6 +119,15 @@ impl NetworkReader {
             }
         }
         self.last_ns = ns_of.clone();
+        self.last_pid_ns = containers
+            .iter()
+            .filter_map(|c| {
+                Some((
+                    c.cgroup_id,
+                    (c.processes.first_pid?, *ns_of.get(&c.cgroup_id)?),
+                ))
+            })
+            .collect();
 
         let mut devices: HashMap<u64, Vec<DeviceCounters>> = HashMap::new();
         for (&ns, &pid) in &reader_pid {
