@@ -1,0 +1,310 @@
+//! `cargo xtask bench`: nodetel and cAdvisor side by side on the same cgroups, in the same run.
+//!
+//! For each size N: N cgroups with a live process in every hierarchy (plus a few Docker
+//! containers) are made once; each agent in turn runs at a 1 s interval in a cgroup of its own,
+//! is scraped every second for a fixed window, and is charged what the kernel says it cost:
+//! user+system CPU from /proc, its eBPF programs' run time (kernel.bpf_stats_enabled), RSS, and
+//! its cgroup's memory (which includes the kernel memory it pins, such as open cgroupfs files).
+//! Figures are reported, never asserted: the targets are printed beside them.
+mod floor;
+mod pipe;
+mod population;
+mod probe;
+mod report;
+mod scrape;
+
+use std::{
+    fs,
+    net::TcpListener,
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use clap::Parser;
+use population::{Cgroup, Containers, Population};
+use report::{AgentResult, PipeResult, Report, SizeResult};
+
+#[derive(Parser)]
+#[command(name = "bench", about = "nodetel vs cAdvisor on the same cgroups")]
+struct Args {
+    /// The nodetel binary (a release build).
+    #[arg(long)]
+    nodetel: PathBuf,
+    /// The cAdvisor binary; without it only nodetel is measured.
+    #[arg(long)]
+    cadvisor: Option<PathBuf>,
+    /// Why there is no cAdvisor, for the report.
+    #[arg(long)]
+    no_peer_reason: Option<String>,
+    /// Cgroup counts to measure, e.g. 300,1000,3000.
+    #[arg(long, value_delimiter = ',', default_value = "300,1000,3000")]
+    cgroups: Vec<usize>,
+    /// Seconds each agent is scraped (once a second).
+    #[arg(long, default_value_t = 30)]
+    window: u64,
+    /// Docker containers besides the plain cgroups.
+    #[arg(long, default_value_t = 4)]
+    containers: usize,
+    /// `perf bench sched pipe` runs per configuration (0: skip).
+    #[arg(long, default_value_t = 5)]
+    pipe_runs: usize,
+    /// Where the JSON report and the agents' logs go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    fs::create_dir_all(&args.out)?;
+    raise_fd_limit();
+    let hierarchies = population::hierarchies()?;
+    let agent_cgroup = Cgroup::make(&hierarchies, "nodetel-bench-agent")?;
+    eprintln!(
+        "bench: starting a private dockerd with {} containers",
+        args.containers
+    );
+    let containers = Containers::start(args.containers)?;
+    let docker_socket = containers.dockerd.socket.display().to_string();
+    let mut report = Report::new(&args.window, args.no_peer_reason.clone());
+    let mut pipe = None;
+    for (i, &n) in args.cgroups.iter().enumerate() {
+        eprintln!("bench: making {n} cgroups");
+        let population = Population::create(&hierarchies, n)?;
+        let measure_pipe = i == 0 && args.pipe_runs > 0;
+        let pipe_off = if measure_pipe {
+            eprintln!("bench: perf bench sched pipe without an agent");
+            Some(pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?)
+        } else {
+            None
+        };
+        let mut size = SizeResult::new(n);
+        let nodetel = AgentCommand::nodetel(&args.nodetel, &docker_socket)?;
+        let (result, mut child) = measure(&args, &nodetel, &agent_cgroup, n)?;
+        if measure_pipe {
+            eprintln!("bench: perf bench sched pipe with nodetel attached");
+            let on = pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?;
+            stop(&mut child);
+            // Without the agent both before and after, so a drift of the machine shows.
+            let after = pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?;
+            let before = pipe_off.unwrap_or(after);
+            pipe = Some(PipeResult {
+                off: ((before.0 + after.0) / 2.0, (before.1 + after.1) / 2.0),
+                on,
+            });
+        } else {
+            stop(&mut child);
+        }
+        size.floor = result.floor_per_cgroup.as_ref().map(|files| {
+            eprintln!("bench: timing the read floor");
+            floor::measure(files, n)
+        });
+        size.agents.push(result);
+        if let Some(bin) = &args.cadvisor {
+            let cadvisor = AgentCommand::cadvisor(bin, &docker_socket)?;
+            let (result, mut child) = measure(&args, &cadvisor, &agent_cgroup, n)?;
+            stop(&mut child);
+            size.agents.push(result);
+        }
+        report.sizes.push(size);
+        drop(population);
+    }
+    report.pipe = pipe;
+    drop(containers);
+    let json = report.to_json();
+    let path = args.out.join("report.json");
+    fs::write(&path, serde_json::to_string_pretty(&json)?)?;
+    println!("{}", report.table());
+    eprintln!("bench: JSON report in {}", path.display());
+    Ok(())
+}
+
+const PIPE_LOOPS: u32 = 100_000;
+
+/// How to start one agent on a free loopback port.
+struct AgentCommand {
+    name: &'static str,
+    version: String,
+    argv: Vec<String>,
+    addr: String,
+}
+
+impl AgentCommand {
+    fn nodetel(bin: &std::path::Path, docker_socket: &str) -> anyhow::Result<AgentCommand> {
+        let addr = free_addr()?;
+        let version = version_of(bin, "--version");
+        Ok(AgentCommand {
+            name: "nodetel",
+            version,
+            argv: vec![
+                bin.display().to_string(),
+                "--listen".into(),
+                addr.clone(),
+                "--interval".into(),
+                "1s".into(),
+                "--docker-socket".into(),
+                docker_socket.into(),
+            ],
+            addr,
+        })
+    }
+
+    fn cadvisor(bin: &std::path::Path, docker_socket: &str) -> anyhow::Result<AgentCommand> {
+        let addr = free_addr()?;
+        let port = addr.rsplit(':').next().unwrap_or_default().to_string();
+        Ok(AgentCommand {
+            name: "cadvisor",
+            version: version_of(bin, "-version"),
+            argv: vec![
+                bin.display().to_string(),
+                "-listen_ip".into(),
+                "127.0.0.1".into(),
+                "-port".into(),
+                port,
+                "-housekeeping_interval".into(),
+                "1s".into(),
+                "-allow_dynamic_housekeeping=false".into(),
+                "-docker_only=false".into(),
+                "-docker".into(),
+                format!("unix://{docker_socket}"),
+            ],
+            addr,
+        })
+    }
+}
+
+fn version_of(bin: &std::path::Path, flag: &str) -> String {
+    Command::new(bin)
+        .arg(flag)
+        .output()
+        .ok()
+        .map(|o| {
+            let text = [o.stdout, o.stderr].concat();
+            String::from_utf8_lossy(&text)
+                .lines()
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_string()
+        })
+        .unwrap_or_default()
+}
+
+fn free_addr() -> anyhow::Result<String> {
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    Ok(format!("127.0.0.1:{port}"))
+}
+
+/// Runs one agent through warm-up and the window; returns it still running.
+fn measure(
+    args: &Args,
+    agent: &AgentCommand,
+    cgroup: &Cgroup,
+    n: usize,
+) -> anyhow::Result<(AgentResult, Child)> {
+    eprintln!("bench: {} with {n} cgroups", agent.name);
+    let log = fs::File::create(args.out.join(format!("{}-{n}.log", agent.name)))?;
+    let script = format!("{} && exec \"$@\"", cgroup.join_command());
+    let mut child = Command::new("sh")
+        .args(["-c", &script, "sh"])
+        .args(&agent.argv)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("start {}", agent.name))?;
+    let pid = child.id();
+    let started = Instant::now();
+    // Warm-up: until every bench cgroup is named in /metrics (cAdvisor discovers them slowly).
+    let mut named = 0;
+    let named_after = loop {
+        if let Some(status) = child.try_wait()? {
+            bail!("{} exited during warm-up: {status}", agent.name);
+        }
+        if let Ok(s) = scrape::metrics(&agent.addr) {
+            named = scrape::bench_cgroups_named(&s.body);
+            if named >= n {
+                break started.elapsed();
+            }
+        }
+        if started.elapsed() > WARMUP_LIMIT {
+            bail!(
+                "{} named {named} of the {n} bench cgroups within {WARMUP_LIMIT:?}",
+                agent.name
+            );
+        }
+        thread::sleep(Duration::from_millis(200));
+    };
+    thread::sleep(Duration::from_secs(3));
+
+    let stats = probe::BpfStats::enable()?;
+    let t0 = Instant::now();
+    let cpu0 = probe::cpu_seconds(pid)?;
+    let bpf0 = probe::bpf_programs(pid)?;
+    let mut result = AgentResult::new(agent.name, &agent.version, named_after);
+    for tick in 1..=args.window {
+        let s = scrape::metrics(&agent.addr)?;
+        result.latencies_ms.push(s.latency.as_secs_f64() * 1e3);
+        result.body_bytes = s.body.len();
+        result.series = scrape::series(&s.body);
+        if let Some(d) = scrape::scalar(&s.body, "nodetel_collection_duration_seconds") {
+            result.pass_seconds.push(d);
+        }
+        result.rss.push(probe::rss(pid)?.0);
+        if let Some(m) = cgroup.memory_bytes() {
+            result.cgroup_memory.push(m);
+        }
+        if let Some(wait) = (t0 + Duration::from_secs(tick)).checked_duration_since(Instant::now())
+        {
+            thread::sleep(wait);
+        }
+    }
+    let cpu1 = probe::cpu_seconds(pid)?;
+    let bpf1 = probe::bpf_programs(pid)?;
+    result.window = t0.elapsed();
+    drop(stats);
+    result.cpu_seconds = cpu1 - cpu0;
+    result.rss_peak = probe::rss(pid)?.1;
+    for (name, end) in &bpf1 {
+        let start = bpf0.get(name).copied().unwrap_or_default();
+        result.programs.push(report::Program {
+            name: name.clone(),
+            runs: end.run_cnt.saturating_sub(start.run_cnt),
+            run_ns: end.run_time_ns.saturating_sub(start.run_time_ns),
+        });
+    }
+    if agent.name == "nodetel" {
+        result.floor_per_cgroup = Some(floor::files_per_cgroup(pid)).filter(|f| !f.is_empty());
+    }
+    Ok((result, child))
+}
+
+const WARMUP_LIMIT: Duration = Duration::from_secs(180);
+
+fn stop(child: &mut Child) {
+    // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
+    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
+        thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// 3000 cgroups times a dozen files is more than the usual soft limit of 1024 descriptors.
+fn raise_fd_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write one rlimit struct we own.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}

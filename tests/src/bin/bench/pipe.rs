@@ -1,0 +1,57 @@
+//! The context-switch tax: `perf bench sched pipe` (two tasks ping-ponging over pipes, every
+//! message a wakeup and a switch) with and without the agent's programs attached. Run as is
+//! (the tasks on both CPUs, each switch to and from idle) and pinned to one CPU (each message
+//! exactly one switch between the two tasks: the worst case, the least work per switch).
+use std::process::Command;
+
+use anyhow::Context as _;
+
+/// Microseconds per round trip: (as is, pinned), each the median of `runs` runs.
+pub fn usecs_per_op(runs: usize, loops: u32) -> anyhow::Result<(f64, f64)> {
+    Ok((median(runs, loops, false)?, median(runs, loops, true)?))
+}
+
+fn median(runs: usize, loops: u32, pinned: bool) -> anyhow::Result<f64> {
+    let mut all = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let mut cmd = if pinned {
+            let mut c = Command::new("taskset");
+            c.args(["-c", "0", "perf"]);
+            c
+        } else {
+            Command::new("perf")
+        };
+        let out = cmd
+            .args(["bench", "sched", "pipe", "-l"])
+            .arg(loops.to_string())
+            .output()
+            .context("run perf bench (apt-get install linux-perf util-linux)")?;
+        anyhow::ensure!(
+            out.status.success(),
+            "perf bench sched pipe failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        all.push(parse(&text).with_context(|| format!("no usecs/op in perf output:\n{text}"))?);
+    }
+    all.sort_by(f64::total_cmp);
+    Ok(all[all.len() / 2])
+}
+
+/// `perf bench sched pipe` ends with a line like `      6.543210 usecs/op`.
+fn parse(text: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let v = l.trim().strip_suffix("usecs/op")?;
+        v.trim().parse().ok()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_perf_output() {
+        let out = "# Running 'sched/pipe' benchmark:\n# Executed 100000 pipe operations between two processes\n\n     Total time: 1.234 [sec]\n\n      12.340000 usecs/op\n          81037 ops/sec\n";
+        assert_eq!(super::parse(out), Some(12.34));
+        assert_eq!(super::parse("nothing"), None);
+    }
+}

@@ -1,0 +1,459 @@
+//! The figures of one bench run: a table for people, JSON for tools and for the README.
+use std::{collections::BTreeSet, fmt::Write as _, fs, time::Duration};
+
+use serde_json::{Value, json};
+
+use crate::{floor::Floor, scrape::quantile};
+
+pub struct Program {
+    pub name: String,
+    pub runs: u64,
+    pub run_ns: u64,
+}
+
+pub struct AgentResult {
+    pub name: &'static str,
+    pub version: String,
+    /// From start until /metrics named every bench cgroup.
+    pub named_after: Duration,
+    pub window: Duration,
+    pub cpu_seconds: f64,
+    pub programs: Vec<Program>,
+    pub rss: Vec<u64>,
+    pub rss_peak: u64,
+    pub cgroup_memory: Vec<u64>,
+    pub latencies_ms: Vec<f64>,
+    pub body_bytes: usize,
+    pub series: usize,
+    /// The agent's own figure for one collection pass (nodetel only).
+    pub pass_seconds: Vec<f64>,
+    pub floor_per_cgroup: Option<BTreeSet<(String, String)>>,
+}
+
+impl AgentResult {
+    pub fn new(name: &'static str, version: &str, named_after: Duration) -> Self {
+        AgentResult {
+            name,
+            version: version.to_string(),
+            named_after,
+            window: Duration::ZERO,
+            cpu_seconds: 0.0,
+            programs: Vec::new(),
+            rss: Vec::new(),
+            rss_peak: 0,
+            cgroup_memory: Vec::new(),
+            latencies_ms: Vec::new(),
+            body_bytes: 0,
+            series: 0,
+            pass_seconds: Vec::new(),
+            floor_per_cgroup: None,
+        }
+    }
+
+    fn secs(&self) -> f64 {
+        self.window.as_secs_f64().max(1e-9)
+    }
+
+    pub fn cpu_pct(&self) -> f64 {
+        100.0 * self.cpu_seconds / self.secs()
+    }
+
+    pub fn ebpf_pct(&self) -> f64 {
+        let ns: u64 = self.programs.iter().map(|p| p.run_ns).sum();
+        100.0 * ns as f64 / 1e9 / self.secs()
+    }
+
+    pub fn total_pct(&self) -> f64 {
+        self.cpu_pct() + self.ebpf_pct()
+    }
+
+    /// CPU (user+system+eBPF) per cgroup per 1 s pass, in microseconds.
+    pub fn us_per_cgroup_pass(&self, cgroups: usize) -> f64 {
+        self.total_pct() / 100.0 * 1e6 / cgroups.max(1) as f64
+    }
+
+    fn median_u64(v: &[u64]) -> u64 {
+        let mut s = v.to_vec();
+        s.sort_unstable();
+        s.get(s.len() / 2).copied().unwrap_or(0)
+    }
+
+    pub fn rss_steady(&self) -> u64 {
+        Self::median_u64(&self.rss)
+    }
+
+    pub fn cgroup_memory_steady(&self) -> u64 {
+        Self::median_u64(&self.cgroup_memory)
+    }
+
+    fn to_json(&self, cgroups: usize) -> Value {
+        let programs: Vec<Value> = self
+            .programs
+            .iter()
+            .map(|p| {
+                json!({
+                    "name": p.name,
+                    "events_per_second": p.runs as f64 / self.secs(),
+                    "ns_per_event": (p.runs > 0).then(|| p.run_ns as f64 / p.runs as f64),
+                    "cpu_percent": 100.0 * p.run_ns as f64 / 1e9 / self.secs(),
+                })
+            })
+            .collect();
+        json!({
+            "agent": self.name,
+            "version": self.version,
+            "all_cgroups_named_after_seconds": self.named_after.as_secs_f64(),
+            "window_seconds": self.secs(),
+            "cpu_percent_user_system": self.cpu_pct(),
+            "cpu_percent_ebpf": self.ebpf_pct(),
+            "cpu_percent_total": self.total_pct(),
+            "cpu_us_per_cgroup_per_pass": self.us_per_cgroup_pass(cgroups),
+            "rss_bytes_steady": self.rss_steady(),
+            "rss_bytes_peak": self.rss_peak,
+            "cgroup_memory_bytes_steady": self.cgroup_memory_steady(),
+            "scrape_ms_p50": quantile(&self.latencies_ms, 0.5),
+            "scrape_ms_p99": quantile(&self.latencies_ms, 0.99),
+            "scrapes": self.latencies_ms.len(),
+            "body_bytes": self.body_bytes,
+            "series": self.series,
+            "collection_pass_ms_median": (!self.pass_seconds.is_empty())
+                .then(|| quantile(&self.pass_seconds, 0.5) * 1e3),
+            "ebpf_programs": programs,
+        })
+    }
+}
+
+pub struct SizeResult {
+    pub cgroups: usize,
+    pub agents: Vec<AgentResult>,
+    pub floor: Option<Floor>,
+}
+
+impl SizeResult {
+    pub fn new(cgroups: usize) -> Self {
+        SizeResult {
+            cgroups,
+            agents: Vec::new(),
+            floor: None,
+        }
+    }
+
+    fn agent(&self, name: &str) -> Option<&AgentResult> {
+        self.agents.iter().find(|a| a.name == name)
+    }
+}
+
+/// µs per `perf bench sched pipe` round trip: (as is, pinned to one CPU).
+pub struct PipeResult {
+    pub off: (f64, f64),
+    pub on: (f64, f64),
+}
+
+impl PipeResult {
+    /// (as is, pinned) in percent.
+    pub fn slowdown_pct(&self) -> (f64, f64) {
+        (
+            100.0 * (self.on.0 / self.off.0 - 1.0),
+            100.0 * (self.on.1 / self.off.1 - 1.0),
+        )
+    }
+}
+
+pub struct Report {
+    window: u64,
+    no_peer_reason: Option<String>,
+    pub sizes: Vec<SizeResult>,
+    pub pipe: Option<PipeResult>,
+}
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+impl Report {
+    pub fn new(window: &u64, no_peer_reason: Option<String>) -> Self {
+        Report {
+            window: *window,
+            no_peer_reason,
+            sizes: Vec::new(),
+            pipe: None,
+        }
+    }
+
+    pub fn to_json(&self) -> Value {
+        let sizes: Vec<Value> = self
+            .sizes
+            .iter()
+            .map(|s| {
+                json!({
+                    "cgroups": s.cgroups,
+                    "agents": s.agents.iter().map(|a| a.to_json(s.cgroups)).collect::<Vec<_>>(),
+                    "read_floor": s.floor.as_ref().map(|f| json!({
+                        "files": f.files,
+                        "pread_pass_ms": f.pread.as_secs_f64() * 1e3,
+                        "open_read_close_pass_ms": f.open_read.as_secs_f64() * 1e3,
+                    })),
+                })
+            })
+            .collect();
+        json!({
+            "machine": machine(),
+            "window_seconds": self.window,
+            "interval_seconds": 1,
+            "peer": self.no_peer_reason.as_ref().map_or_else(
+                || json!({"available": true}),
+                |r| json!({"available": false, "reason": r}),
+            ),
+            "sizes": sizes,
+            "sched_pipe": self.pipe.as_ref().map(|p| json!({
+                "usecs_per_op_without_agent": p.off.0,
+                "usecs_per_op_with_nodetel": p.on.0,
+                "slowdown_percent": p.slowdown_pct().0,
+                "pinned_usecs_per_op_without_agent": p.off.1,
+                "pinned_usecs_per_op_with_nodetel": p.on.1,
+                "pinned_slowdown_percent": p.slowdown_pct().1,
+            })),
+        })
+    }
+
+    pub fn table(&self) -> String {
+        let mut t = String::new();
+        let m = machine();
+        let _ = writeln!(
+            t,
+            "\nnodetel bench: {} CPUs ({}), {:.0} GiB, Linux {}, cgroups {}; 1 s interval, {} s window, one scrape a second\n",
+            m["cpus"],
+            m["cpu_model"].as_str().unwrap_or("?"),
+            m["memory_gib"].as_f64().unwrap_or(0.0),
+            m["kernel"].as_str().unwrap_or("?"),
+            m["cgroup_layout"].as_str().unwrap_or("?"),
+            self.window
+        );
+        if let Some(r) = &self.no_peer_reason {
+            let _ = writeln!(t, "cAdvisor NOT measured: {r}\n");
+        }
+        let _ = writeln!(
+            t,
+            "| cgroups | agent | CPU % of a core (user+sys / eBPF / total) | µs CPU per cgroup per pass | RSS MiB steady / peak | cgroup memory MiB | /metrics p50 / p99 ms | body KB | series | all named after s |"
+        );
+        let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|");
+        for s in &self.sizes {
+            for a in &s.agents {
+                let _ = writeln!(
+                    t,
+                    "| {} | {} | {:.2} / {:.2} / **{:.2}** | {:.1} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {:.0} | {} | {:.1} |",
+                    s.cgroups,
+                    a.name,
+                    a.cpu_pct(),
+                    a.ebpf_pct(),
+                    a.total_pct(),
+                    a.us_per_cgroup_pass(s.cgroups),
+                    a.rss_steady() as f64 / MIB,
+                    a.rss_peak as f64 / MIB,
+                    a.cgroup_memory_steady() as f64 / MIB,
+                    quantile(&a.latencies_ms, 0.5),
+                    quantile(&a.latencies_ms, 0.99),
+                    a.body_bytes as f64 / 1000.0,
+                    a.series,
+                    a.named_after.as_secs_f64(),
+                );
+            }
+        }
+        let _ = writeln!(
+            t,
+            "\n| cgroups | read floor: files | pread pass ms | open+read+close pass ms | nodetel pass ms (own figure) | nodetel CPU ms per pass | × pread floor |"
+        );
+        let _ = writeln!(t, "|---|---|---|---|---|---|---|");
+        for s in &self.sizes {
+            let (Some(f), Some(n)) = (&s.floor, s.agent("nodetel")) else {
+                continue;
+            };
+            let cpu_ms = n.total_pct() / 100.0 * 1e3;
+            let floor_ms = f.pread.as_secs_f64() * 1e3;
+            let _ = writeln!(
+                t,
+                "| {} | {} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
+                s.cgroups,
+                f.files,
+                floor_ms,
+                f.open_read.as_secs_f64() * 1e3,
+                quantile(&n.pass_seconds, 0.5) * 1e3,
+                cpu_ms,
+                cpu_ms / floor_ms.max(1e-9),
+            );
+        }
+        let _ = writeln!(
+            t,
+            "\n| cgroups | eBPF program | events/s | ns/event | CPU % |"
+        );
+        let _ = writeln!(t, "|---|---|---|---|---|");
+        for s in &self.sizes {
+            let Some(n) = s.agent("nodetel") else {
+                continue;
+            };
+            for p in &n.programs {
+                let secs = n.secs();
+                let _ = writeln!(
+                    t,
+                    "| {} | {} | {:.0} | {} | {:.3} |",
+                    s.cgroups,
+                    p.name,
+                    p.runs as f64 / secs,
+                    if p.runs > 0 {
+                        format!("{:.0}", p.run_ns as f64 / p.runs as f64)
+                    } else {
+                        "-".into()
+                    },
+                    100.0 * p.run_ns as f64 / 1e9 / secs,
+                );
+            }
+        }
+        if let Some(p) = &self.pipe {
+            let _ = writeln!(
+                t,
+                "\nperf bench sched pipe: {:.2} µs/op without an agent, {:.2} with nodetel: {:+.1} %; \
+                 pinned to one CPU: {:.2} vs {:.2} µs/op: {:+.1} %",
+                p.off.0,
+                p.on.0,
+                p.slowdown_pct().0,
+                p.off.1,
+                p.on.1,
+                p.slowdown_pct().1,
+            );
+        }
+        t.push_str(&self.targets());
+        t
+    }
+
+    /// The issue's budget, each line saying whether this run met it.
+    fn targets(&self) -> String {
+        let mut t = String::from("\nTargets (reported, not asserted):\n");
+        let mut line = |ok: Option<bool>, what: String| {
+            let mark = match ok {
+                Some(true) => "met ",
+                Some(false) => "MISSED",
+                None => "n/a ",
+            };
+            let _ = writeln!(t, "  [{mark}] {what}");
+        };
+        let at = |n: usize| self.sizes.iter().find(|s| s.cgroups == n);
+        if let Some(s) = at(300)
+            && let Some(n) = s.agent("nodetel")
+        {
+            line(
+                Some(n.total_pct() <= 1.5),
+                format!(
+                    "300 cgroups: total CPU {:.2} % <= 1.5 % of a core",
+                    n.total_pct()
+                ),
+            );
+            let ratio = s
+                .agent("cadvisor")
+                .map(|c| c.total_pct() / n.total_pct().max(1e-9));
+            line(
+                ratio.map(|r| r >= 20.0),
+                format!(
+                    "300 cgroups: >= 20x below cAdvisor ({})",
+                    ratio.map_or("no peer".into(), |r| format!("{r:.0}x"))
+                ),
+            );
+            let floor = s.floor.as_ref().map(|f| f.pread.as_secs_f64() * 1e3);
+            let cpu_ms = n.total_pct() / 100.0 * 1e3;
+            line(
+                floor.map(|f| cpu_ms <= 1.5 * f),
+                format!(
+                    "300 cgroups: CPU per pass {cpu_ms:.2} ms within 1.5x of the read floor ({})",
+                    floor.map_or("not measured".into(), |f| format!("{f:.2} ms"))
+                ),
+            );
+            line(
+                Some(n.rss_peak as f64 / MIB <= 40.0),
+                format!(
+                    "300 cgroups: peak RSS {:.1} MiB <= 40 MiB",
+                    n.rss_peak as f64 / MIB
+                ),
+            );
+            let p99 = quantile(&n.latencies_ms, 0.99);
+            line(
+                Some(p99 <= 20.0),
+                format!("300 cgroups: /metrics p99 {p99:.1} ms <= 20 ms"),
+            );
+        }
+        if let (Some(small), Some(big)) = (at(300), at(3000))
+            && let (Some(a), Some(b)) = (small.agent("nodetel"), big.agent("nodetel"))
+        {
+            let growth = b.total_pct() / a.total_pct().max(1e-9);
+            line(
+                Some(growth <= 10.0 * 1.1),
+                format!("300 -> 3000 cgroups: CPU grew {growth:.1}x (linear: 10x)"),
+            );
+            line(
+                Some(b.rss_peak as f64 / MIB <= 120.0),
+                format!(
+                    "3000 cgroups: peak RSS {:.1} MiB <= 120 MiB",
+                    b.rss_peak as f64 / MIB
+                ),
+            );
+        }
+        if let Some(n) = self.sizes.first().and_then(|s| s.agent("nodetel"))
+            && let Some(p) = n.programs.iter().find(|p| p.name.contains("switch"))
+            && p.runs > 0
+        {
+            let ns = p.run_ns as f64 / p.runs as f64;
+            line(
+                Some(ns <= 500.0),
+                format!("sched_switch: {ns:.0} ns per event (a few hundred)"),
+            );
+        }
+        if let Some(p) = &self.pipe {
+            let (as_is, pinned) = p.slowdown_pct();
+            line(
+                Some(as_is < 5.0),
+                format!(
+                    "perf bench sched pipe slowdown {as_is:+.1} % < 5 % (pinned: {pinned:+.1} %)"
+                ),
+            );
+        }
+        t
+    }
+}
+
+/// What the figures were measured on.
+fn machine() -> Value {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("model name")?
+                .split_once(':')
+                .map(|(_, v)| v.trim())
+        })
+        .unwrap_or("unknown");
+    let cpus = cpuinfo
+        .lines()
+        .filter(|l| l.starts_with("processor"))
+        .count();
+    let mem_kib: f64 = fs::read_to_string("/proc/meminfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("MemTotal:")?
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0.0);
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let layout = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() {
+        "v2"
+    } else {
+        "v1 hybrid"
+    };
+    json!({
+        "cpu_model": model,
+        "cpus": cpus,
+        "memory_gib": mem_kib / 1024.0 / 1024.0,
+        "kernel": kernel.trim(),
+        "cgroup_layout": layout,
+    })
+}
