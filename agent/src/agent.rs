@@ -199,6 +199,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
         let c = Arc::clone(&collector);
         let h = Arc::clone(&history);
+        let expected = tx.borrow().as_ref().map_or(0, |p| p.metrics.len());
         let pass = tokio::task::spawn_blocking(move || {
             let mut c = c
                 .lock()
@@ -208,7 +209,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             h.write()
                 .map_err(|_| anyhow::anyhow!("history poisoned by a panic"))?
                 .record(&snapshot);
-            Ok::<_, anyhow::Error>(Prepared::new(snapshot))
+            Ok::<_, anyhow::Error>(Prepared::new(snapshot, expected))
         })
         .await
         .context("collector thread")?;

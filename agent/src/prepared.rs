@@ -13,8 +13,9 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    pub fn new(snapshot: Snapshot) -> Self {
-        let metrics = Bytes::from(metrics::render(&snapshot));
+    /// `expected`: the last body's length, so the buffer is allocated once at its final size.
+    pub fn new(snapshot: Snapshot, expected: usize) -> Self {
+        let metrics = Bytes::from(metrics::render_sized(&snapshot, expected));
         Prepared {
             snapshot: Arc::new(snapshot),
             metrics,

@@ -3,6 +3,6 @@ mod exposition;
 mod families;
 mod labels;
 
-pub use exposition::{CONTENT_TYPE, render};
+pub use exposition::{CONTENT_TYPE, render, render_sized};
 pub use families::{AGENT_FAMILIES, CONTAINER_FAMILIES, Kind};
 pub use labels::LabelMode;
