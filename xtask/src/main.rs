@@ -1,4 +1,5 @@
-//! Developer tasks: `cargo xtask <setup|build-ebpf|run|test|integration-test vm|lint>`.
+//! Developer tasks: `cargo xtask <setup|build-ebpf|run|test|integration-test vm|lint|bench>`.
+mod bench;
 mod vm;
 
 use std::{
@@ -42,6 +43,26 @@ enum Task {
     },
     /// cargo fmt --check and clippy -D warnings on the userspace crates.
     Lint,
+    /// nodetel and cAdvisor 0.38.7 side by side on the same N cgroups (needs root): CPU with
+    /// eBPF time, memory, scrape latency, read floor, context-switch tax. Table and JSON in
+    /// target/bench.
+    Bench {
+        /// Cgroup counts, comma-separated.
+        #[arg(long, default_value = "300,1000,3000")]
+        cgroups: String,
+        /// Seconds each agent is scraped, once a second.
+        #[arg(long, default_value_t = 30)]
+        window: u64,
+        /// Docker containers besides the plain cgroups.
+        #[arg(long, default_value_t = 4)]
+        containers: usize,
+        /// perf bench sched pipe runs per configuration (0: skip).
+        #[arg(long, default_value_t = 5)]
+        pipe_runs: usize,
+        /// Measure nodetel alone.
+        #[arg(long)]
+        no_peer: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -105,6 +126,22 @@ fn main() -> anyhow::Result<()> {
                 },
             )
         }
+        Task::Bench {
+            cgroups,
+            window,
+            containers,
+            pipe_runs,
+            no_peer,
+        } => bench::run(
+            &root,
+            &bench::Options {
+                cgroups,
+                window,
+                containers,
+                pipe_runs,
+                no_peer,
+            },
+        ),
         Task::Lint => {
             cargo(&root, &["fmt", "--all", "--", "--check"])?;
             setup(&root)?;

@@ -87,12 +87,22 @@ fn main() -> anyhow::Result<()> {
             eprintln!("bench: perf bench sched pipe with nodetel attached");
             let on = pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?;
             stop(&mut child);
+            // The run-queue latency programs' share: the same agent without them.
+            let mut cpu_only = AgentCommand::nodetel(&args.nodetel, &docker_socket)?
+                .with(&["--disable-metrics", "sched"]);
+            cpu_only.name = "nodetel-no-sched";
+            let mut child = start(&args, &cpu_only, &agent_cgroup, n)?;
+            wait_serving(&cpu_only, &mut child)?;
+            eprintln!("bench: perf bench sched pipe with nodetel --disable-metrics sched");
+            let on_cpu_only = pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?;
+            stop(&mut child);
             // Without the agent both before and after, so a drift of the machine shows.
             let after = pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?;
             let before = pipe_off.unwrap_or(after);
             pipe = Some(PipeResult {
                 off: ((before.0 + after.0) / 2.0, (before.1 + after.1) / 2.0),
                 on,
+                on_cpu_only,
             });
         } else {
             stop(&mut child);
@@ -151,6 +161,11 @@ impl AgentCommand {
         })
     }
 
+    fn with(mut self, extra: &[&str]) -> Self {
+        self.argv.extend(extra.iter().map(|s| s.to_string()));
+        self
+    }
+
     fn cadvisor(bin: &std::path::Path, docker_socket: &str) -> anyhow::Result<AgentCommand> {
         let addr = free_addr()?;
         let port = addr.rsplit(':').next().unwrap_or_default().to_string();
@@ -205,16 +220,7 @@ fn measure(
     n: usize,
 ) -> anyhow::Result<(AgentResult, Child)> {
     eprintln!("bench: {} with {n} cgroups", agent.name);
-    let log = fs::File::create(args.out.join(format!("{}-{n}.log", agent.name)))?;
-    let script = format!("{} && exec \"$@\"", cgroup.join_command());
-    let mut child = Command::new("sh")
-        .args(["-c", &script, "sh"])
-        .args(&agent.argv)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone()?)
-        .stderr(log)
-        .spawn()
-        .with_context(|| format!("start {}", agent.name))?;
+    let mut child = start(args, agent, cgroup, n)?;
     let pid = child.id();
     let started = Instant::now();
     // Warm-up: until every bench cgroup is named in /metrics (cAdvisor discovers them slowly).
@@ -282,6 +288,38 @@ fn measure(
 }
 
 const WARMUP_LIMIT: Duration = Duration::from_secs(180);
+
+/// Starts an agent in `cgroup` (it moves itself there before exec), its output in a log.
+fn start(args: &Args, agent: &AgentCommand, cgroup: &Cgroup, n: usize) -> anyhow::Result<Child> {
+    let log = fs::File::create(args.out.join(format!("{}-{n}.log", agent.name)))?;
+    let script = format!("{} && exec \"$@\"", cgroup.join_command());
+    Command::new("sh")
+        .args(["-c", &script, "sh"])
+        .args(&agent.argv)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("start {}", agent.name))
+}
+
+/// Until the agent answers /metrics.
+fn wait_serving(agent: &AgentCommand, child: &mut Child) -> anyhow::Result<()> {
+    let started = Instant::now();
+    while started.elapsed() < WARMUP_LIMIT {
+        if let Some(status) = child.try_wait()? {
+            bail!("{} exited: {status}", agent.name);
+        }
+        if scrape::metrics(&agent.addr).is_ok() {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
+    bail!(
+        "{} did not serve /metrics within {WARMUP_LIMIT:?}",
+        agent.name
+    )
+}
 
 fn stop(child: &mut Child) {
     // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).

@@ -147,14 +147,24 @@ impl SizeResult {
 pub struct PipeResult {
     pub off: (f64, f64),
     pub on: (f64, f64),
+    /// With `--disable-metrics sched`: CPU accounting alone, no run-queue latency programs.
+    pub on_cpu_only: (f64, f64),
 }
 
 impl PipeResult {
     /// (as is, pinned) in percent.
     pub fn slowdown_pct(&self) -> (f64, f64) {
+        self.slowdown(self.on)
+    }
+
+    pub fn slowdown_cpu_only_pct(&self) -> (f64, f64) {
+        self.slowdown(self.on_cpu_only)
+    }
+
+    fn slowdown(&self, on: (f64, f64)) -> (f64, f64) {
         (
-            100.0 * (self.on.0 / self.off.0 - 1.0),
-            100.0 * (self.on.1 / self.off.1 - 1.0),
+            100.0 * (on.0 / self.off.0 - 1.0),
+            100.0 * (on.1 / self.off.1 - 1.0),
         )
     }
 }
@@ -210,6 +220,10 @@ impl Report {
                 "pinned_usecs_per_op_without_agent": p.off.1,
                 "pinned_usecs_per_op_with_nodetel": p.on.1,
                 "pinned_slowdown_percent": p.slowdown_pct().1,
+                "usecs_per_op_with_nodetel_without_sched": p.on_cpu_only.0,
+                "slowdown_percent_without_sched": p.slowdown_cpu_only_pct().0,
+                "pinned_usecs_per_op_with_nodetel_without_sched": p.on_cpu_only.1,
+                "pinned_slowdown_percent_without_sched": p.slowdown_cpu_only_pct().1,
             })),
         })
     }
@@ -309,14 +323,20 @@ impl Report {
         if let Some(p) = &self.pipe {
             let _ = writeln!(
                 t,
-                "\nperf bench sched pipe: {:.2} µs/op without an agent, {:.2} with nodetel: {:+.1} %; \
-                 pinned to one CPU: {:.2} vs {:.2} µs/op: {:+.1} %",
-                p.off.0,
-                p.on.0,
-                p.slowdown_pct().0,
-                p.off.1,
-                p.on.1,
-                p.slowdown_pct().1,
+                "\n| perf bench sched pipe | µs/op | slowdown | pinned to one CPU: µs/op | slowdown |\n|---|---|---|---|---|"
+            );
+            let (s, sp) = p.slowdown_pct();
+            let (c, cp) = p.slowdown_cpu_only_pct();
+            let _ = writeln!(t, "| no agent | {:.2} | | {:.2} | |", p.off.0, p.off.1);
+            let _ = writeln!(
+                t,
+                "| nodetel (default) | {:.2} | {s:+.1} % | {:.2} | {sp:+.1} % |",
+                p.on.0, p.on.1
+            );
+            let _ = writeln!(
+                t,
+                "| nodetel --disable-metrics sched | {:.2} | {c:+.1} % | {:.2} | {cp:+.1} % |",
+                p.on_cpu_only.0, p.on_cpu_only.1
             );
         }
         t.push_str(&self.targets());
@@ -404,11 +424,13 @@ impl Report {
             );
         }
         if let Some(p) = &self.pipe {
+            // Judged pinned: the worst case, and the one that repeats (as is, each message
+            // crosses CPUs and the figure swings with the hypervisor's wakeup latency).
             let (as_is, pinned) = p.slowdown_pct();
             line(
-                Some(as_is < 5.0),
+                Some(pinned < 5.0),
                 format!(
-                    "perf bench sched pipe slowdown {as_is:+.1} % < 5 % (pinned: {pinned:+.1} %)"
+                    "perf bench sched pipe pinned to one CPU: {pinned:+.1} % < 5 % (as is: {as_is:+.1} %)"
                 ),
             );
         }
