@@ -480,15 +480,7 @@ mod tests {
     #[test]
     fn a_second_pass_rereads_open_files_and_opens_none() {
         for name in ["v2", "hybrid"] {
-            let layout = Layout::detect(&fixture(name)).expect("layout");
-            let tree = Tree::walk(&layout.unified).expect("walk");
-            let mut reader = CgroupfsReader::new(
-                layout,
-                testdata("proc"),
-                testdata("sys"),
-                MetricKinds::default(),
-                4096,
-            );
+            let (tree, mut reader) = reader_at(&fixture(name));
             let first = reader.read_all(&tree, 1.0, &HashSet::new());
             let opened = reader.file_counts().opens;
             assert!(opened > 0 && reader.files_held() as u64 == opened);
@@ -496,6 +488,20 @@ mod tests {
             assert_eq!(reader.file_counts().opens, opened, "{name}");
             assert_eq!(format!("{first:?}"), format!("{second:?}"), "{name}");
         }
+    }
+
+    /// The tree at `root` and a reader of it with every kind on and room for every file.
+    fn reader_at(root: &Path) -> (Tree, CgroupfsReader) {
+        let layout = Layout::detect(root).expect("layout");
+        let tree = Tree::walk(&layout.unified).expect("walk");
+        let reader = CgroupfsReader::new(
+            layout,
+            testdata("proc"),
+            testdata("sys"),
+            MetricKinds::default(),
+            4096,
+        );
+        (tree, reader)
     }
 
     fn copy_tree(from: &Path, to: &Path) {
@@ -514,17 +520,9 @@ mod tests {
     fn quiet_cgroups_are_reread_only_when_due() {
         let dir = tempfile::tempdir().expect("tempdir");
         copy_tree(&fixture("v2"), dir.path());
-        let layout = Layout::detect(dir.path()).expect("layout");
-        let tree = Tree::walk(&layout.unified).expect("walk");
         let every = 3;
-        let mut reader = CgroupfsReader::new(
-            layout,
-            testdata("proc"),
-            testdata("sys"),
-            MetricKinds::default(),
-            4096,
-        )
-        .reuse_quiet_for(every);
+        let (tree, reader) = reader_at(dir.path());
+        let mut reader = reader.reuse_quiet_for(every);
         let rel = "kubepods.slice/kubepods-burstable.slice";
         let usage = |c: &[ContainerSample]| {
             c.iter()
@@ -565,15 +563,7 @@ mod tests {
     fn quiet_reuse_is_off_by_default() {
         let dir = tempfile::tempdir().expect("tempdir");
         copy_tree(&fixture("v2"), dir.path());
-        let layout = Layout::detect(dir.path()).expect("layout");
-        let tree = Tree::walk(&layout.unified).expect("walk");
-        let mut reader = CgroupfsReader::new(
-            layout,
-            testdata("proc"),
-            testdata("sys"),
-            MetricKinds::default(),
-            4096,
-        );
+        let (tree, mut reader) = reader_at(dir.path());
         let all: HashSet<u64> = tree.cgroups.iter().map(|c| c.id).collect();
         reader.read_all(&tree, 1.0, &all);
         reader.read_all(&tree, 2.0, &all);
