@@ -82,11 +82,11 @@ fn main() -> anyhow::Result<()> {
         };
         let mut size = SizeResult::new(n);
         let nodetel = AgentCommand::nodetel(&args.nodetel, &docker_socket)?;
-        let (result, mut child) = measure(&args, &nodetel, &agent_cgroup, n)?;
+        let (result, child) = measure(&args, &nodetel, &agent_cgroup, n)?;
         if measure_pipe {
             eprintln!("bench: perf bench sched pipe with nodetel attached");
             let on = pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?;
-            stop(&mut child);
+            drop(child);
             // The run-queue latency programs' share: the same agent without them.
             let mut cpu_only = AgentCommand::nodetel(&args.nodetel, &docker_socket)?
                 .with(&["--disable-metrics", "sched"]);
@@ -95,7 +95,7 @@ fn main() -> anyhow::Result<()> {
             wait_serving(&cpu_only, &mut child)?;
             eprintln!("bench: perf bench sched pipe with nodetel --disable-metrics sched");
             let on_cpu_only = pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?;
-            stop(&mut child);
+            drop(child);
             // Without the agent both before and after, so a drift of the machine shows.
             let after = pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?;
             let before = pipe_off.unwrap_or(after);
@@ -105,7 +105,7 @@ fn main() -> anyhow::Result<()> {
                 on_cpu_only,
             });
         } else {
-            stop(&mut child);
+            drop(child);
         }
         size.floor = result.floor_per_cgroup.as_ref().map(|files| {
             eprintln!("bench: timing the read floor");
@@ -114,8 +114,8 @@ fn main() -> anyhow::Result<()> {
         size.agents.push(result);
         if let Some(bin) = &args.cadvisor {
             let cadvisor = AgentCommand::cadvisor(bin, &docker_socket)?;
-            let (result, mut child) = measure(&args, &cadvisor, &agent_cgroup, n)?;
-            stop(&mut child);
+            let (result, child) = measure(&args, &cadvisor, &agent_cgroup, n)?;
+            drop(child);
             size.agents.push(result);
         }
         report.sizes.push(size);
@@ -218,7 +218,7 @@ fn measure(
     agent: &AgentCommand,
     cgroup: &Cgroup,
     n: usize,
-) -> anyhow::Result<(AgentResult, Child)> {
+) -> anyhow::Result<(AgentResult, Running)> {
     eprintln!("bench: {} with {n} cgroups", agent.name);
     let mut child = start(args, agent, cgroup, n)?;
     let pid = child.id();
@@ -251,12 +251,25 @@ fn measure(
     let bpf0 = probe::bpf_programs(pid)?;
     let mut result = AgentResult::new(agent.name, &agent.version, named_after);
     for tick in 1..=args.window {
-        let s = scrape::metrics(&agent.addr)?;
-        result.latencies_ms.push(s.latency.as_secs_f64() * 1e3);
-        result.body_bytes = s.body.len();
-        result.series = scrape::series(&s.body);
-        if let Some(d) = scrape::scalar(&s.body, "nodetel_collection_duration_seconds") {
-            result.pass_seconds.push(d);
+        // A scrape that fails or times out counts, at the time it took: an overloaded agent
+        // (cAdvisor at 3000 cgroups) is a result, not a reason to stop.
+        let asked = Instant::now();
+        match scrape::metrics(&agent.addr) {
+            Ok(s) => {
+                result.latencies_ms.push(s.latency.as_secs_f64() * 1e3);
+                result.body_bytes = s.body.len();
+                result.series = scrape::series(&s.body);
+                if let Some(d) = scrape::scalar(&s.body, "nodetel_collection_duration_seconds") {
+                    result.pass_seconds.push(d);
+                }
+            }
+            Err(e) => {
+                eprintln!("bench: {} scrape failed: {e:#}", agent.name);
+                result
+                    .latencies_ms
+                    .push(asked.elapsed().as_secs_f64() * 1e3);
+                result.failed_scrapes += 1;
+            }
         }
         result.rss.push(probe::rss(pid)?.0);
         if let Some(m) = cgroup.memory_bytes() {
@@ -290,7 +303,7 @@ fn measure(
 const WARMUP_LIMIT: Duration = Duration::from_secs(180);
 
 /// Starts an agent in `cgroup` (it moves itself there before exec), its output in a log.
-fn start(args: &Args, agent: &AgentCommand, cgroup: &Cgroup, n: usize) -> anyhow::Result<Child> {
+fn start(args: &Args, agent: &AgentCommand, cgroup: &Cgroup, n: usize) -> anyhow::Result<Running> {
     let log = fs::File::create(args.out.join(format!("{}-{n}.log", agent.name)))?;
     let script = format!("{} && exec \"$@\"", cgroup.join_command());
     Command::new("sh")
@@ -300,11 +313,12 @@ fn start(args: &Args, agent: &AgentCommand, cgroup: &Cgroup, n: usize) -> anyhow
         .stdout(log.try_clone()?)
         .stderr(log)
         .spawn()
+        .map(Running)
         .with_context(|| format!("start {}", agent.name))
 }
 
 /// Until the agent answers /metrics.
-fn wait_serving(agent: &AgentCommand, child: &mut Child) -> anyhow::Result<()> {
+fn wait_serving(agent: &AgentCommand, child: &mut Running) -> anyhow::Result<()> {
     let started = Instant::now();
     while started.elapsed() < WARMUP_LIMIT {
         if let Some(status) = child.try_wait()? {
@@ -319,6 +333,28 @@ fn wait_serving(agent: &AgentCommand, child: &mut Child) -> anyhow::Result<()> {
         "{} did not serve /metrics within {WARMUP_LIMIT:?}",
         agent.name
     )
+}
+
+/// An agent that is stopped however the bench leaves it (an error included).
+struct Running(Child);
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        stop(&mut self.0);
+    }
 }
 
 fn stop(child: &mut Child) {

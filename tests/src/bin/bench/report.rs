@@ -25,6 +25,8 @@ pub struct AgentResult {
     pub latencies_ms: Vec<f64>,
     pub body_bytes: usize,
     pub series: usize,
+    /// Scrapes that failed or timed out (their time is in `latencies_ms`).
+    pub failed_scrapes: usize,
     /// The agent's own figure for one collection pass (nodetel only).
     pub pass_seconds: Vec<f64>,
     pub floor_per_cgroup: Option<BTreeSet<(String, String)>>,
@@ -45,6 +47,7 @@ impl AgentResult {
             latencies_ms: Vec::new(),
             body_bytes: 0,
             series: 0,
+            failed_scrapes: 0,
             pass_seconds: Vec::new(),
             floor_per_cgroup: None,
         }
@@ -114,6 +117,7 @@ impl AgentResult {
             "scrape_ms_p50": quantile(&self.latencies_ms, 0.5),
             "scrape_ms_p99": quantile(&self.latencies_ms, 0.99),
             "scrapes": self.latencies_ms.len(),
+            "failed_scrapes": self.failed_scrapes,
             "body_bytes": self.body_bytes,
             "series": self.series,
             "collection_pass_ms_median": (!self.pass_seconds.is_empty())
@@ -246,14 +250,14 @@ impl Report {
         }
         let _ = writeln!(
             t,
-            "| cgroups | agent | CPU % of a core (user+sys / eBPF / total) | µs CPU per cgroup per pass | RSS MiB steady / peak | cgroup memory MiB | /metrics p50 / p99 ms | body KB | series | all named after s |"
+            "| cgroups | agent | CPU % of a core (user+sys / eBPF / total) | µs CPU per cgroup per pass | RSS MiB steady / peak | cgroup memory MiB | /metrics p50 / p99 ms (failed) | body KB | series | all named after s |"
         );
         let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|");
         for s in &self.sizes {
             for a in &s.agents {
                 let _ = writeln!(
                     t,
-                    "| {} | {} | {:.2} / {:.2} / **{:.2}** | {:.1} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1} | {:.0} | {} | {:.1} |",
+                    "| {} | {} | {:.2} / {:.2} / **{:.2}** | {:.1} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1}{} | {:.0} | {} | {:.1} |",
                     s.cgroups,
                     a.name,
                     a.cpu_pct(),
@@ -265,6 +269,11 @@ impl Report {
                     a.cgroup_memory_steady() as f64 / MIB,
                     quantile(&a.latencies_ms, 0.5),
                     quantile(&a.latencies_ms, 0.99),
+                    if a.failed_scrapes > 0 {
+                        format!(" ({} of {} failed)", a.failed_scrapes, a.latencies_ms.len())
+                    } else {
+                        String::new()
+                    },
                     a.body_bytes as f64 / 1000.0,
                     a.series,
                     a.named_after.as_secs_f64(),
