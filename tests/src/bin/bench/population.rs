@@ -131,6 +131,13 @@ impl Cgroup {
     }
 }
 
+/// Removed when dropped (a cgroup still holding a process stays: rmdir refuses it).
+impl Drop for Cgroup {
+    fn drop(&mut self) {
+        self.remove();
+    }
+}
+
 /// N cgroups with a sleeping process each; all removed on drop.
 pub struct Population {
     pub cgroups: Vec<Cgroup>,
