@@ -206,6 +206,7 @@ impl Collector {
 
         let tree = if self.walks.unchanged(changes) {
             self.stats.walks_saved += 1;
+            // A copy: the lifecycle events compare this pass's tree with `last_tree`.
             self.last_tree.clone()
         } else {
             let unified = &self.reader.layout().unified;

@@ -45,7 +45,8 @@ fn wait_for(what: &str, within: Duration, mut ready: impl FnMut() -> bool) -> an
     bail!("{what} not ready within {within:?}")
 }
 
-fn stop(child: &mut Child, within: Duration) {
+/// SIGTERM, up to `within` to exit, then SIGKILL; always reaped.
+pub fn stop(child: &mut Child, within: Duration) {
     if matches!(child.try_wait(), Ok(None)) {
         let _ = crate::signal(child.id(), "TERM");
         let deadline = Instant::now() + within;

@@ -59,9 +59,9 @@ struct Names {
 pub struct NetworkReader {
     proc_root: PathBuf,
     /// cgroup id -> its namespace when last seen with a process: its sockets may outlive them.
-    /// The process each cgroup's namespace was read through, with the answer.
-    last_pid_ns: HashMap<u64, (u32, u64)>,
     last_ns: HashMap<u64, u64>,
+    /// cgroup id -> the process its namespace was read through last pass, with the answer.
+    last_pid_ns: HashMap<u64, (u32, u64)>,
     names: HashMap<u64, Names>,
     stats: NetStats,
 }
@@ -93,6 +93,7 @@ impl NetworkReader {
             reader_pid.insert(ns, pid);
         }
         let host = host.map(|(ns, _)| ns);
+        let mut answered: HashMap<u64, (u32, u64)> = HashMap::new();
         for c in containers.iter() {
             let Some(pid) = c.processes.first_pid else {
                 continue;
@@ -105,12 +106,14 @@ impl NetworkReader {
             {
                 ns_of.insert(c.cgroup_id, ns);
                 reader_pid.entry(ns).or_insert(pid);
+                answered.insert(c.cgroup_id, (pid, ns));
                 continue;
             }
             // The process may have exited since cgroup.procs was read: then it has no answer.
             if let Ok(ns) = netns::id(&self.proc_root, pid) {
                 ns_of.insert(c.cgroup_id, ns);
                 reader_pid.entry(ns).or_insert(pid);
+                answered.insert(c.cgroup_id, (pid, ns));
             }
         }
         for c in containers.iter() {
@@ -119,15 +122,7 @@ impl NetworkReader {
             }
         }
         self.last_ns = ns_of.clone();
-        self.last_pid_ns = containers
-            .iter()
-            .filter_map(|c| {
-                Some((
-                    c.cgroup_id,
-                    (c.processes.first_pid?, *ns_of.get(&c.cgroup_id)?),
-                ))
-            })
-            .collect();
+        self.last_pid_ns = answered;
 
         let mut devices: HashMap<u64, Vec<DeviceCounters>> = HashMap::new();
         for (&ns, &pid) in &reader_pid {

@@ -68,7 +68,7 @@ fn main() -> anyhow::Result<()> {
     );
     let containers = Containers::start(args.containers)?;
     let docker_socket = containers.dockerd.socket.display().to_string();
-    let mut report = Report::new(&args.window, args.no_peer_reason.clone());
+    let mut report = Report::new(args.window, args.no_peer_reason.clone());
     let mut pipe = None;
     for (i, &n) in args.cgroups.iter().enumerate() {
         eprintln!("bench: making {n} cgroups");
@@ -353,19 +353,8 @@ impl std::ops::DerefMut for Running {
 
 impl Drop for Running {
     fn drop(&mut self) {
-        stop(&mut self.0);
+        nodetel_integration_tests::runtimes::stop(&mut self.0, Duration::from_secs(15));
     }
-}
-
-fn stop(child: &mut Child) {
-    // SAFETY: kill(2) with a pid we spawned and still own (not yet reaped).
-    unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGTERM) };
-    let deadline = Instant::now() + Duration::from_secs(15);
-    while Instant::now() < deadline && matches!(child.try_wait(), Ok(None)) {
-        thread::sleep(Duration::from_millis(50));
-    }
-    let _ = child.kill();
-    let _ = child.wait();
 }
 
 /// 3000 cgroups times a dozen files is more than the usual soft limit of 1024 descriptors.

@@ -123,18 +123,14 @@ impl Cgroup {
                 .find_map(|f| fs::read_to_string(d.join(f)).ok()?.trim().parse().ok())
         })
     }
-
-    fn remove(&self) {
-        for d in &self.dirs {
-            let _ = fs::remove_dir(d);
-        }
-    }
 }
 
 /// Removed when dropped (a cgroup still holding a process stays: rmdir refuses it).
 impl Drop for Cgroup {
     fn drop(&mut self) {
-        self.remove();
+        for d in &self.dirs {
+            let _ = fs::remove_dir(d);
+        }
     }
 }
 
@@ -142,7 +138,8 @@ impl Drop for Cgroup {
 pub struct Population {
     pub cgroups: Vec<Cgroup>,
     sleepers: Vec<Child>,
-    parent: Cgroup,
+    /// Held only to be removed last, after its children.
+    _parent: Cgroup,
 }
 
 impl Population {
@@ -151,7 +148,7 @@ impl Population {
         let mut p = Population {
             cgroups: Vec::with_capacity(n),
             sleepers: Vec::with_capacity(n),
-            parent,
+            _parent: parent,
         };
         for i in 0..n {
             let cg = Cgroup::make(hierarchies, &format!("{PARENT}/c{i}"))?;
@@ -177,10 +174,7 @@ impl Drop for Population {
         for c in &mut self.sleepers {
             let _ = c.wait();
         }
-        for cg in &self.cgroups {
-            cg.remove();
-        }
-        self.parent.remove();
+        // Then the fields drop in order: the leaf cgroups, now empty, before their parent.
     }
 }
 

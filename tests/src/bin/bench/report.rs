@@ -183,9 +183,9 @@ pub struct Report {
 const MIB: f64 = 1024.0 * 1024.0;
 
 impl Report {
-    pub fn new(window: &u64, no_peer_reason: Option<String>) -> Self {
+    pub fn new(window: u64, no_peer_reason: Option<String>) -> Self {
         Report {
-            window: *window,
+            window,
             no_peer_reason,
             sizes: Vec::new(),
             pipe: None,
