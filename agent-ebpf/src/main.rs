@@ -30,22 +30,6 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
-/// `tp_btf/sched_wakeup(struct task_struct *p)`: a task became runnable.
-#[btf_tracepoint(function = "sched_wakeup")]
-pub fn sched_wakeup(ctx: BtfTracePointContext) -> i32 {
-    let p: *const u8 = ctx.arg(0);
-    sched::on_wakeup(p);
-    0
-}
-
-/// `tp_btf/sched_wakeup_new(struct task_struct *p)`: a new task became runnable.
-#[btf_tracepoint(function = "sched_wakeup_new")]
-pub fn sched_wakeup_new(ctx: BtfTracePointContext) -> i32 {
-    let p: *const u8 = ctx.arg(0);
-    sched::on_wakeup(p);
-    0
-}
-
 /// `tp_btf/cgroup_attach_task(struct cgroup *dst, const char *path, struct task_struct *task,
 /// bool threadgroup)`. A running task that moves itself into another cgroup (a shell writing `$$`
 /// to cgroup.procs) would otherwise have its whole slice charged to the new cgroup at switch-out.

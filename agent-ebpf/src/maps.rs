@@ -6,8 +6,7 @@ use aya_ebpf::{
 };
 use nodetel_common::{
     DEFAULT_CPU_NS_ENTRIES, HistKey, NET_TRAFFIC_ENTRIES, NetCounters, NetKey, OOM_KILLS_ENTRIES,
-    OomKill, RunState, SCHED_ENTRIES, SCHED_HIST_ENTRIES, STAT_SLOTS, SchedCounters,
-    WAKEUPS_ENTRIES,
+    OomKill, RunState, RunqBucket, SCHED_HIST_ENTRIES, STAT_SLOTS,
 };
 
 #[map(name = "CPU_NS")]
@@ -34,21 +33,9 @@ pub static SIGKILLS: LruHashMap<u32, OomKill> = LruHashMap::with_max_entries(102
 pub static NET_TRAFFIC: PerCpuHashMap<NetKey, NetCounters> =
     PerCpuHashMap::with_max_entries(NET_TRAFFIC_ENTRIES, 0);
 
-#[map(name = "SCHED")]
-pub static SCHED: PerCpuHashMap<u64, SchedCounters> =
-    PerCpuHashMap::with_max_entries(SCHED_ENTRIES, 0);
-
 #[map(name = "SCHED_HIST")]
-pub static SCHED_HIST: PerCpuHashMap<HistKey, u64> =
+pub static SCHED_HIST: PerCpuHashMap<HistKey, RunqBucket> =
     PerCpuHashMap::with_max_entries(SCHED_HIST_ENTRIES, 0);
-
-const BPF_F_NO_COMMON_LRU: u32 = 2;
-
-/// Shared by all CPUs: a task is often woken on one CPU and run on another. Eviction lists per
-/// CPU (BPF_F_NO_COMMON_LRU) spare every switch the global LRU lock.
-#[map(name = "WAKEUPS")]
-pub static WAKEUPS: LruHashMap<u32, u64> =
-    LruHashMap::with_max_entries(WAKEUPS_ENTRIES, BPF_F_NO_COMMON_LRU);
 
 #[map(name = "STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);
@@ -99,10 +86,4 @@ pub fn upsert<K, V>(map: &PerCpuHashMap<K, V>, key: &K, init: &V, add: impl Fn(*
 #[inline(always)]
 pub fn per_cpu_add(map: &PerCpuHashMap<u64, u64>, key: u64, n: u64) -> bool {
     upsert(map, &key, &n, |v| atomic_add(v, n))
-}
-
-/// Adds one to a histogram bucket of this CPU; false when the map is full.
-#[inline(always)]
-pub fn per_cpu_add_hist(key: &HistKey) -> bool {
-    upsert(&SCHED_HIST, key, &1, |v| atomic_add(v, 1))
 }

@@ -1,80 +1,107 @@
-//! Per-cgroup run-queue waits and run periods, the figures of `/proc/<pid>/schedstat` summed by
+//! Per-cgroup run-queue waits and run periods: the figures of `/proc/<pid>/schedstat`, summed by
 //! cgroup, without walking /proc.
 //!
-//! A task becomes runnable when it is woken (`sched_wakeup`, `sched_wakeup_new`) or preempted
-//! while still runnable (seen at `sched_switch`); the time is stamped under its thread id. When
-//! it is next switched in, the wait is `now - stamp`, charged to its cgroup with a log2 bucket.
-//! Per switch: one stamp lookup and delete, one counter update, one bucket update.
-use aya_ebpf::helpers::bpf_ktime_get_ns;
-use nodetel_common::{HistKey, KernelOffsets, RUNQ_BUCKETS, STAT_SCHED_MAP_FULL, SchedCounters};
+//! The scheduler keeps them per task in `task->sched_info` (CONFIG_SCHED_INFO, which every
+//! distribution kernel has): `run_delay`, the time spent runnable but not running (from wakeup,
+//! or from being preempted, to running), and `pcount`, the times run. It adds a wait when the
+//! task arrives on a CPU, right AFTER the `sched_switch` tracepoint, so the figures read at a
+//! switch-in leave out the wait that just ended and those read at the matching switch-out
+//! include it: the difference is that wait and one run period, added to one histogram bucket
+//! of the cgroup the task ran in (the cgroup's totals are the sums over its buckets).
+//!
+//! Reading the kernel's own counters needs no stamp map and no wakeup program (a stamp per
+//! wakeup, a lookup and a delete per switch cost about 1 µs per wakeup and switch here), and the
+//! totals are the kernel's by construction. The price: a wait is charged when the slice after it
+//! ends, not when it ends.
+use nodetel_common::{
+    HistKey, KernelOffsets, Pending, RUNQ_BUCKETS, RunqBucket, STAT_SCHED_MAP_FULL,
+};
 
 use crate::{
-    maps::{SCHED, WAKEUPS, atomic_add, per_cpu_add_hist, stat_add, upsert},
+    maps::{SCHED_HIST, atomic_add, stat_add, upsert},
     task,
 };
 
-/// Stamps a task made runnable by a wakeup.
+/// More run periods than this between a traced switch-in and switch-out is not one slice.
+const MAX_PERIODS_PER_SLICE: u64 = 16;
+
+/// The wait that preceded the slice of `task` now ending, and its bucket: the scheduler's
+/// figures now minus those at switch-in. `None` when there is nothing to charge.
 #[inline(always)]
-pub fn on_wakeup(p: *const u8) {
-    let off = task::offsets();
-    if off.valid == 0 {
-        return;
+pub fn slice_wait(
+    task: *const u8,
+    run_delay_at_in: u64,
+    pcount_at_in: u64,
+    off: &KernelOffsets,
+) -> Option<(u32, RunqBucket)> {
+    let (run_delay, pcount) = task::sched_info(task, off).ok()?;
+    let periods = pcount.wrapping_sub(pcount_at_in);
+    // One period per traced slice; more means the baseline is not this slice's (unreadable at
+    // switch-in, left zero), and none means the task has not arrived yet.
+    if periods == 0 || periods > MAX_PERIODS_PER_SLICE {
+        return None;
     }
-    let Ok(pid) = task::pid(p, &off) else {
-        return;
+    let waited = run_delay.wrapping_sub(run_delay_at_in);
+    let per_period = if periods > 1 {
+        waited / periods
+    } else {
+        waited
     };
-    if pid == 0 {
-        return;
-    }
-    // SAFETY: no preconditions.
-    let now = unsafe { bpf_ktime_get_ns() };
-    let _ = WAKEUPS.insert(&pid, &now, 0);
+    Some((
+        bucket(per_period),
+        RunqBucket {
+            count: periods,
+            wait_ns: waited,
+        },
+    ))
 }
 
-/// At a context switch: stamps `prev` if it was preempted (still runnable), and charges the
-/// wait and the run period of the task switched in.
+/// Adds a wait to this CPU's pending buffer (see `Pending`).
 #[inline(always)]
-pub fn on_switch(
-    prev: *const u8,
-    prev_pid: u32,
-    next_pid: u32,
-    next_cgroup: u64,
-    now: u64,
-    off: &KernelOffsets,
-) {
-    if prev_pid != 0 && task::state(prev, off) == Ok(0) {
-        let _ = WAKEUPS.insert(&prev_pid, &now, 0);
+pub fn add_pending(p: &mut Pending, bucket: u32, wait: &RunqBucket) {
+    if let Some(b) = p.buckets.get_mut(bucket as usize) {
+        b.count += wait.count;
+        b.wait_ns += wait.wait_ns;
+        p.bucket_mask |= 1 << bucket;
     }
-    if next_pid == 0 || next_cgroup == 0 {
-        return;
-    }
-    // SAFETY: the value is copied out at once; a concurrent update of the stamp is harmless.
-    let waited = match unsafe { WAKEUPS.get(&next_pid) } {
-        Some(stamp) => {
-            let w = now.saturating_sub(*stamp);
-            let _ = WAKEUPS.remove(&next_pid);
-            Some(w)
+}
+
+/// Adds the pending buffer's buckets to the shared map and clears them.
+#[inline(always)]
+pub fn flush(p: &mut Pending) {
+    let mut b = 0;
+    while b < RUNQ_BUCKETS {
+        if p.bucket_mask >> b == 0 {
+            break;
         }
-        None => None,
-    };
-    let add = SchedCounters {
-        runqueue_ns: waited.unwrap_or(0),
-        run_periods: 1,
-        waits: u64::from(waited.is_some()),
+        if p.bucket_mask & (1 << b) != 0
+            && let Some(v) = p.buckets.get_mut(b as usize)
+        {
+            commit(p.cgroup_id, b, v);
+            *v = RunqBucket::default();
+        }
+        b += 1;
+    }
+    p.bucket_mask = 0;
+}
+
+/// Adds `add` to `cgroup`'s `bucket` in the shared map.
+#[inline(always)]
+pub fn commit(cgroup: u64, bucket: u32, add: &RunqBucket) {
+    let key = HistKey {
+        cgroup_id: cgroup,
+        bucket,
         _pad: 0,
     };
-    if !add_counters(next_cgroup, &add) {
-        stat_add(STAT_SCHED_MAP_FULL, 1);
-    }
-    if let Some(w) = waited {
-        let key = HistKey {
-            cgroup_id: next_cgroup,
-            bucket: bucket(w),
-            _pad: 0,
-        };
-        if !per_cpu_add_hist(&key) {
-            stat_add(STAT_SCHED_MAP_FULL, 1);
+    let apply = |v: *mut RunqBucket| {
+        // SAFETY: `v` is a live map value; the field pointers stay inside it.
+        unsafe {
+            atomic_add(core::ptr::addr_of_mut!((*v).count), add.count);
+            atomic_add(core::ptr::addr_of_mut!((*v).wait_ns), add.wait_ns);
         }
+    };
+    if !upsert(&SCHED_HIST, &key, add, apply) {
+        stat_add(STAT_SCHED_MAP_FULL, 1);
     }
 }
 
@@ -89,17 +116,4 @@ fn bucket(wait_ns: u64) -> u32 {
     } else {
         bits
     }
-}
-
-#[inline(always)]
-fn add_counters(cgroup: u64, add: &SchedCounters) -> bool {
-    let apply = |v: *mut SchedCounters| {
-        // SAFETY: `v` is a live map value; the field pointers stay inside it.
-        unsafe {
-            atomic_add(core::ptr::addr_of_mut!((*v).runqueue_ns), add.runqueue_ns);
-            atomic_add(core::ptr::addr_of_mut!((*v).run_periods), add.run_periods);
-            atomic_add(core::ptr::addr_of_mut!((*v).waits), add.waits);
-        }
-    };
-    upsert(&SCHED, &cgroup, add, apply)
 }

@@ -221,6 +221,11 @@ impl Btf {
         None
     }
 
+    fn sched_info_offset(&self, member: &str) -> Result<u32, BtfError> {
+        Ok(self.member_offset("task_struct", "sched_info")?
+            + self.member_offset("sched_info", member)?)
+    }
+
     /// The offsets the kernel programs need to go from a `task_struct` to its cgroup v2 id.
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
         Ok(KernelOffsets {
@@ -235,10 +240,9 @@ impl Btf {
                 + self.member_offset("sched_entity", "prev_sum_exec_runtime")?,
             task_tgid: self.member_offset("task_struct", "tgid")?,
             task_comm: self.member_offset("task_struct", "comm")?,
-            // Renamed in 5.14 when it became an unsigned int.
-            task_state: self
-                .member_offset("task_struct", "__state")
-                .or_else(|_| self.member_offset("task_struct", "state"))?,
+            // Absent without CONFIG_SCHED_INFO (0: run-queue waits are then not measured).
+            task_run_delay: self.sched_info_offset("run_delay").unwrap_or(0),
+            task_pcount: self.sched_info_offset("pcount").unwrap_or(0),
             sock_net: self.member_offset("sock_common", "skc_net")?,
             net_inum: self.member_offset("net", "ns")? + self.member_offset("ns_common", "inum")?,
             // Not in BTF: the loader fills it from the tracepoint's format file.

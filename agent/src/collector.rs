@@ -304,7 +304,7 @@ impl Collector {
                     RunqueueLatency {
                         buckets: b.clone(),
                         sum_ns: own.map_or(0, |o| o.runqueue_ns),
-                        count: own.map_or(0, |o| o.waits),
+                        count: own.map_or(0, |o| o.run_periods),
                     }
                 });
             }
@@ -335,8 +335,9 @@ impl Collector {
 
     /// Sums the scheduler counters up the tree as CPU time is summed, and forgets the entries
     /// of removed cgroups (drained before the walk, as the CPU map).
-    fn account_sched(&mut self, tree: &Tree, sched: SchedDrain) {
-        let as_drain = |f: fn(&nodetel_common::SchedCounters) -> u64| CpuDrain {
+    fn account_sched(&mut self, tree: &Tree, mut sched: SchedDrain) {
+        sched.hold(&self.sched_own);
+        let as_drain = |f: fn(&crate::ebpf::SchedCounters) -> u64| CpuDrain {
             committed: sched.counters.iter().map(|(id, c)| (*id, f(c))).collect(),
             in_flight: HashMap::new(),
         };
@@ -357,14 +358,12 @@ impl Collector {
             })
             .collect();
         let mut gone: Vec<u64> = sched
-            .counters
+            .buckets
             .keys()
-            .chain(sched.buckets.keys())
             .filter(|id| !tree.contains(**id))
             .copied()
             .collect();
         gone.sort_unstable();
-        gone.dedup();
         match self.probes.forget_sched(&gone, &sched) {
             Ok(n) => self.stats.sched_entries_forgotten += n as u64,
             Err(e) => {

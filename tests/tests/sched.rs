@@ -128,7 +128,7 @@ fn bpf_stats_time_every_program() -> anyhow::Result<()> {
             if runs > 0.0 { secs * 1e9 / runs } else { 0.0 }
         );
     }
-    for p in ["sched_switch", "sched_wakeup", "net_ingress", "net_egress"] {
+    for p in ["sched_switch", "net_ingress", "net_egress"] {
         let runs = stat("nodetel_ebpf_program_runs_total", p);
         let secs = stat("nodetel_ebpf_program_run_seconds_total", p);
         assert!(

@@ -50,23 +50,12 @@ pub const NET_INGRESS: u32 = 0;
 /// [`NetKey::direction`] of sent packets.
 pub const NET_EGRESS: u32 = 1;
 
-/// Per-CPU hash: cgroup v2 id -> [`SchedCounters`] of the cgroup's own tasks (cumulative).
-pub const MAP_SCHED: &str = "SCHED";
-/// Per-CPU hash: [`HistKey`] -> run-queue waits of the cgroup's own tasks in that bucket.
+/// Per-CPU hash: [`HistKey`] -> [`RunqBucket`]: the run-queue waits of the cgroup's own tasks
+/// that fell in that bucket (cumulative). The cgroup's totals are the sums over its buckets, so
+/// a context switch updates one entry.
 pub const MAP_SCHED_HIST: &str = "SCHED_HIST";
-/// LRU hash: thread id -> when it became runnable (woken, or preempted while runnable).
-pub const MAP_WAKEUPS: &str = "WAKEUPS";
-/// `tp_btf/sched_wakeup`: stamps a woken task.
-pub const PROG_SCHED_WAKEUP: &str = "sched_wakeup";
-/// `tp_btf/sched_wakeup_new`: stamps a new task's first wakeup.
-pub const PROG_SCHED_WAKEUP_NEW: &str = "sched_wakeup_new";
-/// Capacity of [`MAP_SCHED`]: cgroups whose tasks ran since they were last forgotten.
-pub const SCHED_ENTRIES: u32 = 4096;
-/// Capacity of [`MAP_SCHED_HIST`]: a busy cgroup uses 10-20 buckets.
+/// Capacity of [`MAP_SCHED_HIST`]: a busy cgroup uses 10-20 buckets, an idle one 1-3.
 pub const SCHED_HIST_ENTRIES: u32 = 16384;
-/// Capacity of [`MAP_WAKEUPS`]: tasks runnable but not yet running (LRU: stale stamps of tasks
-/// that exited go first).
-pub const WAKEUPS_ENTRIES: u32 = 16384;
 /// Histogram buckets: bucket `b` < [`RUNQ_BUCKETS`] - 1 counts waits of at most 2^b µs (1 µs to
 /// 2^25 µs, 33.5 s); the last one counts longer waits (+Inf).
 pub const RUNQ_BUCKETS: u32 = 27;
@@ -80,52 +69,88 @@ pub const STAT_CPU_MAP_FULL: u32 = 0;
 pub const STAT_CPU_MAP_FULL_NS: u32 = 1;
 /// Switch-ins whose cgroup could not be read (the in-flight time is then not shown until commit).
 pub const STAT_CGROUP_READ_FAILED: u32 = 2;
-/// Context switches seen.
-pub const STAT_SWITCHES: u32 = 3;
 /// Switch-outs whose task was not the one the CPU's run state recorded: the kernel switched
 /// that task in without firing `sched_switch`. Its slice is charged from its own runtime counter.
-pub const STAT_STATE_MISMATCH: u32 = 4;
+pub const STAT_STATE_MISMATCH: u32 = 3;
 /// Nanoseconds charged at such switch-outs from the task's runtime counter.
-pub const STAT_STATE_MISMATCH_NS: u32 = 5;
+pub const STAT_STATE_MISMATCH_NS: u32 = 4;
 /// OOM kills counted (victim marked right after the OOM killer's SIGKILL to it).
-pub const STAT_OOM_KILLS: u32 = 6;
+pub const STAT_OOM_KILLS: u32 = 5;
 /// OOM kill records lost because the ring buffer was full (the count is still exact).
-pub const STAT_OOM_EVENTS_LOST: u32 = 7;
+pub const STAT_OOM_EVENTS_LOST: u32 = 6;
 /// Victims marked with no SIGKILL just before: an exiting task given memory reserves, which the
 /// kernel does not count as a kill either.
-pub const STAT_OOM_MARKED_ONLY: u32 = 8;
+pub const STAT_OOM_MARKED_ONLY: u32 = 7;
 /// OOM kills that could not be counted per cgroup (map full, or the victim's cgroup unreadable).
-pub const STAT_OOM_UNCOUNTED: u32 = 9;
+pub const STAT_OOM_UNCOUNTED: u32 = 8;
 /// Packets that could not be counted because [`MAP_NET_TRAFFIC`] was full.
-pub const STAT_NET_MAP_FULL: u32 = 10;
+pub const STAT_NET_MAP_FULL: u32 = 9;
 /// Bytes of those packets.
-pub const STAT_NET_MAP_FULL_BYTES: u32 = 11;
-/// Scheduler updates refused because [`MAP_SCHED`] or [`MAP_SCHED_HIST`] was full.
-pub const STAT_SCHED_MAP_FULL: u32 = 12;
+pub const STAT_NET_MAP_FULL_BYTES: u32 = 10;
+/// Scheduler updates refused because [`MAP_SCHED_HIST`] was full.
+pub const STAT_SCHED_MAP_FULL: u32 = 11;
 /// cgroups made, removed or renamed, in any hierarchy.
-pub const STAT_CGROUP_CHANGES: u32 = 13;
+pub const STAT_CGROUP_CHANGES: u32 = 12;
 /// Number of slots in [`MAP_STATS`].
-pub const STAT_SLOTS: u32 = 14;
+pub const STAT_SLOTS: u32 = 13;
 
-/// What one CPU runs since the last context switch.
+/// What one CPU runs since the last context switch, and what it has not yet written to the
+/// shared maps.
 ///
 /// `cgroup_id == 0` means idle, unknown, or not yet seen a switch: userspace adds no in-flight time.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct RunState {
-    /// `bpf_ktime_get_ns()` (CLOCK_MONOTONIC) at switch-in.
+    /// CLOCK_MONOTONIC at switch-in, up to a tick early: `tick_ns` of the switch.
     pub since_ns: u64,
     /// cgroup v2 id of the task switched in.
     pub cgroup_id: u64,
     /// Kernel task id (thread id) switched in; 0 for the idle task.
     pub pid: u32,
-    /// 1 when `exec_at_in` holds the task's runtime at switch-in; 0 makes the switch-out fall
-    /// back to wall-clock time (unreadable, or the task changed cgroup while running).
+    /// 1 when `exec_at_in` holds the task's runtime at switch-in; 0 (unreadable) makes the
+    /// switch-out fall back to the clock.
     pub exec_valid: u32,
     /// The task's `se.sum_exec_runtime` at switch-in.
     pub exec_at_in: u64,
+    /// The task's `sched_info.run_delay` and `sched_info.pcount` at switch-in (0 unless
+    /// [`FEATURE_SCHED`]): the kernel adds the wait that ends with this switch-in only after the
+    /// tracepoint, so the switch-out's values minus these are that wait and one run period.
+    pub run_delay_at_in: u64,
+    pub pcount_at_in: u64,
+    /// `jiffies` at the last switch, and CLOCK_MONOTONIC (`bpf_ktime_get_ns`) at the first switch
+    /// of that tick on this CPU: later switches of the same tick reuse it instead of reading the
+    /// clock again.
+    pub tick: u64,
+    pub tick_ns: u64,
+    /// Context switches seen on this CPU.
+    pub switches: u64,
+    /// Slices of one cgroup charged on this CPU but not yet added to [`MAP_CPU_NS`] and
+    /// [`MAP_SCHED_HIST`]: see [`Pending`].
+    pub pending: Pending,
 }
-const _: () = assert!(core::mem::size_of::<RunState>() == 32);
+const _: () = assert!(core::mem::size_of::<RunState>() == 72 + core::mem::size_of::<Pending>());
+
+/// A per-CPU write-back buffer for one cgroup's CPU time and run-queue waits.
+///
+/// Consecutive slices on a CPU mostly belong to the same cgroup (a task and the idle task in
+/// turn, or tasks of one pod), so `sched_switch` adds them here, in memory only this CPU
+/// writes, and updates the shared hashes only when a slice of another cgroup comes: a hash
+/// update was about half of a switch's cost. Userspace adds what is pending to what it reads
+/// from the maps. Only `sched_switch` (interrupts off) touches it, so no update can interleave.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// The cgroup these figures belong to; 0 when empty.
+    pub cgroup_id: u64,
+    /// ns on CPU, as committed to [`MAP_CPU_NS`].
+    pub cpu_ns: u64,
+    /// Bit `b` set: `buckets[b]` holds something (the flush visits only those).
+    pub bucket_mask: u32,
+    pub _pad: u32,
+    /// Run-queue waits per histogram bucket, as added to [`MAP_SCHED_HIST`].
+    pub buckets: [RunqBucket; RUNQ_BUCKETS as usize],
+}
+const _: () = assert!(core::mem::size_of::<Pending>() == 24 + 16 * RUNQ_BUCKETS as usize);
 
 /// One OOM kill: who was killed, in which cgroup, and which task's allocation triggered it.
 #[repr(C)]
@@ -176,19 +201,18 @@ pub struct NetCounters {
 }
 const _: () = assert!(core::mem::size_of::<NetCounters>() == 16);
 
-/// Value of [`MAP_SCHED`]: what the scheduler did for one cgroup's own tasks.
+/// Value of [`MAP_SCHED_HIST`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct SchedCounters {
-    /// Time its tasks waited on a run queue: from wakeup (or preemption) to running.
-    pub runqueue_ns: u64,
-    /// Times one of its tasks was switched in (`/proc/<pid>/schedstat`'s third field).
-    pub run_periods: u64,
-    /// Waits measured (switch-ins with a wakeup or preemption stamp).
-    pub waits: u64,
-    pub _pad: u64,
+pub struct RunqBucket {
+    /// Run periods whose wait fell in the bucket (`/proc/<pid>/schedstat`'s third field, summed
+    /// over buckets).
+    pub count: u64,
+    /// Their waits on a run queue, from wakeup or preemption to running (schedstat's second
+    /// field, summed over buckets).
+    pub wait_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<SchedCounters>() == 32);
+const _: () = assert!(core::mem::size_of::<RunqBucket>() == 16);
 
 /// Key of [`MAP_SCHED_HIST`].
 #[repr(C)]
@@ -226,8 +250,11 @@ pub struct KernelOffsets {
     pub task_tgid: u32,
     /// `task_struct.comm` (16 bytes)
     pub task_comm: u32,
-    /// `task_struct.__state` (`state` before 5.14): 0 is TASK_RUNNING
-    pub task_state: u32,
+    /// `task_struct.sched_info.run_delay`: ns the task waited on a run queue (cumulative, kept
+    /// by the scheduler; `/proc/<pid>/schedstat`'s second field)
+    pub task_run_delay: u32,
+    /// `task_struct.sched_info.pcount`: times the task was run (schedstat's third field)
+    pub task_pcount: u32,
     /// `sock_common.skc_net` (a `possible_net_t`, whose first member is the `struct net *`)
     pub sock_net: u32,
     /// `net.ns.inum`: the namespace's inode number
@@ -243,13 +270,15 @@ pub struct KernelOffsets {
 
 /// [`KernelOffsets::features`] bit: measure run-queue waits and run periods at each switch.
 pub const FEATURE_SCHED: u32 = 1;
-const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 60);
+const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 64);
 
 #[cfg(feature = "user")]
 mod pod {
     // SAFETY: these types are #[repr(C)], made only of integers, with explicit padding fields, so
     // every bit pattern is a valid value and there are no uninitialised bytes.
     unsafe impl aya::Pod for super::RunState {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::Pending {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::KernelOffsets {}
     // SAFETY: as above.
@@ -259,7 +288,7 @@ mod pod {
     // SAFETY: as above.
     unsafe impl aya::Pod for super::NetCounters {}
     // SAFETY: as above.
-    unsafe impl aya::Pod for super::SchedCounters {}
+    unsafe impl aya::Pod for super::RunqBucket {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::HistKey {}
 }

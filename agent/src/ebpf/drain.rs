@@ -1,13 +1,15 @@
 //! Reading the kernel maps once per interval.
 //!
-//! The committed totals and the per-CPU run states cannot be read atomically together, and a
-//! switch during the read moves a slice from "in flight" to "committed". Read in the naive order,
-//! such a slice can be in neither read: a long-running task switched out during the drain lost its
-//! whole slice for one pass (seen: 42 ms under QEMU). So each CPU's state is read before and after
-//! the committed totals; where it changed, the slice that the state named before is re-read from
-//! the map after the switch. A CPU that switches again during that fix-up adds no in-flight time:
-//! the drain may then fall short by a slice (the accountant's monotonic guard holds the counter and
-//! the next drain has it), but never counts time twice.
+//! A cgroup's CPU time is what the map holds, plus what a CPU's run state holds pending for it
+//! (see `nodetel_common::Pending`), plus the slice in flight. The map and the run states cannot be
+//! read atomically together, and a switch during the read moves time from "in flight" to
+//! "pending", and from "pending" to the map. Read in the naive order, a flush can be in neither
+//! read: a long-running task switched out during the drain lost its whole slice for one pass
+//! (seen: 42 ms under QEMU). So each CPU's state is read before and after the map; where it
+//! changed, the cgroup that was pending before is re-read from the map after the switch. A CPU
+//! that switches again during that fix-up adds no fix-up and no in-flight time: the drain may then
+//! fall short by a slice (the accountant's monotonic guard holds the counter and the next drain
+//! has it), but never counts time twice.
 use std::collections::{HashMap, HashSet};
 
 use aya::maps::{MapError, PerCpuArray, PerCpuHashMap};
@@ -15,7 +17,7 @@ use nodetel_common::{
     MAP_CPU_NS, MAP_RUNNING, MAP_STATS, RunState, STAT_CGROUP_CHANGES, STAT_CGROUP_READ_FAILED,
     STAT_CPU_MAP_FULL, STAT_CPU_MAP_FULL_NS, STAT_NET_MAP_FULL, STAT_NET_MAP_FULL_BYTES,
     STAT_OOM_EVENTS_LOST, STAT_OOM_KILLS, STAT_OOM_MARKED_ONLY, STAT_OOM_UNCOUNTED,
-    STAT_SCHED_MAP_FULL, STAT_STATE_MISMATCH, STAT_STATE_MISMATCH_NS, STAT_SWITCHES,
+    STAT_SCHED_MAP_FULL, STAT_STATE_MISMATCH, STAT_STATE_MISMATCH_NS,
 };
 use rustix::time::{ClockId, clock_gettime};
 
@@ -97,7 +99,7 @@ impl Probes {
         let cpu_ns: PerCpuHashMap<_, u64, u64> = PerCpuHashMap::try_from(map)?;
 
         let before = running.get(&0, 0)?;
-        let watched: HashSet<u64> = before.iter().map(|s| s.cgroup_id).collect();
+        let watched: HashSet<u64> = before.iter().map(|s| s.pending.cgroup_id).collect();
         let mut watched_per_cpu: HashMap<u64, Vec<u64>> = HashMap::new();
         let mut out = CpuDrain::default();
         each_entry(&cpu_ns, |id, per_cpu| {
@@ -109,32 +111,43 @@ impl Probes {
         })?;
         let after = running.get(&0, 0)?;
         let now = monotonic_ns();
-
-        let mut trusted = vec![true; after.len()];
+        // What each CPU has not written to the map yet is part of its cgroup's total.
+        for s in after.iter() {
+            if s.pending.cgroup_id != 0 && s.pending.cpu_ns != 0 {
+                *out.committed.entry(s.pending.cgroup_id).or_default() += s.pending.cpu_ns;
+            }
+        }
+        // Fix-ups below re-read the map: a CPU that switched after `after` was read may have
+        // flushed `after`'s pending time into what they read, and it is counted above, so such a
+        // CPU gets no fix-up and no in-flight time.
+        let mut fresh_reads = Vec::new();
         for (cpu, (s1, s2)) in before.iter().zip(after.iter()).enumerate() {
-            if s1 == s2 || s1.cgroup_id == 0 {
+            let flushed = s1.pending.cgroup_id;
+            if s1 == s2 || flushed == 0 {
                 continue;
             }
-            // This CPU switched during the read: its slice of s1's cgroup is committed now.
-            let fresh = match cpu_ns.get(&s1.cgroup_id, 0) {
+            // This CPU switched during the read and may have flushed s1's pending time into the
+            // map after its key was read.
+            let fresh = match cpu_ns.get(&flushed, 0) {
                 Ok(v) => v.get(cpu).copied().unwrap_or(0),
                 Err(MapError::KeyNotFound) => 0,
                 Err(e) => return Err(e),
             };
             let seen = watched_per_cpu
-                .get(&s1.cgroup_id)
+                .get(&flushed)
                 .and_then(|v| v.get(cpu).copied())
                 .unwrap_or(0);
-            if fresh > seen {
-                *out.committed.entry(s1.cgroup_id).or_default() += fresh - seen;
-            }
+            fresh_reads.push((cpu, flushed, fresh.saturating_sub(seen)));
         }
-        // A switch after `after` was read may be in the fresh values: its CPU's in-flight time
-        // would then count twice, so it adds none.
         let last = running.get(&0, 0)?;
-        for (cpu, (s2, s3)) in after.iter().zip(last.iter()).enumerate() {
-            if s2 != s3 {
-                trusted[cpu] = false;
+        let trusted: Vec<bool> = after
+            .iter()
+            .zip(last.iter())
+            .map(|(s2, s3)| s2 == s3)
+            .collect();
+        for (cpu, id, more) in fresh_reads {
+            if more > 0 && trusted.get(cpu).copied().unwrap_or(false) {
+                *out.committed.entry(id).or_default() += more;
             }
         }
         for (s, ok) in after.iter().zip(trusted) {
@@ -142,7 +155,9 @@ impl Probes {
                 continue;
             }
             // bpf_ktime_get_ns and CLOCK_MONOTONIC are one clock; a switch racing this read can
-            // leave `since` a hair ahead of `now`, which must count as zero, not wrap.
+            // leave `since` a hair ahead of `now`, which must count as zero, not wrap. `since` is
+            // up to a tick early (see agent-ebpf/src/cpu.rs): the in-flight part is then up to a
+            // tick too long, until the next commit replaces it with the scheduler's figure.
             let ns = now.saturating_sub(s.since_ns);
             *out.in_flight.entry(s.cgroup_id).or_default() += ns;
         }
@@ -177,11 +192,20 @@ impl Probes {
                 .iter()
                 .fold(0u64, |a, v| a.saturating_add(*v)))
         };
+        let map = self
+            .ebpf
+            .map(MAP_RUNNING)
+            .ok_or_else(|| missing(MAP_RUNNING))?;
+        let running: PerCpuArray<_, RunState> = PerCpuArray::try_from(map)?;
+        let switches = running
+            .get(&0, 0)?
+            .iter()
+            .fold(0u64, |a, s| a.saturating_add(s.switches));
         Ok(KernelStats {
             cpu_map_full: slot(STAT_CPU_MAP_FULL)?,
             cpu_map_full_ns: slot(STAT_CPU_MAP_FULL_NS)?,
             cgroup_read_failed: slot(STAT_CGROUP_READ_FAILED)?,
-            switches: slot(STAT_SWITCHES)?,
+            switches,
             state_mismatch: slot(STAT_STATE_MISMATCH)?,
             state_mismatch_ns: slot(STAT_STATE_MISMATCH_NS)?,
             oom_kills: slot(STAT_OOM_KILLS)?,

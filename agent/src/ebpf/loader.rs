@@ -11,7 +11,7 @@ use aya::{
 use nodetel_common::{
     GLOBAL_OFFSETS, MAP_CPU_NS, MAP_OOM_EVENTS, PROG_CGROUP_ATTACH, PROG_CGROUP_MKDIR,
     PROG_CGROUP_RENAME, PROG_CGROUP_RMDIR, PROG_MARK_VICTIM, PROG_NET_EGRESS, PROG_NET_INGRESS,
-    PROG_SCHED_SWITCH, PROG_SCHED_WAKEUP, PROG_SCHED_WAKEUP_NEW, PROG_SIGNAL_GENERATE,
+    PROG_SCHED_SWITCH, PROG_SIGNAL_GENERATE,
 };
 
 use crate::btf::{Btf, BtfError};
@@ -63,7 +63,7 @@ pub struct LoadOptions {
     /// The cgroup v2 root the traffic programs attach to; `None` leaves them out (the `network`
     /// kind is disabled), so packets pay nothing.
     pub cgroup2_root: Option<PathBuf>,
-    /// Attach the wakeup programs (the `sched` kind): without them no wait is measured.
+    /// Measure run-queue waits and run periods at each switch (the `sched` kind).
     pub sched: bool,
     /// Turn on the kernel's per-program run time accounting (`--bpf-stats`).
     pub bpf_stats: bool,
@@ -87,6 +87,9 @@ pub struct Probes {
     pub oom_events: Option<RingBuf<MapData>>,
     /// Keeps the kernel's run time accounting on while held (`--bpf-stats`).
     bpf_stats: Option<std::os::fd::OwnedFd>,
+    /// `sched_switch` reads the scheduler's per-task wait figures (asked for, and this kernel
+    /// keeps them).
+    runqueue: bool,
 }
 
 /// One program's cost as the kernel measured it (cumulative, since `--bpf-stats` took effect).
@@ -127,8 +130,14 @@ impl Probes {
                 }
             }
         }
-        if opts.sched {
+        let runqueue = opts.sched && offsets.task_run_delay != 0 && offsets.task_pcount != 0;
+        if runqueue {
             offsets.features |= nodetel_common::FEATURE_SCHED;
+        } else if opts.sched {
+            tracing::warn!(
+                "this kernel keeps no per-task scheduler figures (task_struct.sched_info, \
+                 CONFIG_SCHED_INFO): run-queue waits and run periods are absent"
+            );
         }
         tracing::debug!(?offsets, "kernel struct offsets from BTF");
         let mut ebpf = EbpfLoader::new()
@@ -148,10 +157,6 @@ impl Probes {
             (PROG_SIGNAL_GENERATE, Attach::Btf("signal_generate")),
             (PROG_MARK_VICTIM, Attach::Classic("oom", "mark_victim")),
         ];
-        if opts.sched {
-            programs.push((PROG_SCHED_WAKEUP, Attach::Btf("sched_wakeup")));
-            programs.push((PROG_SCHED_WAKEUP_NEW, Attach::Btf("sched_wakeup_new")));
-        }
         if let Some(root) = &opts.cgroup2_root {
             programs.push((
                 PROG_NET_INGRESS,
@@ -220,6 +225,7 @@ impl Probes {
             cpu_map_entries: opts.cpu_map_entries,
             oom_events,
             bpf_stats,
+            runqueue,
         })
     }
 
@@ -257,11 +263,9 @@ impl Probes {
         self.is_attached(PROG_NET_INGRESS) && self.is_attached(PROG_NET_EGRESS)
     }
 
-    /// The context-switch and wakeup programs are in place: run-queue waits are measured.
+    /// The context-switch program is in place and reads the scheduler's wait figures.
     pub fn measures_runqueue(&self) -> bool {
-        self.is_attached(PROG_SCHED_SWITCH)
-            && self.is_attached(PROG_SCHED_WAKEUP)
-            && self.is_attached(PROG_SCHED_WAKEUP_NEW)
+        self.runqueue && self.is_attached(PROG_SCHED_SWITCH)
     }
 
     /// Both OOM programs are in place, so a zero count means no kill.

@@ -9,4 +9,4 @@ pub use drain::{CpuDrain, KernelStats, monotonic_ns};
 pub use loader::{LoadError, LoadOptions, NotAttached, Probes, ProgramStats, TRACEFS};
 pub use net::{DeviceTraffic, Traffic};
 pub use oom::comm_str;
-pub use sched::SchedDrain;
+pub use sched::{SchedCounters, SchedDrain};
