@@ -85,7 +85,9 @@ fn main() -> anyhow::Result<()> {
         let (result, child) = measure(&args, &nodetel, &agent_cgroup, n)?;
         if measure_pipe {
             eprintln!("bench: perf bench sched pipe with nodetel attached");
+            pipe::keep_off_cpu0(child.id())?;
             let on = pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?;
+            let switch_ns = pipe::switch_ns_under_load(child.id(), PIPE_LOOPS)?;
             drop(child);
             // The run-queue latency programs' share: the same agent without them.
             let mut cpu_only = AgentCommand::nodetel(&args.nodetel, &docker_socket)?
@@ -93,6 +95,7 @@ fn main() -> anyhow::Result<()> {
             cpu_only.name = "nodetel-no-sched";
             let mut child = start(&args, &cpu_only, &agent_cgroup, n)?;
             wait_serving(&cpu_only, &mut child)?;
+            pipe::keep_off_cpu0(child.id())?;
             eprintln!("bench: perf bench sched pipe with nodetel --disable-metrics sched");
             let on_cpu_only = pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?;
             drop(child);
@@ -103,6 +106,7 @@ fn main() -> anyhow::Result<()> {
                 off: ((before.0 + after.0) / 2.0, (before.1 + after.1) / 2.0),
                 on,
                 on_cpu_only,
+                switch_ns,
             });
         } else {
             drop(child);

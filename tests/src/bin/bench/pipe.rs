@@ -12,6 +12,44 @@ pub fn usecs_per_op(runs: usize, loops: u32) -> anyhow::Result<(f64, f64)> {
     Ok((median(runs, loops / 5, false)?, median(runs, loops, true)?))
 }
 
+/// ns per run of the agent's `sched_switch` program over one pinned run, as the kernel times it
+/// (`kernel.bpf_stats_enabled`, which adds its own clock reads): the per-switch cost under a
+/// switch-heavy load, with warm caches.
+pub fn switch_ns_under_load(agent_pid: u32, loops: u32) -> anyhow::Result<Option<f64>> {
+    let _stats = crate::probe::BpfStats::enable()?;
+    let before = crate::probe::bpf_programs(agent_pid)?;
+    median(1, loops, true)?;
+    let after = crate::probe::bpf_programs(agent_pid)?;
+    Ok(
+        match (before.get("sched_switch"), after.get("sched_switch")) {
+            (Some(b), Some(a)) if a.run_cnt > b.run_cnt => Some(
+                a.run_time_ns.saturating_sub(b.run_time_ns) as f64 / (a.run_cnt - b.run_cnt) as f64,
+            ),
+            _ => None,
+        },
+    )
+}
+
+/// Keeps the agent's threads off CPU 0, where the pinned runs go: its own CPU is reported with
+/// the agent's, and here would only add the noise of when a pass happens to land there.
+pub fn keep_off_cpu0(agent_pid: u32) -> anyhow::Result<()> {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cpus < 2 {
+        return Ok(());
+    }
+    let out = Command::new("taskset")
+        .args(["-a", "-p", "-c", &format!("1-{}", cpus - 1)])
+        .arg(agent_pid.to_string())
+        .output()
+        .context("run taskset")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "taskset: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(())
+}
+
 fn median(runs: usize, loops: u32, pinned: bool) -> anyhow::Result<f64> {
     let mut all = Vec::with_capacity(runs);
     for _ in 0..runs {
