@@ -1,4 +1,5 @@
-//! Developer tasks: `cargo xtask <setup|build-ebpf|run|test|integration-test vm|lint|bench>`.
+//! Developer tasks: `cargo xtask <setup|build-ebpf|run|test|integration-test vm|lint|bench|
+//! deploy-check>`.
 mod bench;
 mod vm;
 
@@ -43,6 +44,13 @@ enum Task {
     },
     /// cargo fmt --check and clippy -D warnings on the userspace crates.
     Lint,
+    /// Validate deploy/: Kubernetes manifests and overlays (strict, 1.37 schemas), Prometheus
+    /// rules and their unit tests, Compose and Swarm files. Also run by `test`.
+    DeployCheck {
+        /// Regenerate the Operator's PrometheusRule from deploy/prometheus/nodetel-rules.yaml.
+        #[arg(long)]
+        write: bool,
+    },
     /// nodetel and cAdvisor 0.38.7 side by side on the same N cgroups (needs root): CPU with
     /// eBPF time, memory, scrape latency, read floor, context-switch tax. Table and JSON in
     /// target/bench.
@@ -104,6 +112,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Task::Test { test_args } => test(&root, &test_args),
+        Task::DeployCheck { write } => deploy_check(&root, write),
         Task::IntegrationTest {
             place:
                 Place::Vm {
@@ -216,6 +225,7 @@ fn build_ebpf(root: &Path) -> anyhow::Result<()> {
 }
 
 fn test(root: &Path, test_args: &[String]) -> anyhow::Result<()> {
+    deploy_check(root, false)?;
     setup(root)?;
     cargo(root, &["build", "-p", "nodetel"])?;
     let mut args = vec!["test"];
@@ -238,6 +248,52 @@ fn test(root: &Path, test_args: &[String]) -> anyhow::Result<()> {
         .status()?;
     if !status.success() {
         bail!("integration tests failed");
+    }
+    Ok(())
+}
+
+/// The Python tools the deploy check uses, pinned, in a venv of their own under target/.
+const DEPLOY_PY_TOOLS: [&str; 2] = ["kubernetes-validate==1.37.0", "jsonpatch==1.33"];
+
+fn deploy_check(root: &Path, write: bool) -> anyhow::Result<()> {
+    for (tool, package) in [
+        ("promtool", "prometheus"),
+        ("docker-compose", "docker-compose"),
+    ] {
+        if !has_command(tool) {
+            bail!("{tool} not found: apt-get install {package}");
+        }
+    }
+    let venv = root.join("target/deploy-venv");
+    let python = venv.join("bin/python");
+    if !python.exists() {
+        run(Command::new("python3").arg("-m").arg("venv").arg(&venv))
+            .context("python3 -m venv (Debian: apt-get install python3-venv)")?;
+    }
+    run(Command::new(&python)
+        .args(["-m", "pip", "install", "-q", "--disable-pip-version-check"])
+        .args(DEPLOY_PY_TOOLS))?;
+    let mut check = Command::new(&python);
+    check.arg(root.join("deploy/check.py")).current_dir(root);
+    if write {
+        check.arg("--write");
+    }
+    run(&mut check).context("deploy check failed")
+}
+
+fn has_command(name: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {name}")])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn run(cmd: &mut Command) -> anyhow::Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("running {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{:?} exited with {status}", cmd.get_program());
     }
     Ok(())
 }
