@@ -8,10 +8,13 @@ Run by `cargo xtask deploy-check` (inside a venv with kubernetes-validate and js
   (`--write` regenerates it);
 - `promtool check rules`, `promtool test rules`, and `promtool check config` on the example
   configuration;
-- `docker-compose config` on the Compose and Swarm files.
+- `docker-compose config` on the Compose and Swarm files;
+- the DaemonSet's pod described for the image test (target/deploy/daemonset-pod.json),
+  refusing any field it does not translate.
 Exit status 1 on the first class of failure, with every failure printed.
 """
 import copy
+import json
 import pathlib
 import shutil
 import subprocess
@@ -195,9 +198,116 @@ def check_compose():
         run(["docker-compose", "-f", f.name, "config", "-q"], f.parent, f"docker-compose config {f.name}")
 
 
+# Pod fields that change nothing a test on one host could see. Any other field must be
+# translated below, or the translation fails.
+POD_ONLY = {
+    "serviceAccountName",
+    "automountServiceAccountToken",
+    "priorityClassName",
+    "tolerations",
+    "terminationGracePeriodSeconds",
+}
+MEMORY_UNITS = {"Ki": 1 << 10, "Mi": 1 << 20, "Gi": 1 << 30}
+
+
+def pod_spec(ds, node_name):
+    """The DaemonSet's pod as a runtime-neutral description, for the image test
+    (tests/tests/image.rs), which runs it with containerd: arguments, environment, capabilities,
+    security options, host paths, memory limit."""
+    pod = ds["spec"]["template"]["spec"]
+    out = {"host_pid": False, "host_network": False, "env": {}, "mounts": [], "caps_add": [],
+           "caps_drop": [], "read_only": False, "no_new_privileges": False, "user": None,
+           "seccomp": "Unconfined", "apparmor": "Unconfined", "memory_limit_bytes": None,
+           "port": None, "health_path": None}
+    for key, value in pod.items():
+        if key in POD_ONLY or key in ("containers", "volumes"):
+            continue
+        if key == "hostPID":
+            out["host_pid"] = bool(value)
+        elif key == "hostNetwork":
+            out["host_network"] = bool(value)
+        else:
+            raise ValueError(f"pod field {key} is not translated")
+    (c,) = pod["containers"]
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for key, value in c.items():
+        if key in ("name", "image", "imagePullPolicy"):
+            continue
+        if key == "args":
+            out["args"] = value
+        elif key == "env":
+            for e in value:
+                if "value" in e:
+                    out["env"][e["name"]] = e["value"]
+                elif e.get("valueFrom", {}).get("fieldRef", {}).get("fieldPath") == "spec.nodeName":
+                    out["env"][e["name"]] = node_name
+                else:
+                    raise ValueError(f"env {e['name']} is not translated")
+        elif key == "ports":
+            (p,) = value
+            out["port"] = p["containerPort"]
+        elif key in ("startupProbe", "readinessProbe", "livenessProbe"):
+            out["health_path"] = value["httpGet"]["path"]
+        elif key == "resources":
+            mem = value.get("limits", {}).get("memory")
+            if mem:
+                num, unit = mem[:-2], mem[-2:]
+                out["memory_limit_bytes"] = int(num) * MEMORY_UNITS[unit]
+        elif key == "securityContext":
+            security(value, out)
+        elif key == "volumeMounts":
+            for m in value:
+                out["mounts"].append({
+                    "source": volumes[m["name"]]["hostPath"]["path"],
+                    "destination": m["mountPath"],
+                    "read_only": bool(m.get("readOnly")),
+                })
+        else:
+            raise ValueError(f"container field {key} is not translated")
+    return out
+
+
+def security(sc, out):
+    for key, value in sc.items():
+        if key == "privileged":
+            if value:
+                raise ValueError("privileged: the manifests must not ask for it")
+        elif key == "allowPrivilegeEscalation":
+            out["no_new_privileges"] = not value
+        elif key == "readOnlyRootFilesystem":
+            out["read_only"] = bool(value)
+        elif key == "runAsUser":
+            out["user"] = value
+        elif key == "runAsNonRoot":
+            pass
+        elif key == "capabilities":
+            out["caps_drop"] = value.get("drop", [])
+            out["caps_add"] = value.get("add", [])
+        elif key == "seccompProfile":
+            out["seccomp"] = value["type"]
+        elif key == "appArmorProfile":
+            out["apparmor"] = value["type"]
+        else:
+            raise ValueError(f"securityContext field {key} is not translated")
+
+
+def write_pod_spec():
+    ds = next(d for d in render(ROOT / "kubernetes/base") if d["kind"] == "DaemonSet")
+    out = ROOT.parent / "target/deploy/daemonset-pod.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        spec = pod_spec(ds, "nodetel-image-test")
+    except (ValueError, KeyError) as e:
+        fail(f"DaemonSet pod for the image test: {e}")
+        return
+    out.write_text(json.dumps(spec, indent=2))
+    print(f"ok   DaemonSet pod for the image test: {out.relative_to(ROOT.parent)}")
+
+
 def main():
     write = "--write" in sys.argv[1:]
     check_kubernetes()
+    write_pod_spec()
     check_prometheus_rule(write)
     check_promtool()
     check_compose()

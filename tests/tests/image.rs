@@ -1,0 +1,470 @@
+//! The container image as the DaemonSet runs it: the Dockerfile's runtime stage built with a real
+//! dockerd (BuildKit) on a base image made from this machine's Debian packages (no registry is
+//! reachable here), then run by containerd, the runtime of Kubernetes nodes, with the DaemonSet's
+//! own arguments, environment, capabilities, security options, host paths and memory limit (read
+//! from target/deploy/daemonset-pod.json, which `cargo xtask deploy-check` derives from the
+//! manifest and refuses to write for a field it does not translate), and scraped.
+//!
+//! Deliberate differences from a cluster: the container uses the host's network (no CNI here), so
+//! its listen address is moved to a free loopback port; the binary under test is the one the
+//! suite built, put in the image through the Dockerfile's `BINARY_FROM` argument instead of the
+//! build stage (which needs a registry's Rust image); and AppArmor is not applied where the host
+//! has none (this one).
+//!
+//! Host only: the VM suite has no container runtime in its initramfs.
+use std::{
+    fs,
+    net::TcpListener,
+    path::{Path, PathBuf},
+    process::Command,
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use nodetel_integration_tests::{
+    Exposition, TestCgroup, agent_bin, http_get, privileged, require_tool,
+    runtimes::{Containerd, Dockerd, run},
+};
+
+const BASE: &str = "nodetel-test/runtime-base:1";
+const BINARY: &str = "nodetel-test/binary:1";
+const IMAGE: &str = "nodetel-test/nodetel:1";
+const NAME: &str = "nodetel-image-test";
+/// The CLI of Debian's docker.io package.
+const DEBIAN_DOCKER_CLI: &str = "/usr/bin/docker";
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A root filesystem holding the files of the Debian packages the binary's libraries come from
+/// (as installed on this machine), as a tarball for `docker import`.
+fn base_rootfs_tar(work: &Path, binary: &Path) -> anyhow::Result<PathBuf> {
+    let ldd = run(Command::new("ldd").arg(binary))?;
+    let mut packages = Vec::new();
+    for lib in ldd.split_whitespace().filter(|w| w.starts_with('/')) {
+        let owner = run(Command::new("dpkg").args(["-S", lib]))
+            .or_else(|_| {
+                // usrmerge: /lib64/ld-linux is /usr/lib64/... to dpkg, or the other way round.
+                let alt = lib
+                    .strip_prefix("/usr")
+                    .map_or_else(|| format!("/usr{lib}"), String::from);
+                run(Command::new("dpkg").args(["-S", &alt]))
+            })
+            .with_context(|| format!("which Debian package holds {lib}"))?;
+        let pkg = owner
+            .split(':')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        if !pkg.is_empty() && !packages.contains(&pkg) {
+            packages.push(pkg);
+        }
+    }
+    anyhow::ensure!(!packages.is_empty(), "ldd named no libraries:\n{ldd}");
+    eprintln!("image: base from the Debian packages {packages:?}");
+    let mut paths = std::collections::BTreeSet::new();
+    for pkg in &packages {
+        for f in run(Command::new("dpkg").args(["-L", pkg]))?.lines() {
+            let p = Path::new(f);
+            // Directories come with their files; docs are not needed.
+            if f.starts_with("/usr/share/") || p.is_dir() || !p.exists() && !p.is_symlink() {
+                continue;
+            }
+            // dpkg names /lib/...; on a merged-/usr system that is /usr/lib/..., which the image
+            // gets, with /lib a link to it as on the host (a file under a directory that a later
+            // entry turns into a link breaks the layer).
+            let (Some(dir), Some(name)) = (p.parent(), p.file_name()) else {
+                continue;
+            };
+            paths.insert(fs::canonicalize(dir)?.join(name));
+        }
+    }
+    let mut files = String::new();
+    for p in &paths {
+        files.push_str(p.to_string_lossy().trim_start_matches('/'));
+        files.push('\n');
+    }
+    let list = work.join("files");
+    fs::write(&list, files)?;
+    let tar = work.join("base.tar");
+    run(Command::new("tar")
+        .args(["-C", "/", "-cf"])
+        .arg(&tar)
+        .arg("-T")
+        .arg(&list))?;
+    // usrmerge: the loader and libraries are found through /lib and /lib64 links.
+    let links = work.join("links");
+    fs::create_dir_all(links.join("usr/lib64"))?;
+    for (link, target) in [
+        ("lib", "usr/lib"),
+        ("lib64", "usr/lib64"),
+        ("bin", "usr/bin"),
+    ] {
+        let at = links.join(link);
+        if !at.is_symlink() {
+            std::os::unix::fs::symlink(target, &at)?;
+        }
+    }
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(&links)
+        .arg("-rf")
+        .arg(&tar)
+        .args(["lib", "lib64", "bin"]))?;
+    Ok(tar)
+}
+
+/// `/out/nodetel` alone, as the build stage leaves it, with debug info stripped.
+fn binary_tar(work: &Path, binary: &Path) -> anyhow::Result<PathBuf> {
+    let out = work.join("binary/out");
+    fs::create_dir_all(&out)?;
+    run(Command::new("objcopy")
+        .arg("--strip-debug")
+        .arg(binary)
+        .arg(out.join("nodetel")))?;
+    let tar = work.join("binary.tar");
+    run(Command::new("tar")
+        .arg("-C")
+        .arg(work.join("binary"))
+        .arg("-cf")
+        .arg(&tar)
+        .arg("out"))?;
+    Ok(tar)
+}
+
+/// Every capability of Linux 6.x: "drop ALL" for `ctr`, which takes names only.
+const ALL_CAPS: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+fn daemonset_pod() -> anyhow::Result<serde_json::Value> {
+    let path = repo().join("target/deploy/daemonset-pod.json");
+    let text = fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} is missing: `cargo xtask deploy-check` writes it (`cargo xtask test` runs it first)",
+            path.display()
+        )
+    })?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+fn strings(v: &serde_json::Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(String::from))
+        .collect()
+}
+
+/// `ctr run` options for the pod, and the agent's arguments with the listen address moved.
+fn ctr_run_args(pod: &serde_json::Value, addr: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+    let mut o: Vec<String> = vec!["--net-host".into()];
+    if pod["host_network"] == true {
+        bail!("hostNetwork is not expected in the DaemonSet");
+    }
+    if pod["host_pid"] == true {
+        // The host's pid namespace, as this test process sees it (pid 1's link may be
+        // unreadable, as in this VM).
+        let own = format!("pid:/proc/{}/ns/pid", std::process::id());
+        o.extend(["--with-ns".into(), own]);
+    }
+    if pod["read_only"] == true {
+        o.push("--read-only".into());
+    }
+    // ctr sets no_new_privileges unless told otherwise.
+    if pod["no_new_privileges"] != true {
+        o.push("--allow-new-privs".into());
+    }
+    anyhow::ensure!(
+        pod["user"] == 0,
+        "the image test runs as root, as ctr does: {}",
+        pod["user"]
+    );
+    match pod["seccomp"].as_str() {
+        Some("RuntimeDefault") => o.push("--seccomp".into()),
+        Some("Unconfined") => {}
+        other => bail!("seccomp {other:?} not translated"),
+    }
+    let add = strings(&pod["caps_add"]);
+    let drop = strings(&pod["caps_drop"]);
+    for cap in &add {
+        o.extend(["--cap-add".into(), format!("CAP_{cap}")]);
+    }
+    // ctr adds, then drops: "ALL" is every capability not added back.
+    let dropped: Vec<&str> = if drop.iter().any(|d| d == "ALL") {
+        ALL_CAPS
+            .iter()
+            .copied()
+            .filter(|c| !add.iter().any(|a| a == c))
+            .collect()
+    } else {
+        drop.iter().map(String::as_str).collect()
+    };
+    for cap in dropped {
+        o.extend(["--cap-drop".into(), format!("CAP_{cap}")]);
+    }
+    if let Some(bytes) = pod["memory_limit_bytes"].as_u64() {
+        o.extend(["--memory-limit".into(), bytes.to_string()]);
+    }
+    for m in pod["mounts"].as_array().context("no mounts")? {
+        let (src, dst) = (
+            m["source"].as_str().context("mount source")?,
+            m["destination"].as_str().context("mount destination")?,
+        );
+        // Recursive, as the kubelet binds host paths (cgroupfs on a hybrid host is a tree of mounts).
+        let opts = if m["read_only"] == true {
+            "rbind:ro"
+        } else {
+            "rbind:rw"
+        };
+        o.extend([
+            "--mount".into(),
+            format!("type=bind,src={src},dst={dst},options={opts}"),
+        ]);
+    }
+    for (k, v) in pod["env"].as_object().context("no env")? {
+        o.extend([
+            "--env".into(),
+            format!("{k}={}", v.as_str().unwrap_or_default()),
+        ]);
+    }
+    let mut moved = false;
+    let args = strings(&pod["args"])
+        .into_iter()
+        .map(|a| {
+            if a.starts_with("--listen=") {
+                moved = true;
+                format!("--listen={addr}")
+            } else {
+                a
+            }
+        })
+        .collect();
+    anyhow::ensure!(moved, "the DaemonSet's args have no --listen= to move");
+    Ok((o, args))
+}
+
+#[test]
+fn the_image_runs_with_the_daemonsets_privileges_and_serves() -> anyhow::Result<()> {
+    let test = "the_image_runs_with_the_daemonsets_privileges_and_serves";
+    if !privileged(test)
+        || !require_tool(test, "dockerd")
+        || !require_tool(test, "objcopy")
+        || !require_tool(test, "dpkg")
+    {
+        return Ok(());
+    }
+    let pod = daemonset_pod()?;
+    let health = pod["health_path"]
+        .as_str()
+        .context("no health path")?
+        .to_string();
+    let work = Path::new("/var/lib/nodetel-test/image-work");
+    let _ = fs::remove_dir_all(work);
+    fs::create_dir_all(work)?;
+    let binary = agent_bin();
+    let dockerd = Dockerd::start("image")?;
+    let d = |args: &[&str]| dockerd.docker(args);
+
+    let base = base_rootfs_tar(work, &binary)?;
+    d(&["import", &base.display().to_string(), BASE])?;
+    let bin = binary_tar(work, &binary)?;
+    d(&["import", &bin.display().to_string(), BINARY])?;
+    // The Dockerfile's runtime stage, exactly; BuildKit builds only the stages it needs (the
+    // classic builder would run the build stage too). Every base is a local image. Debian's
+    // docker.io CLI (20.10) drives BuildKit itself; newer CLIs need the buildx plugin, which
+    // Debian does not package, so this one is called by its path.
+    let t0 = Instant::now();
+    run(Command::new(DEBIAN_DOCKER_CLI)
+        .arg("-H")
+        .arg(format!("unix://{}", dockerd.socket.display()))
+        .args(["build", "--target", "runtime", "-t", IMAGE])
+        .args(["--build-arg", &format!("BUILD_IMAGE={BASE}")])
+        .args(["--build-arg", &format!("RUNTIME_IMAGE={BASE}")])
+        .args(["--build-arg", &format!("BINARY_FROM={BINARY}")])
+        .arg("-f")
+        .arg(repo().join("Dockerfile"))
+        .arg(repo())
+        .env("DOCKER_BUILDKIT", "1"))?;
+    eprintln!("image: runtime stage built in {:?}", t0.elapsed());
+
+    // A workload the agent must see from inside its container.
+    let cg = TestCgroup::create("image")?;
+    let _burn = cg.burn()?;
+
+    // Into containerd, as a node's kubelet would pull it.
+    let saved = work.join("image.tar");
+    d(&["save", "-o", &saved.display().to_string(), IMAGE])?;
+    let containerd = Containerd::start("image")?;
+    let ctr = |args: &[&str]| containerd.ctr("k8s.io", args);
+    ctr(&["images", "import", &saved.display().to_string()])?;
+    let image_ref = ctr(&["images", "ls", "-q"])?
+        .lines()
+        .find(|l| l.ends_with(IMAGE))
+        .context("imported image not listed")?
+        .to_string();
+
+    let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+    let addr = format!("127.0.0.1:{port}");
+    let (opts, args) = ctr_run_args(&pod, &addr)?;
+    let log = work.join("agent.log");
+    let log_uri = format!("file://{}", log.display());
+    // Kubernetes appends `args` to the image's entry point; `ctr run` takes the whole command.
+    let entrypoint: Vec<String> = serde_json::from_str(&d(&[
+        "image",
+        "inspect",
+        "-f",
+        "{{json .Config.Entrypoint}}",
+        IMAGE,
+    ])?)?;
+    let remove = || {
+        let _ = ctr(&["tasks", "rm", "-f", NAME]);
+        let _ = ctr(&["containers", "rm", NAME]);
+    };
+    remove();
+    let mut cmd: Vec<&str> = vec!["run", "-d", "--log-uri", &log_uri];
+    cmd.extend(opts.iter().map(String::as_str));
+    cmd.extend([image_ref.as_str(), NAME]);
+    cmd.extend(entrypoint.iter().map(String::as_str));
+    cmd.extend(args.iter().map(String::as_str));
+    ctr(&cmd)?;
+    let logs = || fs::read_to_string(&log).unwrap_or_default();
+
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        match http_get(&addr, &health) {
+            Ok((200, _)) => break,
+            other if Instant::now() > deadline => {
+                bail!(
+                    "{health} not 200 within 60 s ({other:?}); containerd log:\n{}",
+                    logs()
+                )
+            }
+            _ => thread::sleep(Duration::from_millis(250)),
+        }
+    }
+    // The runtime applied what the DaemonSet asks for: the OCI spec it ran.
+    let info: serde_json::Value = serde_json::from_str(&ctr(&["containers", "info", NAME])?)?;
+    let spec = &info["Spec"];
+    let bounding = strings(&spec["process"]["capabilities"]["bounding"]);
+    eprintln!("image: bounding capabilities {bounding:?}");
+    let want: Vec<String> = strings(&pod["caps_add"])
+        .iter()
+        .map(|c| format!("CAP_{c}"))
+        .collect();
+    anyhow::ensure!(
+        bounding.len() == want.len() && want.iter().all(|c| bounding.contains(c)),
+        "capabilities {bounding:?}, the DaemonSet's {want:?}"
+    );
+    anyhow::ensure!(
+        spec["root"]["readonly"] == true,
+        "root file system writable"
+    );
+    anyhow::ensure!(
+        spec["process"]["noNewPrivileges"] == true,
+        "new privileges allowed"
+    );
+    anyhow::ensure!(
+        spec["linux"]["seccomp"]["defaultAction"].is_string(),
+        "no seccomp profile"
+    );
+
+    // Every program attached with only these capabilities, and the workload is measured.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let e = loop {
+        let (status, body) = http_get(&addr, "/metrics")?;
+        anyhow::ensure!(status == 200, "/metrics answered {status}");
+        let e = Exposition(body);
+        if e.value("container_cpu_usage_seconds_total", &cg.rel)
+            .is_some_and(|v| v > 0.2)
+        {
+            break e;
+        }
+        if Instant::now() > deadline {
+            bail!("no CPU usage for {} within 20 s; log:\n{}", cg.rel, logs());
+        }
+        thread::sleep(Duration::from_millis(500));
+    };
+    let programs: Vec<&str> =
+        e.0.lines()
+            .filter(|l| l.starts_with("nodetel_ebpf_program_attached{"))
+            .collect();
+    eprintln!("image: {}", programs.join("\n       "));
+    anyhow::ensure!(
+        programs.len() >= 8,
+        "too few programs reported: {programs:?}"
+    );
+    let refused: Vec<&&str> = programs.iter().filter(|l| !l.ends_with(" 1")).collect();
+    anyhow::ensure!(
+        refused.is_empty(),
+        "programs not attached with the DaemonSet's capabilities: {refused:?}; /healthz: {:?}",
+        http_get(&addr, &health)
+    );
+    // The host paths: machine id from the mounted file, the containers' processes via host pids.
+    let machine_id = fs::read_to_string("/etc/machine-id")?.trim().to_string();
+    anyhow::ensure!(
+        e.0.lines()
+            .any(|l| l.starts_with("machine_cpu_cores{") && l.contains(&machine_id)),
+        "machine_cpu_cores without the host's machine id {machine_id}"
+    );
+    anyhow::ensure!(
+        e.value("container_processes", &cg.rel)
+            .is_some_and(|v| v >= 1.0),
+        "no process count for {}: the host pid namespace is not seen",
+        cg.rel
+    );
+    let usage = ctr(&["tasks", "metrics", NAME]).unwrap_or_default();
+    eprintln!(
+        "image: {}",
+        usage
+            .lines()
+            .filter(|l| l.contains("memory"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    );
+    remove();
+    Ok(())
+}
