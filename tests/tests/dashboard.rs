@@ -1,0 +1,321 @@
+//! Every query of the Grafana dashboard (deploy/grafana/nodetel-dashboard.json) against a real
+//! Prometheus (Debian's `prometheus`) scraping a running nodetel, with Docker containers that
+//! carry the kubelet's labels and do what each panel shows: burn CPU under a quota and contend
+//! for one CPU (CPU, throttling, run-queue), hold memory under a limit, write to disk with
+//! O_DIRECT, talk over loopback, and get OOM-killed. Each panel query, with the dashboard's
+//! variables set to those containers, must return data for them; each variable query must offer
+//! their values.
+//!
+//! Host only: the VM suite has no container runtime or Prometheus in its initramfs.
+use std::{
+    fs,
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+use nodetel_integration_tests::{
+    Agent, http_get, privileged, require_tool,
+    runtimes::{Dockerd, IMAGE, stop},
+};
+
+const NODE: &str = "dash-node";
+const NAMESPACE: &str = "dash-ns";
+const POD: &str = "dash-pod";
+
+struct Prometheus {
+    child: Child,
+    addr: String,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        stop(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+impl Prometheus {
+    fn start(dir: &Path, target: &str) -> anyhow::Result<Prometheus> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.join("prometheus.yml");
+        fs::write(
+            &config,
+            format!(
+                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: nodetel\n    \
+                 honor_labels: true\n    static_configs:\n      - targets: ['{target}']\n        \
+                 labels:\n          node: {NODE}\n"
+            ),
+        )?;
+        let log = fs::File::create(dir.join("prometheus.log"))?;
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("start prometheus (apt-get install prometheus)")?;
+        let p = Prometheus { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !matches!(http_get(&p.addr, "/-/ready"), Ok((200, _))) {
+            if Instant::now() > deadline {
+                bail!(
+                    "prometheus not ready: {}",
+                    fs::read_to_string(dir.join("prometheus.log"))?
+                );
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        Ok(p)
+    }
+
+    /// The `data.result` of an API call.
+    fn api(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = http_get(&self.addr, path)?;
+        let v: serde_json::Value =
+            serde_json::from_str(&body).with_context(|| format!("{path}: {body}"))?;
+        anyhow::ensure!(
+            status == 200 && v["status"] == "success",
+            "{path}: {status} {body}"
+        );
+        Ok(v["data"].clone())
+    }
+
+    fn query(&self, expr: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let data = self.api(&format!("/api/v1/query?query={}", encode(expr)))?;
+        Ok(data["result"].as_array().cloned().unwrap_or_default())
+    }
+}
+
+/// Percent-encoding for a query string value.
+fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The dashboard's variables set to the test's node, namespace, pod and containers.
+fn substitute(expr: &str) -> String {
+    expr.replace("$__rate_interval", "15s")
+        .replace("$node", NODE)
+        .replace("$namespace", NAMESPACE)
+        .replace("$pod", POD)
+        .replace("$container", "dash-.*")
+}
+
+#[test]
+fn every_dashboard_panel_has_data_for_real_containers() -> anyhow::Result<()> {
+    let test = "every_dashboard_panel_has_data_for_real_containers";
+    if !privileged(test) || !require_tool(test, "dockerd") || !require_tool(test, "prometheus") {
+        return Ok(());
+    }
+    let dashboard: serde_json::Value = serde_json::from_str(&fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/nodetel-dashboard.json"),
+    )?)?;
+    let work = Path::new("/var/lib/nodetel-test/dashboard-work");
+    let _ = fs::remove_dir_all(work);
+    fs::create_dir_all(work.join("data"))?;
+
+    let dockerd = Dockerd::start("dashboard")?;
+    dockerd.ensure_image()?;
+    let socket = dockerd.socket.display().to_string();
+    let agent = Agent::start(
+        Duration::from_secs(1),
+        &[
+            "--docker-socket",
+            &socket,
+            "--containerd-socket",
+            "",
+            "--podman-socket",
+            "",
+        ],
+    )?;
+    let run = |name: &str, flags: &[&str], script: &str| -> anyhow::Result<String> {
+        let mut args = vec![
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--network",
+            "host",
+            "--label",
+            "io.kubernetes.pod.name=dash-pod",
+            "--label",
+            "io.kubernetes.pod.namespace=dash-ns",
+        ];
+        let container_label = format!("io.kubernetes.container.name={name}");
+        args.extend(["--label", &container_label]);
+        args.extend(flags);
+        args.extend([IMAGE, "sh", "-c", script]);
+        dockerd.docker(&args)
+    };
+    // Two busy loops on one CPU under a quota: CPU, throttling, and run-queue waits.
+    run(
+        "dash-cpu",
+        &["--cpus", "0.5", "--cpuset-cpus", "0", "--memory", "64m"],
+        "while :; do :; done & while :; do :; done",
+    )?;
+    // Direct writes to a host directory: block I/O charged to the container on v1 and v2.
+    let disk = work.join("disk");
+    fs::create_dir_all(&disk)?;
+    let volume = format!("{}:/data", disk.display());
+    run(
+        "dash-disk",
+        &["-v", &volume],
+        "while :; do dd if=/dev/zero of=/data/f bs=1M count=8 oflag=direct 2>/dev/null; sleep 1; done",
+    )?;
+    // Loopback traffic to the agent.
+    let fetch = format!(
+        "while :; do busybox wget -q -O /dev/null http://{}/healthz; sleep 0.2; done",
+        agent.addr
+    );
+    run("dash-net", &[], &fetch)?;
+    // A shell whose children are OOM-killed one after another; the shell (and the series) stay.
+    run(
+        "dash-oom",
+        &["--memory", "16m", "--memory-swap", "16m"],
+        "while :; do dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; sleep 2; done",
+    )?;
+
+    let prom = Prometheus::start(work, &agent.addr)?;
+    // Enough scrapes for every rate window (15 s) and a few OOM kills.
+    thread::sleep(Duration::from_secs(25));
+
+    for var in dashboard["templating"]["list"]
+        .as_array()
+        .context("no variables")?
+    {
+        let Some(q) = var["query"]["query"].as_str() else {
+            continue;
+        };
+        let (selector, label) = q
+            .strip_prefix("label_values(")
+            .and_then(|r| r.strip_suffix(')'))
+            .and_then(|r| r.rsplit_once(','))
+            .with_context(|| format!("variable query {q}"))?;
+        let selector = substitute(selector);
+        let label = label.trim();
+        let data = prom.api(&format!(
+            "/api/v1/label/{label}/values?match[]={}",
+            encode(&selector)
+        ))?;
+        let values: Vec<&str> = data
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str())
+            .collect();
+        let want = match label {
+            "node" => NODE,
+            "namespace" => NAMESPACE,
+            "pod" => POD,
+            _ => "dash-cpu",
+        };
+        eprintln!("variable {label}: {values:?}");
+        anyhow::ensure!(
+            values.contains(&want),
+            "variable {label} ({q}) offers {values:?}, not {want}"
+        );
+    }
+
+    // Panel queries that must show the named container doing what it does, not just a zero
+    // series: (panel, query, container, what).
+    let active = [
+        ("CPU usage", "A", "dash-cpu", "CPU"),
+        (
+            "CPU throttling (share of CFS periods)",
+            "A",
+            "dash-cpu",
+            "throttling",
+        ),
+        ("Run-queue latency p99", "A", "dash-cpu", "run-queue waits"),
+        (
+            "Memory working set vs limit",
+            "B",
+            "dash-cpu",
+            "its 64 MiB limit",
+        ),
+        ("OOM kills", "A", "dash-oom", "OOM kills"),
+        (
+            "Disk I/O (read, written)",
+            "B",
+            "dash-disk",
+            "direct writes",
+        ),
+        (
+            "Network (received, sent)",
+            "A",
+            "dash-net",
+            "loopback traffic",
+        ),
+    ];
+    let mut idle = Vec::new();
+    let mut checked = 0;
+    let mut empty = Vec::new();
+    for panel in dashboard["panels"].as_array().context("no panels")? {
+        let title = panel["title"].as_str().unwrap_or("?");
+        let Some(targets) = panel["targets"].as_array() else {
+            continue;
+        };
+        // A panel shows data when any of its queries does; each query must at least evaluate.
+        let mut series = 0;
+        for t in targets {
+            let expr = substitute(t["expr"].as_str().context("target without expr")?);
+            let result = prom
+                .query(&expr)
+                .with_context(|| format!("panel {title}: {expr}"))?;
+            series += result.len();
+            for (panel, query, container, what) in active {
+                if panel != title || t["refId"] != query {
+                    continue;
+                }
+                let moving = result.iter().any(|r| {
+                    r["metric"]["container"] == container
+                        && r["value"][1]
+                            .as_str()
+                            .and_then(|v| v.parse::<f64>().ok())
+                            .is_some_and(|v| v.is_finite() && v != 0.0)
+                });
+                if !moving {
+                    idle.push(format!("{title}: no {what} of {container}"));
+                }
+            }
+            // Where the series name a namespace, it is the test's.
+            let namespaces: Vec<&str> = result
+                .iter()
+                .filter_map(|r| r["metric"]["namespace"].as_str())
+                .collect();
+            if !namespaces.is_empty() && !namespaces.contains(&NAMESPACE) {
+                empty.push(format!("{title}: only namespaces {namespaces:?}"));
+            }
+        }
+        eprintln!("panel {title:<45} {series} series");
+        if series == 0 {
+            empty.push(title.to_string());
+        }
+        checked += 1;
+    }
+    anyhow::ensure!(checked >= 12, "only {checked} panels with queries");
+    anyhow::ensure!(
+        empty.is_empty(),
+        "panels without data for the test containers: {empty:?}"
+    );
+    anyhow::ensure!(
+        idle.is_empty(),
+        "panels that miss what the containers did: {idle:?}"
+    );
+    Ok(())
+}
