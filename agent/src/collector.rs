@@ -41,6 +41,9 @@ pub struct Collector {
     network: NetworkReader,
     /// OOM kills per victim cgroup as of the last drain (cumulative).
     oom_totals: HashMap<u64, u64>,
+    /// Cgroups with a recent OOM kill, and how many more passes they are read whatever their CPU
+    /// time says (see `OOM_SETTLE_PASSES`).
+    oom_unsettled: HashMap<u64, u32>,
     oom_log: VecDeque<OomEvent>,
     oom_shared: Arc<Vec<OomEvent>>,
     /// The previous walk: a victim's cgroup is often removed right after the kill (its container
@@ -51,6 +54,9 @@ pub struct Collector {
     events: Arc<EventStore>,
     walks: WalkGate,
 }
+
+/// Passes a cgroup is read every pass after an OOM kill in it, whatever its CPU time says.
+const OOM_SETTLE_PASSES: u32 = 5;
 
 /// Whether the cgroup tree must be walked this pass: only when the kernel's count of cgroup
 /// mkdir/rmdir/rename moved (or is unknown). The tracepoint fires a moment before a new
@@ -147,6 +153,7 @@ impl Collector {
             machine,
             cpu_totals: HashMap::new(),
             oom_totals: HashMap::new(),
+            oom_unsettled: HashMap::new(),
             oom_log: VecDeque::new(),
             oom_shared: Arc::new(Vec::new()),
             last_tree: Tree::default(),
@@ -255,8 +262,14 @@ impl Collector {
                     tracing::warn!(error = %e, "failed to delete OOM entries of removed cgroups")
                 }
             }
+            for (id, n) in &kills {
+                if self.oom_totals.get(id) != Some(n) {
+                    self.oom_unsettled.insert(*id, OOM_SETTLE_PASSES);
+                }
+            }
             self.oom_totals = kills;
         }
+        self.settle_after_oom(&tree, &mut quiet);
         if !oom_records.is_empty() {
             self.log_oom_kills(&oom_records, &tree);
         }
@@ -331,6 +344,23 @@ impl Collector {
             oom_events: Arc::clone(&self.oom_shared),
             labels: Arc::clone(&self.naming.labels),
         })
+    }
+
+    /// Takes cgroups with a recent OOM kill, and their ancestors, out of the quiet set: the
+    /// victim's memory is freed by its exit and by the OOM reaper, whose CPU time is not the
+    /// cgroup's, so an idle cgroup's memory can fall well after its last CPU tick.
+    fn settle_after_oom(&mut self, tree: &Tree, quiet: &mut HashSet<u64>) {
+        for id in self.oom_unsettled.keys() {
+            let mut at = Some(*id);
+            while let Some(c) = at {
+                quiet.remove(&c);
+                at = tree.get(c).and_then(|g| g.parent);
+            }
+        }
+        self.oom_unsettled.retain(|id, left| {
+            *left -= 1;
+            *left > 0 && tree.contains(*id)
+        });
     }
 
     /// Sums the scheduler counters up the tree as CPU time is summed, and forgets the entries

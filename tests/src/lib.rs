@@ -128,6 +128,26 @@ impl Agent {
         Ok(agent)
     }
 
+    /// An agent that names containers from `dockerd` alone: the host's own runtime sockets, if
+    /// any, are left alone.
+    pub fn start_with_dockerd(
+        interval: Duration,
+        dockerd: &runtimes::Dockerd,
+    ) -> anyhow::Result<Agent> {
+        let socket = dockerd.socket.display().to_string();
+        Agent::start(
+            interval,
+            &[
+                "--docker-socket",
+                &socket,
+                "--containerd-socket",
+                "",
+                "--podman-socket",
+                "",
+            ],
+        )
+    }
+
     pub fn pid(&self) -> u32 {
         self.child.id()
     }

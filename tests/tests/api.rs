@@ -284,18 +284,7 @@ fn cadvisor_api_against_a_real_docker_container() -> anyhow::Result<()> {
     for name in ["api-peer", "api-second"] {
         let _ = dockerd.docker(&["rm", "-f", name]);
     }
-    let socket = dockerd.socket.display().to_string();
-    let agent = Agent::start(
-        INTERVAL,
-        &[
-            "--docker-socket",
-            &socket,
-            "--podman-socket",
-            "",
-            "--containerd-socket",
-            "",
-        ],
-    )?;
+    let agent = Agent::start_with_dockerd(INTERVAL, &dockerd)?;
     // A container that is OOM-killed once (dd's 64 MiB buffer in a 32 MiB limit) and then
     // idles: stable numbers to compare with the kernel's, and an OOM event to find.
     // On its own bridge network, with labels and a CPU quota: what the recorded cAdvisor

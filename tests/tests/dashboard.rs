@@ -131,18 +131,7 @@ fn every_dashboard_panel_has_data_for_real_containers() -> anyhow::Result<()> {
 
     let dockerd = Dockerd::start("dashboard")?;
     dockerd.ensure_image()?;
-    let socket = dockerd.socket.display().to_string();
-    let agent = Agent::start(
-        Duration::from_secs(1),
-        &[
-            "--docker-socket",
-            &socket,
-            "--containerd-socket",
-            "",
-            "--podman-socket",
-            "",
-        ],
-    )?;
+    let agent = Agent::start_with_dockerd(Duration::from_secs(1), &dockerd)?;
     let run = |name: &str, flags: &[&str], script: &str| -> anyhow::Result<String> {
         let mut args = vec![
             "run",

@@ -71,18 +71,7 @@ fn docker_containers_are_named_and_survive_a_daemon_restart() -> anyhow::Result<
     }
     let mut dockerd = Dockerd::start("docker")?;
     dockerd.ensure_image()?;
-    let socket = dockerd.socket.display().to_string();
-    let agent = Agent::start(
-        INTERVAL,
-        &[
-            "--docker-socket",
-            &socket,
-            "--containerd-socket",
-            "",
-            "--podman-socket",
-            "",
-        ],
-    )?;
+    let agent = Agent::start_with_dockerd(INTERVAL, &dockerd)?;
 
     // A container with the labels the kubelet's dockershim set.
     let started = Instant::now();
