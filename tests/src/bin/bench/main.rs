@@ -74,42 +74,12 @@ fn main() -> anyhow::Result<()> {
         eprintln!("bench: making {n} cgroups");
         let population = Population::create(&hierarchies, n)?;
         let measure_pipe = i == 0 && args.pipe_runs > 0;
-        let pipe_off = if measure_pipe {
-            eprintln!("bench: perf bench sched pipe without an agent");
-            Some(pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?)
-        } else {
-            None
-        };
         let mut size = SizeResult::new(n);
         let nodetel = AgentCommand::nodetel(&args.nodetel, &docker_socket)?;
         let (result, child) = measure(&args, &nodetel, &agent_cgroup, n)?;
+        drop(child);
         if measure_pipe {
-            eprintln!("bench: perf bench sched pipe with nodetel attached");
-            pipe::keep_off_cpu0(child.id())?;
-            let on = pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?;
-            let switch_ns = pipe::switch_ns_under_load(child.id(), PIPE_LOOPS)?;
-            drop(child);
-            // The run-queue latency programs' share: the same agent without them.
-            let mut cpu_only = AgentCommand::nodetel(&args.nodetel, &docker_socket)?
-                .with(&["--disable-metrics", "sched"]);
-            cpu_only.name = "nodetel-no-sched";
-            let mut child = start(&args, &cpu_only, &agent_cgroup, n)?;
-            wait_serving(&cpu_only, &mut child)?;
-            pipe::keep_off_cpu0(child.id())?;
-            eprintln!("bench: perf bench sched pipe with nodetel --disable-metrics sched");
-            let on_cpu_only = pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?;
-            drop(child);
-            // Without the agent both before and after, so a drift of the machine shows.
-            let after = pipe::usecs_per_op(args.pipe_runs, PIPE_LOOPS)?;
-            let before = pipe_off.unwrap_or(after);
-            pipe = Some(PipeResult {
-                off: ((before.0 + after.0) / 2.0, (before.1 + after.1) / 2.0),
-                on,
-                on_cpu_only,
-                switch_ns,
-            });
-        } else {
-            drop(child);
+            pipe = Some(pipe_rounds(&args, &docker_socket, &agent_cgroup, n)?);
         }
         size.floor = result.floor_per_cgroup.as_ref().map(|files| {
             eprintln!("bench: timing the read floor");
@@ -136,6 +106,47 @@ fn main() -> anyhow::Result<()> {
 }
 
 const PIPE_LOOPS: u32 = 100_000;
+
+/// The context-switch tax in interleaved rounds: each round runs the pipe benchmark without an
+/// agent, with nodetel, and with nodetel --disable-metrics sched (each agent started afresh and
+/// kept off CPU 0), so a drift of the machine during the bench falls on all three alike; medians
+/// over the rounds. The first round with nodetel also times its sched_switch program.
+fn pipe_rounds(
+    args: &Args,
+    docker_socket: &str,
+    agent_cgroup: &Cgroup,
+    n: usize,
+) -> anyhow::Result<PipeResult> {
+    let mut nodetel = AgentCommand::nodetel(&args.nodetel, docker_socket)?;
+    nodetel.name = "nodetel-pipe";
+    let mut cpu_only =
+        AgentCommand::nodetel(&args.nodetel, docker_socket)?.with(&["--disable-metrics", "sched"]);
+    cpu_only.name = "nodetel-pipe-no-sched";
+    let (mut off, mut on, mut on_cpu_only) = (Vec::new(), Vec::new(), Vec::new());
+    let mut switch_ns = None;
+    for round in 1..=args.pipe_runs {
+        eprintln!(
+            "bench: perf bench sched pipe, round {round}/{}: no agent, nodetel, nodetel --disable-metrics sched",
+            args.pipe_runs
+        );
+        off.push(pipe::usecs_per_op(1, PIPE_LOOPS)?);
+        for (agent, samples) in [(&nodetel, &mut on), (&cpu_only, &mut on_cpu_only)] {
+            let mut child = start(args, agent, agent_cgroup, n)?;
+            wait_serving(agent, &mut child)?;
+            pipe::keep_off_cpu0(child.id())?;
+            samples.push(pipe::usecs_per_op(1, PIPE_LOOPS)?);
+            if round == 1 && agent.name == nodetel.name {
+                switch_ns = pipe::switch_ns_under_load(child.id(), PIPE_LOOPS)?;
+            }
+        }
+    }
+    Ok(PipeResult {
+        off: pipe::medians(&off),
+        on: pipe::medians(&on),
+        on_cpu_only: pipe::medians(&on_cpu_only),
+        switch_ns,
+    })
+}
 
 /// How to start one agent on a free loopback port.
 struct AgentCommand {

@@ -12,6 +12,18 @@ pub fn usecs_per_op(runs: usize, loops: u32) -> anyhow::Result<(f64, f64)> {
     Ok((median(runs, loops / 5, false)?, median(runs, loops, true)?))
 }
 
+/// The per-component medians of (as is, pinned) samples.
+pub fn medians(samples: &[(f64, f64)]) -> (f64, f64) {
+    let median = |mut v: Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v.get(v.len() / 2).copied().unwrap_or(f64::NAN)
+    };
+    (
+        median(samples.iter().map(|s| s.0).collect()),
+        median(samples.iter().map(|s| s.1).collect()),
+    )
+}
+
 /// ns per run of the agent's `sched_switch` program over one pinned run, as the kernel times it
 /// (`kernel.bpf_stats_enabled`, which adds its own clock reads): the per-switch cost under a
 /// switch-heavy load, with warm caches.
@@ -92,5 +104,12 @@ mod tests {
         let out = "# Running 'sched/pipe' benchmark:\n# Executed 100000 pipe operations between two processes\n\n     Total time: 1.234 [sec]\n\n      12.340000 usecs/op\n          81037 ops/sec\n";
         assert_eq!(super::parse(out), Some(12.34));
         assert_eq!(super::parse("nothing"), None);
+    }
+
+    #[test]
+    fn medians_per_component() {
+        let m = super::medians(&[(3.0, 30.0), (1.0, 20.0), (2.0, 10.0)]);
+        assert_eq!(m, (2.0, 20.0));
+        assert!(super::medians(&[]).0.is_nan());
     }
 }
