@@ -257,10 +257,13 @@ def pod_spec(ds, node_name):
             security(value, out)
         elif key == "volumeMounts":
             for m in value:
+                host = volumes[m["name"]]["hostPath"]
                 out["mounts"].append({
-                    "source": volumes[m["name"]]["hostPath"]["path"],
+                    "source": host["path"],
                     "destination": m["mountPath"],
                     "read_only": bool(m.get("readOnly")),
+                    # The kubelet makes these on the node when missing; the test does the same.
+                    "create_directory": host.get("type") == "DirectoryOrCreate",
                 })
         else:
             raise ValueError(f"container field {key} is not translated")

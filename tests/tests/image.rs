@@ -254,6 +254,9 @@ fn ctr_run_args(pod: &serde_json::Value, addr: &str) -> anyhow::Result<(Vec<Stri
             m["source"].as_str().context("mount source")?,
             m["destination"].as_str().context("mount destination")?,
         );
+        if m["create_directory"] == true {
+            fs::create_dir_all(src).with_context(|| format!("mkdir {src} (DirectoryOrCreate)"))?;
+        }
         // Recursive, as the kubelet binds host paths (cgroupfs on a hybrid host is a tree of mounts).
         let opts = if m["read_only"] == true {
             "rbind:ro"
