@@ -57,7 +57,8 @@ fn open_files_budget(wanted: usize) -> usize {
 /// Starts a resolver per configured runtime socket; they run until aborted.
 fn start_resolvers(config: &Config) -> (Naming, Vec<tokio::task::JoinHandle<()>>) {
     use crate::identity::{
-        Namer, Registry, Source, containerd::ContainerdResolver, docker::DockerResolver,
+        Namer, Registry, Source, containerd::ContainerdResolver, crio::CrioResolver,
+        docker::DockerResolver,
     };
     let registry = Arc::new(Registry::default());
     let mut sources = Vec::new();
@@ -85,6 +86,15 @@ fn start_resolvers(config: &Config) -> (Naming, Vec<tokio::task::JoinHandle<()>>
             resync: config.runtime_resync,
         };
         sources.push(Source::Containerd);
+        tasks.push(tokio::spawn(r.run()));
+    }
+    if let Some(socket) = Config::socket(&config.crio_socket) {
+        let r = CrioResolver {
+            registry: Arc::clone(&registry),
+            socket,
+            resync: config.runtime_resync,
+        };
+        sources.push(Source::Crio);
         tasks.push(tokio::spawn(r.run()));
     }
     if !config.kubelet_url.trim().is_empty() {

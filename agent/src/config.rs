@@ -138,6 +138,15 @@ pub struct Config {
     )]
     pub containerd_socket: String,
 
+    /// CRI-O's socket (empty = no CRI-O resolver). nodetel reads CRI-O's own monitoring API
+    /// there (`/containers/<id>`), as cAdvisor does.
+    #[arg(
+        long,
+        env = "NODETEL_CRIO_SOCKET",
+        default_value = "/var/run/crio/crio.sock"
+    )]
+    pub crio_socket: String,
+
     /// containerd namespaces whose containers are named; `/<namespace>/<id>` cgroups of these
     /// are taken for containers. Kubernetes uses `k8s.io`, Docker `moby`, `ctr` `default`.
     #[arg(

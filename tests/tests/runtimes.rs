@@ -3,6 +3,7 @@
 //! must lose their series, and a runtime that dies and comes back must not stop the agent.
 //!
 //! Host only: the VM suite has no container runtime in its initramfs.
+use anyhow::Context as _;
 use std::{
     path::Path,
     thread,
@@ -335,5 +336,191 @@ fn containerd_tasks_in_kubelet_cgroups_resolve_to_their_pod() -> anyhow::Result<
     drop(agent);
     drop(containerd);
     remove_cgroup_dirs(&cleanup);
+    result
+}
+
+/// A stand-in for CRI-O's monitoring API on a unix socket (Debian packages no CRI-O): answers
+/// `/info` and `/containers/<id>` for the ids it is given, in the shape of CRI-O's
+/// `types.ContainerInfo`, and 404 for anything else, as CRI-O does.
+fn fake_crio(
+    socket: &Path,
+    known: Vec<(String, String)>,
+) -> anyhow::Result<thread::JoinHandle<()>> {
+    use std::io::{Read as _, Write as _};
+    let listener = std::os::unix::net::UnixListener::bind(socket)?;
+    Ok(thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { return };
+            let mut buf = [0u8; 4096];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let head = String::from_utf8_lossy(&buf[..n]).to_string();
+            let path = head.split(' ').nth(1).unwrap_or("").to_string();
+            let found = known
+                .iter()
+                .find(|(id, _)| path == format!("/containers/{id}"));
+            let (status, body) = match (path.as_str(), found) {
+                ("/info", _) => ("200 OK", r#"{"storage_driver":"overlay","storage_root":"/var/lib/containers/storage","cgroup_driver":"systemd"}"#.to_string()),
+                (_, Some((_, body))) => ("200 OK", body.clone()),
+                _ => ("404 Not Found", "can't find the container\n".to_string()),
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    }))
+}
+
+/// A process in `rel` of the unified hierarchy and of each v1 one that takes it (a v1 cpuset
+/// without cpus refuses tasks), as a runtime puts a container's init there.
+fn spawn_in_every_hierarchy(rel: &str) -> anyhow::Result<std::process::Child> {
+    let unified = unified_root()
+        .context("no cgroup2")?
+        .join(rel.trim_start_matches('/'));
+    std::fs::create_dir_all(&unified)?;
+    let mut moves = String::new();
+    // On a pure v2 host /sys/fs/cgroup is the unified root and its directories are cgroups.
+    let hybrid = unified_root().is_some_and(|u| u != Path::new("/sys/fs/cgroup"));
+    for entry in std::fs::read_dir("/sys/fs/cgroup")?.flatten() {
+        if hybrid
+            && entry.path().join("cgroup.procs").exists()
+            && Some(entry.path()) != unified_root()
+        {
+            let dir = entry.path().join(rel.trim_start_matches('/'));
+            std::fs::create_dir_all(&dir)?;
+            moves += &format!(
+                "{{ echo $$ > '{}'; }} 2>/dev/null; ",
+                dir.join("cgroup.procs").display()
+            );
+        }
+    }
+    moves += &format!("echo $$ > '{}'", unified.join("cgroup.procs").display());
+    Ok(std::process::Command::new("sh")
+        .args(["-c", &format!("{moves} && exec sleep 1000")])
+        .spawn()?)
+}
+
+/// CRI-O's systemd-driver layout, named through CRI-O's API by the id in `crio-<id>.scope` the
+/// moment the collector sees the cgroup (there is no listing or event stream to wait for).
+#[test]
+fn crio_containers_are_named_through_its_socket() -> anyhow::Result<()> {
+    if !privileged("crio_containers_are_named_through_its_socket") {
+        return Ok(());
+    }
+    let uid = std::fs::read_to_string("/proc/sys/kernel/random/uuid")?
+        .trim()
+        .to_string();
+    let (id, sandbox) = (random_hex64()?, random_hex64()?);
+    let crio_name = format!("k8s_nginx_web-0_prod_{uid}_0");
+    let info = |name: &str, image: &str, container: Option<&str>| {
+        let mut labels = serde_json::json!({
+            "io.kubernetes.pod.name": "web-0",
+            "io.kubernetes.pod.namespace": "prod",
+            "io.kubernetes.pod.uid": uid,
+        });
+        if let Some(c) = container {
+            labels["io.kubernetes.container.name"] = c.into();
+        }
+        serde_json::json!({
+            "name": name, "pid": 1, "image": image, "image_ref": "", "created_time": 0,
+            "labels": labels, "annotations": {}, "crio_annotations": null,
+            "log_path": "", "root": "", "sandbox": sandbox, "ip_addresses": ["10.85.0.7"],
+        })
+        .to_string()
+    };
+    let dir = std::env::temp_dir().join(format!("nodetel-crio-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    let socket = dir.join("crio.sock");
+    fake_crio(
+        &socket,
+        vec![
+            (
+                id.clone(),
+                info(&crio_name, "docker.io/library/nginx:1.27", Some("nginx")),
+            ),
+            (
+                sandbox.clone(),
+                info(
+                    &format!("k8s_POD_web-0_prod_{uid}_0"),
+                    "registry.k8s.io/pause:3.10",
+                    None,
+                ),
+            ),
+        ],
+    )?;
+    let agent = Agent::start(
+        INTERVAL,
+        &[
+            "--crio-socket",
+            &socket.display().to_string(),
+            "--docker-socket",
+            "",
+            "--podman-socket",
+            "",
+            "--containerd-socket",
+            "",
+        ],
+    )?;
+    let qos = "/kubepods.slice/kubepods-burstable.slice";
+    let pod_path = format!(
+        "{qos}/kubepods-burstable-pod{}.slice",
+        uid.replace('-', "_")
+    );
+    let path = format!("{pod_path}/crio-{id}.scope");
+    let sandbox_path = format!("{pod_path}/crio-{sandbox}.scope");
+    let cleanup = vec![
+        "/kubepods.slice".to_string(),
+        qos.to_string(),
+        pod_path.clone(),
+        path.clone(),
+        sandbox_path.clone(),
+    ];
+    let mut children = vec![];
+    let result = (|| -> anyhow::Result<()> {
+        children.push(spawn_in_every_hierarchy(&sandbox_path)?);
+        let started = Instant::now();
+        children.push(spawn_in_every_hierarchy(&path)?);
+        let (took, e) = wait_named(&agent, &path, &crio_name, Duration::from_secs(10))?;
+        println!("named {took:?} after its cgroup was made");
+        assert!(took <= NAMED_WITHIN, "named {took:?} after {started:?}");
+        let l = |p: &str, k: &str| label(&e, "container_last_seen", p, k).map(str::to_string);
+        assert_eq!(
+            l(&path, "image").as_deref(),
+            Some("docker.io/library/nginx:1.27")
+        );
+        assert_eq!(l(&path, "container").as_deref(), Some("nginx"));
+        assert_eq!(l(&path, "pod").as_deref(), Some("web-0"));
+        assert_eq!(l(&path, "namespace").as_deref(), Some("prod"));
+        let e = agent.scrape_until(Duration::from_secs(5), |e| {
+            label(e, "container_last_seen", &sandbox_path, "pod") == Some("web-0")
+        })?;
+        let l = |p: &str, k: &str| label(&e, "container_last_seen", p, k).map(str::to_string);
+        assert_eq!(
+            l(&sandbox_path, "image").as_deref(),
+            Some("registry.k8s.io/pause:3.10")
+        );
+        // The pod cgroup: pod and namespace from the UID in its path, no image, no name.
+        assert_eq!(l(&pod_path, "pod").as_deref(), Some("web-0"), "{}", e.0);
+        assert_eq!(l(&pod_path, "namespace").as_deref(), Some("prod"));
+        assert_eq!(l(&pod_path, "image").as_deref(), Some(""));
+        assert_eq!(
+            resolver_value(&e, "nodetel_identity_resolver_up", "crio"),
+            Some(1.0)
+        );
+        assert_eq!(
+            resolver_value(&e, "nodetel_identity_errors_total", "crio"),
+            Some(0.0)
+        );
+        Ok(())
+    })();
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    drop(agent);
+    remove_cgroup_dirs(&cleanup);
+    let _ = std::fs::remove_dir_all(&dir);
     result
 }

@@ -7,11 +7,9 @@
 use std::{collections::BTreeMap, path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Empty, Limited};
+use http_body_util::Empty;
 use hyper::{Request, StatusCode, Uri, header};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
-use tokio::io::{AsyncRead, AsyncWrite};
 
 use super::{
     registry::{Registry, Source},
@@ -33,6 +31,39 @@ pub struct PodInfo {
     pub owner_kind: String,
     pub owner_name: String,
     pub node: String,
+    /// The pod's containers the kubelet has started (init, app and ephemeral), for runtimes no
+    /// resolver of ours talks to (CRI-O, cri-dockerd).
+    pub containers: Vec<PodContainer>,
+}
+
+/// One container of a pod, from the kubelet's container statuses.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PodContainer {
+    /// The runtime's container id: the part of `containerID` after `<runtime>://`, which is the
+    /// id in the container's cgroup path.
+    pub id: String,
+    /// `cri-o`, `containerd`, `docker`: the scheme of `containerID`.
+    pub runtime: String,
+    /// The container's name in the pod spec.
+    pub name: String,
+    /// The image as the runtime reports it.
+    pub image: String,
+    pub restart_count: u32,
+}
+
+impl PodContainer {
+    /// The name the runtime itself gives the container, which is what cAdvisor shows as `name`:
+    /// CRI-O and cri-dockerd name CRI containers `k8s_<container>_<pod>_<namespace>_<uid>_<attempt>`;
+    /// containerd has no names, so cAdvisor uses the id.
+    pub fn runtime_name(&self, pod: &PodInfo) -> String {
+        match self.runtime.as_str() {
+            "cri-o" | "docker" => format!(
+                "k8s_{}_{}_{}_{}_{}",
+                self.name, pod.name, pod.namespace, pod.uid, self.restart_count
+            ),
+            _ => self.id.clone(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,8 +74,8 @@ pub enum KubeletError {
     Connect(#[from] std::io::Error),
     #[error("TLS setup for the kubelet failed: {0}")]
     Tls(String),
-    #[error("kubelet request failed: {0}")]
-    Http(#[from] hyper::Error),
+    #[error("kubelet {0}")]
+    Http(#[from] super::http_get::GetError),
     #[error("kubelet answered {0} for /pods")]
     Status(StatusCode),
     #[error("kubelet answer unreadable: {0}")]
@@ -160,23 +191,12 @@ impl KubeletClient {
 
 async fn send<IO>(io: IO, request: Request<Empty<Bytes>>) -> Result<Bytes, KubeletError>
 where
-    IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    let conn = tokio::spawn(conn);
-    let response = sender.send_request(request).await?;
-    let status = response.status();
-    if status != StatusCode::OK {
-        conn.abort();
-        return Err(KubeletError::Status(status));
+    match super::http_get::get(io, request, MAX_BODY).await? {
+        (StatusCode::OK, body) => Ok(body),
+        (status, _) => Err(KubeletError::Status(status)),
     }
-    let body = Limited::new(response.into_body(), MAX_BODY)
-        .collect()
-        .await
-        .map_err(|e| KubeletError::Body(e.to_string()))?
-        .to_bytes();
-    conn.abort();
-    Ok(body)
 }
 
 #[derive(Deserialize)]
@@ -190,6 +210,30 @@ struct Pod {
     metadata: Metadata,
     #[serde(default)]
     spec: Spec,
+    #[serde(default)]
+    status: Status,
+}
+
+#[derive(Default, Deserialize)]
+struct Status {
+    #[serde(default, rename = "initContainerStatuses")]
+    init: Vec<ContainerStatus>,
+    #[serde(default, rename = "containerStatuses")]
+    containers: Vec<ContainerStatus>,
+    #[serde(default, rename = "ephemeralContainerStatuses")]
+    ephemeral: Vec<ContainerStatus>,
+}
+
+#[derive(Deserialize)]
+struct ContainerStatus {
+    name: String,
+    #[serde(default)]
+    image: String,
+    /// `<runtime>://<id>`; absent while the container has never been created.
+    #[serde(default, rename = "containerID")]
+    container_id: String,
+    #[serde(default, rename = "restartCount")]
+    restart_count: u32,
 }
 
 #[derive(Deserialize)]
@@ -232,7 +276,26 @@ pub fn parse_pods(body: &[u8], node: &str) -> Result<Vec<PodInfo>, KubeletError>
         .into_iter()
         .map(|p| {
             let (owner_kind, owner_name) = owner(&p.metadata);
+            let containers = [p.status.init, p.status.containers, p.status.ephemeral]
+                .into_iter()
+                .flatten()
+                .filter_map(|c| {
+                    let (runtime, id) = c.container_id.split_once("://")?;
+                    // The id is matched against cgroup paths; anything but the runtimes' hex
+                    // ids is not one (and must not become part of a name).
+                    (!id.is_empty() && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| {
+                        PodContainer {
+                            id: id.to_string(),
+                            runtime: runtime.to_string(),
+                            name: c.name,
+                            image: c.image,
+                            restart_count: c.restart_count,
+                        }
+                    })
+                })
+                .collect();
             PodInfo {
+                containers,
                 uid: p.metadata.uid,
                 name: p.metadata.name,
                 namespace: p.metadata.namespace,
@@ -273,7 +336,8 @@ mod tests {
 
     /// No kubelet can run on this machine, so the client is tested against a `/pods` answer
     /// written in the shape kubelet 1.3x serves (testdata/kubelet/pods.json: a Deployment's
-    /// pod, a StatefulSet's, a DaemonSet's, a Job's, a static mirror pod and a bare pod).
+    /// pod, a StatefulSet's, a DaemonSet's, a Job's, a static mirror pod and a bare pod, with
+    /// CRI-O container statuses), served over plain HTTP and over TLS.
     const PODS: &str = include_str!("../../testdata/kubelet/pods.json");
 
     fn by_name<'a>(pods: &'a [PodInfo], name: &str) -> &'a PodInfo {
@@ -314,6 +378,55 @@ mod tests {
             ("", "")
         );
         assert_eq!(bare.node, "fallback-node", "no nodeName: the agent's node");
+    }
+
+    #[test]
+    fn containers_from_the_statuses() {
+        let pods = parse_pods(PODS.as_bytes(), "n").expect("fixture parses");
+        let web = by_name(&pods, "web-7c9f8d6b5-x2x9k");
+        // The init container that ran and the running app container; the sidecar still being
+        // created has no id yet.
+        let names: Vec<_> = web.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["schema", "main"]);
+        let main = &web.containers[1];
+        assert_eq!(
+            main.id,
+            "84e0e502d968b4599ebdbe83e9777f720973638828c621ccf8167299a842f20d"
+        );
+        assert_eq!(
+            (
+                main.runtime.as_str(),
+                main.image.as_str(),
+                main.restart_count
+            ),
+            ("cri-o", "registry.example/app:1", 2)
+        );
+        assert_eq!(
+            main.runtime_name(web),
+            "k8s_main_web-7c9f8d6b5-x2x9k_shop_5d3a1c2e-8f4b-4d6a-9c1e-2b7f3a9d0e11_2"
+        );
+        let debug = by_name(&pods, "debug");
+        let names: Vec<_> = debug.containers.iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(names, ["main", "debugger-x7"], "ephemeral containers too");
+        // containerd has no names: cAdvisor shows the id.
+        let c = PodContainer {
+            runtime: "containerd".into(),
+            ..main.clone()
+        };
+        assert_eq!(c.runtime_name(web), c.id);
+    }
+
+    #[test]
+    fn ids_that_are_not_runtime_ids_are_dropped() {
+        let body = r#"{"kind":"PodList","items":[{"metadata":{"name":"p","namespace":"n","uid":"u"},
+            "status":{"containerStatuses":[
+                {"name":"a","containerID":"cri-o://../../etc"},
+                {"name":"b","containerID":"abc"},
+                {"name":"c","containerID":"docker://"},
+                {"name":"d","containerID":"docker://0123abcd","image":"i"}]}}]}"#;
+        let pods = parse_pods(body.as_bytes(), "n").expect("parses");
+        let ids: Vec<_> = pods[0].containers.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["0123abcd"]);
     }
 
     #[test]
@@ -364,6 +477,103 @@ mod tests {
         let head = server.await.expect("server");
         assert!(head.starts_with("GET /pods HTTP/1.1\r\n"), "{head}");
         assert!(head.contains("authorization: Bearer s3cret\r\n"), "{head}");
+    }
+
+    /// A CA and a serving certificate it signed for `san` (PEM CA, DER cert, DER key).
+    fn kubelet_certs(san: &str) -> (String, Vec<u8>, Vec<u8>) {
+        use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("ca key"))
+            .expect("ca");
+        let key = KeyPair::generate().expect("key");
+        let cert = CertificateParams::new(vec![san.to_string()])
+            .expect("params")
+            .signed_by(&key, &ca)
+            .expect("cert");
+        (ca.pem(), cert.der().to_vec(), key.serialize_der())
+    }
+
+    /// Serves one `/pods` answer over TLS with the given certificate; returns the address and
+    /// the request head it received (None when the handshake failed).
+    async fn tls_kubelet(
+        cert: Vec<u8>,
+        key: Vec<u8>,
+    ) -> (
+        std::net::SocketAddr,
+        tokio::task::JoinHandle<Option<String>>,
+    ) {
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_no_client_auth()
+            .with_single_cert(
+                vec![CertificateDer::from(cert)],
+                PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key)),
+            )
+            .expect("server config");
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let server = tokio::spawn(async move {
+            let (tcp, _) = listener.accept().await.expect("accept");
+            let mut s = acceptor.accept(tcp).await.ok()?;
+            let mut buf = vec![0u8; 4096];
+            let n = s.read(&mut buf).await.ok()?;
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\n\r\n{}",
+                PODS.len(),
+                PODS
+            );
+            s.write_all(reply.as_bytes()).await.ok()?;
+            Some(String::from_utf8_lossy(&buf[..n]).to_string())
+        });
+        (addr, server)
+    }
+
+    /// The kubelet's https port as the agent meets it: a serving certificate from the cluster's
+    /// CA, verified against `--kubelet-ca-file`; a certificate from another CA, or for another
+    /// host, is refused and the token never leaves.
+    #[tokio::test]
+    async fn https_is_verified_against_the_ca_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = dir.path().join("token");
+        std::fs::write(&token, "s3cret").expect("token");
+        let client = |addr: std::net::SocketAddr, ca: &str| {
+            let ca_file = dir.path().join(format!("ca-{}.pem", addr.port()));
+            std::fs::write(&ca_file, ca).expect("ca file");
+            KubeletClient {
+                url: format!("https://{addr}"),
+                token_file: Some(token.clone()),
+                ca_file: Some(ca_file),
+                node: "n".into(),
+            }
+        };
+
+        let (ca, cert, key) = kubelet_certs("127.0.0.1");
+        let (addr, server) = tls_kubelet(cert, key).await;
+        let pods = client(addr, &ca).pods().await.expect("pods over TLS");
+        assert_eq!(pods.len(), 6);
+        let head = server.await.expect("server").expect("handshake");
+        assert!(head.contains("authorization: Bearer s3cret\r\n"), "{head}");
+
+        let (other_ca, _, _) = kubelet_certs("127.0.0.1");
+        let (_, cert, key) = kubelet_certs("127.0.0.1");
+        let (addr, server) = tls_kubelet(cert, key).await;
+        let err = client(addr, &other_ca).pods().await.expect_err("other CA");
+        assert!(err.to_string().contains("certificate"), "{err}");
+        assert!(server.await.expect("server").is_none(), "no request sent");
+
+        let (ca, cert, key) = kubelet_certs("kubelet.example");
+        let (addr, server) = tls_kubelet(cert, key).await;
+        let err = client(addr, &ca).pods().await.expect_err("wrong host");
+        assert!(err.to_string().contains("certificate"), "{err}");
+        assert!(server.await.expect("server").is_none(), "no request sent");
     }
 
     #[tokio::test]

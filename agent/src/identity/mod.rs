@@ -1,8 +1,11 @@
 //! Who owns each cgroup: the path says which runtime, container id and pod (`path`); the
-//! runtimes say the name, image and labels (`docker`, `containerd`, shared through `registry`);
+//! runtimes say the name, image and labels (`docker`, `containerd`, `crio`, and the kubelet's
+//! pod statuses in `kubelet`, shared through `registry`);
 //! `naming` puts the two together for every cgroup of a pass.
 pub mod containerd;
+pub mod crio;
 pub mod docker;
+mod http_get;
 pub mod kubelet;
 pub mod naming;
 pub mod path;

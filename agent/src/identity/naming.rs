@@ -217,6 +217,74 @@ mod tests {
         assert_eq!(*cs[0].identity, Identity::default());
     }
 
+    /// A CRI-O node: no resolver of ours talks to CRI-O, so names come from the kubelet's pod
+    /// statuses, for the container and (by its UID) for the pod cgroup; the sandbox, which the
+    /// kubelet does not list, is at least in its pod.
+    #[test]
+    fn crio_containers_are_named_from_the_kubelet() {
+        use crate::identity::kubelet::{PodContainer, PodInfo};
+        let registry = Arc::new(Registry::default());
+        let mut namer = Namer::new(Arc::clone(&registry), vec![]);
+        let sandbox = "9".repeat(64);
+        let slice = format!(
+            "/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{}.slice",
+            UID.replace('-', "_")
+        );
+        let mut cs = vec![
+            sample(1, &slice),
+            sample(2, &format!("{slice}/crio-{ID}.scope")),
+            sample(3, &format!("{slice}/crio-{sandbox}.scope")),
+        ];
+        namer.name(&mut cs);
+        assert!(cs.iter().all(|c| *c.identity == Identity::default()));
+        let pod = PodInfo {
+            uid: UID.into(),
+            name: "web-0".into(),
+            namespace: "prod".into(),
+            owner_kind: String::new(),
+            owner_name: String::new(),
+            node: "n".into(),
+            containers: vec![PodContainer {
+                id: ID.into(),
+                runtime: "cri-o".into(),
+                name: "nginx".into(),
+                image: "docker.io/library/nginx:1.27".into(),
+                restart_count: 0,
+            }],
+        };
+        registry.set_pods(vec![pod]);
+        namer.name(&mut cs);
+        let p = &cs[0].identity;
+        assert_eq!(
+            (p.pod.as_str(), p.namespace.as_str(), p.image.as_str()),
+            ("web-0", "prod", "")
+        );
+        let c = &cs[1].identity;
+        assert_eq!(
+            (c.name.as_str(), c.image.as_str(), c.container.as_str()),
+            (
+                format!("k8s_nginx_web-0_prod_{UID}_0").as_str(),
+                "docker.io/library/nginx:1.27",
+                "nginx"
+            )
+        );
+        assert_eq!((c.pod.as_str(), c.namespace.as_str()), ("web-0", "prod"));
+        let s = &cs[2].identity;
+        assert_eq!(
+            (s.name.as_str(), s.pod.as_str(), s.container.as_str()),
+            ("", "web-0", "")
+        );
+        // A runtime that describes the container wins over the kubelet.
+        registry.upsert(Source::Containerd, ID, k8s_meta());
+        namer.name(&mut cs);
+        assert_eq!(cs[1].identity.name, ID);
+        // The pod gone from the kubelet's list: the container loses its name.
+        registry.remove(Source::Containerd, ID);
+        registry.set_pods(vec![]);
+        namer.name(&mut cs);
+        assert_eq!(*cs[1].identity, Identity::default());
+    }
+
     #[test]
     fn removed_containers_lose_their_names() {
         let (registry, mut namer) = docker_web();

@@ -3,7 +3,8 @@
 //!
 //! Each resolver owns its own table, so a Docker resync never drops what containerd said. When
 //! two know the same id (Docker's containers are also in containerd's `moby` namespace), the
-//! runtime the user talks to wins: Docker, then Podman, then containerd.
+//! runtime the user talks to wins: Docker, then Podman, then containerd, then CRI-O; the
+//! kubelet's pod statuses come last.
 //!
 //! The collector asks for ids it sees in cgroup paths but finds nowhere ("wanted"): resolvers
 //! look them up at once instead of waiting for an event or a resync, which is what names a
@@ -30,11 +31,13 @@ pub enum Source {
     Docker = 0,
     Podman = 1,
     Containerd = 2,
-    /// Pods only (names of pod cgroups, owners): never a container's source.
-    Kubelet = 3,
+    Crio = 3,
+    /// Pods, their owners, and containers from the pods' statuses: the last resort for a
+    /// container's name, polled (never asked for a wanted id).
+    Kubelet = 4,
 }
 
-const N_SOURCES: usize = 4;
+const N_SOURCES: usize = 5;
 
 impl Source {
     pub fn as_str(self) -> &'static str {
@@ -42,6 +45,7 @@ impl Source {
             Source::Docker => "docker",
             Source::Podman => "podman",
             Source::Containerd => "containerd",
+            Source::Crio => "crio",
             Source::Kubelet => "kubelet",
         }
     }
@@ -53,6 +57,7 @@ impl Source {
             (Source::Docker, Runtime::Docker | Runtime::Cri)
                 | (Source::Podman, Runtime::Podman)
                 | (Source::Containerd, Runtime::Containerd | Runtime::Cri)
+                | (Source::Crio, Runtime::Crio | Runtime::Cri)
         )
     }
 }
@@ -176,12 +181,38 @@ impl Registry {
         pods
     }
 
-    /// The kubelet's latest pod list.
+    /// The kubelet's latest pod list. Its container statuses become the kubelet's table, the
+    /// last in precedence: they name containers of runtimes no resolver talks to (CRI-O,
+    /// cri-dockerd) with what the kubelet knows, the same labels the runtime would carry.
     pub fn set_pods(&self, pods: Vec<PodInfo>) {
         let mut state = self.write();
         if *state.pods == pods {
             return;
         }
+        let mut table = HashMap::new();
+        for pod in &pods {
+            for c in &pod.containers {
+                let labels = BTreeMap::from(
+                    [
+                        (super::K8S_POD_NAME, &pod.name),
+                        (super::K8S_POD_NAMESPACE, &pod.namespace),
+                        (super::K8S_POD_UID, &pod.uid),
+                        (super::K8S_CONTAINER_NAME, &c.name),
+                    ]
+                    .map(|(k, v)| (k.to_string(), v.clone())),
+                );
+                let meta = ContainerMeta {
+                    name: c.runtime_name(pod),
+                    image: c.image.clone(),
+                    labels: Arc::new(labels),
+                };
+                table.insert(c.id.clone(), Arc::new(meta));
+            }
+        }
+        for id in table.keys() {
+            state.wanted.remove(id);
+        }
+        state.tables[Source::Kubelet as usize] = table;
         state.pods = Arc::new(pods);
         drop(state);
         self.changed();
@@ -215,6 +246,14 @@ impl Registry {
         table.insert(id.to_string(), Arc::new(meta));
         drop(state);
         self.changed();
+    }
+
+    /// The ids `source` has described.
+    pub fn ids(&self, source: Source) -> Vec<String> {
+        self.read().tables[source as usize]
+            .keys()
+            .cloned()
+            .collect()
     }
 
     pub fn remove(&self, source: Source, id: &str) {

@@ -343,6 +343,7 @@ mod tests {
                     owner_kind: "StatefulSet".into(),
                     owner_name: "web".into(),
                     node: "node-1".into(),
+                    containers: vec![],
                 }]),
                 ..AgentStats::default()
             },
