@@ -12,7 +12,7 @@ use crate::{
     cgroup::Tree,
     cgroupfs::CgroupfsReader,
     cpu_account::CpuAccountant,
-    ebpf::{CpuDrain, Probes, SchedDrain, Traffic, comm_str},
+    ebpf::{CpuDrain, KernelStats, Probes, SchedDrain, Traffic, comm_str},
     events::{Event, EventKind, EventStore, Victim},
     machine::{MachineInfo, Roots},
     metric_kinds::{MetricKind, MetricKinds},
@@ -198,7 +198,11 @@ impl Collector {
             });
         let changes = match self.probes.kernel_stats() {
             Ok(k) => {
-                self.stats.kernel = k;
+                // A failed drain holds the last count.
+                let switches = drain
+                    .as_ref()
+                    .map_or(self.stats.kernel.switches, |d| d.switches);
+                self.stats.kernel = KernelStats { switches, ..k };
                 self.probes
                     .watches_cgroup_changes()
                     .then_some(self.stats.kernel.cgroup_changes)
@@ -369,7 +373,7 @@ impl Collector {
         sched.hold(&self.sched_own);
         let as_drain = |f: fn(&crate::ebpf::SchedCounters) -> u64| CpuDrain {
             committed: sched.counters.iter().map(|(id, c)| (*id, f(c))).collect(),
-            in_flight: HashMap::new(),
+            ..CpuDrain::default()
         };
         let rq = self.runqueue.update(tree, &as_drain(|c| c.runqueue_ns));
         let periods = self.run_periods.update(tree, &as_drain(|c| c.run_periods));

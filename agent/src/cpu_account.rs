@@ -123,6 +123,7 @@ mod tests {
         CpuDrain {
             committed: committed.iter().copied().collect(),
             in_flight: in_flight.iter().copied().collect(),
+            ..CpuDrain::default()
         }
     }
 

@@ -30,6 +30,9 @@ pub struct CpuDrain {
     pub committed: HashMap<u64, u64>,
     /// cgroup id -> ns its tasks have been running since their last switch-in, summed over CPUs.
     pub in_flight: HashMap<u64, u64>,
+    /// Context switches seen by the program, all CPUs (cumulative; kept in the run state, which
+    /// the drain reads anyway).
+    pub switches: u64,
 }
 
 /// The programs' own counters, summed over CPUs (cumulative).
@@ -38,6 +41,7 @@ pub struct KernelStats {
     pub cpu_map_full: u64,
     pub cpu_map_full_ns: u64,
     pub cgroup_read_failed: u64,
+    /// Filled from the CPU drain ([`CpuDrain::switches`]), not by `kernel_stats`.
     pub switches: u64,
     pub state_mismatch: u64,
     pub state_mismatch_ns: u64,
@@ -140,6 +144,7 @@ impl Probes {
             fresh_reads.push((cpu, flushed, fresh.saturating_sub(seen)));
         }
         let last = running.get(&0, 0)?;
+        out.switches = last.iter().fold(0u64, |a, s| a.saturating_add(s.switches));
         let trusted: Vec<bool> = after
             .iter()
             .zip(last.iter())
@@ -192,20 +197,11 @@ impl Probes {
                 .iter()
                 .fold(0u64, |a, v| a.saturating_add(*v)))
         };
-        let map = self
-            .ebpf
-            .map(MAP_RUNNING)
-            .ok_or_else(|| missing(MAP_RUNNING))?;
-        let running: PerCpuArray<_, RunState> = PerCpuArray::try_from(map)?;
-        let switches = running
-            .get(&0, 0)?
-            .iter()
-            .fold(0u64, |a, s| a.saturating_add(s.switches));
         Ok(KernelStats {
             cpu_map_full: slot(STAT_CPU_MAP_FULL)?,
             cpu_map_full_ns: slot(STAT_CPU_MAP_FULL_NS)?,
             cgroup_read_failed: slot(STAT_CGROUP_READ_FAILED)?,
-            switches,
+            switches: 0,
             state_mismatch: slot(STAT_STATE_MISMATCH)?,
             state_mismatch_ns: slot(STAT_STATE_MISMATCH_NS)?,
             oom_kills: slot(STAT_OOM_KILLS)?,
