@@ -30,6 +30,13 @@ pub fn sched_switch(ctx: BtfTracePointContext) -> i32 {
     0
 }
 
+/// Does nothing: attached to `sched_switch` instead of the program above only to measure what
+/// the tracepoint's dispatch costs by itself (`--bench-sched-switch-floor`).
+#[btf_tracepoint(function = "sched_switch")]
+pub fn sched_switch_floor(_ctx: BtfTracePointContext) -> i32 {
+    0
+}
+
 /// `tp_btf/cgroup_attach_task(struct cgroup *dst, const char *path, struct task_struct *task,
 /// bool threadgroup)`. A running task that moves itself into another cgroup (a shell writing `$$`
 /// to cgroup.procs) would otherwise have its whole slice charged to the new cgroup at switch-out.

@@ -140,6 +140,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .collect(),
         sched: kinds.has(crate::metric_kinds::MetricKind::Sched),
         bpf_stats: config.bpf_stats,
+        sched_switch_floor: config.bench_sched_switch_floor,
         cgroup2_root: kinds
             .has(crate::metric_kinds::MetricKind::Network)
             .then(|| layout.unified.clone()),

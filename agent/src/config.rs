@@ -98,6 +98,12 @@ pub struct Config {
     #[arg(long, env = "NODETEL_BPF_STATS")]
     pub bpf_stats: bool,
 
+    /// Benchmarking only: attach an empty program to sched_switch instead of nodetel's, to
+    /// measure what the tracepoint's dispatch costs by itself (the agent then has no eBPF CPU
+    /// or run-queue figures). `cargo xtask bench` uses it.
+    #[arg(long, hide_short_help = true)]
+    pub bench_sched_switch_floor: bool,
+
     /// Label set of container series: `kubelet` = exactly the kubelet's `id, name, image,
     /// container, pod, namespace` (kube-prometheus dashboards work unchanged); `standalone` =
     /// standalone cAdvisor's `id, name, image` plus `container_label_<key>` per runtime label.

@@ -14,6 +14,9 @@ pub const MAP_STATS: &str = "STATS";
 pub const GLOBAL_OFFSETS: &str = "OFFSETS";
 /// Program name of the context-switch accounting program.
 pub const PROG_SCHED_SWITCH: &str = "sched_switch";
+/// An empty program for `sched_switch`, attached in its place by `--bench-sched-switch-floor`:
+/// what any program on that tracepoint costs, so the benchmark can tell nodetel's work apart.
+pub const PROG_SCHED_SWITCH_FLOOR: &str = "sched_switch_floor";
 /// Program name of the program that splits a running task's slice when it changes cgroup.
 pub const PROG_CGROUP_ATTACH: &str = "cgroup_attach_task";
 /// `tp_btf/cgroup_mkdir`, `cgroup_rmdir`, `cgroup_rename`: count changes of the cgroup trees

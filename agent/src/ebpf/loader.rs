@@ -11,7 +11,7 @@ use aya::{
 use nodetel_common::{
     GLOBAL_OFFSETS, MAP_CPU_NS, MAP_OOM_EVENTS, PROG_CGROUP_ATTACH, PROG_CGROUP_MKDIR,
     PROG_CGROUP_RENAME, PROG_CGROUP_RMDIR, PROG_MARK_VICTIM, PROG_NET_EGRESS, PROG_NET_INGRESS,
-    PROG_SCHED_SWITCH, PROG_SIGNAL_GENERATE,
+    PROG_SCHED_SWITCH, PROG_SCHED_SWITCH_FLOOR, PROG_SIGNAL_GENERATE,
 };
 
 use crate::btf::{Btf, BtfError};
@@ -67,6 +67,8 @@ pub struct LoadOptions {
     pub sched: bool,
     /// Turn on the kernel's per-program run time accounting (`--bpf-stats`).
     pub bpf_stats: bool,
+    /// Attach the empty `sched_switch_floor` in place of `sched_switch` (benchmarking only).
+    pub sched_switch_floor: bool,
 }
 
 /// A program that could not be loaded or attached, and why.
@@ -153,7 +155,14 @@ impl Probes {
             (PROG_CGROUP_MKDIR, Attach::Btf("cgroup_mkdir")),
             (PROG_CGROUP_RMDIR, Attach::Btf("cgroup_rmdir")),
             (PROG_CGROUP_RENAME, Attach::Btf("cgroup_rename")),
-            (PROG_SCHED_SWITCH, Attach::Btf("sched_switch")),
+            (
+                if opts.sched_switch_floor {
+                    PROG_SCHED_SWITCH_FLOOR
+                } else {
+                    PROG_SCHED_SWITCH
+                },
+                Attach::Btf("sched_switch"),
+            ),
             (PROG_SIGNAL_GENERATE, Attach::Btf("signal_generate")),
             (PROG_MARK_VICTIM, Attach::Classic("oom", "mark_victim")),
         ];

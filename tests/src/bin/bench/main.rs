@@ -106,11 +106,17 @@ fn main() -> anyhow::Result<()> {
 }
 
 const PIPE_LOOPS: u32 = 100_000;
+/// Runs per configuration in each round (their median is the round's figure): the VM's noise
+/// from run to run is as large as the effect measured.
+const PIPE_RUNS_PER_ROUND: usize = 3;
 
 /// The context-switch tax in interleaved rounds: each round runs the pipe benchmark without an
-/// agent, with nodetel, and with nodetel --disable-metrics sched (each agent started afresh and
-/// kept off CPU 0), so a drift of the machine during the bench falls on all three alike; medians
-/// over the rounds. The first round with nodetel also times its sched_switch program.
+/// agent, with nodetel, with nodetel --disable-metrics sched, and with nodetel whose
+/// sched_switch program is replaced by an empty one (each agent started afresh and kept off
+/// CPU 0), so a drift of the machine during the bench falls on all alike; medians over the
+/// rounds. The empty program is the floor: what any program on that tracepoint costs, which
+/// separates the tracepoint's dispatch from nodetel's own work. The first round with nodetel also
+/// times its sched_switch program.
 fn pipe_rounds(
     args: &Args,
     docker_socket: &str,
@@ -122,19 +128,27 @@ fn pipe_rounds(
     let mut cpu_only =
         AgentCommand::nodetel(&args.nodetel, docker_socket)?.with(&["--disable-metrics", "sched"]);
     cpu_only.name = "nodetel-pipe-no-sched";
-    let (mut off, mut on, mut on_cpu_only) = (Vec::new(), Vec::new(), Vec::new());
+    let mut floor =
+        AgentCommand::nodetel(&args.nodetel, docker_socket)?.with(&["--bench-sched-switch-floor"]);
+    floor.name = "nodetel-pipe-floor";
+    let (mut off, mut on, mut on_cpu_only, mut on_floor) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut switch_ns = None;
     for round in 1..=args.pipe_runs {
         eprintln!(
-            "bench: perf bench sched pipe, round {round}/{}: no agent, nodetel, nodetel --disable-metrics sched",
+            "bench: perf bench sched pipe, round {round}/{}: no agent, nodetel, nodetel --disable-metrics sched, nodetel --bench-sched-switch-floor",
             args.pipe_runs
         );
-        off.push(pipe::usecs_per_op(1, PIPE_LOOPS)?);
-        for (agent, samples) in [(&nodetel, &mut on), (&cpu_only, &mut on_cpu_only)] {
+        off.push(pipe::usecs_per_op(PIPE_RUNS_PER_ROUND, PIPE_LOOPS)?);
+        for (agent, samples) in [
+            (&nodetel, &mut on),
+            (&cpu_only, &mut on_cpu_only),
+            (&floor, &mut on_floor),
+        ] {
             let mut child = start(args, agent, agent_cgroup, n)?;
             wait_serving(agent, &mut child)?;
             pipe::keep_off_cpu0(child.id())?;
-            samples.push(pipe::usecs_per_op(1, PIPE_LOOPS)?);
+            samples.push(pipe::usecs_per_op(PIPE_RUNS_PER_ROUND, PIPE_LOOPS)?);
             if round == 1 && agent.name == nodetel.name {
                 switch_ns = pipe::switch_ns_under_load(child.id(), PIPE_LOOPS)?;
             }
@@ -144,6 +158,7 @@ fn pipe_rounds(
         off: pipe::medians(&off),
         on: pipe::medians(&on),
         on_cpu_only: pipe::medians(&on_cpu_only),
+        floor: pipe::medians(&on_floor),
         switch_ns,
     })
 }

@@ -153,6 +153,9 @@ pub struct PipeResult {
     pub on: (f64, f64),
     /// With `--disable-metrics sched`: CPU accounting alone, no run-queue latency figures.
     pub on_cpu_only: (f64, f64),
+    /// With `--bench-sched-switch-floor`: an empty program on sched_switch, the rest of the
+    /// agent as usual. What any program on that tracepoint costs here.
+    pub floor: (f64, f64),
     /// ns per `sched_switch` run during a pinned run, timed by the kernel.
     pub switch_ns: Option<f64>,
 }
@@ -165,6 +168,10 @@ impl PipeResult {
 
     pub fn slowdown_cpu_only_pct(&self) -> (f64, f64) {
         self.slowdown(self.on_cpu_only)
+    }
+
+    pub fn slowdown_floor_pct(&self) -> (f64, f64) {
+        self.slowdown(self.floor)
     }
 
     fn slowdown(&self, on: (f64, f64)) -> (f64, f64) {
@@ -230,6 +237,10 @@ impl Report {
                 "slowdown_percent_without_sched": p.slowdown_cpu_only_pct().0,
                 "pinned_usecs_per_op_with_nodetel_without_sched": p.on_cpu_only.1,
                 "pinned_slowdown_percent_without_sched": p.slowdown_cpu_only_pct().1,
+                "usecs_per_op_with_empty_sched_switch": p.floor.0,
+                "slowdown_percent_with_empty_sched_switch": p.slowdown_floor_pct().0,
+                "pinned_usecs_per_op_with_empty_sched_switch": p.floor.1,
+                "pinned_slowdown_percent_with_empty_sched_switch": p.slowdown_floor_pct().1,
                 "pinned_sched_switch_ns_per_run": p.switch_ns,
             })),
         })
@@ -339,6 +350,7 @@ impl Report {
             );
             let (s, sp) = p.slowdown_pct();
             let (c, cp) = p.slowdown_cpu_only_pct();
+            let (f, fp) = p.slowdown_floor_pct();
             let _ = writeln!(t, "| no agent | {:.2} | | {:.2} | |", p.off.0, p.off.1);
             let _ = writeln!(
                 t,
@@ -349,6 +361,11 @@ impl Report {
                 t,
                 "| nodetel --disable-metrics sched | {:.2} | {c:+.1} % | {:.2} | {cp:+.1} % |",
                 p.on_cpu_only.0, p.on_cpu_only.1
+            );
+            let _ = writeln!(
+                t,
+                "| nodetel with an empty sched_switch program (the tracepoint's floor) | {:.2} | {f:+.1} % | {:.2} | {fp:+.1} % |",
+                p.floor.0, p.floor.1
             );
             if let Some(ns) = p.switch_ns {
                 let _ = writeln!(
@@ -455,10 +472,14 @@ impl Report {
             // Judged pinned: the worst case, and the one that repeats (as is, each message
             // crosses CPUs and the figure swings with the hypervisor's wakeup latency).
             let (as_is, pinned) = p.slowdown_pct();
+            let floor = p.slowdown_floor_pct().1;
             line(
                 Some(pinned < 5.0),
                 format!(
-                    "perf bench sched pipe pinned to one CPU: {pinned:+.1} % < 5 % (as is: {as_is:+.1} %)"
+                    "perf bench sched pipe pinned to one CPU: {pinned:+.1} % < 5 % (as is: {as_is:+.1} %; \
+                     an empty sched_switch program alone: {floor:+.1} %, nodetel's program work: \
+                     {:+.1} points)",
+                    pinned - floor
                 ),
             );
         }
