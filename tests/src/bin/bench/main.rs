@@ -113,9 +113,9 @@ const PIPE_RUNS_PER_ROUND: usize = 3;
 /// The context-switch tax in interleaved rounds: each round runs the pipe benchmark without an
 /// agent, with nodetel, with nodetel --disable-metrics sched, and with nodetel whose
 /// sched_switch program is replaced by an empty one (each agent started afresh and kept off
-/// CPU 0), so a drift of the machine during the bench falls on all alike; medians over the
-/// rounds. The empty program is the floor: what any program on that tracepoint costs, which
-/// separates the tracepoint's dispatch from nodetel's own work. The first round with nodetel also
+/// CPU 0, the order rotated from round to round), so a drift of the machine during the bench
+/// falls on all alike; medians over the rounds. The empty program is the floor: what any program on that tracepoint costs, which
+/// separates the tracepoint's dispatch from nodetel's own work. The first run with nodetel also
 /// times its sched_switch program.
 fn pipe_rounds(
     args: &Args,
@@ -131,29 +131,39 @@ fn pipe_rounds(
     let mut floor =
         AgentCommand::nodetel(&args.nodetel, docker_socket)?.with(&["--bench-sched-switch-floor"]);
     floor.name = "nodetel-pipe-floor";
-    let (mut off, mut on, mut on_cpu_only, mut on_floor) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    // (agent or none, samples): `off`, `on`, `on_cpu_only`, `on_floor` in that order.
+    let configs = [None, Some(&nodetel), Some(&cpu_only), Some(&floor)];
+    let mut samples: [Vec<(f64, f64)>; 4] = Default::default();
     let mut switch_ns = None;
     for round in 1..=args.pipe_runs {
         eprintln!(
             "bench: perf bench sched pipe, round {round}/{}: no agent, nodetel, nodetel --disable-metrics sched, nodetel --bench-sched-switch-floor",
             args.pipe_runs
         );
-        off.push(pipe::usecs_per_op(PIPE_RUNS_PER_ROUND, PIPE_LOOPS)?);
-        for (agent, samples) in [
-            (&nodetel, &mut on),
-            (&cpu_only, &mut on_cpu_only),
-            (&floor, &mut on_floor),
-        ] {
-            let mut child = start(args, agent, agent_cgroup, n)?;
-            wait_serving(agent, &mut child)?;
-            pipe::keep_off_cpu0(child.id())?;
-            samples.push(pipe::usecs_per_op(PIPE_RUNS_PER_ROUND, PIPE_LOOPS)?);
-            if round == 1 && agent.name == nodetel.name {
-                switch_ns = pipe::switch_ns_under_load(child.id(), PIPE_LOOPS)?;
+        // Each round starts with another configuration: whatever the position in a round does
+        // (the machine still freeing the last agent's maps and programs, a drift within the
+        // round) falls on every configuration alike.
+        for k in 0..configs.len() {
+            let i = (k + round - 1) % configs.len();
+            let Some(agent) = configs[i] else {
+                samples[i].push(pipe::usecs_per_op(PIPE_RUNS_PER_ROUND, PIPE_LOOPS)?);
+                continue;
+            };
+            {
+                let mut child = start(args, agent, agent_cgroup, n)?;
+                wait_serving(agent, &mut child)?;
+                pipe::keep_off_cpu0(child.id())?;
+                samples[i].push(pipe::usecs_per_op(PIPE_RUNS_PER_ROUND, PIPE_LOOPS)?);
+                if switch_ns.is_none() && agent.name == nodetel.name {
+                    switch_ns = pipe::switch_ns_under_load(child.id(), PIPE_LOOPS)?;
+                }
             }
+            // The agent is stopped; the kernel frees its programs and maps after an RCU grace
+            // period, work that should not land in the next configuration's runs.
+            std::thread::sleep(Duration::from_secs(2));
         }
     }
+    let [off, on, on_cpu_only, on_floor] = samples;
     Ok(PipeResult {
         off: pipe::medians(&off),
         on: pipe::medians(&on),
