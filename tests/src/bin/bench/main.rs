@@ -134,7 +134,7 @@ fn pipe_rounds(
     // (agent or none, samples): `off`, `on`, `on_cpu_only`, `on_floor` in that order.
     let configs = [None, Some(&nodetel), Some(&cpu_only), Some(&floor)];
     let mut samples: [Vec<(f64, f64)>; 4] = Default::default();
-    let mut switch_ns = None;
+    let (mut switch_ns, mut floor_switch_ns) = (None, None);
     for round in 1..=args.pipe_runs {
         eprintln!(
             "bench: perf bench sched pipe, round {round}/{}: no agent, nodetel, nodetel --disable-metrics sched, nodetel --bench-sched-switch-floor",
@@ -154,8 +154,12 @@ fn pipe_rounds(
                 wait_serving(agent, &mut child)?;
                 pipe::keep_off_cpu0(child.id())?;
                 samples[i].push(pipe::usecs_per_op(PIPE_RUNS_PER_ROUND, PIPE_LOOPS)?);
-                if switch_ns.is_none() && agent.name == nodetel.name {
+                // Once per program: nodetel's, and the empty one's (what timing costs alone).
+                if agent.name == nodetel.name && switch_ns.is_none() {
                     switch_ns = pipe::switch_ns_under_load(child.id(), PIPE_LOOPS)?;
+                }
+                if agent.name == floor.name && floor_switch_ns.is_none() {
+                    floor_switch_ns = pipe::switch_ns_under_load(child.id(), PIPE_LOOPS)?;
                 }
             }
             // The agent is stopped; the kernel frees its programs and maps after an RCU grace
@@ -170,6 +174,7 @@ fn pipe_rounds(
         on_cpu_only: pipe::medians(&on_cpu_only),
         floor: pipe::medians(&on_floor),
         switch_ns,
+        floor_switch_ns,
     })
 }
 

@@ -32,14 +32,20 @@ pub fn switch_ns_under_load(agent_pid: u32, loops: u32) -> anyhow::Result<Option
     let before = crate::probe::bpf_programs(agent_pid)?;
     median(1, loops, true)?;
     let after = crate::probe::bpf_programs(agent_pid)?;
-    Ok(
-        match (before.get("sched_switch"), after.get("sched_switch")) {
-            (Some(b), Some(a)) if a.run_cnt > b.run_cnt => Some(
-                a.run_time_ns.saturating_sub(b.run_time_ns) as f64 / (a.run_cnt - b.run_cnt) as f64,
-            ),
-            _ => None,
-        },
-    )
+    // The agent has one program on sched_switch: nodetel's, or the empty one (whose name the
+    // kernel keeps to 15 characters).
+    let find = |programs: &std::collections::BTreeMap<String, crate::probe::ProgStats>| {
+        programs
+            .iter()
+            .find(|(name, _)| name.starts_with("sched_switch"))
+            .map(|(_, p)| *p)
+    };
+    Ok(match (find(&before), find(&after)) {
+        (Some(b), Some(a)) if a.run_cnt > b.run_cnt => Some(
+            a.run_time_ns.saturating_sub(b.run_time_ns) as f64 / (a.run_cnt - b.run_cnt) as f64,
+        ),
+        _ => None,
+    })
 }
 
 /// Keeps the agent's threads off CPU 0, where the pinned runs go: its own CPU is reported with

@@ -158,6 +158,8 @@ pub struct PipeResult {
     pub floor: (f64, f64),
     /// ns per `sched_switch` run during a pinned run, timed by the kernel.
     pub switch_ns: Option<f64>,
+    /// The same for the empty program: the timing's own cost and the dispatch inside BPF.
+    pub floor_switch_ns: Option<f64>,
 }
 
 impl PipeResult {
@@ -172,6 +174,15 @@ impl PipeResult {
 
     pub fn slowdown_floor_pct(&self) -> (f64, f64) {
         self.slowdown(self.floor)
+    }
+
+    /// nodetel's program work as the kernel times it (its program minus the empty one, per
+    /// switch), as a share of a pinned round trip without the agent, which is two switches: an
+    /// estimate with far less noise than the throughput difference, but blind to what the work
+    /// costs the scheduler around it (caches).
+    pub fn program_work_pct(&self) -> Option<f64> {
+        let (ns, floor) = (self.switch_ns?, self.floor_switch_ns?);
+        (self.off.1 > 0.0).then(|| 100.0 * 2.0 * (ns - floor).max(0.0) / (self.off.1 * 1000.0))
     }
 
     fn slowdown(&self, on: (f64, f64)) -> (f64, f64) {
@@ -242,6 +253,8 @@ impl Report {
                 "pinned_usecs_per_op_with_empty_sched_switch": p.floor.1,
                 "pinned_slowdown_percent_with_empty_sched_switch": p.slowdown_floor_pct().1,
                 "pinned_sched_switch_ns_per_run": p.switch_ns,
+                "pinned_empty_sched_switch_ns_per_run": p.floor_switch_ns,
+                "pinned_program_work_percent_of_op": p.program_work_pct(),
             })),
         })
     }
@@ -373,6 +386,16 @@ impl Report {
                     "\nsched_switch during a pinned run, timed by the kernel: {ns:.0} ns per switch"
                 );
             }
+            if let (Some(ns), Some(floor), Some(pct)) =
+                (p.switch_ns, p.floor_switch_ns, p.program_work_pct())
+            {
+                let _ = writeln!(
+                    t,
+                    "the empty program, timed alike: {floor:.0} ns per switch; nodetel's own work: \
+                     {:.0} ns per switch, two switches per pinned round trip = {pct:.1} % of one",
+                    ns - floor
+                );
+            }
         }
         t.push_str(&self.targets());
         t
@@ -473,12 +496,15 @@ impl Report {
             // crosses CPUs and the figure swings with the hypervisor's wakeup latency).
             let (as_is, pinned) = p.slowdown_pct();
             let floor = p.slowdown_floor_pct().1;
+            let timed = p
+                .program_work_pct()
+                .map_or_else(String::new, |w| format!("; timed by the kernel: {w:.1} %"));
             line(
                 Some(pinned < 5.0),
                 format!(
                     "perf bench sched pipe pinned to one CPU: {pinned:+.1} % < 5 % (as is: {as_is:+.1} %; \
-                     an empty sched_switch program alone: {floor:+.1} %, nodetel's program work: \
-                     {:+.1} points)",
+                     an empty sched_switch program alone: {floor:+.1} %; nodetel's program work: \
+                     {:+.1} points{timed})",
                     pinned - floor
                 ),
             );
