@@ -16,7 +16,7 @@ use containerd_client::{
 
 use super::{
     registry::{ContainerMeta, Registry, Source},
-    session::Reconnect,
+    session::{self, Reconnect},
 };
 
 /// After an event, wait this long for the rest of a burst (a pod start is several events) and
@@ -45,15 +45,13 @@ pub struct ContainerdResolver {
 impl ContainerdResolver {
     /// Runs until the task is aborted.
     pub async fn run(self) {
-        let mut rc = Reconnect::new(Arc::clone(&self.registry), Source::Containerd, &self.socket);
-        loop {
-            if rc.socket_present(&self.socket).await {
-                let err = self.session(&mut rc).await;
-                let delay = rc.failed(&err, Duration::MAX);
-                tokio::time::sleep(delay).await;
-            }
-        }
+        let rc = Reconnect::new(Arc::clone(&self.registry), Source::Containerd, &self.socket);
+        session::run_sessions(&self, rc, &self.socket).await
     }
+}
+
+impl session::SocketResolver for ContainerdResolver {
+    type Error = ContainerdError;
 
     /// One connection: returns only on failure.
     async fn session(&self, rc: &mut Reconnect) -> ContainerdError {
@@ -108,7 +106,9 @@ impl ContainerdResolver {
             }
         }
     }
+}
 
+impl ContainerdResolver {
     async fn list_all(
         &self,
         client: &mut ContainersClient<Channel>,

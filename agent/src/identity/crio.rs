@@ -15,7 +15,7 @@ use serde::Deserialize;
 use super::{
     http_get::{self, GetError},
     registry::{ContainerMeta, Registry, Source},
-    session::Reconnect,
+    session::{self, Reconnect},
 };
 
 /// One container's description is a few KiB (labels and annotations).
@@ -56,15 +56,13 @@ struct ContainerInfo {
 impl CrioResolver {
     /// Runs until the task is aborted.
     pub async fn run(self) {
-        let mut rc = Reconnect::new(Arc::clone(&self.registry), Source::Crio, &self.socket);
-        loop {
-            if rc.socket_present(&self.socket).await {
-                let err = self.session(&mut rc).await;
-                let delay = rc.failed(&err, Duration::MAX);
-                tokio::time::sleep(delay).await;
-            }
-        }
+        let rc = Reconnect::new(Arc::clone(&self.registry), Source::Crio, &self.socket);
+        session::run_sessions(&self, rc, &self.socket).await
     }
+}
+
+impl session::SocketResolver for CrioResolver {
+    type Error = CrioError;
 
     /// Answers lookups while CRI-O does: returns only on failure.
     async fn session(&self, rc: &mut Reconnect) -> CrioError {
@@ -94,7 +92,9 @@ impl CrioResolver {
             }
         }
     }
+}
 
+impl CrioResolver {
     /// CRI-O's daemon info: the liveness check.
     async fn info(&self) -> Result<(), CrioError> {
         match self.get("/info").await? {

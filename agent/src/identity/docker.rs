@@ -20,7 +20,7 @@ use futures_util::StreamExt as _;
 
 use super::{
     registry::{ContainerMeta, Registry, Source},
-    session::Reconnect,
+    session::{self, Reconnect},
 };
 
 /// Seconds a single API request may take.
@@ -45,15 +45,13 @@ pub struct DockerResolver {
 impl DockerResolver {
     /// Runs until the task is aborted.
     pub async fn run(self) {
-        let mut rc = Reconnect::new(Arc::clone(&self.registry), self.source, &self.socket);
-        loop {
-            if rc.socket_present(&self.socket).await {
-                let err = self.session(&mut rc).await;
-                let delay = rc.failed(&err, Duration::MAX);
-                tokio::time::sleep(delay).await;
-            }
-        }
+        let rc = Reconnect::new(Arc::clone(&self.registry), self.source, &self.socket);
+        session::run_sessions(&self, rc, &self.socket).await
     }
+}
+
+impl session::SocketResolver for DockerResolver {
+    type Error = DockerError;
 
     /// One connection: returns only on failure.
     async fn session(&self, rc: &mut Reconnect) -> DockerError {
@@ -116,7 +114,9 @@ impl DockerResolver {
             }
         }
     }
+}
 
+impl DockerResolver {
     async fn connect(&self) -> Result<Docker, DockerError> {
         let path = self.socket.to_string_lossy();
         let docker =

@@ -87,6 +87,26 @@ impl SessionLog {
     }
 }
 
+/// A resolver that talks to a runtime over a unix socket.
+pub trait SocketResolver: Sync {
+    type Error: std::error::Error + Send;
+
+    /// One connection: answers until something fails, and returns what.
+    fn session(&self, rc: &mut Reconnect) -> impl Future<Output = Self::Error> + Send;
+}
+
+/// The loop every socket resolver runs until aborted: wait for the socket, run a session until
+/// it fails, report the failure and back off, again.
+pub async fn run_sessions(resolver: &impl SocketResolver, mut rc: Reconnect, socket: &Path) {
+    loop {
+        if rc.socket_present(socket).await {
+            let err = resolver.session(&mut rc).await;
+            let delay = rc.failed(&err, Duration::MAX);
+            tokio::time::sleep(delay).await;
+        }
+    }
+}
+
 /// A resolver's connection state: what it reports to the registry, the log and its backoff.
 pub struct Reconnect {
     registry: Arc<Registry>,
