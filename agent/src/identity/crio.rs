@@ -86,8 +86,16 @@ impl session::SocketResolver for CrioResolver {
                 }
             };
             for id in ids {
-                if let Err(e) = self.lookup(&id).await {
-                    return e;
+                match self.lookup(&id).await {
+                    Ok(()) => {}
+                    // CRI-O answered, but not with this container (a 500 while a container is
+                    // being created, an answer we cannot read): counted, and the id is asked
+                    // again later; the connection is fine.
+                    Err(e @ (CrioError::Status(..) | CrioError::Parse(..))) => {
+                        self.registry.count_error(Source::Crio);
+                        tracing::debug!(id, error = %e, "CRI-O lookup failed");
+                    }
+                    Err(e) => return e,
                 }
             }
         }
@@ -158,6 +166,8 @@ mod tests {
     /// `curl --unix-socket /var/run/crio/crio.sock http://c/containers/<id>` prints on a node.
     const CONTAINER: &str = r#"{"name":"k8s_nginx_web-0_prod_0a1b2c3d-1111-2222-3333-444455556666_0","pid":4242,"image":"docker.io/library/nginx:1.27","image_ref":"docker.io/library/nginx@sha256:aa","created_time":1763629200000000000,"labels":{"io.kubernetes.container.name":"nginx","io.kubernetes.pod.name":"web-0","io.kubernetes.pod.namespace":"prod","io.kubernetes.pod.uid":"0a1b2c3d-1111-2222-3333-444455556666"},"annotations":{"io.kubernetes.container.restartCount":"0"},"crio_annotations":{},"log_path":"/var/log/pods/x/nginx/0.log","root":"/var/lib/containers/storage/overlay/aa/merged","sandbox":"99","ip_addresses":["10.85.0.7"]}"#;
     const KNOWN: &str = "1f7b20c02c4037e5c1b9ef2c299804311464a64c29112c1b7d1aa0702a63e8f4";
+    /// An id CRI-O answers 500 for (its state not set yet, while the container is created).
+    const BROKEN: &str = "3333333333333333333333333333333333333333333333333333333333333333";
 
     #[test]
     fn answers_parse_and_nil_maps_are_empty() {
@@ -194,6 +204,7 @@ mod tests {
             let (status, body) = match path.as_str() {
                 "/info" => ("200 OK", r#"{"storage_driver":"overlay","storage_root":"/var/lib/containers/storage","cgroup_driver":"systemd"}"#.to_string()),
                 p if p == format!("/containers/{KNOWN}") && !gone => ("200 OK", CONTAINER.to_string()),
+                p if p == format!("/containers/{BROKEN}") => ("500 Internal Server Error", "container state is nil\n".to_string()),
                 p => ("404 Not Found", format!("can't find the container with id {}\n", p.trim_start_matches("/containers/"))),
             };
             let reply = format!(
@@ -212,9 +223,10 @@ mod tests {
         }
     }
 
-    /// Wanted ids are looked up at once and named; unknown ones are not errors; a container
-    /// CRI-O no longer has is forgotten at the next resync; a CRI-O that goes away is counted
-    /// and the resolver comes back by itself.
+    /// Wanted ids are looked up at once and named; unknown ones are not errors; a failed lookup
+    /// is counted without dropping the connection; a container CRI-O no longer has is forgotten
+    /// at the next resync; a CRI-O that goes away is counted and the resolver comes back by
+    /// itself.
     #[tokio::test]
     async fn lookups_resyncs_and_outages() {
         use std::sync::atomic::{AtomicBool, Ordering};
@@ -258,17 +270,27 @@ mod tests {
         assert!(stats[0].up, "{stats:?}");
         assert_eq!(stats[0].errors, 0, "a 404 is not an error");
 
+        // A 500 for one container is counted, and the resolver stays connected.
+        registry.want(Runtime::Crio, BROKEN);
+        until("500 counted", || {
+            registry.stats(&[Source::Crio])[0].errors == 1
+        })
+        .await;
+        assert!(registry.stats(&[Source::Crio])[0].up);
+        assert!(registry.lookup(BROKEN).is_none());
+
         forget.store(true, Ordering::SeqCst);
         until("forgotten at resync", || registry.lookup(KNOWN).is_none()).await;
 
         // CRI-O restarts: the socket goes and comes back.
+        let errors_before = registry.stats(&[Source::Crio])[0].errors;
         server.abort();
         let _ = server.await;
         std::fs::remove_file(&socket).expect("rm socket");
         let listener = std::os::unix::net::UnixListener::bind(&socket).expect("dead socket");
         drop(listener); // a socket file nobody listens on: connections are refused
         until("down", || !registry.stats(&[Source::Crio])[0].up).await;
-        assert!(registry.stats(&[Source::Crio])[0].errors >= 1);
+        assert!(registry.stats(&[Source::Crio])[0].errors > errors_before);
         std::fs::remove_file(&socket).expect("rm socket");
         forget.store(false, Ordering::SeqCst);
         let _server = tokio::spawn(fake_crio(socket.clone(), forget, Arc::clone(&asked)));
