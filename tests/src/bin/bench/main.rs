@@ -114,9 +114,9 @@ const PIPE_RUNS_PER_ROUND: usize = 3;
 /// agent, with nodetel, with nodetel --disable-metrics sched, and with nodetel whose
 /// sched_switch program is replaced by an empty one (each agent started afresh and kept off
 /// CPU 0, the order rotated from round to round), so a drift of the machine during the bench
-/// falls on all alike; medians over the rounds. The empty program is the floor: what any program on that tracepoint costs, which
-/// separates the tracepoint's dispatch from nodetel's own work. The first run with nodetel also
-/// times its sched_switch program.
+/// falls on all alike; medians over the rounds. The empty program is the floor: what any
+/// program on that tracepoint costs, which separates the tracepoint's dispatch from nodetel's
+/// own work. The first run of nodetel and of the empty program also times each under load.
 fn pipe_rounds(
     args: &Args,
     docker_socket: &str,
@@ -131,7 +131,7 @@ fn pipe_rounds(
     let mut floor =
         AgentCommand::nodetel(&args.nodetel, docker_socket)?.with(&["--bench-sched-switch-floor"]);
     floor.name = "nodetel-pipe-floor";
-    // (agent or none, samples): `off`, `on`, `on_cpu_only`, `on_floor` in that order.
+    // No agent, then the three agents; `samples` in the same order.
     let configs = [None, Some(&nodetel), Some(&cpu_only), Some(&floor)];
     let mut samples: [Vec<(f64, f64)>; 4] = Default::default();
     let (mut switch_ns, mut floor_switch_ns) = (None, None);
