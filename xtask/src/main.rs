@@ -193,6 +193,17 @@ fn setup(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Installs (as root, with apt) or names every tool the test suite needs: one list, shared with
+/// CI, in `xtask/scripts/ensure-test-tools.sh`.
+fn ensure_test_tools(root: &Path) -> anyhow::Result<()> {
+    let script = root.join("xtask/scripts/ensure-test-tools.sh");
+    let status = Command::new("bash").arg(&script).status()?;
+    if !status.success() {
+        bail!("{} failed: the test tools are missing", script.display());
+    }
+    Ok(())
+}
+
 fn build_ebpf(root: &Path) -> anyhow::Result<()> {
     setup(root)?;
     let status = Command::new("rustup")
@@ -225,6 +236,7 @@ fn build_ebpf(root: &Path) -> anyhow::Result<()> {
 }
 
 fn test(root: &Path, test_args: &[String]) -> anyhow::Result<()> {
+    ensure_test_tools(root)?;
     deploy_check(root, false)?;
     setup(root)?;
     cargo(root, &["build", "-p", "nodetel"])?;
