@@ -2,9 +2,12 @@
 //! cleanly (programs detached when the collector is dropped; nothing is pinned).
 use std::{
     future::Future,
-    sync::{Arc, Mutex},
+    panic::AssertUnwindSafe,
+    sync::{Arc, Mutex, PoisonError},
     time::Duration,
 };
+
+use futures_util::FutureExt as _;
 
 use anyhow::Context as _;
 use tokio::{net::TcpListener, sync::watch, time::MissedTickBehavior};
@@ -15,6 +18,7 @@ use crate::{
     config::Config,
     ebpf::{LoadOptions, Probes},
     metric_kinds::MetricKinds,
+    panics::{Panics, Place},
     prepared::Prepared,
 };
 
@@ -55,7 +59,24 @@ fn open_files_budget(wanted: usize) -> usize {
 }
 
 /// Starts a resolver per configured runtime socket; they run until aborted.
-fn start_resolvers(config: &Config) -> (Naming, Vec<tokio::task::JoinHandle<()>>) {
+/// Runs a resolver; a panic in it is caught and counted, and its names go stale (the resolver
+/// cannot be resumed) rather than the agent going down.
+fn supervised(
+    panics: &Arc<Panics>,
+    resolver: impl Future<Output = ()> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    let panics = Arc::clone(panics);
+    tokio::spawn(async move {
+        if let Err(payload) = AssertUnwindSafe(resolver).catch_unwind().await {
+            panics.caught(Place::Resolver, &*payload);
+        }
+    })
+}
+
+fn start_resolvers(
+    config: &Config,
+    panics: &Arc<Panics>,
+) -> (Naming, Vec<tokio::task::JoinHandle<()>>) {
     use crate::identity::{
         Namer, Registry, Source, containerd::ContainerdResolver, crio::CrioResolver,
         docker::DockerResolver,
@@ -75,7 +96,7 @@ fn start_resolvers(config: &Config) -> (Naming, Vec<tokio::task::JoinHandle<()>>
                 resync: config.runtime_resync,
             };
             sources.push(source);
-            tasks.push(tokio::spawn(r.run()));
+            tasks.push(supervised(panics, r.run()));
         }
     }
     if let Some(socket) = Config::socket(&config.containerd_socket) {
@@ -86,7 +107,7 @@ fn start_resolvers(config: &Config) -> (Naming, Vec<tokio::task::JoinHandle<()>>
             resync: config.runtime_resync,
         };
         sources.push(Source::Containerd);
-        tasks.push(tokio::spawn(r.run()));
+        tasks.push(supervised(panics, r.run()));
     }
     if let Some(socket) = Config::socket(&config.crio_socket) {
         let r = CrioResolver {
@@ -95,7 +116,7 @@ fn start_resolvers(config: &Config) -> (Naming, Vec<tokio::task::JoinHandle<()>>
             resync: config.runtime_resync,
         };
         sources.push(Source::Crio);
-        tasks.push(tokio::spawn(r.run()));
+        tasks.push(supervised(panics, r.run()));
     }
     if !config.kubelet_url.trim().is_empty() {
         let client = crate::identity::kubelet::KubeletClient {
@@ -108,7 +129,8 @@ fn start_resolvers(config: &Config) -> (Naming, Vec<tokio::task::JoinHandle<()>>
             node: config.node_name.clone(),
         };
         sources.push(Source::Kubelet);
-        tasks.push(tokio::spawn(
+        tasks.push(supervised(
+            panics,
             client.run(Arc::clone(&registry), config.runtime_resync),
         ));
     }
@@ -148,7 +170,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let probes = tokio::task::spawn_blocking(move || Probes::load(&opts))
         .await
         .context("eBPF loader thread")??;
-    let (naming, resolvers) = start_resolvers(&config);
+    let panics = Arc::new(Panics::default());
+    let (naming, resolvers) = start_resolvers(&config, &panics);
     let registry = Arc::clone(&naming.registry);
     let history = Arc::new(std::sync::RwLock::new(crate::history::History::new(
         config.history_samples as usize,
@@ -163,6 +186,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         Arc::clone(&events),
         Some(registry),
         config.containerd_namespaces.clone(),
+        usize::try_from(config.api_max_samples).unwrap_or(usize::MAX),
     ));
     let collector = Arc::new(Mutex::new(Collector::new(
         probes,
@@ -190,15 +214,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let (stop_tx, mut stop_rx) = watch::channel(false);
     // A snapshot older than this means collection is stuck: /healthz then fails the liveness probe.
     let stale_after = (config.interval * 5).max(Duration::from_secs(10));
-    let server = tokio::spawn(crate::http::serve(
-        listener,
+    let http_stats = Arc::new(crate::http::HttpStats::default());
+    let server = crate::http::Server::new(
         rx,
         stale_after,
         api,
-        async move {
-            let _ = stop_rx.wait_for(|stop| *stop).await;
-        },
-    ));
+        Arc::clone(&panics),
+        Arc::clone(&http_stats),
+        config.http_max_connections as usize,
+        config.http_idle_timeout,
+    );
+    let server = tokio::spawn(crate::http::serve(listener, server, async move {
+        let _ = stop_rx.wait_for(|stop| *stop).await;
+    }));
 
     let mut ticker = tokio::time::interval(config.interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -210,17 +238,27 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         }
         let c = Arc::clone(&collector);
         let h = Arc::clone(&history);
+        let p = Arc::clone(&panics);
+        let http = Arc::clone(&http_stats);
         let expected = tx.borrow().as_ref().map_or(0, |p| p.metrics.len());
         let pass = tokio::task::spawn_blocking(move || {
-            let mut c = c
-                .lock()
-                .map_err(|_| anyhow::anyhow!("collector poisoned by a panic"))?;
-            let snapshot = c.collect()?;
-            // Held only for the copy of this pass's numbers into the history.
-            h.write()
-                .map_err(|_| anyhow::anyhow!("history poisoned by a panic"))?
-                .record(&snapshot);
-            Ok::<_, anyhow::Error>(Prepared::new(snapshot, expected))
+            // A pass that panicked cannot have poisoned these (the panic is caught inside the
+            // guards); a poisoned lock is still taken rather than failing every later pass.
+            let mut c = c.lock().unwrap_or_else(PoisonError::into_inner);
+            let pass = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let mut snapshot = c.collect()?;
+                snapshot.agent.panics = p.counts();
+                snapshot.agent.http = http.counts();
+                // Held only for the copy of this pass's numbers into the history.
+                h.write()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .record(&snapshot);
+                Ok::<_, anyhow::Error>(Prepared::new(snapshot, expected))
+            }));
+            pass.unwrap_or_else(|payload| {
+                p.caught(Place::Collection, &*payload);
+                Err(anyhow::anyhow!("the collection pass panicked"))
+            })
         })
         .await
         .context("collector thread")?;

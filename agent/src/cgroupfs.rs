@@ -4,7 +4,6 @@
 use std::{
     collections::{HashMap, HashSet},
     path::{Path, PathBuf},
-    time::SystemTime,
 };
 
 use crate::{
@@ -74,6 +73,14 @@ struct Reusable {
 struct Skipped(u64);
 
 impl Skipped {
+    /// A value outside what the kernel can mean, replaced or dropped by the caller.
+    fn out_of_range(&mut self, at: &Path, what: &str) {
+        self.0 += 1;
+        if self.0 <= WARN_BUDGET {
+            tracing::warn!(path = %at.display(), what, "out-of-range cgroupfs value clamped");
+        }
+    }
+
     fn ok<T>(&mut self, r: Result<T, ReadError>) -> Option<T> {
         match r {
             Ok(v) => Some(v),
@@ -233,7 +240,9 @@ impl CgroupfsReader {
             let start_time = match self.start_times.get(&cg.id) {
                 Some(t) => Some(*t),
                 None => {
-                    let t = v2_dir.as_deref().and_then(dir_mtime);
+                    let t = v2_dir
+                        .as_deref()
+                        .and_then(|d| dir_mtime(d, &mut self.skipped));
                     if let Some(t) = t {
                         self.start_times.insert(cg.id, t);
                     }
@@ -404,12 +413,22 @@ impl CgroupfsReader {
 
 /// A cgroup directory's modification time in Unix seconds: what cAdvisor takes as the creation
 /// time. Children created later move it, which is why it is read once, at first sight.
-fn dir_mtime(dir: &Path) -> Option<f64> {
+///
+/// Whoever owns a delegated cgroup can set it to anything with `touch -d`. A time after now
+/// (first sight) cannot be a birth: it is clamped to now and counted as out of range; one at or
+/// before the epoch gives no start time.
+fn dir_mtime(dir: &Path, skipped: &mut Skipped) -> Option<f64> {
     let modified = std::fs::metadata(dir).ok()?.modified().ok()?;
-    modified
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .ok()
-        .map(|d| d.as_secs_f64())
+    let secs = crate::unix_time::secs(modified);
+    if secs <= 0.0 {
+        return None;
+    }
+    let now = crate::unix_time::secs(std::time::SystemTime::now());
+    if secs > now {
+        skipped.out_of_range(dir, "directory mtime after the time it was first seen");
+        return Some(now);
+    }
+    Some(secs)
 }
 
 #[cfg(test)]

@@ -414,10 +414,7 @@ impl Collector {
         let mut out = Vec::new();
         for c in containers {
             if !self.last_tree.contains(c.cgroup_id) {
-                let born = c
-                    .start_time
-                    .filter(|t| t.is_finite() && *t > 0.0)
-                    .map(|t| SystemTime::UNIX_EPOCH + Duration::from_secs_f64(t));
+                let born = c.start_time.and_then(crate::unix_time::from_secs);
                 out.push(Event {
                     container: Arc::from(c.path.as_str()),
                     time: born.unwrap_or(now),

@@ -74,6 +74,24 @@ pub struct Config {
     #[arg(long, env = "NODETEL_HISTORY_DURATION", default_value = "2m", value_parser = parse_duration_or_zero)]
     pub history_duration: Duration,
 
+    /// Samples x containers one JSON API request may ask for (a v2 `stats/?recursive=true` over
+    /// 1000 cgroups at the default 60 samples is 60000). Larger requests get 422 naming this flag
+    /// and how to narrow them; answers are streamed, so this bounds work, not memory.
+    #[arg(long, env = "NODETEL_API_MAX_SAMPLES", default_value_t = 100_000,
+          value_parser = clap::value_parser!(u64).range(1..=100_000_000))]
+    pub api_max_samples: u64,
+
+    /// Open HTTP connections at most; more are closed at once and counted
+    /// (`nodetel_http_connections_refused_total`).
+    #[arg(long, env = "NODETEL_HTTP_MAX_CONNECTIONS", default_value_t = 256,
+          value_parser = clap::value_parser!(u32).range(1..=65_536))]
+    pub http_max_connections: u32,
+
+    /// A keep-alive connection with no new request for this long is closed; a request's headers
+    /// must also arrive within it. Prometheus reuses its connection every scrape interval.
+    #[arg(long, env = "NODETEL_HTTP_IDLE_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
+    pub http_idle_timeout: Duration,
+
     /// Container events (OOM, OOM kill, creation, deletion) kept for the events API.
     #[arg(long, env = "NODETEL_EVENT_STORAGE_LIMIT", default_value_t = 10_000)]
     pub event_storage_limit: usize,

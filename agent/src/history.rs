@@ -393,6 +393,11 @@ impl History {
         }
     }
 
+    /// Samples kept per cgroup at most.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
     pub fn query(&self, cgroup_id: u64, range: Range) -> Vec<Stored> {
         self.by_id
             .get(&cgroup_id)

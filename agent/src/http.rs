@@ -1,28 +1,126 @@
 //! The HTTP layer: thin on purpose. It serves the latest prepared snapshot (and the history and
 //! events beside it); no request reaches the kernel or cgroupfs.
-use std::{convert::Infallible, future::Future, sync::Arc, time::Duration};
+use std::{
+    convert::Infallible,
+    future::Future,
+    panic::AssertUnwindSafe,
+    pin::Pin,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    task::{Context, Poll},
+    time::Duration,
+};
 
 use bytes::Bytes;
+use futures_util::FutureExt as _;
 use http_body_util::{BodyExt, Limited};
-use hyper::{Method, Request, Response, StatusCode, body::Incoming, header, service::service_fn};
+use hyper::{
+    Method, Request, Response, StatusCode,
+    body::{Frame, Incoming, SizeHint},
+    header,
+    service::service_fn,
+};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::{net::TcpListener, sync::watch};
+use tokio::{
+    io::{AsyncRead, AsyncWrite, ReadBuf},
+    net::TcpListener,
+    sync::{OwnedSemaphorePermit, Semaphore, watch},
+};
 
 use crate::{
-    api::{self, ApiState, Body},
+    api::{self, ApiState, Body, Reply},
+    panics::{Panics, Place},
     prepared::Prepared,
 };
 
 pub type Latest = watch::Receiver<Option<Arc<Prepared>>>;
 
+/// A response whose client reads nothing for this long is dropped with its connection.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+/// API answers computed at once (on the blocking pool); the rest wait in line. Two: the node's
+/// agent is budgeted a fraction of a core, and the collector must keep its pace.
+const API_WORKERS: usize = 2;
+/// How long a scrape waits for its turn before 503 (Prometheus' default scrape timeout).
+const SCRAPE_WAIT: Duration = Duration::from_secs(10);
+/// How long an API request waits for a worker before 503: a burst of heavy requests is served
+/// in turn rather than refused (twenty 28 MB answers take about a minute on a debug build).
+const API_WAIT: Duration = Duration::from_secs(120);
+/// /metrics bodies being sent at once. Each pins the exposition it started with (13.6 MB at
+/// 3000 cgroups): slow readers of successive generations would otherwise hold one each.
+const SCRAPES_IN_FLIGHT: usize = 4;
+
+/// The HTTP layer's own counters (`nodetel_http_*`).
+#[derive(Default)]
+pub struct HttpStats {
+    pub open: AtomicU64,
+    pub refused: AtomicU64,
+    pub queue_timeouts: AtomicU64,
+}
+
+/// A copy for the snapshot.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HttpCounts {
+    pub open: u64,
+    pub refused: u64,
+    pub queue_timeouts: u64,
+}
+
+impl HttpStats {
+    pub fn counts(&self) -> HttpCounts {
+        HttpCounts {
+            open: self.open.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
+            queue_timeouts: self.queue_timeouts.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Everything a connection needs.
+pub struct Server {
+    pub latest: Latest,
+    /// A snapshot older than this fails `/healthz`.
+    pub stale_after: Duration,
+    pub api: Arc<ApiState>,
+    pub panics: Arc<Panics>,
+    pub stats: Arc<HttpStats>,
+    pub max_connections: usize,
+    /// An idle keep-alive connection is closed after this; headers must arrive within it too
+    /// (hyper's header timer covers both).
+    pub idle_timeout: Duration,
+    api_workers: Arc<Semaphore>,
+    scrapes: Arc<Semaphore>,
+}
+
+impl Server {
+    pub fn new(
+        latest: Latest,
+        stale_after: Duration,
+        api: Arc<ApiState>,
+        panics: Arc<Panics>,
+        stats: Arc<HttpStats>,
+        max_connections: usize,
+        idle_timeout: Duration,
+    ) -> Self {
+        Server {
+            latest,
+            stale_after,
+            api,
+            panics,
+            stats,
+            max_connections,
+            idle_timeout,
+            api_workers: Arc::new(Semaphore::new(API_WORKERS)),
+            scrapes: Arc::new(Semaphore::new(SCRAPES_IN_FLIGHT)),
+        }
+    }
+}
+
 /// Accepts connections until `shutdown` resolves.
-pub async fn serve(
-    listener: TcpListener,
-    latest: Latest,
-    stale_after: Duration,
-    api: Arc<ApiState>,
-    shutdown: impl Future<Output = ()>,
-) {
+pub async fn serve(listener: TcpListener, server: Server, shutdown: impl Future<Output = ()>) {
+    let server = Arc::new(server);
+    let connections = Arc::new(Semaphore::new(server.max_connections));
     tokio::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
@@ -37,56 +135,73 @@ pub async fn serve(
                 }
             },
         };
-        let latest = latest.clone();
-        let api = Arc::clone(&api);
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            // Closed at once: a flood of idle connections costs a counter, not memory or fds.
+            let n = server.stats.refused.fetch_add(1, Ordering::Relaxed);
+            if n.is_power_of_two() {
+                tracing::warn!(%peer, refused = n + 1, limit = server.max_connections, "connection refused: too many open (--http-max-connections)");
+            }
+            drop(stream);
+            continue;
+        };
+        let server = Arc::clone(&server);
         tokio::spawn(async move {
+            server.stats.open.fetch_add(1, Ordering::Relaxed);
+            let svc_server = Arc::clone(&server);
             let service = service_fn(move |req| {
-                let latest = latest.clone();
-                let api = Arc::clone(&api);
-                async move { Ok::<_, Infallible>(route(req, &latest, stale_after, &api).await) }
+                let server = Arc::clone(&svc_server);
+                async move {
+                    // A panic in one request costs that request, never the agent.
+                    let resp = match AssertUnwindSafe(route(req, &server)).catch_unwind().await {
+                        Ok(resp) => resp,
+                        Err(payload) => {
+                            server.panics.caught(Place::Request, &*payload);
+                            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+                        }
+                    };
+                    Ok::<_, Infallible>(resp)
+                }
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                // A client that never finishes its headers must not hold a connection forever.
-                .header_read_timeout(Duration::from_secs(10))
-                .serve_connection(TokioIo::new(stream), service);
+                .header_read_timeout(server.idle_timeout)
+                .serve_connection(TokioIo::new(WriteDeadline::new(stream)), service);
             if let Err(e) = conn.await {
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            server.stats.open.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
         });
     }
 }
 
-async fn route(
-    req: Request<Incoming>,
-    latest: &Latest,
-    stale_after: Duration,
-    api: &ApiState,
-) -> Response<Body> {
+async fn route(req: Request<Incoming>, server: &Server) -> Response<Body> {
     // cAdvisor's v1 container queries are GETs with a JSON body; POST is accepted for the same.
     if ![Method::GET, Method::HEAD, Method::POST].contains(req.method()) {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET, HEAD and POST\n");
     }
-    let current = latest.borrow().clone();
+    let current = server.latest.borrow().clone();
     let path = req.uri().path().to_string();
     if path == "/api" || path.starts_with("/api/") {
-        let query = req.uri().query().map(str::to_string);
-        let body = match read_body(req).await {
-            Ok(b) => b,
-            Err(resp) => return resp,
-        };
-        return api::handle(&path, query.as_deref(), &body, current.as_ref(), api);
+        return api_answer(req, path, current, server).await;
     }
     if req.method() == Method::POST {
         return text(StatusCode::METHOD_NOT_ALLOWED, "POST is for /api only\n");
     }
     match path.as_str() {
         "/metrics" => match current {
-            Some(p) => api::full(
-                StatusCode::OK,
-                crate::metrics::CONTENT_TYPE,
-                p.metrics.clone(),
-            ),
+            Some(p) => {
+                let Some(permit) = turn(&server.scrapes, SCRAPE_WAIT, server).await else {
+                    return busy("scrapes");
+                };
+                let mut resp = api::full(
+                    StatusCode::OK,
+                    crate::metrics::CONTENT_TYPE,
+                    p.metrics.clone(),
+                );
+                *resp.body_mut() = Held::boxed_with(std::mem::replace(resp.body_mut(), empty()), permit);
+                resp
+            }
             None => text(StatusCode::SERVICE_UNAVAILABLE, "no snapshot yet\n"),
         },
         "/" => {
@@ -103,7 +218,7 @@ async fn route(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "not ready: no snapshot yet\n",
             ),
-            Some(p) if p.built.elapsed() > stale_after => text(
+            Some(p) if p.built.elapsed() > server.stale_after => text(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "unhealthy: the last snapshot is stale; collection has stalled\n",
             ),
@@ -114,6 +229,72 @@ async fn route(
             "not found; try /metrics, /healthz or /api\n",
         ),
     }
+}
+
+/// Waits up to `wait` for one of `slots`.
+async fn turn(
+    slots: &Arc<Semaphore>,
+    wait: Duration,
+    server: &Server,
+) -> Option<OwnedSemaphorePermit> {
+    match tokio::time::timeout(wait, Arc::clone(slots).acquire_owned()).await {
+        Ok(Ok(p)) => Some(p),
+        _ => {
+            server.stats.queue_timeouts.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
+fn busy(what: &'static str) -> Response<Body> {
+    let mut resp = owned_text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("too many {what} in progress; retry\n"),
+    );
+    resp.headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    resp
+}
+
+/// An API answer, computed and serialised on the blocking pool by one of [`API_WORKERS`] and
+/// streamed as it is written (see [`Reply`]).
+async fn api_answer(
+    req: Request<Incoming>,
+    path: String,
+    current: Option<Arc<Prepared>>,
+    server: &Server,
+) -> Response<Body> {
+    let query = req.uri().query().map(str::to_string);
+    let body = match read_body(req).await {
+        Ok(b) => b,
+        Err(resp) => return resp,
+    };
+    let Some(permit) = turn(&server.api_workers, API_WAIT, server).await else {
+        return busy("API requests");
+    };
+    let (reply, head) = Reply::new();
+    let api = Arc::clone(&server.api);
+    let panics = Arc::clone(&server.panics);
+    tokio::task::spawn_blocking(move || {
+        // The worker slot is held until the whole answer is written (or the client left).
+        let _permit = permit;
+        let r = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            api::handle(
+                &path,
+                query.as_deref(),
+                &body,
+                current.as_ref(),
+                &api,
+                reply,
+            )
+        }));
+        if let Err(payload) = r {
+            panics.caught(Place::Request, &*payload);
+        }
+    });
+    // A panic drops the reply unsent: the request still gets an answer.
+    head.await
+        .unwrap_or_else(|_| text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n"))
 }
 
 /// The request body, within [`api::BODY_LIMIT`] and [`api::BODY_TIMEOUT`].
@@ -133,10 +314,125 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
     }
 }
 
+fn empty() -> Body {
+    http_body_util::Empty::new().boxed()
+}
+
+/// A body that holds a permit until it is sent or dropped (length and end as the inner body's).
+struct Held {
+    inner: Body,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Held {
+    fn boxed_with(inner: Body, permit: OwnedSemaphorePermit) -> Body {
+        Held {
+            inner,
+            _permit: permit,
+        }
+        .boxed()
+    }
+}
+
+impl hyper::body::Body for Held {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// A socket whose writes fail once the peer has taken nothing for [`WRITE_TIMEOUT`]: a client
+/// that stops reading cannot hold a response (and what it pins) forever.
+struct WriteDeadline<S> {
+    inner: S,
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S) -> Self {
+        WriteDeadline {
+            inner,
+            stalled: None,
+        }
+    }
+
+    /// Called when the inner write is pending: starts or checks the clock.
+    fn check(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Error> {
+        let sleep = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(WRITE_TIMEOUT)));
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "client read nothing for 30 s",
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Pending => self.check(cx).map(Err),
+            done => {
+                self.stalled = None;
+                done
+            }
+        }
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Pending => self.check(cx).map(Err),
+            done => {
+                self.stalled = None;
+                done
+            }
+        }
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
 /// `ok`, then one line per eBPF program the kernel refused: the agent still serves everything
 /// else, so this stays 200 and a liveness probe does not restart it in a loop.
 fn health_details(agent: &crate::snapshot::AgentStats) -> String {
     let mut body = String::from("ok\n");
+    if let Some(last) = &agent.panics.last {
+        let n: u64 = agent.panics.counts.iter().sum();
+        body +=
+            &format!("degraded: {n} panics caught (nodetel_panics_total), the last in {last}\n");
+    }
     for n in &agent.programs_not_attached {
         body += &format!(
             "degraded: eBPF program {} not attached ({}); its metrics are absent\n",

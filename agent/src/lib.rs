@@ -19,8 +19,10 @@ pub mod machine;
 pub mod metric_kinds;
 pub mod metrics;
 pub mod net;
+pub mod panics;
 pub mod prepared;
 pub mod snapshot;
+pub mod unix_time;
 
 #[cfg(test)]
 mod testutil;

@@ -111,6 +111,10 @@ pub struct AgentStats {
     pub identity: Vec<crate::identity::ResolverStats>,
     /// The kubelet's pods (`nodetel_pod_info`); empty without `--kubelet-url`.
     pub pods: std::sync::Arc<Vec<crate::identity::kubelet::PodInfo>>,
+    /// Panics caught so far, by place, and the latest cause.
+    pub panics: crate::panics::PanicCounts,
+    /// The HTTP layer's connection counters.
+    pub http: crate::http::HttpCounts,
 }
 
 impl Default for AgentStats {
@@ -140,6 +144,8 @@ impl Default for AgentStats {
             network: Default::default(),
             identity: Vec::new(),
             pods: Default::default(),
+            panics: Default::default(),
+            http: Default::default(),
         }
     }
 }

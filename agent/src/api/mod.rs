@@ -3,12 +3,14 @@
 //! container name can never lead a read outside the cgroup tree. Names are still normalised
 //! and `..` refused, so that a hostile path gets a clear 404 rather than a lookup.
 pub mod json;
+pub mod reply;
 pub mod request;
 pub mod rfc3339;
 
 use std::{
     collections::{BTreeMap, HashMap},
     convert::Infallible,
+    io::Write as _,
     sync::{Arc, RwLock},
     time::Duration,
 };
@@ -16,7 +18,7 @@ use std::{
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
 use hyper::{Response, StatusCode, body::Frame, header};
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::Semaphore;
 
 use crate::{
@@ -26,6 +28,7 @@ use crate::{
     snapshot::{ContainerSample, Snapshot},
 };
 use json::{Has, Reference};
+pub use reply::Reply;
 use request::{ApiError, EventsRequest, V2Options};
 
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -54,6 +57,8 @@ pub struct ApiState {
     /// The Docker resolver's view of the daemon's version (empty without Docker).
     pub registry: Option<Arc<crate::identity::Registry>>,
     pub containerd_namespaces: Vec<String>,
+    /// Samples x containers one request may ask for (`--api-max-samples`).
+    pub max_samples: usize,
     streams: Arc<Semaphore>,
 }
 
@@ -63,6 +68,7 @@ impl ApiState {
         events: Arc<EventStore>,
         registry: Option<Arc<crate::identity::Registry>>,
         containerd_namespaces: Vec<String>,
+        max_samples: usize,
     ) -> Self {
         ApiState {
             history,
@@ -77,6 +83,7 @@ impl ApiState {
             },
             registry,
             containerd_namespaces,
+            max_samples,
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
         }
     }
@@ -126,24 +133,89 @@ fn error(e: ApiError) -> Response<Body> {
     )
 }
 
-fn ok_json(v: &Value) -> Response<Body> {
-    match serde_json::to_vec(v) {
-        Ok(b) => full(StatusCode::OK, "application/json", b),
-        Err(e) => error(ApiError::internal(format!("encoding the answer: {e}"))),
-    }
+fn write_json(reply: &mut Reply, v: &Value) -> Result<(), ApiError> {
+    serde_json::to_writer(reply, v).map_err(gone)
 }
 
-/// Handles `/api/...`. `body` is the request body, already read within its size limit.
+/// A write failed: the client left (the only way a write to a [`Reply`] fails).
+fn gone(e: impl std::fmt::Display) -> ApiError {
+    ApiError::internal(format!("writing the answer: {e}"))
+}
+
+/// One entry per container, written as it is built: `{"path": entry, ...}` in path order (the
+/// order of the sorted map cAdvisor's clients received before), or `[entry, ...]`.
+fn write_each<'a>(
+    reply: &mut Reply,
+    map: bool,
+    containers: impl IntoIterator<Item = &'a ContainerSample>,
+    mut entry: impl FnMut(&'a ContainerSample) -> Value,
+) -> Result<(), ApiError> {
+    let mut list: Vec<&ContainerSample> = containers.into_iter().collect();
+    if map {
+        list.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+        list.dedup_by(|a, b| a.path == b.path);
+    }
+    let (open, close) = if map { (b"{", b"}") } else { (b"[", b"]") };
+    reply.write_all(open).map_err(gone)?;
+    for (i, c) in list.into_iter().enumerate() {
+        if i > 0 {
+            reply.write_all(b",").map_err(gone)?;
+        }
+        if map {
+            serde_json::to_writer(&mut *reply, &c.path).map_err(gone)?;
+            reply.write_all(b":").map_err(gone)?;
+        }
+        serde_json::to_writer(&mut *reply, &entry(c)).map_err(gone)?;
+    }
+    reply.write_all(close).map_err(gone)
+}
+
+/// Refuses a request whose answer would hold more than `--api-max-samples` samples, before any
+/// is read: the work (and, for a client that reads slowly, the time a worker is held) grows
+/// with samples x containers.
+fn check_work(
+    state: &ApiState,
+    containers: usize,
+    range: Range,
+    kind: &str,
+) -> Result<(), ApiError> {
+    let capacity = state.history.read().map_or(0, |h| h.capacity());
+    let per = range.count.map_or(capacity, |n| n.min(capacity)).max(1);
+    let asked = containers.saturating_mul(per);
+    if asked > state.max_samples {
+        return Err(ApiError {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            message: format!(
+                "this {kind} request covers {containers} containers x {per} samples = {asked} \
+                 samples, over the limit of {} (--api-max-samples); ask for fewer samples \
+                 (count=N, or num_stats in a v1 body) or fewer containers (a deeper container \
+                 name, without recursive=true)",
+                state.max_samples
+            ),
+        });
+    }
+    Ok(())
+}
+
+/// Handles `/api/...`, writing the answer to `reply` (on a blocking thread: large answers are
+/// serialised as they are sent). `body` is the request body, already read within its limit.
 pub fn handle(
     path: &str,
     query: Option<&str>,
     body: &[u8],
     prepared: Option<&Arc<Prepared>>,
     state: &ApiState,
-) -> Response<Body> {
-    match route(path, query, body, prepared, state) {
-        Ok(r) => r,
-        Err(e) => error(e),
+    mut reply: Reply,
+) {
+    match route(path, query, body, prepared, state, &mut reply) {
+        Ok(()) => {
+            if let Err(e) = reply.finish() {
+                tracing::debug!(error = %e, "API client left before the answer's end");
+            }
+        }
+        Err(e) if reply.unsent() => reply.respond(error(e)),
+        // Only a write fails after the head went out: the client has gone.
+        Err(e) => tracing::debug!(error = %e.message, "API answer cut short"),
     }
 }
 
@@ -153,7 +225,8 @@ fn route(
     body: &[u8],
     prepared: Option<&Arc<Prepared>>,
     state: &ApiState,
-) -> Result<Response<Body>, ApiError> {
+    reply: &mut Reply,
+) -> Result<(), ApiError> {
     let rest = path.strip_prefix("/api").unwrap_or(path);
     let rest = rest.strip_prefix('/').unwrap_or(rest);
     if rest.is_empty() {
@@ -192,18 +265,18 @@ fn route(
     let params = request::Params::parse(query);
     if kind == "events" {
         let req = EventsRequest::parse(&params, name)?;
-        return Ok(events(req, state));
+        return events(req, state, reply);
     }
     if version.starts_with("v2") && kind == "version" {
-        return Ok(ok_json(&json!(json::cadvisor_version())));
+        return write_json(reply, &json!(json::cadvisor_version()));
     }
     let prepared = prepared.ok_or_else(ApiError::not_ready)?;
     let snap = &prepared.snapshot;
     if kind == "attributes" {
-        return Ok(ok_json(&json::attributes(&snap.machine, &state.versions())));
+        return write_json(reply, &json::attributes(&snap.machine, &state.versions()));
     }
     if kind == "machine" {
-        return Ok(ok_json(&json::machine(&snap.machine, snap.agent.taken_at)));
+        return write_json(reply, &json::machine(&snap.machine, snap.agent.taken_at));
     }
     let view = View::new(snap, state);
     if version.starts_with("v1") {
@@ -211,25 +284,20 @@ fn route(
         return match kind {
             "containers" => {
                 let c = view.get(&name)?;
-                Ok(ok_json(&view.info_v1(c, range)))
+                check_work(state, 1, range, kind)?;
+                write_json(reply, &view.info_v1(c, range))
             }
             "subcontainers" => {
                 let c = view.get(&name)?;
-                let list: Vec<Value> = view
-                    .subtree(c)
-                    .into_iter()
-                    .map(|c| view.info_v1(c, range))
-                    .collect();
-                Ok(ok_json(&Value::Array(list)))
+                let list = view.subtree(c);
+                check_work(state, list.len(), range, kind)?;
+                write_each(reply, false, list, |c| view.info_v1(c, range))
             }
             _ => {
                 // docker: all Docker containers, or the one with this id or name.
                 let picked = view.docker_named(&name)?;
-                let map: Map<String, Value> = picked
-                    .into_iter()
-                    .map(|c| (c.path.clone(), view.info_v1(c, range)))
-                    .collect();
-                Ok(ok_json(&Value::Object(map)))
+                check_work(state, picked.len(), range, kind)?;
+                write_each(reply, true, picked, |c| view.info_v1(c, range))
             }
         };
     }
@@ -240,29 +308,27 @@ fn route(
     };
     if kind == "machinestats" {
         let root = view.get("/")?;
+        check_work(state, 1, range, kind)?;
         let samples = view.samples(root, range);
-        return Ok(ok_json(&json::machine_stats(&samples, Has::of(root))));
+        return write_json(reply, &json::machine_stats(&samples, Has::of(root)));
     }
-    let selected = view.select(&name, &opts)?;
-    let map: Map<String, Value> = selected
-        .into_iter()
-        .filter(|c| !(version == "v2.1" && kind == "stats" && c.path == "/"))
-        .map(|c| {
-            let v = match kind {
-                "spec" => json::spec_v2(c, view.reference(c)),
-                "summary" => json::summary(&view.samples(c, Range::default()), snap.agent.taken_at),
-                "stats" if version == "v2.0" => {
-                    json::stats_v2_0(&view.samples(c, range), Has::of(c))
-                }
-                _ => json!({
-                    "spec": json::spec_v2(c, view.reference(c)),
-                    "stats": json::stats_v2_1(&view.samples(c, range), Has::of(c)),
-                }),
-            };
-            (c.path.clone(), v)
-        })
-        .collect();
-    Ok(ok_json(&Value::Object(map)))
+    let mut selected = view.select(&name, &opts)?;
+    selected.retain(|c| !(version == "v2.1" && kind == "stats" && c.path == "/"));
+    match kind {
+        "spec" => {}
+        // A summary reads every kept sample, whatever the count.
+        "summary" => check_work(state, selected.len(), Range::default(), kind)?,
+        _ => check_work(state, selected.len(), range, kind)?,
+    }
+    write_each(reply, true, selected, |c| match kind {
+        "spec" => json::spec_v2(c, view.reference(c)),
+        "summary" => json::summary(&view.samples(c, Range::default()), snap.agent.taken_at),
+        "stats" if version == "v2.0" => json::stats_v2_0(&view.samples(c, range), Has::of(c)),
+        _ => json!({
+            "spec": json::spec_v2(c, view.reference(c)),
+            "stats": json::stats_v2_1(&view.samples(c, range), Has::of(c)),
+        }),
+    })
 }
 
 /// One request's look at the snapshot: containers by name and their children.
@@ -390,18 +456,21 @@ impl<'a> View<'a> {
 
 /// Past events as a JSON list, or (`stream=true`) new ones as they happen, one JSON object per
 /// line, as cAdvisor streams them.
-fn events(req: EventsRequest, state: &ApiState) -> Response<Body> {
+fn events(req: EventsRequest, state: &ApiState, reply: &mut Reply) -> Result<(), ApiError> {
     if !req.stream {
-        let list: Vec<Value> = state
-            .events
-            .query(&req.query)
-            .iter()
-            .map(|e| json::event(e))
-            .collect();
-        return ok_json(&Value::Array(list));
+        // At most --event-storage-limit events: written one by one all the same.
+        let list = state.events.query(&req.query);
+        reply.write_all(b"[").map_err(gone)?;
+        for (i, e) in list.iter().enumerate() {
+            if i > 0 {
+                reply.write_all(b",").map_err(gone)?;
+            }
+            serde_json::to_writer(&mut *reply, &json::event(e)).map_err(gone)?;
+        }
+        return reply.write_all(b"]").map_err(gone);
     }
     let Ok(permit) = Arc::clone(&state.streams).try_acquire_owned() else {
-        return error(ApiError {
+        return Err(ApiError {
             status: StatusCode::SERVICE_UNAVAILABLE,
             message: format!("too many event streams open (limit {MAX_STREAMS})"),
         });
@@ -436,7 +505,8 @@ fn events(req: EventsRequest, state: &ApiState) -> Response<Body> {
         header::CONTENT_TYPE,
         header::HeaderValue::from_static("application/json"),
     );
-    resp
+    reply.respond(resp);
+    Ok(())
 }
 
 /// The minimal page at `/containers/`: the endpoints, for a human with a browser.

@@ -30,10 +30,7 @@ pub fn format(t: SystemTime) -> String {
 
 /// Unix seconds (as the snapshot keeps creation times) to a timestamp.
 pub fn format_unix(secs: f64) -> String {
-    if !secs.is_finite() || secs <= 0.0 {
-        return ZERO.to_string();
-    }
-    format(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs))
+    crate::unix_time::from_secs(secs).map_or_else(|| ZERO.to_string(), format)
 }
 
 /// `2026-11-22T14:30:10.566650779Z`, `2026-11-22T15:30:10+01:00`.
@@ -70,18 +67,22 @@ pub fn parse(s: &str) -> Option<SystemTime> {
         }
         nanos = format!("{digits:0<9}").parse().ok()?;
     }
-    let offset = match s.get(i..)? {
-        "Z" | "z" => 0,
-        tz if tz.len() == 6 && matches!(&tz[..1], "+" | "-") && &tz[3..4] == ":" => {
+    // Compared as bytes: a multi-byte character in the offset must not be sliced through.
+    let offset = match &b[i..] {
+        b"Z" | b"z" => 0,
+        [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
             let (oh, om) = (num(i + 1..i + 3)?, num(i + 4..i + 6)?);
+            if oh > 23 || om > 59 {
+                return None;
+            }
             let off = oh * 3600 + om * 60;
-            if &tz[..1] == "+" { off } else { -off }
+            if *sign == b'+' { off } else { -off }
         }
         _ => return None,
     };
     let unix = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset;
     let unix = u64::try_from(unix).ok()?;
-    Some(SystemTime::UNIX_EPOCH + Duration::from_secs(unix) + Duration::from_nanos(nanos))
+    SystemTime::UNIX_EPOCH.checked_add(Duration::from_secs(unix) + Duration::from_nanos(nanos))
 }
 
 // Howard Hinnant's days <-> civil date algorithms (proleptic Gregorian calendar).
@@ -144,6 +145,12 @@ mod tests {
             "1969-12-31T23:59:59Z",
             "2026-11-22T1a:30:10Z",
             "２026-11-22T14:30:10Z",
+            // A multi-byte character in the offset once panicked the handler (byte slicing).
+            "2026-11-22T14:30:10%C3%A90:00",
+            "2026-11-22T14:30:10é0:00",
+            "2026-11-22T14:30:10+é:00",
+            "2026-11-22T14:30:10+01:0é",
+            "2026-11-22T14:30:10+24:00",
         ] {
             assert_eq!(parse(s), None, "{s}");
         }

@@ -924,6 +924,40 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         series: |a| one(a.drain_errors as f64),
     },
     AgentFamily {
+        name: "nodetel_panics_total",
+        help: "Panics caught in a collection pass, an HTTP request or a runtime resolver; the agent went on (the pass or request was lost). /healthz names the last cause.",
+        kind: Kind::Counter,
+        series: |a| {
+            crate::panics::Place::ALL
+                .iter()
+                .map(|p| {
+                    (
+                        vec![("where", p.label().to_string())],
+                        a.panics.counts[*p as usize] as f64,
+                    )
+                })
+                .collect()
+        },
+    },
+    AgentFamily {
+        name: "nodetel_http_open_connections",
+        help: "HTTP connections open at the last pass.",
+        kind: Kind::Gauge,
+        series: |a| one(a.http.open as f64),
+    },
+    AgentFamily {
+        name: "nodetel_http_connections_refused_total",
+        help: "Connections closed at once because --http-max-connections were open.",
+        kind: Kind::Counter,
+        series: |a| one(a.http.refused as f64),
+    },
+    AgentFamily {
+        name: "nodetel_http_queue_timeouts_total",
+        help: "Scrapes (after 10 s) and API requests (after 120 s) answered 503 because they waited that long for their turn.",
+        kind: Kind::Counter,
+        series: |a| one(a.http.queue_timeouts as f64),
+    },
+    AgentFamily {
         name: "nodetel_cgroups",
         help: "cgroups found in the last walk of the cgroup v2 hierarchy.",
         kind: Kind::Gauge,
