@@ -199,7 +199,8 @@ async fn route(req: Request<Incoming>, server: &Server) -> Response<Body> {
                     crate::metrics::CONTENT_TYPE,
                     p.metrics.clone(),
                 );
-                *resp.body_mut() = Held::boxed_with(std::mem::replace(resp.body_mut(), empty()), permit);
+                *resp.body_mut() =
+                    Held::boxed_with(std::mem::replace(resp.body_mut(), empty()), permit);
                 resp
             }
             None => text(StatusCode::SERVICE_UNAVAILABLE, "no snapshot yet\n"),

@@ -12,6 +12,8 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+use crate::{Agent, Exposition};
+
 /// The image every test container runs: busybox-static, imported without a registry.
 pub const IMAGE: &str = "nodetel-test/busybox:1";
 
@@ -67,6 +69,11 @@ pub struct Dockerd {
 }
 
 impl Dockerd {
+    /// The daemon's pid (for SIGSTOP/SIGCONT).
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn start(name: &str) -> anyhow::Result<Dockerd> {
         let mut d = Dockerd {
             child: None,
@@ -241,6 +248,22 @@ impl Containerd {
         Ok(c)
     }
 
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Imports the busybox test image into `namespace` (saved from Docker once: no registry).
+    pub fn import_image(&self, namespace: &str) -> anyhow::Result<String> {
+        let tar = Path::new(LIB_DIR).join("busybox-image.tar");
+        if !tar.is_file() {
+            let dockerd = Dockerd::start("docker-image")?;
+            dockerd.ensure_image()?;
+            dockerd.docker(&["save", "-o", &tar.display().to_string(), IMAGE])?;
+        }
+        self.ctr(namespace, &["images", "import", &tar.display().to_string()])?;
+        Ok(format!("docker.io/{IMAGE}"))
+    }
+
     /// `ctr --address <this daemon> -n <namespace> args...`
     pub fn ctr(&self, namespace: &str, args: &[&str]) -> anyhow::Result<String> {
         run(Command::new("ctr")
@@ -268,5 +291,61 @@ impl Drop for Containerd {
             }
         }
         stop(&mut self.child, Duration::from_secs(15));
+    }
+}
+
+/// `key="value"` of the first series of `family` for cgroup `id`.
+pub fn label<'a>(e: &'a Exposition, family: &str, id: &str, key: &str) -> Option<&'a str> {
+    let line = e.lines_of(family, id).into_iter().next()?;
+    let start = line.find(&format!("{key}=\""))? + key.len() + 2;
+    let len = line[start..].find('"')?;
+    Some(&line[start..start + len])
+}
+
+pub fn resolver_value(e: &Exposition, family: &str, resolver: &str) -> Option<f64> {
+    let prefix = format!("{family}{{resolver=\"{resolver}\"}} ");
+    e.0.lines()
+        .find_map(|l| l.strip_prefix(&prefix))
+        .and_then(|v| v.parse().ok())
+}
+
+pub fn random_hex64() -> anyhow::Result<String> {
+    let mut id = String::new();
+    while id.len() < 64 {
+        id.push_str(
+            &std::fs::read_to_string("/proc/sys/kernel/random/uuid")?
+                .trim()
+                .replace('-', ""),
+        );
+    }
+    id.truncate(64);
+    Ok(id)
+}
+
+/// Waits until `id`'s series say `name="<name>"`; returns how long it took and the exposition.
+pub fn wait_named(
+    agent: &Agent,
+    id: &str,
+    name: &str,
+    within: Duration,
+) -> anyhow::Result<(Duration, Exposition)> {
+    let t0 = Instant::now();
+    let e = agent.scrape_until(within, |e| {
+        label(e, "container_last_seen", id, "name") == Some(name)
+    })?;
+    Ok((t0.elapsed(), e))
+}
+
+/// Removes the kubelet-style cgroups the test's tasks left, deepest first, in every hierarchy.
+pub fn remove_cgroup_dirs(rel: &[String]) {
+    let mut roots = vec![];
+    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
+        roots.extend(entries.flatten().map(|e| e.path()));
+    }
+    roots.extend(crate::unified_root());
+    for root in roots {
+        for r in rel.iter().rev() {
+            let _ = std::fs::remove_dir(root.join(r.trim_start_matches('/')));
+        }
     }
 }

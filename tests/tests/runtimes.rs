@@ -11,56 +11,17 @@ use std::{
 };
 
 use nodetel_integration_tests::{
-    Agent, Exposition, privileged, require_tool,
-    runtimes::{Containerd, Dockerd, IMAGE},
+    Agent, privileged, require_tool,
+    runtimes::{
+        Containerd, Dockerd, IMAGE, label, random_hex64, remove_cgroup_dirs, resolver_value,
+        wait_named,
+    },
     unified_root,
 };
 
 const INTERVAL: Duration = Duration::from_millis(500);
 /// The issue's freshness bound: named within 2 s of `docker run` returning.
 const NAMED_WITHIN: Duration = Duration::from_secs(2);
-
-/// `key="value"` of the first series of `family` for cgroup `id`.
-fn label<'a>(e: &'a Exposition, family: &str, id: &str, key: &str) -> Option<&'a str> {
-    let line = e.lines_of(family, id).into_iter().next()?;
-    let start = line.find(&format!("{key}=\""))? + key.len() + 2;
-    let len = line[start..].find('"')?;
-    Some(&line[start..start + len])
-}
-
-fn resolver_value(e: &Exposition, family: &str, resolver: &str) -> Option<f64> {
-    let prefix = format!("{family}{{resolver=\"{resolver}\"}} ");
-    e.0.lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.parse().ok())
-}
-
-fn random_hex64() -> anyhow::Result<String> {
-    let mut id = String::new();
-    while id.len() < 64 {
-        id.push_str(
-            &std::fs::read_to_string("/proc/sys/kernel/random/uuid")?
-                .trim()
-                .replace('-', ""),
-        );
-    }
-    id.truncate(64);
-    Ok(id)
-}
-
-/// Waits until `id`'s series say `name="<name>"`; returns how long it took and the exposition.
-fn wait_named(
-    agent: &Agent,
-    id: &str,
-    name: &str,
-    within: Duration,
-) -> anyhow::Result<(Duration, Exposition)> {
-    let t0 = Instant::now();
-    let e = agent.scrape_until(within, |e| {
-        label(e, "container_last_seen", id, "name") == Some(name)
-    })?;
-    Ok((t0.elapsed(), e))
-}
 
 #[test]
 fn docker_containers_are_named_and_survive_a_daemon_restart() -> anyhow::Result<()> {
@@ -157,6 +118,32 @@ fn docker_containers_are_named_and_survive_a_daemon_restart() -> anyhow::Result<
         removed.elapsed()
     );
 
+    // dockerd wedged (SIGSTOP: it accepts connections and answers nothing): reported down
+    // within 10 s, up again after SIGCONT.
+    let pid = dockerd.pid().context("dockerd pid")?;
+    nodetel_integration_tests::signal(pid, "STOP")?;
+    let stopped = Instant::now();
+    let e = agent.scrape_until(Duration::from_secs(15), |e| {
+        resolver_value(e, "nodetel_identity_resolver_up", "docker") == Some(0.0)
+    })?;
+    let down_after = stopped.elapsed();
+    nodetel_integration_tests::signal(pid, "CONT")?;
+    println!("SIGSTOPped dockerd reported down after {down_after:?}");
+    assert_eq!(
+        resolver_value(&e, "nodetel_identity_resolver_up", "docker"),
+        Some(0.0),
+        "a wedged dockerd still reported up"
+    );
+    assert!(down_after <= Duration::from_secs(10), "{down_after:?}");
+    let e = agent.scrape_until(Duration::from_secs(40), |e| {
+        resolver_value(e, "nodetel_identity_resolver_up", "docker") == Some(1.0)
+    })?;
+    assert_eq!(
+        resolver_value(&e, "nodetel_identity_resolver_up", "docker"),
+        Some(1.0),
+        "dockerd not up again after SIGCONT"
+    );
+
     // dockerd dies (its socket file stays): the agent keeps serving, with the names it has.
     dockerd.kill()?;
     let e = agent.scrape_until(Duration::from_secs(10), |e| {
@@ -200,20 +187,6 @@ fn docker_containers_are_named_and_survive_a_daemon_restart() -> anyhow::Result<
         Some("nt-web")
     );
     Ok(())
-}
-
-/// Removes the kubelet-style cgroups the test's tasks left, deepest first, in every hierarchy.
-fn remove_cgroup_dirs(rel: &[String]) {
-    let mut roots = vec![];
-    if let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") {
-        roots.extend(entries.flatten().map(|e| e.path()));
-    }
-    roots.extend(unified_root());
-    for root in roots {
-        for r in rel.iter().rev() {
-            let _ = std::fs::remove_dir(root.join(r.trim_start_matches('/')));
-        }
-    }
 }
 
 #[test]

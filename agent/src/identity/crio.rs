@@ -20,7 +20,7 @@ use super::{
 
 /// One container's description is a few KiB (labels and annotations).
 const MAX_BODY: usize = 1 << 20;
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+const REQUEST_TIMEOUT: Duration = session::PROBE_DEADLINE;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CrioError {
@@ -74,8 +74,16 @@ impl session::SocketResolver for CrioResolver {
         wanted.mark_changed();
         let mut resync = tokio::time::interval(self.resync);
         resync.tick().await;
+        let mut probe = tokio::time::interval(session::PROBE_EVERY);
+        probe.tick().await;
         loop {
             let ids = tokio::select! {
+                _ = probe.tick() => {
+                    if let Err(e) = self.info().await {
+                        return e;
+                    }
+                    continue;
+                }
                 Ok(()) = wanted.changed() => self.registry.take_wanted(Source::Crio),
                 _ = resync.tick() => {
                     // Asked even with nothing to check, so a CRI-O that went away is reported.
@@ -296,5 +304,47 @@ mod tests {
         let _server = tokio::spawn(fake_crio(socket.clone(), forget, Arc::clone(&asked)));
         until("back up", || registry.stats(&[Source::Crio])[0].up).await;
         task.abort();
+    }
+
+    /// A CRI-O that accepts connections and answers nothing (SIGSTOP, a deadlock) is reported
+    /// down by the liveness probe, long before the next resync would notice.
+    #[tokio::test]
+    async fn a_silent_crio_is_reported_down_within_the_probe_deadline() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let socket = dir.path().join("crio.sock");
+        let registry = Arc::new(Registry::default());
+        let forget = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let asked = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let server = tokio::spawn(fake_crio(socket.clone(), forget, asked));
+        let resolver = CrioResolver {
+            registry: Arc::clone(&registry),
+            socket: socket.clone(),
+            resync: Duration::from_secs(3600),
+        };
+        let task = tokio::spawn(resolver.run());
+        until("up", || registry.stats(&[Source::Crio])[0].up).await;
+        // Wedged: the socket is there and accepts, nothing is ever answered.
+        server.abort();
+        let _ = server.await;
+        std::fs::remove_file(&socket).expect("rm socket");
+        let silent = tokio::net::UnixListener::bind(&socket).expect("bind");
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = silent.accept().await {
+                held.push(s);
+            }
+        });
+        let start = std::time::Instant::now();
+        while registry.stats(&[Source::Crio])[0].up {
+            let limit = session::PROBE_EVERY + session::PROBE_DEADLINE + Duration::from_secs(1);
+            assert!(
+                start.elapsed() < limit,
+                "still up after {:?}",
+                start.elapsed()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        task.abort();
+        hold.abort();
     }
 }

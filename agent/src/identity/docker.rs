@@ -33,6 +33,9 @@ pub enum DockerError {
     /// The daemon closed the event stream (it is stopping or restarting).
     #[error("the event stream ended")]
     EventsEnded,
+    /// Connected, but silent: stopped (SIGSTOP) or deadlocked.
+    #[error("the daemon did not answer a ping within 5 s")]
+    Wedged,
 }
 
 pub struct DockerResolver {
@@ -79,8 +82,17 @@ impl session::SocketResolver for DockerResolver {
         wanted.mark_changed();
         let mut resync = tokio::time::interval(self.resync);
         resync.tick().await;
+        let mut probe = tokio::time::interval(session::PROBE_EVERY);
+        probe.tick().await;
         loop {
             tokio::select! {
+                _ = probe.tick() => {
+                    match tokio::time::timeout(session::PROBE_DEADLINE, docker.ping()).await {
+                        Ok(Ok(_)) => {}
+                        Ok(Err(e)) => return e.into(),
+                        Err(_) => return DockerError::Wedged,
+                    }
+                }
                 event = events.next() => {
                     let event = match event {
                         Some(Ok(e)) => e,

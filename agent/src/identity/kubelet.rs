@@ -587,4 +587,31 @@ mod tests {
         let err = client.pods().await.expect_err("no CA");
         assert!(matches!(err, KubeletError::Tls(_)), "{err}");
     }
+
+    /// A kubelet that accepts and never answers costs one deadline, then an error (the
+    /// resolver reports down and retries with backoff), never a hung resolver.
+    #[tokio::test]
+    async fn a_silent_kubelet_is_an_error_within_the_deadline() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let hold = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = listener.accept().await {
+                held.push(s);
+            }
+        });
+        let client = KubeletClient {
+            url: format!("http://{addr}"),
+            token_file: None,
+            ca_file: None,
+            node: "n".into(),
+        };
+        let start = std::time::Instant::now();
+        let err = client.pods().await.expect_err("no answer");
+        assert!(matches!(err, KubeletError::Timeout), "{err}");
+        assert!(start.elapsed() < REQUEST_TIMEOUT + Duration::from_secs(2));
+        hold.abort();
+    }
 }

@@ -4,6 +4,13 @@ use std::{path::Path, sync::Arc, time::Duration};
 
 use super::registry::{Registry, Source};
 
+/// How often a connected runtime is asked a cheap question (version, ping): one that accepts
+/// connections but answers nothing (SIGSTOP, a deadlock) is reported down within this plus
+/// [`PROBE_DEADLINE`], since an idle event stream shows nothing wrong.
+pub const PROBE_EVERY: Duration = Duration::from_secs(3);
+/// How long that answer may take.
+pub const PROBE_DEADLINE: Duration = Duration::from_secs(5);
+
 const FIRST_RETRY: Duration = Duration::from_millis(500);
 const MAX_RETRY: Duration = Duration::from_secs(30);
 /// How often an absent socket is looked for: a runtime that starts later is picked up about
