@@ -183,6 +183,10 @@ impl CgroupfsReader {
         );
         let mut containers = Vec::with_capacity(tree.len());
         for cg in &tree.cgroups {
+            // Folded (deeper than the walk exports): its figures are its ancestor's.
+            if !tree.exported(cg.id) {
+                continue;
+            }
             if quiet.contains(&cg.id)
                 && let Some(r) = self.quiet.last.get(&cg.id)
                 && pass < r.due
@@ -197,20 +201,22 @@ impl CgroupfsReader {
                 self.quiet.reused += 1;
                 continue;
             }
-            let v2_dir = crate::cgroup::tree::resolve_under(&self.layout.unified, &cg.path);
+            // On disk, where a name that is not UTF-8 differs from its exported `path`.
+            let rel = tree.fs_rel(cg);
+            let v2_dir = crate::cgroup::tree::resolve_path_under(&self.layout.unified, rel);
             let (cpu, cpu_spec) = if cpu_on {
-                self.read_cpu(&cg.path, v2_dir.as_deref())
+                self.read_cpu(rel, v2_dir.as_deref())
             } else {
                 Default::default()
             };
             let (memory, memory_spec) = if mem_on {
                 let root_usage = machine.filter(|_| cg.path == "/");
-                self.read_memory(&cg.path, v2_dir.as_deref(), root_usage)
+                self.read_memory(rel, v2_dir.as_deref(), root_usage)
             } else {
                 Default::default()
             };
             let processes = if proc_on {
-                self.read_processes(&cg.path, v2_dir.as_deref())
+                self.read_processes(rel, v2_dir.as_deref())
             } else if net_on {
                 // Network figures need a process to find the cgroup's namespace through.
                 let first_pid = v2_dir
@@ -225,7 +231,7 @@ impl CgroupfsReader {
                 ProcessStats::default()
             };
             let io = if io_on {
-                self.read_io(&cg.path, v2_dir.as_deref())
+                self.read_io(rel, v2_dir.as_deref())
             } else {
                 None
             };
@@ -295,7 +301,7 @@ impl CgroupfsReader {
     }
 
     /// Reads the CPU controller files of one cgroup from wherever this host keeps them.
-    fn read_cpu(&mut self, rel: &str, v2_dir: Option<&Path>) -> (CpuStats, CpuSpec) {
+    fn read_cpu(&mut self, rel: &Path, v2_dir: Option<&Path>) -> (CpuStats, CpuSpec) {
         let mut stats = CpuStats::default();
         let mut spec = CpuSpec::default();
         if let Some(dir) = v2_dir {
@@ -336,7 +342,7 @@ impl CgroupfsReader {
     /// memory hierarchy at the same path on hybrid ones.
     fn read_memory(
         &mut self,
-        rel: &str,
+        rel: &Path,
         v2_dir: Option<&Path>,
         root_usage: Option<MachineUsage>,
     ) -> (MemoryStats, MemorySpec) {
@@ -374,7 +380,7 @@ impl CgroupfsReader {
 
     /// Processes from the v2 `cgroup.procs`; threads from the pids controller, in the v2
     /// directory on pure v2 hosts and in the v1 pids hierarchy on hybrid ones.
-    fn read_processes(&mut self, rel: &str, v2_dir: Option<&Path>) -> ProcessStats {
+    fn read_processes(&mut self, rel: &Path, v2_dir: Option<&Path>) -> ProcessStats {
         let Some(v2_dir) = v2_dir else {
             return ProcessStats::default();
         };
@@ -388,7 +394,7 @@ impl CgroupfsReader {
     }
 
     /// Block I/O: v2 `io.stat`, or the v1 blkio hierarchy; device names from sysfs.
-    fn read_io(&mut self, rel: &str, v2_dir: Option<&Path>) -> Option<Vec<DeviceIo>> {
+    fn read_io(&mut self, rel: &Path, v2_dir: Option<&Path>) -> Option<Vec<DeviceIo>> {
         let read = match self.layout.mode {
             Mode::Unified => io::read_v2(&mut self.files, v2_dir?),
             Mode::Hybrid => {
@@ -404,10 +410,10 @@ impl CgroupfsReader {
     }
 
     /// The v1 directory at the same relative path, if that controller is mounted and has it.
-    fn v1_dir(&self, mount: Option<&Path>, rel: &str) -> Option<PathBuf> {
+    fn v1_dir(&self, mount: Option<&Path>, rel: &Path) -> Option<PathBuf> {
         // No is_dir(): it was a statx per controller per cgroup per pass, and a missing
         // directory already reads as absent files.
-        mount.and_then(|root| crate::cgroup::tree::resolve_under(root, rel))
+        mount.and_then(|root| crate::cgroup::tree::resolve_path_under(root, rel))
     }
 }
 

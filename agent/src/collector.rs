@@ -309,8 +309,13 @@ impl Collector {
         }
         // Every cgroup has a count once both OOM programs run: zero means none seen.
         if self.reader.kinds().has(MetricKind::OomEvent) && self.probes.counts_oom_kills() {
+            // Kills of a folded cgroup's tasks count for its exported ancestor.
+            let mut kills: HashMap<u64, u64> = HashMap::new();
+            for (id, n) in &self.oom_totals {
+                *kills.entry(tree.charged_to(*id)).or_default() += n;
+            }
             for c in &mut containers {
-                c.oom_kills = Some(self.oom_totals.get(&c.cgroup_id).copied().unwrap_or(0));
+                c.oom_kills = Some(kills.get(&c.cgroup_id).copied().unwrap_or(0));
             }
         }
         if sched_on && self.probes.measures_runqueue() {
@@ -327,7 +332,15 @@ impl Collector {
             }
         }
         if net_on {
-            let traffic = self.probes.counts_traffic().then_some(&self.traffic);
+            // Folded cgroups' own traffic is shown as their exported ancestor's.
+            let folded;
+            let all = if tree.has_folded() {
+                folded = crate::ebpf::fold_traffic(&self.traffic, |id| tree.charged_to(id));
+                &folded
+            } else {
+                &self.traffic
+            };
+            let traffic = self.probes.counts_traffic().then_some(all);
             self.network.fill(&mut containers, traffic);
             self.stats.network = self.network.stats();
         }
@@ -424,7 +437,7 @@ impl Collector {
             }
         }
         for cg in &self.last_tree.cgroups {
-            if !tree.contains(cg.id) {
+            if !tree.contains(cg.id) && self.last_tree.exported(cg.id) {
                 out.push(Event {
                     container: Arc::from(cg.path.as_str()),
                     time: now,

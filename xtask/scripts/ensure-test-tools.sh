@@ -22,7 +22,6 @@ want dockerd docker.io              # identity, API and image tests: dockerd, co
 want /bin/busybox busybox-static    # the image of those tests, and the VM's userland
 want strace strace                  # the API test watches the agent's file calls
 want perf linux-perf                # the benchmark's context-switch test
-want touch coreutils                # the hardening test's hostile mtimes
 want docker-compose docker-compose  # the deploy check's Compose files
 want 'py:import venv, ensurepip' python3-venv  # the deploy check's PyPI tools
 

@@ -1,10 +1,14 @@
 //! The cgroup v2 tree: id (the directory's inode, which is what `bpf_get_current_cgroup_id()`
 //! returns) <-> path relative to the hierarchy root, with each cgroup's parent.
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
+    ffi::OsString,
     io,
-    os::unix::fs::{DirEntryExt as _, MetadataExt as _},
-    path::{Path, PathBuf},
+    os::unix::{
+        ffi::OsStrExt as _,
+        fs::{DirEntryExt as _, MetadataExt as _},
+    },
+    path::{Component, Path, PathBuf},
 };
 
 /// One cgroup directory.
@@ -19,6 +23,15 @@ pub struct Cgroup {
 }
 
 /// All cgroups seen in one walk, in walk order (parents before children).
+///
+/// Nothing under the root is left out, so no tenant can hide work from its pod's totals by
+/// what it calls or how deep it nests its cgroups (every id the kernel counts for is in the
+/// tree, so its time rolls up and its map entries are kept):
+/// - a name that is not UTF-8 is exported with each invalid byte written `\xHH` (made unique
+///   among its siblings with `~<inode>` if a real name already reads so), and read through its
+///   real path;
+/// - a cgroup deeper than [`MAX_DEPTH`] is walked but folded: not exported itself, its figures
+///   charged to its deepest exported ancestor.
 #[derive(Clone, Debug, Default)]
 pub struct Tree {
     pub cgroups: Vec<Cgroup>,
@@ -26,10 +39,26 @@ pub struct Tree {
     /// Directories that vanished or could not be read during the walk (a container exiting while
     /// we walk is normal: counted, not an error).
     pub skipped: u64,
+    /// The real relative path of cgroups whose `path` was escaped (their name or an ancestor's
+    /// is not UTF-8).
+    raw: HashMap<u64, PathBuf>,
+    /// Folded cgroups (deeper than [`MAX_DEPTH`]) -> their deepest exported ancestor.
+    folded: HashMap<u64, u64>,
 }
 
-/// Deeper than any real layout (kubepods nest 5-6 levels); stops a runaway walk.
-const MAX_DEPTH: u32 = 64;
+/// Deeper than any real layout (kubepods nest 5-6 levels): cgroups below are folded into their
+/// ancestor at this depth rather than exported one by one.
+pub const MAX_DEPTH: u32 = 64;
+
+/// One directory being walked.
+struct Pending {
+    dir: PathBuf,
+    rel: String,
+    /// Set once an escaped name is on the way down.
+    raw: Option<PathBuf>,
+    id: u64,
+    depth: u32,
+}
 
 impl Tree {
     /// Walks the hierarchy under `root`. Only the root failing to read is an error.
@@ -42,45 +71,110 @@ impl Tree {
             parent: None,
             depth: 0,
         });
-        let mut stack: Vec<(PathBuf, String, u64, u32)> =
-            vec![(root.to_path_buf(), String::new(), meta.ino(), 0)];
-        while let Some((dir, rel, id, depth)) = stack.pop() {
-            let entries = match std::fs::read_dir(&dir) {
+        let mut stack = vec![Pending {
+            dir: root.to_path_buf(),
+            rel: String::new(),
+            raw: None,
+            id: meta.ino(),
+            depth: 0,
+        }];
+        while let Some(at) = stack.pop() {
+            let entries = match std::fs::read_dir(&at.dir) {
                 Ok(e) => e,
                 Err(_) => {
                     tree.skipped += 1;
                     continue;
                 }
             };
+            // Names first, so an escaped name can be made unique among all its siblings.
+            let mut dirs: Vec<(OsString, u64)> = Vec::new();
             for entry in entries {
                 let Ok(entry) = entry else {
                     tree.skipped += 1;
                     continue;
                 };
                 // cgroupfs holds only directories (cgroups) and files (interface files).
-                let is_dir = entry.file_type().map(|t| t.is_dir()).unwrap_or(false);
-                if !is_dir || depth + 1 > MAX_DEPTH {
-                    continue;
+                if entry.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                    // The directory's inode number (the cgroup id) straight from getdents: a
+                    // statx per cgroup per pass saved.
+                    dirs.push((entry.file_name(), entry.ino()));
                 }
-                // The directory's inode number (the cgroup id) straight from getdents: a statx
-                // per cgroup per pass saved.
-                let ino = entry.ino();
-                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                    // Non-UTF-8 names cannot become label values; skip rather than mangle.
-                    tree.skipped += 1;
-                    continue;
-                };
-                let child_rel = format!("{rel}/{name}");
-                tree.push(Cgroup {
-                    id: ino,
-                    path: child_rel.clone(),
-                    parent: Some(id),
-                    depth: depth + 1,
-                });
-                stack.push((entry.path(), child_rel, ino, depth + 1));
             }
+            let taken: HashSet<&str> = dirs.iter().filter_map(|(n, _)| n.to_str()).collect();
+            let mut escaped_names: HashSet<String> = HashSet::new();
+            let depth = at.depth + 1;
+            // Folded below MAX_DEPTH: into the parent's own target if it is folded too.
+            let folded_into = if depth > MAX_DEPTH {
+                Some(tree.folded.get(&at.id).copied().unwrap_or(at.id))
+            } else {
+                None
+            };
+            let mut next = Vec::with_capacity(dirs.len());
+            for (name, ino) in &dirs {
+                let (label, escaped) = match name.to_str() {
+                    Some(n) => (n.to_string(), false),
+                    None => {
+                        let mut e = escape(name.as_bytes());
+                        while taken.contains(e.as_str()) || escaped_names.contains(&e) {
+                            e = format!("{e}~{ino}");
+                        }
+                        escaped_names.insert(e.clone());
+                        (e, true)
+                    }
+                };
+                let rel = format!("{}/{label}", at.rel);
+                let raw = match (&at.raw, escaped) {
+                    (Some(r), _) => Some(r.join(name)),
+                    (None, true) => Some(Path::new(&at.rel).join(name)),
+                    (None, false) => None,
+                };
+                tree.push(Cgroup {
+                    id: *ino,
+                    path: rel.clone(),
+                    parent: Some(at.id),
+                    depth,
+                });
+                if let Some(r) = &raw {
+                    tree.raw.insert(*ino, r.clone());
+                }
+                if let Some(into) = folded_into {
+                    tree.folded.insert(*ino, into);
+                }
+                next.push(Pending {
+                    dir: at.dir.join(name),
+                    rel,
+                    raw,
+                    id: *ino,
+                    depth,
+                });
+            }
+            stack.extend(next);
         }
         Ok(tree)
+    }
+
+    /// The cgroup's path relative to the hierarchy root as it is on disk (differs from `path`
+    /// only for escaped names).
+    pub fn fs_rel<'a>(&'a self, cg: &'a Cgroup) -> &'a Path {
+        self.raw
+            .get(&cg.id)
+            .map_or_else(|| Path::new(cg.path.as_str()), PathBuf::as_path)
+    }
+
+    /// Whether the cgroup is exported on its own (it is not folded into an ancestor).
+    pub fn exported(&self, id: u64) -> bool {
+        !self.folded.contains_key(&id)
+    }
+
+    /// The exported cgroup whose figures include this one's: itself, or for a folded cgroup
+    /// its deepest exported ancestor.
+    pub fn charged_to(&self, id: u64) -> u64 {
+        self.folded.get(&id).copied().unwrap_or(id)
+    }
+
+    /// Whether any cgroup is folded (the common case is none: nothing to re-key).
+    pub fn has_folded(&self) -> bool {
+        !self.folded.is_empty()
     }
 
     /// Builds a tree from cgroups listed parents-first (tests and fixtures).
@@ -118,16 +212,32 @@ impl Tree {
 /// refusing anything that would leave it. HTTP handlers take cgroup names from URLs: this is the
 /// one gate between a request and the filesystem.
 pub fn resolve_under(root: &Path, rel: &str) -> Option<PathBuf> {
+    resolve_path_under(root, Path::new(rel))
+}
+
+/// [`resolve_under`] for a path as it is on disk (a name need not be UTF-8).
+pub fn resolve_path_under(root: &Path, rel: &Path) -> Option<PathBuf> {
     let mut out = root.to_path_buf();
-    for part in rel.split('/') {
+    for part in rel.components() {
         match part {
-            "" | "." => {}
-            ".." => return None,
-            p if p.contains('\0') => return None,
-            p => out.push(p),
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(p) if !p.as_bytes().contains(&0) => out.push(p),
+            Component::Normal(_) | Component::ParentDir | Component::Prefix(_) => return None,
         }
     }
     Some(out)
+}
+
+/// A non-UTF-8 name as a label value: valid runs as they are, each invalid byte as `\xHH`.
+fn escape(name: &[u8]) -> String {
+    let mut out = String::with_capacity(name.len() + 8);
+    for chunk in name.utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -168,6 +278,58 @@ mod tests {
         assert_eq!(parent.path, "/kubepods/burstable/pod1");
         let root_cg = tree.get(tree.cgroups[0].id).expect("root");
         assert_eq!((root_cg.path.as_str(), root_cg.parent), ("/", None));
+    }
+
+    /// Nothing can be hidden from the walk: a non-UTF-8 name is escaped (and unique beside a
+    /// real sibling that reads the same), read through its real path, and cgroups deeper than
+    /// MAX_DEPTH are walked and folded into their ancestor at that depth.
+    #[test]
+    fn odd_names_are_escaped_and_deep_cgroups_folded() {
+        use std::os::unix::ffi::OsStrExt as _;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let odd = std::ffi::OsStr::from_bytes(b"pod\xff");
+        std::fs::create_dir_all(root.join("kubepods").join(odd).join("c")).expect("mkdir");
+        std::fs::create_dir_all(root.join("kubepods/pod\\xff")).expect("mkdir");
+        let mut deep = root.join("deep");
+        for _ in 0..MAX_DEPTH + 3 {
+            deep.push("d");
+        }
+        std::fs::create_dir_all(&deep).expect("mkdir");
+        let tree = Tree::walk(root).expect("walk");
+        let ino = |p: &Path| std::fs::metadata(p).expect("stat").ino();
+        let odd_id = ino(&root.join("kubepods").join(odd));
+        let cg = tree.get(odd_id).expect("walked");
+        assert!(cg.path.starts_with("/kubepods/pod\\xff~"), "{}", cg.path);
+        assert_eq!(
+            resolve_path_under(root, tree.fs_rel(cg)),
+            Some(root.join("kubepods").join(odd))
+        );
+        let child = tree
+            .get(ino(&root.join("kubepods").join(odd).join("c")))
+            .expect("child walked");
+        assert_eq!(child.path, format!("{}/c", cg.path));
+        assert!(resolve_path_under(root, tree.fs_rel(child)).is_some_and(|p| p.is_dir()));
+        let real = tree
+            .get(ino(&root.join("kubepods/pod\\xff")))
+            .expect("real");
+        assert_eq!(real.path, "/kubepods/pod\\xff");
+        // Depth: the cgroup at MAX_DEPTH is exported; the ones below are charged to it.
+        let mut at = root.join("deep");
+        let mut ids = Vec::new();
+        for _ in 0..MAX_DEPTH + 3 {
+            at.push("d");
+            ids.push(ino(&at));
+        }
+        let deepest_exported = ids[MAX_DEPTH as usize - 2];
+        assert_eq!(tree.get(deepest_exported).map(|c| c.depth), Some(MAX_DEPTH));
+        assert!(tree.exported(deepest_exported));
+        for id in &ids[MAX_DEPTH as usize - 1..] {
+            assert!(tree.contains(*id), "a folded cgroup is still in the tree");
+            assert!(!tree.exported(*id));
+            assert_eq!(tree.charged_to(*id), deepest_exported);
+        }
+        assert!(resolve_path_under(root, Path::new("/a/../b")).is_none());
     }
 
     #[test]

@@ -7,6 +7,6 @@ mod sched;
 
 pub use drain::{CpuDrain, KernelStats, monotonic_ns};
 pub use loader::{LoadError, LoadOptions, NotAttached, Probes, ProgramStats, TRACEFS};
-pub use net::{DeviceTraffic, Traffic};
+pub use net::{DeviceTraffic, Traffic, fold_traffic};
 pub use oom::comm_str;
 pub use sched::{SchedCounters, SchedDrain};

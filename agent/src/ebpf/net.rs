@@ -82,6 +82,33 @@ impl Probes {
     }
 }
 
+/// The same traffic with each cgroup's devices re-keyed to `into(cgroup)` (rows of one device
+/// merged): folded cgroups shown as their exported ancestor.
+pub fn fold_traffic(traffic: &Traffic, into: impl Fn(u64) -> u64) -> Traffic {
+    let mut out = Traffic::new();
+    for (id, devices) in traffic {
+        let rows = out.entry(into(*id)).or_default();
+        for d in devices {
+            match rows
+                .iter_mut()
+                .find(|r| r.netns == d.netns && r.ifindex == d.ifindex)
+            {
+                Some(r) => {
+                    r.rx_bytes = r.rx_bytes.saturating_add(d.rx_bytes);
+                    r.rx_packets = r.rx_packets.saturating_add(d.rx_packets);
+                    r.tx_bytes = r.tx_bytes.saturating_add(d.tx_bytes);
+                    r.tx_packets = r.tx_packets.saturating_add(d.tx_packets);
+                }
+                None => rows.push(*d),
+            }
+        }
+    }
+    for devices in out.values_mut() {
+        devices.sort_by_key(|d| (d.netns, d.ifindex));
+    }
+    out
+}
+
 fn add(out: &mut Traffic, key: NetKey, c: NetCounters) {
     let devices = out.entry(key.cgroup_id).or_default();
     let i = match devices
