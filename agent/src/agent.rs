@@ -156,6 +156,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let opts = LoadOptions {
         btf_path: config.btf_path.clone(),
         cpu_map_entries: config.cpu_map_entries,
+        net_map_entries: config.net_map_entries,
+        sched_map_entries: config.sched_map_entries,
         tracefs: crate::ebpf::TRACEFS
             .iter()
             .map(std::path::PathBuf::from)

@@ -130,6 +130,8 @@ impl Collector {
             programs_attached: probes.attached.clone(),
             programs_not_attached: probes.not_attached.clone(),
             cpu_map_capacity: u64::from(probes.cpu_map_entries),
+            net_map_capacity: u64::from(probes.net_map_entries),
+            sched_map_capacity: u64::from(probes.sched_map_entries),
             ..AgentStats::default()
         };
         let network = NetworkReader::new(roots.proc_root.clone());
@@ -278,9 +280,11 @@ impl Collector {
             self.log_oom_kills(&oom_records, &tree);
         }
         if let Ok(Some(sched)) = sched {
+            self.stats.sched_map_entries = sched.entries;
             self.account_sched(&tree, sched);
         }
-        if let Ok(Some(traffic)) = traffic {
+        if let Ok(Some((traffic, entries))) = traffic {
+            self.stats.net_map_entries = entries;
             // Drained before the walk, as above. A removed cgroup's bytes are gone with it (its
             // series stop), so deleting them loses nothing that is still served.
             let gone: Vec<u64> = traffic

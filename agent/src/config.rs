@@ -110,6 +110,20 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
     pub cpu_map_entries: u32,
 
+    /// Capacity of the traffic map: one entry per cgroup, device and direction used. An entry
+    /// costs about 16 bytes per possible CPU plus 100 (8192 on 64 CPUs: about 9 MiB of kernel
+    /// memory); a full map is counted in nodetel_ebpf_traffic_uncounted_packets_total.
+    #[arg(long, env = "NODETEL_NET_MAP_ENTRIES", default_value_t = nodetel_common::NET_TRAFFIC_ENTRIES,
+          value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub net_map_entries: u32,
+
+    /// Capacity of the run-queue histogram map: one entry per cgroup and wait bucket used (a
+    /// busy cgroup 10-20, an idle one 1-3). About 16 bytes per possible CPU plus 100 each; a
+    /// full map is counted in nodetel_ebpf_sched_uncounted_total.
+    #[arg(long, env = "NODETEL_SCHED_MAP_ENTRIES", default_value_t = nodetel_common::SCHED_HIST_ENTRIES,
+          value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
+    pub sched_map_entries: u32,
+
     /// Have the kernel time every run of nodetel's eBPF programs (BPF_ENABLE_STATS, for as
     /// long as the agent runs) and export nodetel_ebpf_program_run_seconds_total and
     /// nodetel_ebpf_program_runs_total. Costs two clock reads per program run.

@@ -31,6 +31,48 @@ fn removed_cgroup_series_vanish_within_two_intervals() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The traffic map's size is a flag, and a full one is counted: 80 cgroups each sending a
+/// datagram need 80 entries of a 64-entry map.
+#[test]
+fn a_full_traffic_map_is_counted_not_silent() -> anyhow::Result<()> {
+    if !privileged("a_full_traffic_map_is_counted_not_silent") {
+        return Ok(());
+    }
+    let nettool =
+        std::env::var("NODETEL_NETTOOL").unwrap_or_else(|_| env!("CARGO_BIN_EXE_nettool").into());
+    let agent = Agent::start(Duration::from_millis(300), &["--net-map-entries", "64"])?;
+    let parent = TestCgroup::create("netfull")?;
+    let mut kids = Vec::new();
+    for i in 0..80 {
+        let c = parent.child(&format!("c{i}"))?;
+        c.spawn(&format!("{nettool} udp-send 127.0.0.1:9 1 10 >/dev/null"))?
+            .wait()?;
+        kids.push(c);
+    }
+    let e = agent.next_metrics()?;
+    let line = |m: &str| {
+        e.0.lines()
+            .find(|l| l.starts_with(m) && l.contains("map=\"net_traffic\""))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+    };
+    let (entries, capacity) = (
+        line("nodetel_ebpf_map_entries"),
+        line("nodetel_ebpf_map_capacity"),
+    );
+    let uncounted = e
+        .scalar("nodetel_ebpf_traffic_uncounted_packets_total")
+        .unwrap_or(0.0);
+    eprintln!("traffic map {entries:?} of {capacity:?}, {uncounted} packets uncounted");
+    assert_eq!(capacity, Some(64.0));
+    assert!(entries.is_some_and(|n| n <= 64.0), "{entries:?}");
+    assert!(
+        uncounted > 0.0,
+        "80 senders in a 64-entry map must be counted as uncounted"
+    );
+    Ok(())
+}
+
 #[test]
 fn a_full_map_is_counted_not_silent() -> anyhow::Result<()> {
     if !privileged("a_full_map_is_counted_not_silent") {

@@ -9,9 +9,10 @@ use aya::{
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, TracePoint},
 };
 use nodetel_common::{
-    GLOBAL_OFFSETS, MAP_CPU_NS, MAP_OOM_EVENTS, PROG_CGROUP_ATTACH, PROG_CGROUP_MKDIR,
-    PROG_CGROUP_RENAME, PROG_CGROUP_RMDIR, PROG_MARK_VICTIM, PROG_NET_EGRESS, PROG_NET_INGRESS,
-    PROG_SCHED_SWITCH, PROG_SCHED_SWITCH_FLOOR, PROG_SIGNAL_GENERATE,
+    GLOBAL_OFFSETS, MAP_CPU_NS, MAP_NET_TRAFFIC, MAP_OOM_EVENTS, MAP_SCHED_HIST,
+    PROG_CGROUP_ATTACH, PROG_CGROUP_MKDIR, PROG_CGROUP_RENAME, PROG_CGROUP_RMDIR, PROG_MARK_VICTIM,
+    PROG_NET_EGRESS, PROG_NET_INGRESS, PROG_SCHED_SWITCH, PROG_SCHED_SWITCH_FLOOR,
+    PROG_SIGNAL_GENERATE,
 };
 
 use crate::btf::{Btf, BtfError};
@@ -58,6 +59,10 @@ pub struct LoadOptions {
     pub btf_path: PathBuf,
     /// Capacity of the per-cgroup CPU map.
     pub cpu_map_entries: u32,
+    /// Capacity of the traffic map.
+    pub net_map_entries: u32,
+    /// Capacity of the run-queue histogram map.
+    pub sched_map_entries: u32,
     /// Where tracefs is mounted: classic tracepoints publish their record layout there.
     pub tracefs: Vec<PathBuf>,
     /// The cgroup v2 root the traffic programs attach to; `None` leaves them out (the `network`
@@ -85,6 +90,8 @@ pub struct Probes {
     /// Programs this kernel refused: their metrics are absent, the rest is served.
     pub not_attached: Vec<NotAttached>,
     pub cpu_map_entries: u32,
+    pub net_map_entries: u32,
+    pub sched_map_entries: u32,
     /// The OOM kill records, taken out of the object so they can be consumed in place.
     pub oom_events: Option<RingBuf<MapData>>,
     /// Keeps the kernel's run time accounting on while held (`--bpf-stats`).
@@ -145,6 +152,8 @@ impl Probes {
         let mut ebpf = EbpfLoader::new()
             .override_global(GLOBAL_OFFSETS, &offsets, true)
             .map_max_entries(MAP_CPU_NS, opts.cpu_map_entries)
+            .map_max_entries(MAP_NET_TRAFFIC, opts.net_map_entries)
+            .map_max_entries(MAP_SCHED_HIST, opts.sched_map_entries)
             .load(OBJECT)?;
         let kernel_btf = AyaBtf::parse_file(&opts.btf_path, aya::Endianness::default())?;
         let mut attached = Vec::new();
@@ -232,6 +241,8 @@ impl Probes {
             attached,
             not_attached,
             cpu_map_entries: opts.cpu_map_entries,
+            net_map_entries: opts.net_map_entries,
+            sched_map_entries: opts.sched_map_entries,
             oom_events,
             bpf_stats,
             runqueue,

@@ -26,15 +26,17 @@ pub struct DeviceTraffic {
 pub type Traffic = HashMap<u64, Vec<DeviceTraffic>>;
 
 impl Probes {
-    /// Sums the traffic map over CPUs.
-    pub fn drain_traffic(&self) -> Result<Traffic, MapError> {
+    /// Sums the traffic map over CPUs; also how many entries it held.
+    pub fn drain_traffic(&self) -> Result<(Traffic, u64), MapError> {
         let map = self
             .ebpf
             .map(MAP_NET_TRAFFIC)
             .ok_or_else(|| missing(MAP_NET_TRAFFIC))?;
         let traffic: PerCpuHashMap<_, NetKey, NetCounters> = PerCpuHashMap::try_from(map)?;
         let mut out = Traffic::new();
+        let mut entries = 0;
         each_entry(&traffic, |key, per_cpu| {
+            entries += 1;
             let sum = per_cpu
                 .iter()
                 .fold(NetCounters::default(), |a, v| NetCounters {
@@ -46,7 +48,7 @@ impl Probes {
         for devices in out.values_mut() {
             devices.sort_by_key(|d| (d.netns, d.ifindex));
         }
-        Ok(out)
+        Ok((out, entries))
     }
 
     /// Deletes every traffic entry of the given cgroups (removed ones). Returns how many.

@@ -22,6 +22,8 @@ pub struct SchedDrain {
     pub counters: HashMap<u64, SchedCounters>,
     /// Run periods per wait bucket (not cumulative across buckets), `RUNQ_BUCKETS` long.
     pub buckets: HashMap<u64, Vec<u64>>,
+    /// Entries of the histogram map at the drain.
+    pub entries: u64,
 }
 
 impl SchedDrain {
@@ -68,7 +70,9 @@ impl Probes {
             .map(MAP_SCHED_HIST)
             .ok_or_else(|| missing(MAP_SCHED_HIST))?;
         let hist: PerCpuHashMap<_, HistKey, RunqBucket> = PerCpuHashMap::try_from(map)?;
+        let mut entries = 0;
         each_entry(&hist, |key, per_cpu| {
+            entries += 1;
             let Some(slot) = usize::try_from(key.bucket)
                 .ok()
                 .filter(|b| *b < RUNQ_BUCKETS as usize)
@@ -80,6 +84,7 @@ impl Probes {
             });
             out.add(key.cgroup_id, slot, n, ns);
         })?;
+        out.entries = entries;
         // Read after the map: what a CPU flushes in between is in one of the two reads or, when
         // the map's key was read before the flush, in neither (see `hold`), never in both.
         let map = self

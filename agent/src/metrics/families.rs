@@ -705,6 +705,15 @@ fn one(v: f64) -> AgentSeries {
     vec![(Vec::new(), v)]
 }
 
+/// The sizable maps' figures, in the order cpu_ns, net_traffic, sched.
+fn maps(values: [u64; 3]) -> AgentSeries {
+    ["cpu_ns", "net_traffic", "sched"]
+        .into_iter()
+        .zip(values)
+        .map(|(m, v)| (vec![("map", m.to_string())], v as f64))
+        .collect()
+}
+
 fn cpu_map(v: f64) -> AgentSeries {
     vec![(vec![("map", "cpu_ns".to_string())], v)]
 }
@@ -737,13 +746,13 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         name: "nodetel_ebpf_map_entries",
         help: "Entries in an eBPF map at the last drain.",
         kind: Kind::Gauge,
-        series: |a| cpu_map(a.cpu_map_entries as f64),
+        series: |a| maps([a.cpu_map_entries, a.net_map_entries, a.sched_map_entries]),
     },
     AgentFamily {
         name: "nodetel_ebpf_map_capacity",
-        help: "Maximum entries of an eBPF map (set with --cpu-map-entries).",
+        help: "Maximum entries of an eBPF map (set with --cpu-map-entries, --net-map-entries and --sched-map-entries).",
         kind: Kind::Gauge,
-        series: |a| cpu_map(a.cpu_map_capacity as f64),
+        series: |a| maps([a.cpu_map_capacity, a.net_map_capacity, a.sched_map_capacity]),
     },
     AgentFamily {
         name: "nodetel_ebpf_map_full_drops_total",
