@@ -132,6 +132,70 @@ mod tests {
     const C1: (u64, &str, Option<u64>) = (3, "/pod/c1", Some(2));
     const C2: (u64, &str, Option<u64>) = (4, "/pod/c2", Some(2));
 
+    /// Property: whatever cgroups come and go (parents with their children), and however the
+    /// drains' in-flight figures jump around, no live cgroup's exported total ever goes down.
+    #[test]
+    fn totals_never_decrease_under_random_churn() {
+        for seed in 0..200 {
+            let mut rng = crate::testutil::Rng::new(seed);
+            let mut acc = CpuAccountant::default();
+            // id -> parent; 1 is the root.
+            let mut live: Vec<(u64, Option<u64>)> = vec![(1, None)];
+            let mut own: HashMap<u64, u64> = HashMap::new();
+            let mut last: HashMap<u64, u64> = HashMap::new();
+            let mut next_id = 2;
+            for pass in 0..40 {
+                // Churn: new children under live cgroups; removals take whole subtrees.
+                for _ in 0..rng.below(4) {
+                    let parent = live[rng.below(live.len() as u64) as usize].0;
+                    live.push((next_id, Some(parent)));
+                    next_id += 1;
+                }
+                if live.len() > 2 && rng.chance(3) {
+                    let victim = live[1 + rng.below(live.len() as u64 - 1) as usize].0;
+                    let mut gone = vec![victim];
+                    let mut i = 0;
+                    while i < gone.len() {
+                        let g = gone[i];
+                        gone.extend(live.iter().filter(|c| c.1 == Some(g)).map(|c| c.0));
+                        i += 1;
+                    }
+                    live.retain(|c| !gone.contains(&c.0));
+                }
+                // Work: committed figures only grow; in-flight ones are anything.
+                let mut committed = Vec::new();
+                let mut in_flight = Vec::new();
+                for &(id, _) in &live {
+                    let o = own.entry(id).or_default();
+                    *o += rng.below(1000);
+                    committed.push((id, *o));
+                    if rng.chance(2) {
+                        in_flight.push((id, rng.below(500)));
+                    }
+                }
+                let nodes: Vec<Cgroup> = live
+                    .iter()
+                    .map(|&(id, parent)| Cgroup {
+                        id,
+                        path: format!("/{id}"),
+                        parent,
+                        depth: 0,
+                    })
+                    .collect();
+                let out = acc.update(&Tree::from_cgroups(nodes), &drain(&committed, &in_flight));
+                for (id, total) in &out.totals {
+                    if let Some(before) = last.get(id) {
+                        assert!(
+                            total >= before,
+                            "seed {seed} pass {pass}: cgroup {id} went from {before} to {total}"
+                        );
+                    }
+                }
+                last = out.totals;
+            }
+        }
+    }
+
     #[test]
     fn sums_up_the_tree_with_in_flight_time() {
         let mut acc = CpuAccountant::default();

@@ -466,6 +466,60 @@ mod tests {
         }
     }
 
+    /// Property: whatever interfaces come and go from sample to sample, every query gives each
+    /// sample exactly the interfaces (and figures) it was recorded with: the columns stay
+    /// aligned with the records through appends, age-outs and dropped columns.
+    #[test]
+    fn columns_stay_aligned_with_their_samples() {
+        const NAMES: [&str; 5] = ["eth0", "eth1", "lo", "veth9", "wg0"];
+        for seed in 0..100 {
+            let mut rng = crate::testutil::Rng::new(seed);
+            let capacity = 1 + rng.below(8) as usize;
+            let mut h = History::new(capacity, None);
+            // The model: per cgroup, the last `capacity` samples' (usage, interfaces).
+            let mut model: HashMap<u64, Vec<(u64, Vec<&str>)>> = HashMap::new();
+            for at in 0..60 {
+                let mut cgroups: Vec<(u64, u64, Vec<&str>)> = Vec::new();
+                for id in 1..=3 {
+                    // A cgroup is sometimes absent for a pass (removed: its history goes).
+                    if rng.chance(10) {
+                        model.remove(&id);
+                        continue;
+                    }
+                    let usage = rng.below(1_000_000);
+                    let ifaces: Vec<&str> =
+                        NAMES.iter().copied().filter(|_| rng.chance(2)).collect();
+                    cgroups.push((id, usage, ifaces));
+                }
+                let listed: Vec<(u64, u64, &[&str])> = cgroups
+                    .iter()
+                    .map(|(id, u, i)| (*id, *u, i.as_slice()))
+                    .collect();
+                h.record(&snap(1000 + at, &listed));
+                for (id, usage, ifaces) in cgroups {
+                    let m = model.entry(id).or_default();
+                    m.push((usage, ifaces));
+                    if m.len() > capacity {
+                        m.remove(0);
+                    }
+                }
+                for (id, want) in &model {
+                    let got = h.query(*id, Range::default());
+                    assert_eq!(got.len(), want.len(), "seed {seed} pass {at} cgroup {id}");
+                    for (g, (usage, ifaces)) in got.iter().zip(want) {
+                        assert_eq!(g.record.get(Field::MemUsage), Some(*usage), "seed {seed}");
+                        let mut names: Vec<&str> = g.ifaces.iter().map(|(n, _)| &**n).collect();
+                        names.sort_unstable();
+                        assert_eq!(&names, ifaces, "seed {seed} pass {at} cgroup {id}");
+                        for (_, row) in &g.ifaces {
+                            assert_eq!(row[0], usage * 10, "seed {seed}: a row of another sample");
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn keeps_the_newest_samples_up_to_capacity() {
         let mut h = History::new(3, None);

@@ -12,6 +12,7 @@ pub mod config;
 pub mod cpu_account;
 pub mod ebpf;
 pub mod events;
+pub mod fuzz;
 pub mod history;
 pub mod http;
 pub mod identity;

@@ -401,7 +401,7 @@ fn cores_of(cpu_dir: &Path, cpus: &[u32]) -> (Vec<Core>, Vec<Cache>) {
 }
 
 /// `32K`, `32768K`, `2M` -> bytes.
-fn parse_size(s: &str) -> Option<u64> {
+pub(crate) fn parse_size(s: &str) -> Option<u64> {
     let s = s.trim();
     let (num, mult) = match s.as_bytes().last()? {
         b'K' => (&s[..s.len() - 1], 1024),

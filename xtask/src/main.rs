@@ -1,6 +1,7 @@
 //! Developer tasks: `cargo xtask <setup|build-ebpf|run|test|integration-test vm|lint|bench|
 //! deploy-check>`.
 mod bench;
+mod fuzz;
 mod vm;
 
 use std::{
@@ -50,6 +51,27 @@ enum Task {
         /// Regenerate the Operator's PrometheusRule from deploy/prometheus/nodetel-rules.yaml.
         #[arg(long)]
         write: bool,
+    },
+    /// Build the fuzz targets (libFuzzer, on the nightly) and run each for a bounded time on its
+    /// committed corpus (fuzz/corpus/<target>); a crash fails with the input that caused it.
+    Fuzz {
+        /// Seconds each target runs.
+        #[arg(long, default_value_t = 20)]
+        seconds: u64,
+        /// Only these targets (default: every folder in fuzz/corpus).
+        #[arg(long, value_delimiter = ',')]
+        targets: Vec<String>,
+        /// Merge what the run found into fuzz/corpus (to commit) instead of a scratch copy.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Churn (cgroups and Docker containers made and removed while scraped) and a soak under a
+    /// scrape flood with slow readers, against the release agent (needs root); figures printed,
+    /// only "back to baseline", "flat" and "answered" asserted.
+    Soak {
+        /// The CI-sized run (about a minute) instead of the full one (about 15 minutes).
+        #[arg(long)]
+        short: bool,
     },
     /// nodetel and cAdvisor 0.38.7 side by side on the same N cgroups (needs root): CPU with
     /// eBPF time, memory, scrape latency, read floor, context-switch tax. Table and JSON in
@@ -113,6 +135,12 @@ fn main() -> anyhow::Result<()> {
         }
         Task::Test { test_args } => test(&root, &test_args),
         Task::DeployCheck { write } => deploy_check(&root, write),
+        Task::Soak { short } => soak(&root, short),
+        Task::Fuzz {
+            seconds,
+            targets,
+            keep,
+        } => fuzz::run(&root, seconds, &targets, keep),
         Task::IntegrationTest {
             place:
                 Place::Vm {
@@ -189,6 +217,45 @@ fn setup(root: &Path) -> anyhow::Result<()> {
             "{} failed: the eBPF toolchain is not usable",
             script.display()
         );
+    }
+    Ok(())
+}
+
+fn soak(root: &Path, short: bool) -> anyhow::Result<()> {
+    setup(root)?;
+    cargo(root, &["build", "--release", "-p", "nodetel"])?;
+    cargo(
+        root,
+        &[
+            "build",
+            "--release",
+            "-p",
+            "nodetel-integration-tests",
+            "--bin",
+            "soak",
+        ],
+    )?;
+    let mut cmd = Command::new(root.join("target/release/soak"));
+    cmd.env("NODETEL_BIN", root.join("target/release/nodetel"))
+        .current_dir(root);
+    if short {
+        cmd.args([
+            "--churn-cgroups",
+            "1000",
+            "--churn-containers",
+            "10",
+            "--soak-cgroups",
+            "300",
+            "--soak-seconds",
+            "40",
+            "--scrapers",
+            "20",
+            "--slow-readers",
+            "2",
+        ]);
+    }
+    if !cmd.status()?.success() {
+        bail!("soak: a property did not hold");
     }
     Ok(())
 }

@@ -55,7 +55,7 @@ pub fn first_pid(files: &mut Files, procs_dir: &Path) -> Result<Option<u32>, Rea
         .and_then(parse_first_pid))
 }
 
-fn parse_first_pid(text: &str) -> Option<u32> {
+pub(crate) fn parse_first_pid(text: &str) -> Option<u32> {
     text.lines().find_map(|l| l.trim().parse().ok())
 }
 

@@ -340,7 +340,7 @@ pub fn tracepoint_field_offset(
         .ok_or_else(|| format!("tracepoint {category}:{name} has no field `{field}`"))
 }
 
-fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
+pub(crate) fn parse_field_offset(format: &str, field: &str) -> Option<u32> {
     format.lines().find_map(|line| {
         let mut parts = line.trim().split(';').map(str::trim);
         let decl = parts.next()?.strip_prefix("field:")?;

@@ -10,3 +10,6 @@ pub use loader::{LoadError, LoadOptions, NotAttached, Probes, ProgramStats, TRAC
 pub use net::{DeviceTraffic, Traffic, fold_traffic};
 pub use oom::comm_str;
 pub use sched::{SchedCounters, SchedDrain};
+// The fuzz entry points (crate::fuzz) reach these parsers of kernel-provided text and records.
+pub(crate) use loader::parse_field_offset;
+pub(crate) use oom::parse_record;

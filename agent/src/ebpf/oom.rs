@@ -40,7 +40,7 @@ impl Probes {
     }
 }
 
-fn parse_record(bytes: &[u8]) -> Option<OomKill> {
+pub(crate) fn parse_record(bytes: &[u8]) -> Option<OomKill> {
     if bytes.len() < std::mem::size_of::<OomKill>() {
         return None;
     }

@@ -155,7 +155,7 @@ impl CrioResolver {
     }
 }
 
-fn parse_container(body: &[u8]) -> Result<ContainerMeta, serde_json::Error> {
+pub(crate) fn parse_container(body: &[u8]) -> Result<ContainerMeta, serde_json::Error> {
     let info: ContainerInfo = serde_json::from_slice(body)?;
     Ok(ContainerMeta {
         name: info.name,

@@ -383,6 +383,170 @@ mod tests {
         assert!(root.contains(r#"container_label_app="""#), "{root}");
     }
 
+    /// Arbitrary Unicode, quotes, backslashes, newlines and control characters.
+    fn wild_string(rng: &mut crate::testutil::Rng) -> String {
+        const POOL: &[char] = &[
+            'a',
+            'Z',
+            '0',
+            '_',
+            '.',
+            '-',
+            '/',
+            ' ',
+            '"',
+            '\\',
+            '\n',
+            '\r',
+            '\t',
+            '{',
+            '}',
+            '=',
+            ',',
+            '#',
+            'é',
+            'ß',
+            '中',
+            '\u{1F600}',
+            '\u{FFFD}',
+            '\u{7}',
+            '\u{0}',
+            '\u{200B}',
+        ];
+        let len = rng.below(12) as usize;
+        (0..len)
+            .map(|_| POOL[rng.below(POOL.len() as u64) as usize])
+            .collect()
+    }
+
+    /// The label values of one exposition line, unescaped as Prometheus reads them; `None`
+    /// when the line is not well formed.
+    fn label_values(line: &str) -> Option<Vec<(String, String)>> {
+        let open = line.find('{')?;
+        let mut chars = line[open + 1..].chars();
+        let mut out = Vec::new();
+        loop {
+            let name: String = chars.by_ref().take_while(|c| *c != '=').collect();
+            if chars.next()? != '"' {
+                return None;
+            }
+            let mut value = String::new();
+            loop {
+                match chars.next()? {
+                    '\\' => match chars.next()? {
+                        'n' => value.push('\n'),
+                        '\\' => value.push('\\'),
+                        '"' => value.push('"'),
+                        _ => return None,
+                    },
+                    '"' => break,
+                    '\n' => return None,
+                    c => value.push(c),
+                }
+            }
+            out.push((name, value));
+            match chars.next()? {
+                ',' => continue,
+                '}' => return Some(out),
+                _ => return None,
+            }
+        }
+    }
+
+    /// Property: whatever a container's names, path and runtime labels hold, in either label
+    /// mode every line reads back as the values that went in, no series repeats a label name,
+    /// and promtool parses the whole exposition.
+    #[test]
+    fn any_label_value_is_exposed_exactly() {
+        let mut rng = crate::testutil::Rng::new(7);
+        for mode in [
+            crate::metrics::LabelMode::Kubelet,
+            crate::metrics::LabelMode::Standalone { whitelist: vec![] },
+        ] {
+            let mut s = snapshot();
+            s.labels = std::sync::Arc::new(mode);
+            let base = s.containers[1].clone();
+            s.containers.truncate(1);
+            let mut want = Vec::new();
+            for i in 0..60 {
+                let mut c = base.clone();
+                c.cgroup_id = 1000 + i;
+                c.path = format!("/w{i}/{}", wild_string(&mut rng));
+                let labels = (0..rng.below(4))
+                    .map(|_| (wild_string(&mut rng), wild_string(&mut rng)))
+                    .collect();
+                c.identity = std::sync::Arc::new(crate::identity::Identity {
+                    name: wild_string(&mut rng),
+                    image: wild_string(&mut rng),
+                    container: wild_string(&mut rng),
+                    pod: wild_string(&mut rng),
+                    namespace: wild_string(&mut rng),
+                    labels: std::sync::Arc::new(labels),
+                });
+                want.push(c.clone());
+                s.containers.push(c);
+            }
+            let text = render(&s);
+            for c in &want {
+                let line = text
+                    .lines()
+                    .find(|l| {
+                        l.starts_with("container_cpu_usage_seconds_total{")
+                            && label_values(l)
+                                .is_some_and(|v| v.iter().any(|(k, v)| k == "id" && *v == c.path))
+                    })
+                    .unwrap_or_else(|| panic!("no series reads back id {:?}", c.path));
+                let values = label_values(line).unwrap_or_default();
+                let get = |k: &str| values.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+                assert_eq!(get("name"), Some(c.identity.name.as_str()), "{line}");
+                assert_eq!(get("image"), Some(c.identity.image.as_str()), "{line}");
+            }
+            for line in text
+                .lines()
+                .filter(|l| !l.starts_with('#') && l.contains('{'))
+            {
+                let values = label_values(line).unwrap_or_else(|| panic!("malformed: {line}"));
+                let mut names: Vec<&str> = values.iter().map(|(n, _)| n.as_str()).collect();
+                names.sort_unstable();
+                let n = names.len();
+                names.dedup();
+                assert_eq!(names.len(), n, "a label name repeats: {line}");
+            }
+            promtool_parses(&text);
+        }
+    }
+
+    /// `promtool check metrics` finds no parse error (lint findings are another test's). Absent
+    /// promtool is a loud skip, a failure where CI demands privileged tools.
+    fn promtool_parses(text: &str) {
+        use std::io::Write as _;
+        let child = std::process::Command::new("promtool")
+            .args(["check", "metrics"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let Ok(mut child) = child else {
+            assert!(
+                std::env::var("NODETEL_REQUIRE_PRIVILEGED").is_err(),
+                "promtool is required here"
+            );
+            eprintln!("!!!!!!!! SKIPPED the promtool half: promtool not installed !!!!!!!!");
+            return;
+        };
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(text.as_bytes()).expect("write to promtool");
+        }
+        let out = child.wait_with_output().expect("promtool ran");
+        let report = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !report.contains("error while linting")
+                && !report.contains("text format parsing error"),
+            "{report}"
+        );
+    }
+
     /// The exposition for a fixed snapshot, byte for byte (golden file: review diffs to it).
     #[test]
     fn golden_exposition() {
