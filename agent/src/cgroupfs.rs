@@ -41,6 +41,8 @@ pub struct CgroupfsReader {
     kinds: MetricKinds,
     /// Unix seconds each live cgroup was created, fixed at first sight.
     start_times: HashMap<u64, f64>,
+    /// Each live exported cgroup's path on disk: where to close held files when it goes.
+    paths: HashMap<u64, PathBuf>,
     files: Files,
     skipped: Skipped,
     quiet: QuietReuse,
@@ -112,6 +114,7 @@ impl CgroupfsReader {
             devices: DeviceNames::new(sys_root),
             kinds,
             start_times: HashMap::new(),
+            paths: HashMap::new(),
             files: Files::new(open_files),
             skipped: Skipped::default(),
             quiet: QuietReuse::default(),
@@ -186,6 +189,9 @@ impl CgroupfsReader {
             // Folded (deeper than the walk exports): its figures are its ancestor's.
             if !tree.exported(cg.id) {
                 continue;
+            }
+            if !self.paths.contains_key(&cg.id) {
+                self.paths.insert(cg.id, tree.fs_rel(cg).to_path_buf());
             }
             if quiet.contains(&cg.id)
                 && let Some(r) = self.quiet.last.get(&cg.id)
@@ -296,8 +302,44 @@ impl CgroupfsReader {
         }
         self.quiet.last.retain(|id, _| tree.contains(*id));
         self.start_times.retain(|id, _| tree.contains(*id));
+        crate::prune::shrink(&mut self.quiet.last);
+        crate::prune::shrink(&mut self.start_times);
+        self.forget_removed(tree);
         self.files.end_pass();
         containers
+    }
+
+    /// Closes at once the files held for cgroups gone since the last pass, in every hierarchy.
+    fn forget_removed(&mut self, tree: &Tree) {
+        let l = &self.layout;
+        let roots: Vec<&Path> = std::iter::once(l.unified.as_path())
+            .chain(
+                [
+                    &l.v1_cpu,
+                    &l.v1_cpuacct,
+                    &l.v1_memory,
+                    &l.v1_blkio,
+                    &l.v1_pids,
+                ]
+                .into_iter()
+                .filter_map(|m| m.as_deref()),
+            )
+            .collect();
+        let mut gone = HashSet::new();
+        for (id, rel) in &self.paths {
+            if !tree.contains(*id) {
+                gone.extend(
+                    roots
+                        .iter()
+                        .filter_map(|r| crate::cgroup::tree::resolve_path_under(r, rel)),
+                );
+            }
+        }
+        self.paths.retain(|id, _| tree.contains(*id));
+        crate::prune::shrink(&mut self.paths);
+        if !gone.is_empty() {
+            self.files.forget_dirs(&gone);
+        }
     }
 
     /// Reads the CPU controller files of one cgroup from wherever this host keeps them.

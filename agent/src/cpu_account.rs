@@ -65,6 +65,9 @@ impl CpuAccountant {
         // Ids that never made it into a tree (created and removed between two walks) have no
         // place to go; their own map entries are forgotten above.
         self.own.retain(|id, _| tree.contains(*id));
+        crate::prune::shrink(&mut self.own);
+        crate::prune::shrink(&mut self.retired);
+        crate::prune::shrink(&mut self.reported);
 
         // Walk order puts parents before children: reversed, children are summed first.
         for cg in tree.cgroups.iter().rev() {

@@ -385,6 +385,7 @@ impl History {
         let live: std::collections::HashSet<u64> =
             snapshot.containers.iter().map(|c| c.cgroup_id).collect();
         self.by_id.retain(|id, _| live.contains(id));
+        crate::prune::shrink(&mut self.by_id);
         for c in &snapshot.containers {
             self.by_id
                 .entry(c.cgroup_id)

@@ -48,8 +48,15 @@ const SCRAPE_WAIT: Duration = Duration::from_secs(10);
 /// in turn rather than refused (twenty 28 MB answers take about a minute on a debug build).
 const API_WAIT: Duration = Duration::from_secs(120);
 /// /metrics bodies being sent at once. Each pins the exposition it started with (13.6 MB at
-/// 3000 cgroups): slow readers of successive generations would otherwise hold one each.
-const SCRAPES_IN_FLIGHT: usize = 4;
+/// 3000 cgroups): slow readers of successive generations would otherwise hold one each. With
+/// [`SCRAPE_DEADLINE`], at most this many generations are pinned, each for at most a minute.
+const SCRAPES_IN_FLIGHT: usize = 16;
+/// A /metrics answer not sent within this is cut off (its connection closed): no scraper waits
+/// longer (Prometheus' scrape timeout is at most its interval), and a trickling reader must not
+/// hold a slot and a whole exposition for hours.
+const SCRAPE_DEADLINE: Duration = Duration::from_secs(60);
+/// The slices a /metrics body is handed to the connection in (zero-copy views of it).
+const SCRAPE_CHUNK: usize = 64 * 1024;
 
 /// The HTTP layer's own counters (`nodetel_http_*`).
 #[derive(Default)]
@@ -194,13 +201,11 @@ async fn route(req: Request<Incoming>, server: &Server) -> Response<Body> {
                 let Some(permit) = turn(&server.scrapes, SCRAPE_WAIT, server).await else {
                     return busy("scrapes");
                 };
-                let mut resp = api::full(
-                    StatusCode::OK,
-                    crate::metrics::CONTENT_TYPE,
-                    p.metrics.clone(),
+                let mut resp = Response::new(ScrapeBody::boxed(p.metrics.clone(), permit));
+                resp.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
                 );
-                *resp.body_mut() =
-                    Held::boxed_with(std::mem::replace(resp.body_mut(), empty()), permit);
                 resp
             }
             None => text(StatusCode::SERVICE_UNAVAILABLE, "no snapshot yet\n"),
@@ -315,43 +320,48 @@ async fn read_body(req: Request<Incoming>) -> Result<Bytes, Response<Body>> {
     }
 }
 
-fn empty() -> Body {
-    http_body_util::Empty::new().boxed()
-}
-
-/// A body that holds a permit until it is sent or dropped (length and end as the inner body's).
-struct Held {
-    inner: Body,
+/// A /metrics body: the exposition in [`SCRAPE_CHUNK`] slices, holding its scrape slot until
+/// sent, and ended short after [`SCRAPE_DEADLINE`] (hyper then sees fewer bytes than the length
+/// it announced and closes the connection: the client gets an error, not a truncated success).
+struct ScrapeBody {
+    data: Bytes,
+    started: std::time::Instant,
     _permit: OwnedSemaphorePermit,
 }
 
-impl Held {
-    fn boxed_with(inner: Body, permit: OwnedSemaphorePermit) -> Body {
-        Held {
-            inner,
+impl ScrapeBody {
+    fn boxed(data: Bytes, permit: OwnedSemaphorePermit) -> Body {
+        ScrapeBody {
+            data,
+            started: std::time::Instant::now(),
             _permit: permit,
         }
         .boxed()
     }
 }
 
-impl hyper::body::Body for Held {
+impl hyper::body::Body for ScrapeBody {
     type Data = Bytes;
     type Error = Infallible;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
+        _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
+        if self.data.is_empty() || self.started.elapsed() > SCRAPE_DEADLINE {
+            return Poll::Ready(None);
+        }
+        let n = self.data.len().min(SCRAPE_CHUNK);
+        let chunk = self.data.split_to(n);
+        Poll::Ready(Some(Ok(Frame::data(chunk))))
     }
 
     fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
+        self.data.is_empty()
     }
 
     fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
+        SizeHint::with_exact(self.data.len() as u64)
     }
 }
 

@@ -22,6 +22,7 @@ pub mod metrics;
 pub mod net;
 pub mod panics;
 pub mod prepared;
+pub mod prune;
 pub mod snapshot;
 pub mod unix_time;
 

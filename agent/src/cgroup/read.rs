@@ -78,6 +78,13 @@ impl Files {
 
     /// Keeps unread files open for `passes` passes: a quiet cgroup's files are read again only
     /// when its refresh is due, and reopening them then would cost a path walk each.
+    /// Closes every file held in one of `dirs` (cgroups just removed): an open cgroupfs file
+    /// keeps its removed cgroup's kernel structures alive (a dying cgroup) until it is closed.
+    pub fn forget_dirs(&mut self, dirs: &std::collections::HashSet<PathBuf>) {
+        self.open
+            .retain(|path, _| !path.parent().is_some_and(|d| dirs.contains(d)));
+    }
+
     pub fn keep_unread_for(&mut self, passes: u64) {
         self.keep = passes.max(1);
     }
@@ -87,6 +94,7 @@ impl Files {
     pub fn end_pass(&mut self) {
         let (pass, keep) = (self.pass, self.keep);
         self.open.retain(|_, o| pass - o.pass < keep);
+        crate::prune::shrink(&mut self.open);
         self.pass += 1;
     }
 

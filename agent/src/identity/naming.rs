@@ -74,6 +74,7 @@ impl Namer {
         }
         let live: HashSet<u64> = containers.iter().map(|c| c.cgroup_id).collect();
         self.cache.retain(|id, _| live.contains(id));
+        crate::prune::shrink(&mut self.cache);
     }
 
     fn resolve(&self, info: &path::PathInfo<'_>) -> Identity {

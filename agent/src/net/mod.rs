@@ -137,6 +137,7 @@ impl NetworkReader {
         let in_use: std::collections::HashSet<u64> = ns_of.values().copied().collect();
         self.names
             .retain(|ns, _| devices.contains_key(ns) || in_use.contains(ns));
+        crate::prune::shrink(&mut self.names);
         self.stats.namespaces = reader_pid.len() as u64;
 
         let owners = owners(containers, &ns_of, host);
