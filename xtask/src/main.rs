@@ -252,6 +252,8 @@ fn soak(root: &Path, short: bool) -> anyhow::Result<()> {
             "20",
             "--slow-readers",
             "2",
+            "--history-samples",
+            "10",
         ]);
     }
     if !cmd.status()?.success() {
