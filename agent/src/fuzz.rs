@@ -83,10 +83,19 @@ pub fn cgroup_path(data: &[u8]) {
     let _ = identity::path::parse(&text, &namespaces);
 }
 
-/// The kubelet's `/pods` and CRI-O's container answers.
+/// The kubelet's `/pods`, CRI-O's container answers, and Docker's listing and inspect answers
+/// (decoded by bollard's models, then turned into names by ours).
 pub fn runtime_answers(data: &[u8]) {
     let _ = identity::kubelet::parse_pods(data, "node-1");
     let _ = identity::crio::parse_container(data);
+    if let Ok(list) = serde_json::from_slice::<Vec<bollard::models::ContainerSummary>>(data) {
+        for c in list {
+            let _ = identity::docker::listed(c);
+        }
+    }
+    if let Ok(c) = serde_json::from_slice::<bollard::models::ContainerInspectResponse>(data) {
+        let _ = identity::docker::inspected(c);
+    }
 }
 
 /// RFC 3339 times, Go durations, flag durations, Unix seconds.

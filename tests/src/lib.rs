@@ -134,18 +134,29 @@ impl Agent {
         interval: Duration,
         dockerd: &runtimes::Dockerd,
     ) -> anyhow::Result<Agent> {
-        let socket = dockerd.socket.display().to_string();
-        Agent::start(
-            interval,
-            &[
-                "--docker-socket",
-                &socket,
-                "--containerd-socket",
-                "",
-                "--podman-socket",
-                "",
-            ],
-        )
+        Agent::start_with_runtime(interval, "--docker-socket", &dockerd.socket, &[])
+    }
+
+    /// An agent whose only runtime socket is `socket`, given to `flag` (`--docker-socket`,
+    /// `--containerd-socket`, ...); the others are off. `extra` goes on the command line too.
+    pub fn start_with_runtime(
+        interval: Duration,
+        flag: &str,
+        socket: &Path,
+        extra: &[&str],
+    ) -> anyhow::Result<Agent> {
+        let socket = socket.display().to_string();
+        let mut args: Vec<&str> = Vec::new();
+        for f in [
+            "--docker-socket",
+            "--containerd-socket",
+            "--podman-socket",
+            "--crio-socket",
+        ] {
+            args.extend([f, if f == flag { socket.as_str() } else { "" }]);
+        }
+        args.extend_from_slice(extra);
+        Agent::start(interval, &args)
     }
 
     pub fn pid(&self) -> u32 {

@@ -40,20 +40,8 @@ fn containerd_over_4_mib_and_wedged_is_handled() -> anyhow::Result<()> {
             ],
         )?;
     }
-    let socket = containerd.socket.display().to_string();
-    let agent = Agent::start(
-        INTERVAL,
-        &[
-            "--containerd-socket",
-            &socket,
-            "--docker-socket",
-            "",
-            "--podman-socket",
-            "",
-            "--crio-socket",
-            "",
-        ],
-    )?;
+    let agent =
+        Agent::start_with_runtime(INTERVAL, "--containerd-socket", &containerd.socket, &[])?;
     let mut cleanup = Vec::new();
     let result = (|| -> anyhow::Result<()> {
         // The whole listing arrives: every fat container is known, nothing failed.

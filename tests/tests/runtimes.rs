@@ -199,28 +199,11 @@ fn containerd_tasks_in_kubelet_cgroups_resolve_to_their_pod() -> anyhow::Result<
         return Ok(());
     }
     // The image comes from Docker: no registry here.
-    let tar = Path::new("/var/lib/nodetel-test/busybox-image.tar");
-    if !tar.is_file() {
-        let dockerd = Dockerd::start("docker-image")?;
-        dockerd.ensure_image()?;
-        dockerd.docker(&["save", "-o", &tar.display().to_string(), IMAGE])?;
-    }
     let containerd = Containerd::start("containerd")?;
-    containerd.ctr("k8s.io", &["images", "import", &tar.display().to_string()])?;
-    containerd.ctr("default", &["images", "import", &tar.display().to_string()])?;
-    let image_ref = format!("docker.io/{IMAGE}");
-    let socket = containerd.socket.display().to_string();
-    let agent = Agent::start(
-        INTERVAL,
-        &[
-            "--containerd-socket",
-            &socket,
-            "--docker-socket",
-            "",
-            "--podman-socket",
-            "",
-        ],
-    )?;
+    containerd.import_image("k8s.io")?;
+    let image_ref = containerd.import_image("default")?;
+    let agent =
+        Agent::start_with_runtime(INTERVAL, "--containerd-socket", &containerd.socket, &[])?;
 
     let uid = {
         let u = std::fs::read_to_string("/proc/sys/kernel/random/uuid")?;

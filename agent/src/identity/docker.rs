@@ -148,21 +148,9 @@ impl DockerResolver {
     async fn inspect(&self, docker: &Docker, id: &str) -> Result<(), DockerError> {
         match docker.inspect_container(id, None).await {
             Ok(c) => {
-                let Some(full_id) = c.id.clone() else {
-                    return Ok(());
-                };
-                let config = c.config.unwrap_or_default();
-                let meta = ContainerMeta {
-                    name: c
-                        .name
-                        .as_deref()
-                        .unwrap_or("")
-                        .trim_start_matches('/')
-                        .to_string(),
-                    image: config.image.unwrap_or_default(),
-                    labels: Arc::new(sorted(config.labels)),
-                };
-                self.registry.upsert(self.source, &full_id, meta);
+                if let Some((full_id, meta)) = inspected(c) {
+                    self.registry.upsert(self.source, &full_id, meta);
+                }
                 Ok(())
             }
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -182,16 +170,39 @@ async fn list(docker: &Docker) -> Result<HashMap<String, Arc<ContainerMeta>>, Do
         .await?;
     Ok(containers
         .into_iter()
-        .filter_map(|c| {
-            let id = c.id?;
-            let meta = ContainerMeta {
-                name: primary_name(c.names.as_deref().unwrap_or(&[])),
-                image: c.image.unwrap_or_default(),
-                labels: Arc::new(sorted(c.labels)),
-            };
-            Some((id, Arc::new(meta)))
-        })
+        .filter_map(listed)
+        .map(|(id, meta)| (id, Arc::new(meta)))
         .collect())
+}
+
+/// A container of Docker's listing (`GET /containers/json`): its id and what names it.
+pub(crate) fn listed(c: bollard::models::ContainerSummary) -> Option<(String, ContainerMeta)> {
+    let id = c.id?;
+    let meta = ContainerMeta {
+        name: primary_name(c.names.as_deref().unwrap_or(&[])),
+        image: c.image.unwrap_or_default(),
+        labels: Arc::new(sorted(c.labels)),
+    };
+    Some((id, meta))
+}
+
+/// Docker's answer for one container (`GET /containers/<id>/json`): its full id and names.
+pub(crate) fn inspected(
+    c: bollard::models::ContainerInspectResponse,
+) -> Option<(String, ContainerMeta)> {
+    let full_id = c.id?;
+    let config = c.config.unwrap_or_default();
+    let meta = ContainerMeta {
+        name: c
+            .name
+            .as_deref()
+            .unwrap_or("")
+            .trim_start_matches('/')
+            .to_string(),
+        image: config.image.unwrap_or_default(),
+        labels: Arc::new(sorted(config.labels)),
+    };
+    Some((full_id, meta))
 }
 
 /// A listing gives every name a container is known by, links included (`/web/db` is `db` as seen

@@ -122,20 +122,12 @@ fn main() -> anyhow::Result<()> {
     remove_stale(&root);
     let dockerd = Dockerd::start("soak")?;
     dockerd.ensure_image()?;
-    let socket = dockerd.socket.display().to_string();
     let samples = args.history_samples.to_string();
-    let agent = Agent::start(
+    let agent = Agent::start_with_runtime(
         Duration::from_secs(1),
-        &[
-            "--docker-socket",
-            &socket,
-            "--containerd-socket",
-            "",
-            "--podman-socket",
-            "",
-            "--history-samples",
-            &samples,
-        ],
+        "--docker-socket",
+        &dockerd.socket,
+        &["--history-samples", &samples],
     )?;
     let ok_churn = churn(&args, &agent, &dockerd, &root)?;
     let ok_soak = soak(&args, &agent, &root)?;
