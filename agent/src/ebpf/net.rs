@@ -6,7 +6,7 @@ use nodetel_common::{MAP_NET_TRAFFIC, NET_EGRESS, NET_INGRESS, NetCounters, NetK
 
 use super::{
     Probes,
-    drain::{each_entry, missing},
+    drain::{deleted, each_entry, missing},
 };
 
 /// One cgroup's traffic through one device, both directions (cumulative).
@@ -72,11 +72,7 @@ impl Probes {
                         direction,
                         _pad: 0,
                     };
-                    match map.remove(&key) {
-                        Ok(()) => removed += 1,
-                        Err(MapError::KeyNotFound) => {}
-                        Err(e) => return Err(e),
-                    }
+                    removed += usize::from(deleted(map.remove(&key))?);
                 }
             }
         }

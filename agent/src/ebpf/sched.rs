@@ -6,7 +6,7 @@ use nodetel_common::{HistKey, MAP_RUNNING, MAP_SCHED_HIST, RUNQ_BUCKETS, RunStat
 
 use super::{
     Probes,
-    drain::{each_entry, missing},
+    drain::{deleted, each_entry, missing},
 };
 
 /// A cgroup's own run-queue figures, summed over its buckets and CPUs (cumulative).
@@ -130,11 +130,7 @@ impl Probes {
                     bucket: b as u32,
                     _pad: 0,
                 };
-                match hist.remove(&key) {
-                    Ok(()) => removed += 1,
-                    Err(MapError::KeyNotFound) => {}
-                    Err(e) => return Err(e),
-                }
+                removed += usize::from(deleted(hist.remove(&key))?);
             }
         }
         Ok(removed)
