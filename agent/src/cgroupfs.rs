@@ -190,9 +190,9 @@ impl CgroupfsReader {
             if !tree.exported(cg.id) {
                 continue;
             }
-            if !self.paths.contains_key(&cg.id) {
-                self.paths.insert(cg.id, tree.fs_rel(cg).to_path_buf());
-            }
+            self.paths
+                .entry(cg.id)
+                .or_insert_with(|| tree.fs_rel(cg).to_path_buf());
             if quiet.contains(&cg.id)
                 && let Some(r) = self.quiet.last.get(&cg.id)
                 && pass < r.due
