@@ -331,6 +331,28 @@ impl Exposition {
     }
 }
 
+/// The block device holding `path`: its `major:minor` and `/dev/<name>`.
+pub fn block_device_of(path: &Path) -> anyhow::Result<(String, String)> {
+    use std::os::unix::fs::MetadataExt as _;
+    let st_dev = std::fs::metadata(path)?.dev();
+    // Linux's dev_t encoding (glibc's major/minor).
+    let major = ((st_dev >> 32) & 0xffff_f000) | ((st_dev >> 8) & 0xfff);
+    let minor = ((st_dev >> 12) & 0xffff_ff00) | (st_dev & 0xff);
+    let dev = format!("{major}:{minor}");
+    let uevent =
+        std::fs::read_to_string(format!("/sys/dev/block/{dev}/uevent")).with_context(|| {
+            format!(
+                "{} is on {dev}, which is not a block device",
+                path.display()
+            )
+        })?;
+    let name = uevent
+        .lines()
+        .find_map(|l| l.strip_prefix("DEVNAME="))
+        .context("no DEVNAME")?;
+    Ok((dev, format!("/dev/{name}")))
+}
+
 /// A cgroup made for one test under the cgroup2 root, removed (with its processes) on drop.
 pub struct TestCgroup {
     pub rel: String,

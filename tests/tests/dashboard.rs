@@ -161,9 +161,14 @@ fn every_dashboard_panel_has_data_for_real_containers() -> anyhow::Result<()> {
     let disk = work.join("disk");
     fs::create_dir_all(&disk)?;
     let volume = format!("{}:/data", disk.display());
+    // On cgroup v1 the throttle layer counts a device's I/O only once some cgroup has a rule on
+    // it (io.rs sets one, and the test passed only when io.rs had run earlier in the same boot):
+    // a limit far above the test's rate turns the accounting on without slowing it.
+    let (_, device) = nodetel_integration_tests::block_device_of(&disk)?;
+    let throttle = format!("{device}:100gb");
     run(
         "dash-disk",
-        &["-v", &volume],
+        &["-v", &volume, "--device-write-bps", &throttle],
         "while :; do dd if=/dev/zero of=/data/f bs=1M count=8 oflag=direct 2>/dev/null; sleep 1; done",
     )?;
     // Loopback traffic to the agent.

@@ -1,6 +1,6 @@
 //! Block I/O against the kernel's own per-cgroup counters: direct-I/O writes of a known size from
 //! inside a cgroup show up in that cgroup's write bytes for the device that holds the file.
-use std::{os::unix::fs::MetadataExt as _, path::Path, time::Duration};
+use std::{path::Path, time::Duration};
 
 use anyhow::Context as _;
 use nodetel_integration_tests::{Agent, TestCgroup, privileged};
@@ -43,18 +43,7 @@ fn direct_writes_land_on_the_right_device() -> anyhow::Result<()> {
     }
     let scratch = Path::new("/var/tmp").join(format!("nodetel-it-io-{}", std::process::id()));
     std::fs::create_dir_all(&scratch)?;
-    let st_dev = std::fs::metadata(&scratch)?.dev();
-    // Linux's dev_t encoding (glibc's major/minor).
-    let major = ((st_dev >> 32) & 0xffff_f000) | ((st_dev >> 8) & 0xfff);
-    let minor = ((st_dev >> 12) & 0xffff_ff00) | (st_dev & 0xff);
-    let dev = format!("{major}:{minor}");
-    let uevent = std::fs::read_to_string(format!("/sys/dev/block/{dev}/uevent"))
-        .with_context(|| format!("/var/tmp is on {dev}, which is not a block device"))?;
-    let name = uevent
-        .lines()
-        .find_map(|l| l.strip_prefix("DEVNAME="))
-        .context("no DEVNAME")?;
-    let device = format!("/dev/{name}");
+    let (dev, device) = nodetel_integration_tests::block_device_of(&scratch)?;
 
     let agent = Agent::start(Duration::from_millis(500), &[])?;
     let mut cg = TestCgroup::create("io")?;
