@@ -172,7 +172,13 @@ fn odd_names_and_deep_nesting_hide_nothing_from_the_pod() -> anyhow::Result<()> 
     let deepest = format!("{}{}", pod.rel, "/d".repeat(63));
     assert!(e.mentions_id(&deepest), "depth 64 must be exported");
     assert!(!e.mentions_id(&format!("{deepest}/d")), "depth 65 exported");
-    assert!(kernel > 4.0, "the burners did not run: {kernel}");
+    // Both burners ran (the VM suite's emulated CPUs give them one CPU's worth between them),
+    // and the deep leaf's share is in the pod's total, not only the odd child's.
+    assert!(kernel > 1.5, "the burners did not run: {kernel}");
+    assert!(
+        ours - odd_cpu > 0.5,
+        "the 66-deep leaf's CPU is missing from the pod: pod {ours} s, odd child {odd_cpu} s"
+    );
     assert!(
         (ours - kernel).abs() <= kernel * 0.02,
         "pod total {ours} s, kernel {kernel} s"
