@@ -205,7 +205,8 @@ impl Btf {
             return None;
         }
         for m in self.members(t) {
-            let here = base + m.bit_offset;
+            // A hostile or corrupt blob can nest offsets past u32 (found by the fuzzer).
+            let here = base.checked_add(m.bit_offset)?;
             if m.name_off != 0 && self.name(m.name_off) == name {
                 return Some((here, m.bitfield));
             }
