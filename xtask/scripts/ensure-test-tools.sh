@@ -20,6 +20,7 @@ want protoc protobuf-compiler       # containerd-client compiles containerd's .p
 want objcopy binutils               # the VM suite strips what it packs
 want dockerd docker.io              # identity, API and image tests: dockerd, containerd, ctr
 want /bin/busybox busybox-static    # the image of those tests, and the VM's userland
+want c++ g++                        # libfuzzer-sys compiles libFuzzer (cargo xtask fuzz)
 want strace strace                  # the API test watches the agent's file calls
 want perf linux-perf                # the benchmark's context-switch test
 want docker-compose docker-compose  # the deploy check's Compose files

@@ -18,6 +18,8 @@ const SANCOV: &[&str] = &[
 ];
 
 pub fn run(root: &Path, seconds: u64, only: &[String], keep: bool) -> anyhow::Result<()> {
+    // The nightly (and its rust-src) come with the eBPF toolchain's setup.
+    crate::setup(root)?;
     let host = host_triple()?;
     let target_dir = root.join("target/fuzz");
     println!("fuzz: building the targets (nightly, sanitizer coverage, {host})");
