@@ -292,7 +292,8 @@ impl Collector {
                 .filter(|id| !tree.contains(**id))
                 .copied()
                 .collect();
-            match self.probes.forget_traffic(&gone, &traffic) {
+            let gone = crate::ebpf::entries_of(&traffic, &gone);
+            match self.probes.forget_traffic(&gone) {
                 Ok(n) => self.stats.net_entries_forgotten += n as u64,
                 Err(e) => {
                     tracing::warn!(error = %e, "failed to delete traffic entries of removed cgroups")
@@ -346,6 +347,16 @@ impl Collector {
             };
             let traffic = self.probes.counts_traffic().then_some(all);
             self.network.fill(&mut containers, traffic);
+            if traffic.is_some() {
+                // Entries of removed devices: this pass still shows them, the next does not.
+                let dead = self.network.dead_traffic(&self.traffic, Instant::now());
+                match self.probes.forget_traffic(&dead) {
+                    Ok(n) => self.stats.net_entries_forgotten += n as u64,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "failed to delete traffic entries of removed devices")
+                    }
+                }
+            }
             self.stats.network = self.network.stats();
         }
         self.naming.namer.name(&mut containers);

@@ -55,6 +55,9 @@ pub fn procfs(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let t = text.as_ref();
     let _ = net::netdev::parse(t);
+    let _ = net::netns::parse_snmp6_index(t);
+    let _ = net::netns::parse_dev_mcast(t);
+    let _ = net::netns::parse_igmp(t);
     let _ = machine::parse_cpu_list(t);
     let _ = machine::meminfo_kb(t, "MemTotal");
     let _ = machine::parse_size(t);

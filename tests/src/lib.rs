@@ -630,3 +630,51 @@ impl Drop for KernelSampler {
 pub fn rel_err(got: f64, want: f64) -> f64 {
     (got - want).abs() / want.abs().max(1e-9)
 }
+
+/// The keys of one of the agent's eBPF maps, read from the kernel with bpftool: the maps the
+/// agent's process holds (`map_id` in its fdinfo) whose name is `name`. Ground truth for what
+/// the agent prunes.
+pub fn bpf_map_keys(agent_pid: u32, name: &str) -> anyhow::Result<Vec<Vec<u8>>> {
+    let mut ids: Vec<u32> = Vec::new();
+    for e in std::fs::read_dir(format!("/proc/{agent_pid}/fdinfo"))?.flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        ids.extend(
+            text.lines()
+                .filter_map(|l| l.strip_prefix("map_id:"))
+                .filter_map(|v| v.trim().parse::<u32>().ok()),
+        );
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    let bpftool = |args: &[&str]| -> anyhow::Result<serde_json::Value> {
+        let out = Command::new("bpftool").arg("-j").args(args).output()?;
+        anyhow::ensure!(out.status.success(), "bpftool {args:?}: {}", out.status);
+        Ok(serde_json::from_slice(&out.stdout)?)
+    };
+    for id in ids {
+        let id = id.to_string();
+        let info = bpftool(&["map", "show", "id", &id])?;
+        if info["name"].as_str() != Some(name) {
+            continue;
+        }
+        let dump = bpftool(&["map", "dump", "id", &id])?;
+        let byte = |b: &serde_json::Value| {
+            b.as_str()
+                .and_then(|s| u8::from_str_radix(s.trim_start_matches("0x"), 16).ok())
+        };
+        return dump
+            .as_array()
+            .context("bpftool dump is not a list")?
+            .iter()
+            .map(|entry| {
+                entry["key"]
+                    .as_array()
+                    .context("entry without a raw key")?
+                    .iter()
+                    .map(|b| byte(b).context("key byte"))
+                    .collect()
+            })
+            .collect();
+    }
+    bail!("the agent (pid {agent_pid}) holds no map named {name}")
+}

@@ -9,7 +9,9 @@ use std::{
 };
 
 use anyhow::{Context as _, bail};
-use nodetel_integration_tests::{Agent, Exposition, TestCgroup, privileged, require_tool};
+use nodetel_integration_tests::{
+    Agent, Exposition, TestCgroup, bpf_map_keys, privileged, require_tool,
+};
 
 /// The traffic generator (tests/src/bin/nettool.rs); the VM suite sets `NODETEL_NETTOOL`.
 fn nettool() -> String {
@@ -333,6 +335,112 @@ fn host_network_cgroups_see_their_own_loopback_traffic() -> anyhow::Result<()> {
             .is_empty(),
         "the pod cgroup repeats its containers' bytes: {:?}",
         e.lines_of("container_network_transmit_bytes_total", &pod.rel)
+    );
+    Ok(())
+}
+
+/// A long-lived cgroup that reaches every new pod through the pod's own host-side veth (the
+/// kubelet's probes, node-local DNS): each veth it ever used is a traffic entry. Entries of
+/// removed veths must go (the kernel map is read with bpftool), their series too, and the live
+/// veth's must stay, named.
+#[test]
+fn traffic_entries_of_removed_veths_are_pruned() -> anyhow::Result<()> {
+    const TEST: &str = "traffic_entries_of_removed_veths_are_pruned";
+    if !privileged(TEST) || !require_tool(TEST, &ip_bin()) || !require_tool(TEST, "bpftool") {
+        return Ok(());
+    }
+    const ROUNDS: usize = 12;
+    const DATAGRAMS: u64 = 10;
+    let agent = Agent::start(Duration::from_millis(250), &[])?;
+    let prober = TestCgroup::create("prober")?;
+    let prober_id = std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(&prober.dir)?);
+    let tool = nettool();
+    let tag = std::process::id() % 10_000;
+    let mut live = None;
+    for round in 0..ROUNDS {
+        let pod = Netns::create(&format!("pod{round}"))?;
+        let (host_end, pod_end) = (format!("ntp{tag}h{round}"), format!("ntp{tag}p{round}"));
+        ip(&[
+            "link", "add", &host_end, "type", "veth", "peer", "name", &pod_end,
+        ])?;
+        ip(&["link", "set", &pod_end, "netns", &pod.0])?;
+        ip(&[
+            "addr",
+            "add",
+            &format!("10.124.{round}.1/30"),
+            "dev",
+            &host_end,
+        ])?;
+        ip(&[
+            "-n",
+            &pod.0,
+            "addr",
+            "add",
+            &format!("10.124.{round}.2/30"),
+            "dev",
+            &pod_end,
+        ])?;
+        ip(&["link", "set", &host_end, "up"])?;
+        ip(&["-n", &pod.0, "link", "set", &pod_end, "up"])?;
+        let send = prober.spawn(&format!(
+            "exec {tool} udp-send 10.124.{round}.2:9 {DATAGRAMS} 100"
+        ))?;
+        finish(send, "udp-send")?;
+        // Named in the host's namespace, read without entering it.
+        agent.scrape_until(Duration::from_secs(10), |e| {
+            net(e, "transmit_packets", &prober, &host_end) == Some(DATAGRAMS as f64)
+        })?;
+        if round + 1 == ROUNDS {
+            live = Some((pod, host_end));
+        }
+        // Otherwise the namespace goes here, and the veth pair with it, as a pod's does.
+    }
+    let (_pod, live_end) = live.context("last round")?;
+    let live_index: u32 = std::fs::read_to_string(format!("/sys/class/net/{live_end}/ifindex"))?
+        .trim()
+        .parse()?;
+
+    let prober_keys = || -> anyhow::Result<Vec<(u32, u32)>> {
+        let mut keys: Vec<(u32, u32)> = bpf_map_keys(agent.pid(), "NET_TRAFFIC")?
+            .iter()
+            .filter(|k| k.len() == 24 && k[..8] == prober_id.to_le_bytes())
+            .map(|k| {
+                let word = |i: usize| u32::from_le_bytes([k[i], k[i + 1], k[i + 2], k[i + 3]]);
+                (word(8), word(12))
+            })
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
+    };
+    let t0 = Instant::now();
+    let keys = loop {
+        let keys = prober_keys()?;
+        if keys.iter().all(|&(_, ifindex)| ifindex == live_index)
+            || t0.elapsed() > Duration::from_secs(10)
+        {
+            break keys;
+        }
+        thread::sleep(Duration::from_millis(100));
+    };
+    let e = agent.next_metrics()?;
+    let interfaces: Vec<&str> = e
+        .lines_of("container_network_transmit_packets_total", &prober.rel)
+        .into_iter()
+        .filter_map(|l| l.split("interface=\"").nth(1)?.split('"').next())
+        .collect();
+    eprintln!(
+        "prober's entries (netns, ifindex) in the kernel map: {keys:?}; its interfaces: {interfaces:?}"
+    );
+    assert_eq!(
+        keys.iter().map(|k| k.1).collect::<Vec<_>>(),
+        vec![live_index],
+        "only the live veth's entry is left (both directions share its key but for direction)"
+    );
+    assert_eq!(interfaces, vec![live_end.as_str()]);
+    assert_eq!(
+        net(&e, "transmit_packets", &prober, &live_end),
+        Some(DATAGRAMS as f64)
     );
     Ok(())
 }

@@ -7,7 +7,7 @@ mod sched;
 
 pub use drain::{CpuDrain, KernelStats, monotonic_ns};
 pub use loader::{LoadError, LoadOptions, NotAttached, Probes, ProgramStats, TRACEFS};
-pub use net::{DeviceTraffic, Traffic, fold_traffic};
+pub use net::{DeviceTraffic, Traffic, entries_of, fold_traffic};
 pub use oom::comm_str;
 pub use sched::{SchedCounters, SchedDrain};
 // The fuzz entry points (crate::fuzz) reach these parsers of kernel-provided text and records.

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use aya::maps::{MapError, PerCpuHashMap};
 use nodetel_common::{MAP_NET_TRAFFIC, NET_EGRESS, NET_INGRESS, NetCounters, NetKey};
 
+use crate::net::TrafficEntry;
+
 use super::{
     Probes,
     drain::{deleted, each_entry, missing},
@@ -51,9 +53,10 @@ impl Probes {
         Ok((out, entries))
     }
 
-    /// Deletes every traffic entry of the given cgroups (removed ones). Returns how many.
-    pub fn forget_traffic(&mut self, gone: &[u64], traffic: &Traffic) -> Result<usize, MapError> {
-        if gone.is_empty() {
+    /// Deletes the given traffic entries, both directions of each. Returns how many were
+    /// deleted.
+    pub fn forget_traffic(&mut self, entries: &[TrafficEntry]) -> Result<usize, MapError> {
+        if entries.is_empty() {
             return Ok(0);
         }
         let map = self
@@ -62,22 +65,34 @@ impl Probes {
             .ok_or_else(|| missing(MAP_NET_TRAFFIC))?;
         let mut map: PerCpuHashMap<_, NetKey, NetCounters> = PerCpuHashMap::try_from(map)?;
         let mut removed = 0;
-        for id in gone {
-            for d in traffic.get(id).into_iter().flatten() {
-                for direction in [NET_INGRESS, NET_EGRESS] {
-                    let key = NetKey {
-                        cgroup_id: *id,
-                        netns: d.netns,
-                        ifindex: d.ifindex,
-                        direction,
-                        _pad: 0,
-                    };
-                    removed += usize::from(deleted(map.remove(&key))?);
-                }
+        for e in entries {
+            for direction in [NET_INGRESS, NET_EGRESS] {
+                let key = NetKey {
+                    cgroup_id: e.cgroup_id,
+                    netns: e.netns,
+                    ifindex: e.ifindex,
+                    direction,
+                    _pad: 0,
+                };
+                removed += usize::from(deleted(map.remove(&key))?);
             }
         }
         Ok(removed)
     }
+}
+
+/// Every entry of the given cgroups (removed ones).
+pub fn entries_of(traffic: &Traffic, cgroups: &[u64]) -> Vec<TrafficEntry> {
+    cgroups
+        .iter()
+        .flat_map(|id| {
+            traffic.get(id).into_iter().flatten().map(|d| TrafficEntry {
+                cgroup_id: *id,
+                netns: d.netns,
+                ifindex: d.ifindex,
+            })
+        })
+        .collect()
 }
 
 /// The same traffic with each cgroup's devices re-keyed to `into(cgroup)` (rows of one device

@@ -768,7 +768,7 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
     },
     AgentFamily {
         name: "nodetel_ebpf_map_entries_forgotten_total",
-        help: "Map entries deleted because their cgroup was removed.",
+        help: "Map entries deleted because their cgroup was removed, or (net_traffic) their device or network namespace.",
         kind: Kind::Counter,
         series: |a| {
             vec![
@@ -880,9 +880,15 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
     },
     AgentFamily {
         name: "nodetel_network_device_index_lookups_total",
-        help: "Device index lookups inside a network namespace (run when its devices change).",
+        help: "Device index lookups of a network namespace (when its devices change, or traffic uses an index not looked up).",
         kind: Kind::Counter,
         series: |a| one(a.network.index_lookups as f64),
+    },
+    AgentFamily {
+        name: "nodetel_network_unindexed_devices",
+        help: "Devices whose index no file of their namespace gave at the last pass: their traffic is shown as interface=\"ifindex:N\".",
+        kind: Kind::Gauge,
+        series: |a| one(a.network.unindexed_devices as f64),
     },
     AgentFamily {
         name: "nodetel_network_namespace_errors_total",

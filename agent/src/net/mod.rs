@@ -15,7 +15,11 @@
 pub mod netdev;
 pub mod netns;
 
-use std::{collections::HashMap, path::PathBuf};
+use std::{
+    collections::{HashMap, HashSet},
+    path::PathBuf,
+    time::{Duration, Instant},
+};
 
 use crate::{
     ebpf::{DeviceTraffic, Traffic},
@@ -42,8 +46,12 @@ pub struct InterfaceStats {
 pub struct NetStats {
     /// Network namespaces in use at the last pass.
     pub namespaces: u64,
-    /// Device-index lookups run inside a namespace (only when its devices changed).
+    /// Device-index lookups (when a namespace's devices changed, or traffic named an index
+    /// the last lookup did not have).
     pub index_lookups: u64,
+    /// Devices of the last pass whose index no file of their namespace gave: their traffic is
+    /// shown as `ifindex:N`, and that namespace's traffic entries are never judged dead.
+    pub unindexed_devices: u64,
     /// Namespace reads or lookups that failed (the namespace vanished, or no privilege).
     pub errors: u64,
     /// Lines of `net/dev` that could not be parsed.
@@ -56,6 +64,27 @@ struct Names {
     by_index: HashMap<u32, String>,
 }
 
+impl Names {
+    /// Every device of the list has its index: an index not among them is no device's.
+    fn complete(&self) -> bool {
+        self.by_index.len() == self.devices.len()
+    }
+}
+
+/// How long traffic entries may name a namespace in which no cgroup has a process before they
+/// are deleted. A namespace is only read through a process in it, so this is how a dead one
+/// looks; five minutes let a namespace outlive its processes a while (sockets closing, a
+/// sandbox restarting) without its series being cut.
+const UNSEEN_NAMESPACE_GRACE: Duration = Duration::from_secs(300);
+
+/// One traffic entry of the kernel map: cgroup, namespace, device index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct TrafficEntry {
+    pub cgroup_id: u64,
+    pub netns: u32,
+    pub ifindex: u32,
+}
+
 pub struct NetworkReader {
     proc_root: PathBuf,
     /// cgroup id -> its namespace when last seen with a process: its sockets may outlive them.
@@ -63,6 +92,15 @@ pub struct NetworkReader {
     /// cgroup id -> the process its namespace was read through last pass, with the answer.
     last_pid_ns: HashMap<u64, (u32, u64)>,
     names: HashMap<u64, Names>,
+    /// Namespaces of the last pass whose device list was read and fully indexed: an index
+    /// absent from them is a removed device.
+    indexed: HashSet<u64>,
+    /// Namespaces with a live process in some cgroup at the last pass.
+    live: HashSet<u64>,
+    /// Namespaces named by traffic entries but with no process seen in them: since when, and
+    /// their packet count then. Bounded by the traffic map (pruned to the namespaces it names
+    /// every pass).
+    unseen_since: HashMap<u32, (Instant, u64)>,
     stats: NetStats,
 }
 
@@ -73,6 +111,9 @@ impl NetworkReader {
             last_ns: HashMap::new(),
             last_pid_ns: HashMap::new(),
             names: HashMap::new(),
+            indexed: HashSet::new(),
+            live: HashSet::new(),
+            unseen_since: HashMap::new(),
             stats: NetStats::default(),
         }
     }
@@ -124,7 +165,17 @@ impl NetworkReader {
         self.last_ns = ns_of.clone();
         self.last_pid_ns = answered;
 
+        // Device indexes the traffic uses, per namespace: one the last lookup did not have is a
+        // device added (or re-created under the same name) since.
+        let mut used: HashMap<u64, HashSet<u32>> = HashMap::new();
+        for d in traffic.into_iter().flat_map(|t| t.values()).flatten() {
+            used.entry(u64::from(d.netns))
+                .or_default()
+                .insert(d.ifindex);
+        }
         let mut devices: HashMap<u64, Vec<DeviceCounters>> = HashMap::new();
+        self.indexed.clear();
+        self.stats.unindexed_devices = 0;
         for (&ns, &pid) in &reader_pid {
             match self.read_devices(pid) {
                 Some(d) => {
@@ -132,8 +183,22 @@ impl NetworkReader {
                 }
                 None => continue,
             }
-            self.refresh_names(ns, pid, &devices[&ns]);
+            self.refresh_names(ns, pid, &devices[&ns], used.get(&ns));
+            if let Some(n) = self.names.get(&ns)
+                && n.devices.len() == devices[&ns].len()
+                && n.devices
+                    .iter()
+                    .zip(&devices[&ns])
+                    .all(|(a, b)| *a == b.name)
+            {
+                if n.complete() {
+                    self.indexed.insert(ns);
+                } else {
+                    self.stats.unindexed_devices += (n.devices.len() - n.by_index.len()) as u64;
+                }
+            }
         }
+        self.live = reader_pid.keys().copied().collect();
         let in_use: std::collections::HashSet<u64> = ns_of.values().copied().collect();
         self.names
             .retain(|ns, _| devices.contains_key(ns) || in_use.contains(ns));
@@ -176,6 +241,62 @@ impl NetworkReader {
         }
     }
 
+    /// Traffic entries whose device is gone: its namespace was fully indexed this pass and has
+    /// no device with that index any more, or no cgroup has had a process in its namespace for
+    /// [`UNSEEN_NAMESPACE_GRACE`] while its entries stood still. Without this a long-lived cgroup that reaches every new pod
+    /// through the pod's own host-side veth (the kubelet's probes, node-local DNS) would keep
+    /// two entries per pod it ever talked to until the map is full. Call after [`Self::fill`]
+    /// with the traffic as drained (cgroup ids the map's own).
+    pub fn dead_traffic(&mut self, traffic: &Traffic, now: Instant) -> Vec<TrafficEntry> {
+        // Packets counted so far in each namespace nobody is seen in: while that grows, some
+        // process is there after all (one of a cgroup's later pids; only the first is looked
+        // at), so the wait starts again.
+        let mut unseen: HashMap<u32, u64> = HashMap::new();
+        for d in traffic.values().flatten() {
+            let ns = u64::from(d.netns);
+            if d.netns != 0 && !self.indexed.contains(&ns) && !self.live.contains(&ns) {
+                let p = unseen.entry(d.netns).or_default();
+                *p = p.wrapping_add(d.rx_packets).wrapping_add(d.tx_packets);
+            }
+        }
+        self.unseen_since.retain(|ns, _| unseen.contains_key(ns));
+        let mut expired: HashSet<u32> = HashSet::new();
+        for (ns, packets) in unseen {
+            let e = self.unseen_since.entry(ns).or_insert((now, packets));
+            if e.1 != packets {
+                *e = (now, packets);
+            }
+            if now.duration_since(e.0) >= UNSEEN_NAMESPACE_GRACE {
+                expired.insert(ns);
+            }
+        }
+        crate::prune::shrink(&mut self.unseen_since);
+
+        let mut dead = Vec::new();
+        for (&cgroup_id, devices) in traffic {
+            for d in devices {
+                let ns = u64::from(d.netns);
+                // netns 0 (the kernel could not tell) is in neither set: such entries go with
+                // their cgroup.
+                let gone = if self.indexed.contains(&ns) {
+                    self.names
+                        .get(&ns)
+                        .is_some_and(|n| !n.by_index.contains_key(&d.ifindex))
+                } else {
+                    expired.contains(&d.netns)
+                };
+                if gone {
+                    dead.push(TrafficEntry {
+                        cgroup_id,
+                        netns: d.netns,
+                        ifindex: d.ifindex,
+                    });
+                }
+            }
+        }
+        dead
+    }
+
     fn read_devices(&mut self, pid: u32) -> Option<Vec<DeviceCounters>> {
         let path = self.proc_root.join(pid.to_string()).join("net/dev");
         match std::fs::read_to_string(&path) {
@@ -193,10 +314,23 @@ impl NetworkReader {
     }
 
     /// Looks the indexes up again when the namespace's device list changed (a device added,
-    /// removed or renamed): indexes are stable otherwise.
-    fn refresh_names(&mut self, ns: u64, pid: u32, devices: &[DeviceCounters]) {
+    /// removed or renamed), or when traffic used an index the last complete lookup did not
+    /// have (a device removed and re-created under its old name between two passes): indexes
+    /// are stable otherwise. An incomplete lookup is only repeated when the list changes, or
+    /// the unindexable device would cost a lookup every pass.
+    fn refresh_names(
+        &mut self,
+        ns: u64,
+        pid: u32,
+        devices: &[DeviceCounters],
+        used: Option<&HashSet<u32>>,
+    ) {
         let current: Vec<String> = devices.iter().map(|d| d.name.clone()).collect();
-        if self.names.get(&ns).is_some_and(|n| n.devices == current) {
+        if let Some(n) = self.names.get(&ns)
+            && n.devices == current
+            && !(n.complete()
+                && used.is_some_and(|u| u.iter().any(|i| !n.by_index.contains_key(i))))
+        {
             return;
         }
         self.stats.index_lookups += 1;
@@ -423,6 +557,68 @@ mod tests {
         let no_programs = interfaces(None, |_| None, Some(&devices)).expect("device-level only");
         assert_eq!(no_programs[0].rx_bytes, None);
         assert_eq!(no_programs[0].rx_errors, Some(4));
+    }
+
+    fn traffic(entries: &[(u64, u32, u32, u64)]) -> Traffic {
+        let mut t = Traffic::new();
+        for &(cgroup, netns, ifindex, packets) in entries {
+            t.entry(cgroup).or_default().push(DeviceTraffic {
+                netns,
+                ifindex,
+                rx_packets: packets,
+                ..DeviceTraffic::default()
+            });
+        }
+        t
+    }
+
+    #[test]
+    fn entries_of_removed_devices_and_abandoned_namespaces_are_dead() {
+        let mut r = NetworkReader::new(PathBuf::from("/nonexistent"));
+        r.names.insert(
+            7,
+            Names {
+                devices: vec!["lo".into(), "eth0".into()],
+                by_index: HashMap::from([(1, "lo".into()), (5, "eth0".into())]),
+            },
+        );
+        r.indexed.insert(7);
+        r.live.insert(7);
+        // Namespace 3 is live but its lookup was incomplete: nothing in it is judged.
+        r.live.insert(3);
+        let t0 = Instant::now();
+        let t = traffic(&[
+            (100, 7, 1, 10),
+            (100, 7, 5, 10),
+            (100, 7, 9, 10), // a veth removed since
+            (101, 7, 9, 10),
+            (100, 3, 42, 10),
+            (100, 8, 2, 10), // namespace 8: no process seen in it
+            (102, 0, 4, 10), // namespace unknown
+        ]);
+        let mut dead = r.dead_traffic(&t, t0);
+        dead.sort_by_key(|e| (e.cgroup_id, e.netns, e.ifindex));
+        let entry = |cgroup_id, netns, ifindex| TrafficEntry {
+            cgroup_id,
+            netns,
+            ifindex,
+        };
+        assert_eq!(dead, vec![entry(100, 7, 9), entry(101, 7, 9)]);
+
+        // Namespace 8 is dead once it has stood still for the whole grace ...
+        let later = t0 + UNSEEN_NAMESPACE_GRACE;
+        let dead = r.dead_traffic(&t, later - Duration::from_secs(1));
+        assert!(!dead.contains(&entry(100, 8, 2)), "{dead:?}");
+        // ... and moving traffic starts the wait again.
+        let moving = traffic(&[(100, 8, 2, 11)]);
+        assert_eq!(r.dead_traffic(&moving, later), vec![]);
+        assert_eq!(
+            r.dead_traffic(&moving, later + UNSEEN_NAMESPACE_GRACE),
+            vec![entry(100, 8, 2)]
+        );
+        // Namespaces the map no longer names are forgotten.
+        assert_eq!(r.dead_traffic(&Traffic::new(), later), vec![]);
+        assert!(r.unseen_since.is_empty());
     }
 
     #[test]
