@@ -348,7 +348,7 @@ impl Collector {
             let traffic = self.probes.counts_traffic().then_some(all);
             self.network.fill(&mut containers, traffic);
             if traffic.is_some() {
-                // Entries of removed devices: this pass still shows them, the next does not.
+                // Entries of removed devices (already left out of this pass's figures).
                 let dead = self.network.dead_traffic(&self.traffic, Instant::now());
                 match self.probes.forget_traffic(&dead) {
                     Ok(n) => self.stats.net_entries_forgotten += n as u64,

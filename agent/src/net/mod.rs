@@ -232,13 +232,30 @@ impl NetworkReader {
                         .and_then(|n| n.by_index.get(&t.ifindex))
                         .cloned()
                 };
-                interfaces(
-                    traffic.map(|t| t.get(&c.cgroup_id).map_or(&[][..], |v| v.as_slice())),
-                    name_of,
-                    owned_devices,
-                )
+                // Entries of a removed device are deleted after this pass: shown neither now
+                // (as a one-pass `ifindex:N` series) nor later.
+                let live: Option<Vec<DeviceTraffic>> = traffic.map(|t| {
+                    t.get(&c.cgroup_id)
+                        .into_iter()
+                        .flatten()
+                        .filter(|d| !self.removed_device(d))
+                        .copied()
+                        .collect()
+                });
+                interfaces(live.as_deref(), name_of, owned_devices)
             };
         }
+    }
+
+    /// The entry's namespace was fully indexed this pass and has no device with its index.
+    fn removed_device(&self, d: &DeviceTraffic) -> bool {
+        let ns = u64::from(d.netns);
+        d.netns != 0
+            && self.indexed.contains(&ns)
+            && self
+                .names
+                .get(&ns)
+                .is_some_and(|n| !n.by_index.contains_key(&d.ifindex))
     }
 
     /// Traffic entries whose device is gone: its namespace was fully indexed this pass and has
@@ -279,9 +296,7 @@ impl NetworkReader {
                 // netns 0 (the kernel could not tell) is in neither set: such entries go with
                 // their cgroup.
                 let gone = if self.indexed.contains(&ns) {
-                    self.names
-                        .get(&ns)
-                        .is_some_and(|n| !n.by_index.contains_key(&d.ifindex))
+                    self.removed_device(d)
                 } else {
                     expired.contains(&d.netns)
                 };
@@ -619,6 +634,77 @@ mod tests {
         // Namespaces the map no longer names are forgotten.
         assert_eq!(r.dead_traffic(&Traffic::new(), later), vec![]);
         assert!(r.unseen_since.is_empty());
+    }
+
+    /// A procfs with one process (pid 7) in its own namespace, devices `lo` and `eth0`.
+    fn fake_proc(eth0_index: u32) -> (tempfile::TempDir, u32) {
+        let root = tempfile::tempdir().expect("tempdir");
+        let p = root.path().join("7");
+        std::fs::create_dir_all(p.join("ns")).expect("ns");
+        std::fs::create_dir_all(p.join("net/dev_snmp6")).expect("net");
+        std::fs::write(p.join("ns/net"), "").expect("ns/net");
+        set_eth0(&root, eth0_index);
+        let dev = "h1\nh2\n    lo: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n  eth0: 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n";
+        std::fs::write(p.join("net/dev"), dev).expect("dev");
+        std::fs::write(p.join("net/dev_snmp6/lo"), "ifIndex\t1\n").expect("lo");
+        let ns =
+            std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(p.join("ns/net")).expect("ino"));
+        (root, u32::try_from(ns).expect("small inode"))
+    }
+
+    fn set_eth0(root: &tempfile::TempDir, index: u32) {
+        let path = root.path().join("7/net/dev_snmp6/eth0");
+        std::fs::write(path, format!("ifIndex\t{index}\n")).expect("eth0");
+    }
+
+    #[test]
+    fn a_device_recreated_under_its_name_between_passes_is_looked_up_again() {
+        let (root, ns) = fake_proc(5);
+        let mut r = NetworkReader::new(root.path().to_path_buf());
+        let mut c = sample(100, "/pod/app", 1.0);
+        c.processes.first_pid = Some(7);
+        let entry = |ifindex, packets| DeviceTraffic {
+            netns: ns,
+            ifindex,
+            tx_packets: packets,
+            ..DeviceTraffic::default()
+        };
+        let t = Traffic::from([(100, vec![entry(5, 3)])]);
+        let mut cs = vec![c.clone()];
+        r.fill(&mut cs, Some(&t));
+        let names = |cs: &[ContainerSample]| -> Vec<String> {
+            cs[0]
+                .network
+                .iter()
+                .flatten()
+                .map(|i| i.name.clone())
+                .collect()
+        };
+        assert_eq!(names(&cs), ["eth0"]);
+        assert_eq!(r.dead_traffic(&t, Instant::now()), vec![]);
+        let lookups = r.stats().index_lookups;
+
+        // eth0 deleted and made again (a pod's veth): same names, a new index, and the old
+        // index's entry still in the map.
+        set_eth0(&root, 9);
+        let t = Traffic::from([(100, vec![entry(5, 3), entry(9, 2)])]);
+        let mut cs = vec![c.clone()];
+        r.fill(&mut cs, Some(&t));
+        assert_eq!(r.stats().index_lookups, lookups + 1, "looked up again");
+        assert_eq!(names(&cs), ["eth0"], "the new index is eth0; no ifindex:9");
+        assert_eq!(
+            r.dead_traffic(&t, Instant::now()),
+            vec![TrafficEntry {
+                cgroup_id: 100,
+                netns: ns,
+                ifindex: 5
+            }]
+        );
+
+        // Known indexes only: no lookup.
+        let t = Traffic::from([(100, vec![entry(9, 2)])]);
+        r.fill(&mut [c], Some(&t));
+        assert_eq!(r.stats().index_lookups, lookups + 1);
     }
 
     #[test]
