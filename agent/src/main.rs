@@ -2,6 +2,13 @@ use clap::Parser as _;
 use nodetel::config::Config;
 use tracing_subscriber::EnvFilter;
 
+/// jemalloc, because it gives freed memory back: after 10,000 cgroups came and went, glibc's
+/// malloc kept 356 MiB (freed heap interleaved with live data, never trimmed), jemalloc 19-21
+/// MiB against a 13 MiB baseline. It also holds less at steady state (22.5 against 30.4 MiB at 300
+/// cgroups) for up to 15 % more CPU (README, Reliability).
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> anyhow::Result<()> {
     let config = Config::parse();
     let filter = EnvFilter::try_from_default_env()
