@@ -264,6 +264,8 @@ def pod_spec(ds, node_name):
                     "read_only": bool(m.get("readOnly")),
                     # The kubelet makes these on the node when missing; the test does the same.
                     "create_directory": host.get("type") == "DirectoryOrCreate",
+                    # The kubelet refuses to start the pod when these are missing; so does the test.
+                    "must_exist": host.get("type") in ("Directory", "File"),
                 })
         else:
             raise ValueError(f"container field {key} is not translated")

@@ -73,6 +73,19 @@ fn supervised(
     })
 }
 
+/// The kubelet client the flags ask for, if any.
+fn kubelet_client(config: &Config) -> Option<crate::identity::kubelet::KubeletClient> {
+    (!config.kubelet_url.trim().is_empty()).then(|| crate::identity::kubelet::KubeletClient {
+        url: config.kubelet_url.trim().to_string(),
+        token_file: config
+            .kubelet_token_file
+            .exists()
+            .then(|| config.kubelet_token_file.clone()),
+        ca_file: Some(config.kubelet_ca_file.clone()),
+        node: config.node_name.clone(),
+    })
+}
+
 fn start_resolvers(
     config: &Config,
     panics: &Arc<Panics>,
@@ -118,16 +131,7 @@ fn start_resolvers(
         sources.push(Source::Crio);
         tasks.push(supervised(panics, r.run()));
     }
-    if !config.kubelet_url.trim().is_empty() {
-        let client = crate::identity::kubelet::KubeletClient {
-            url: config.kubelet_url.trim().to_string(),
-            token_file: config
-                .kubelet_token_file
-                .exists()
-                .then(|| config.kubelet_token_file.clone()),
-            ca_file: Some(config.kubelet_ca_file.clone()),
-            node: config.node_name.clone(),
-        };
+    if let Some(client) = kubelet_client(config) {
         sources.push(Source::Kubelet);
         tasks.push(supervised(
             panics,
@@ -151,6 +155,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         tracing::warn!(kinds = ?kinds.ignored, "metric kinds named on the command line that nodetel does not provide");
     }
     tracing::info!(kinds = ?kinds.names(), "metric kinds enabled");
+    if let Some(kubelet) = kubelet_client(&config) {
+        kubelet
+            .check()
+            .map_err(|e| anyhow::anyhow!("--kubelet-url {}: {e}", kubelet.url))?;
+    }
     let layout = Layout::detect(&config.cgroup_root)?;
     tracing::info!(mode = ?layout.mode, unified = %layout.unified.display(), "cgroup layout");
     let opts = LoadOptions {
@@ -162,6 +171,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .iter()
             .map(std::path::PathBuf::from)
             .collect(),
+        mount_tracefs: config.mount_tracefs,
         sched: kinds.has(crate::metric_kinds::MetricKind::Sched),
         bpf_stats: config.bpf_stats,
         sched_switch_floor: config.bench_sched_switch_floor,

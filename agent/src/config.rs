@@ -124,6 +124,11 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
     pub sched_map_entries: u32,
 
+    /// Mount tracefs at /sys/kernel/tracing when no tracefs is mounted (the OOM tracepoint's
+    /// record layout is read there). Off: the agent mounts nothing on the host by itself.
+    #[arg(long, env = "NODETEL_MOUNT_TRACEFS")]
+    pub mount_tracefs: bool,
+
     /// Have the kernel time every run of nodetel's eBPF programs (BPF_ENABLE_STATS, for as
     /// long as the agent runs) and export nodetel_ebpf_program_run_seconds_total and
     /// nodetel_ebpf_program_runs_total. Costs two clock reads per program run.
@@ -202,7 +207,9 @@ pub struct Config {
 
     /// The local kubelet (e.g. `https://127.0.0.1:10250`, or `https://$(NODE_IP):10250`): its
     /// `/pods` names pod cgroups no runtime described and gives `nodetel_pod_info` (owners).
-    /// Empty = off. Needs RBAC `nodes/proxy` get.
+    /// Empty = off. Needs RBAC `nodes/proxy` get. The token is only sent over https verified
+    /// with --kubelet-ca-file: an `http://` URL is refused at start unless the token file is
+    /// empty.
     #[arg(long, env = "NODETEL_KUBELET_URL", default_value = "")]
     pub kubelet_url: String,
 

@@ -18,6 +18,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+pub mod netns;
 pub mod runtimes;
 
 pub const REQUIRE_ENV: &str = "NODETEL_REQUIRE_PRIVILEGED";

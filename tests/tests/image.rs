@@ -23,7 +23,9 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use nodetel_integration_tests::{
-    Exposition, TestCgroup, agent_bin, http_get, privileged, require_tool,
+    Exposition, TestCgroup, agent_bin, http_get,
+    netns::{Netns, ip, ip_bin},
+    privileged, require_tool,
     runtimes::{Containerd, Dockerd, run},
 };
 
@@ -254,6 +256,9 @@ fn ctr_run_args(pod: &serde_json::Value, addr: &str) -> anyhow::Result<(Vec<Stri
             m["source"].as_str().context("mount source")?,
             m["destination"].as_str().context("mount destination")?,
         );
+        if m["must_exist"] == true && !Path::new(src).exists() {
+            bail!("{src} does not exist: the kubelet would refuse the pod (hostPath type check)");
+        }
         if m["create_directory"] == true {
             fs::create_dir_all(src).with_context(|| format!("mkdir {src} (DirectoryOrCreate)"))?;
         }
@@ -459,6 +464,7 @@ fn the_image_runs_with_the_daemonsets_privileges_and_serves() -> anyhow::Result<
         "no process count for {}: the host pid namespace is not seen",
         cg.rel
     );
+    interface_names_without_sys_admin(&addr, &logs)?;
     let usage = ctr(&["tasks", "metrics", NAME]).unwrap_or_default();
     eprintln!(
         "image: {}",
@@ -470,4 +476,70 @@ fn the_image_runs_with_the_daemonsets_privileges_and_serves() -> anyhow::Result<
     );
     remove();
     Ok(())
+}
+
+/// A workload in a network namespace of its own, as a pod's: its traffic must carry the device's
+/// name in that namespace (what `ip -n <ns> link` shows), looked up with the DaemonSet's
+/// capabilities alone (no SYS_ADMIN: the namespace cannot be entered), not `ifindex:N`.
+fn interface_names_without_sys_admin(addr: &str, logs: &dyn Fn() -> String) -> anyhow::Result<()> {
+    let pod = Netns::create("image-pod")?;
+    let tag = std::process::id() % 100_000;
+    let (host_end, pod_end) = (format!("nti{tag}h"), format!("nti{tag}p"));
+    ip(&[
+        "link", "add", &host_end, "type", "veth", "peer", "name", &pod_end,
+    ])?;
+    ip(&["link", "set", &pod_end, "netns", &pod.0])?;
+    ip(&["addr", "add", "10.126.0.1/30", "dev", &host_end])?;
+    ip(&[
+        "-n",
+        &pod.0,
+        "addr",
+        "add",
+        "10.126.0.2/30",
+        "dev",
+        &pod_end,
+    ])?;
+    ip(&["link", "set", &host_end, "up"])?;
+    ip(&["-n", &pod.0, "link", "set", &pod_end, "up"])?;
+    let links = Command::new(ip_bin())
+        .args(["-n", &pod.0, "-o", "link"])
+        .output()?;
+    let links = String::from_utf8_lossy(&links.stdout).to_string();
+    anyhow::ensure!(
+        links.contains(&format!(" {pod_end}@")),
+        "ip -n link: {links}"
+    );
+
+    let cg = TestCgroup::create("image-net")?;
+    let in_ns = format!("{} netns exec {}", ip_bin(), pod.0);
+    let _keep = cg.spawn(&format!("exec {in_ns} sleep 600"))?;
+    let mut send = cg.spawn(&format!(
+        "exec {in_ns} {} udp-send 10.126.0.1:9 10 100",
+        env!("CARGO_BIN_EXE_nettool")
+    ))?;
+    anyhow::ensure!(send.wait()?.success(), "udp-send failed");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, body) = http_get(addr, "/metrics")?;
+        let e = Exposition(body);
+        let lines = e.lines_of("container_network_transmit_packets_total", &cg.rel);
+        if e.value_where(
+            "container_network_transmit_packets_total",
+            &cg.rel,
+            "interface",
+            &pod_end,
+        ) == Some(10.0)
+        {
+            eprintln!("image: {}", lines.join("\n       "));
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "no transmit_packets 10 on interface {pod_end} for {} within 20 s: {lines:?}; log:\n{}",
+                cg.rel,
+                logs()
+            );
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
 }

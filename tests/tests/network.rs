@@ -3,69 +3,21 @@
 //! (TCP), each of which must see its own traffic and not the host's.
 use std::{
     path::{Path, PathBuf},
-    process::{Child, Command},
+    process::Child,
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, bail};
 use nodetel_integration_tests::{
-    Agent, Exposition, TestCgroup, bpf_map_keys, privileged, require_tool,
+    Agent, Exposition, TestCgroup, bpf_map_keys,
+    netns::{Netns, ip, ip_bin},
+    privileged, require_tool,
 };
 
 /// The traffic generator (tests/src/bin/nettool.rs); the VM suite sets `NODETEL_NETTOOL`.
 fn nettool() -> String {
     std::env::var("NODETEL_NETTOOL").unwrap_or_else(|_| env!("CARGO_BIN_EXE_nettool").into())
-}
-
-/// iproute2's `ip`, by absolute path: a busybox shell runs its own `ip` applet, which has no
-/// `netns`, for a bare `ip` even when iproute2's is on the PATH (as in the VM suite).
-fn ip_bin() -> String {
-    ["/usr/sbin/ip", "/usr/bin/ip", "/sbin/ip", "/bin/ip"]
-        .into_iter()
-        .find(|p| std::fs::canonicalize(p).is_ok_and(|c| c.file_name().is_some_and(|n| n == "ip")))
-        .unwrap_or("ip")
-        .to_string()
-}
-
-fn ip(args: &[&str]) -> anyhow::Result<()> {
-    let out = Command::new(ip_bin())
-        .args(args)
-        .output()
-        .context("run ip")?;
-    if !out.status.success() {
-        bail!(
-            "ip {}: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(())
-}
-
-/// A network namespace made with `ip netns`, deleted on drop.
-struct Netns(String);
-
-impl Netns {
-    fn create(name: &str) -> anyhow::Result<Netns> {
-        let name = format!("nodetel-it-{}-{name}", std::process::id());
-        let _ = ip(&["netns", "del", &name]);
-        ip(&["netns", "add", &name])?;
-        let ns = Netns(name);
-        ip(&["-n", &ns.0, "link", "set", "lo", "up"])?;
-        // No IPv6: the link's own neighbour discovery would be traffic nobody asked for.
-        let sysctl = "echo 1 > /proc/sys/net/ipv6/conf/all/disable_ipv6; echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6";
-        let _ = Command::new(ip_bin())
-            .args(["netns", "exec", &ns.0, "sh", "-c", sysctl])
-            .status();
-        Ok(ns)
-    }
-}
-
-impl Drop for Netns {
-    fn drop(&mut self) {
-        let _ = ip(&["netns", "del", &self.0]);
-    }
 }
 
 fn wait_for_file(path: &Path, what: &str, pred: impl Fn(&str) -> bool) -> anyhow::Result<String> {

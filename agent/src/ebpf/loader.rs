@@ -65,6 +65,9 @@ pub struct LoadOptions {
     pub sched_map_entries: u32,
     /// Where tracefs is mounted: classic tracepoints publish their record layout there.
     pub tracefs: Vec<PathBuf>,
+    /// Mount tracefs at the first candidate when none has it (`--mount-tracefs`); otherwise the
+    /// agent changes nothing on the host and says what is missing.
+    pub mount_tracefs: bool,
     /// The cgroup v2 root the traffic programs attach to; `None` leaves them out (the `network`
     /// kind is disabled), so packets pay nothing.
     pub cgroup2_root: Option<PathBuf>,
@@ -127,7 +130,7 @@ impl Probes {
         }
         let mut offsets = Btf::from_file(&opts.btf_path)?.kernel_offsets()?;
         let mut not_attached = Vec::new();
-        ensure_tracefs(&opts.tracefs);
+        ensure_tracefs(&opts.tracefs, opts.mount_tracefs);
         match tracepoint_field_offset(&opts.tracefs, "oom", "mark_victim", "pid") {
             Ok(off) => offsets.tp_mark_victim_pid = off,
             Err(reason) => {
@@ -294,11 +297,20 @@ impl Probes {
     }
 }
 
-/// Mounts tracefs at the first candidate when none has it (systemd mounts it at boot, but not
-/// every host runs systemd's unit); a failure is left to show as "no format file".
-fn ensure_tracefs(candidates: &[PathBuf]) {
+/// Mounts tracefs at the first candidate when none has it and `mount` allows it (systemd mounts
+/// it at boot, but not every host runs systemd's unit); a failure is left to show as "no format
+/// file". Without `mount` the agent never writes to the host: it says what is missing.
+fn ensure_tracefs(candidates: &[PathBuf], mount: bool) {
     let populated = |p: &PathBuf| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_some());
     if candidates.iter().any(populated) {
+        return;
+    }
+    if !mount {
+        tracing::warn!(
+            candidates = ?candidates,
+            "tracefs is not mounted: OOM kills cannot be attributed (mount it, e.g. \
+             `mount -t tracefs tracefs /sys/kernel/tracing`, or pass --mount-tracefs)"
+        );
         return;
     }
     let Some(target) = candidates.iter().find(|p| p.is_dir()) else {

@@ -84,6 +84,11 @@ pub enum KubeletError {
     Parse(#[from] serde_json::Error),
     #[error("kubelet request timed out")]
     Timeout,
+    #[error(
+        "refusing to send the kubelet bearer token over plain http: use https://<node>:10250 \
+         (verified with --kubelet-ca-file), or set --kubelet-token-file '' for the read-only port"
+    )]
+    Insecure,
 }
 
 pub struct KubeletClient {
@@ -102,6 +107,22 @@ impl KubeletClient {
             .await
             .map_err(|_| KubeletError::Timeout)??;
         parse_pods(&body, &self.node)
+    }
+
+    /// What start-up checks before the first request: the URL, and that the token (which
+    /// carries the agent's kubelet rights) can only ever travel over https verified against the
+    /// CA file. `http://` (the read-only port) is accepted only without a token file.
+    pub fn check(&self) -> Result<(), KubeletError> {
+        let base: Uri = self
+            .url
+            .parse()
+            .map_err(|_| KubeletError::Url(self.url.clone()))?;
+        match (base.scheme_str(), base.host()) {
+            (Some("https"), Some(_)) => self.tls_config().map(|_| ()),
+            (Some("http"), Some(_)) if self.token_file.is_some() => Err(KubeletError::Insecure),
+            (Some("http"), Some(_)) => Ok(()),
+            _ => Err(KubeletError::Url(self.url.clone())),
+        }
     }
 
     async fn get(&self, path: &str) -> Result<Bytes, KubeletError> {
@@ -127,6 +148,10 @@ impl KubeletClient {
             base.authority().map_or(host.as_str(), |a| a.as_str()),
         );
         if let Some(file) = &self.token_file {
+            // Never in clear text, whatever start-up let through.
+            if !tls {
+                return Err(KubeletError::Insecure);
+            }
             let token = std::fs::read_to_string(file)?;
             request = request.header(header::AUTHORIZATION, format!("Bearer {}", token.trim()));
         }
@@ -442,9 +467,10 @@ mod tests {
         }
     }
 
-    /// The client against a local plain-HTTP server: path, bearer token, status and body limit.
+    /// The client against a local plain-HTTP server (the read-only port): path and answer, no
+    /// token; with a token file it refuses at the check and never connects.
     #[tokio::test]
-    async fn client_sends_the_token_and_reads_the_list() {
+    async fn plain_http_reads_the_list_and_never_carries_the_token() {
         use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -466,17 +492,28 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let token = dir.path().join("token");
         std::fs::write(&token, "s3cret\n").expect("token");
-        let client = KubeletClient {
+        let with_token = KubeletClient {
             url: format!("http://{addr}"),
             token_file: Some(token),
             ca_file: None,
             node: "n".into(),
         };
+        assert!(matches!(with_token.check(), Err(KubeletError::Insecure)));
+        let err = with_token.pods().await.expect_err("token over http");
+        assert!(matches!(err, KubeletError::Insecure), "{err}");
+        let client = KubeletClient {
+            token_file: None,
+            ..with_token
+        };
+        client.check().expect("http without a token");
         let pods = client.pods().await.expect("pods");
         assert_eq!(pods.len(), 6);
         let head = server.await.expect("server");
         assert!(head.starts_with("GET /pods HTTP/1.1\r\n"), "{head}");
-        assert!(head.contains("authorization: Bearer s3cret\r\n"), "{head}");
+        assert!(
+            !head.to_ascii_lowercase().contains("authorization"),
+            "{head}"
+        );
     }
 
     /// A CA and a serving certificate it signed for `san` (PEM CA, DER cert, DER key).
@@ -586,6 +623,16 @@ mod tests {
         };
         let err = client.pods().await.expect_err("no CA");
         assert!(matches!(err, KubeletError::Tls(_)), "{err}");
+        assert!(matches!(client.check(), Err(KubeletError::Tls(_))));
+        for bad in ["ftp://127.0.0.1", "127.0.0.1:10250", "https://"] {
+            let c = KubeletClient {
+                url: bad.into(),
+                token_file: None,
+                ca_file: None,
+                node: "n".into(),
+            };
+            assert!(matches!(c.check(), Err(KubeletError::Url(_))), "{bad}");
+        }
     }
 
     /// A kubelet that accepts and never answers costs one deadline, then an error (the
