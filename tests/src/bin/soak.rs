@@ -105,12 +105,13 @@ fn figures(agent: &Agent) -> anyhow::Result<Figures> {
     })
 }
 
-/// RSS back: what the churn added is given back but for 5 % of it, or RSS is within 5 % of the
-/// baseline. Not "within 5 % of the baseline" alone: the baseline agent is 12 MiB, and what a
-/// 10,000-cgroup churn leaves is the allocator's bookkeeping and the events kept for the API
-/// (`--event-storage-limit`: the churn's creations and deletions), 7-8 MiB measured.
+/// RSS back: what the churn added is given back but for 5 % of it, or RSS is within 5 % or
+/// 2 MiB of the baseline (the baseline agent is about 12 MiB; at idle its RSS swings by 0.6 MiB,
+/// and the allocator keeps some bookkeeping of every size it served). Lower is back too. Not
+/// "5 % of the baseline" alone: a 10,000-cgroup churn leaves 7-8 MiB with the default
+/// --event-storage-limit, its own events (the soak keeps 100).
 fn rss_back(base: f64, peak: f64, after: f64) -> bool {
-    after - base <= (base * 0.05).max((peak - base) * 0.05)
+    after - base <= (base * 0.05).max((peak - base) * 0.05).max(2.0)
 }
 
 /// Within 5 % of the baseline, or within a small absolute slack for small counts (a map entry
@@ -135,7 +136,15 @@ fn main() -> anyhow::Result<()> {
         Duration::from_secs(1),
         "--docker-socket",
         &dockerd.socket,
-        &["--history-samples", &samples],
+        // Few events kept: the events API's store is bounded by this flag (10,000 by default,
+        // all of them a churn's creations and deletions); what the churn may leave otherwise
+        // is what is measured.
+        &[
+            "--history-samples",
+            &samples,
+            "--event-storage-limit",
+            "100",
+        ],
     )?;
     let ok_churn = churn(&args, &agent, &dockerd, &root)?;
     let ok_soak = args.soak_seconds == 0 || soak(&args, &agent, &root)?;
@@ -190,6 +199,10 @@ fn churn(
     let first = dockerd.docker(&["run", "-d", image, "true"])?;
     dockerd.docker(&["rm", "-f", &first])?;
     thread::sleep(Duration::from_secs(12));
+    // Past start-up's transient: the kernel's BTF (about 5 MB) is parsed once and freed, and the
+    // allocator returns it within its 10 s decay (measured: a baseline of 24.6 MiB right after
+    // start, 12.9 MiB later). A baseline taken inside it would let a leak pass.
+    thread::sleep(Duration::from_secs(15));
     let base = figures(agent)?;
     println!(
         "churn: baseline {} series, RSS {:.1} MiB, {} fds, {} held files",
