@@ -207,9 +207,9 @@ pub struct Config {
 
     /// The local kubelet (e.g. `https://127.0.0.1:10250`, or `https://$(NODE_IP):10250`): its
     /// `/pods` names pod cgroups no runtime described and gives `nodetel_pod_info` (owners).
-    /// Empty = off. Needs RBAC `nodes/proxy` get. The token is only sent over https verified
-    /// with --kubelet-ca-file: an `http://` URL is refused at start unless the token file is
-    /// empty.
+    /// Empty = off. Needs RBAC `nodes/pods` get (`nodes/proxy` before Kubernetes 1.33). The
+    /// token is only sent over https verified with --kubelet-ca-file: an `http://` URL is
+    /// refused at start unless the token file is empty.
     #[arg(long, env = "NODETEL_KUBELET_URL", default_value = "")]
     pub kubelet_url: String,
 
