@@ -248,9 +248,11 @@ impl NetworkReader {
     }
 
     /// The entry's namespace was fully indexed this pass and has no device with its index.
+    /// Index 0 (a packet without a device) and namespace 0 (not told) are never judged.
     fn removed_device(&self, d: &DeviceTraffic) -> bool {
         let ns = u64::from(d.netns);
         d.netns != 0
+            && d.ifindex != 0
             && self.indexed.contains(&ns)
             && self
                 .names
@@ -260,10 +262,11 @@ impl NetworkReader {
 
     /// Traffic entries whose device is gone: its namespace was fully indexed this pass and has
     /// no device with that index any more, or no cgroup has had a process in its namespace for
-    /// [`UNSEEN_NAMESPACE_GRACE`] while its entries stood still. Without this a long-lived cgroup that reaches every new pod
-    /// through the pod's own host-side veth (the kubelet's probes, node-local DNS) would keep
-    /// two entries per pod it ever talked to until the map is full. Call after [`Self::fill`]
-    /// with the traffic as drained (cgroup ids the map's own).
+    /// [`UNSEEN_NAMESPACE_GRACE`] while its entries stood still. Without this a long-lived
+    /// cgroup that reaches every new pod through the pod's own host-side veth (the kubelet's
+    /// probes, node-local DNS) would keep two entries per pod it ever talked to until the map
+    /// is full. Call after [`Self::fill`] with the traffic as drained (cgroup ids the map's
+    /// own).
     pub fn dead_traffic(&mut self, traffic: &Traffic, now: Instant) -> Vec<TrafficEntry> {
         // Packets counted so far in each namespace nobody is seen in: while that grows, some
         // process is there after all (one of a cgroup's later pids; only the first is looked
@@ -344,7 +347,7 @@ impl NetworkReader {
         if let Some(n) = self.names.get(&ns)
             && n.devices == current
             && !(n.complete()
-                && used.is_some_and(|u| u.iter().any(|i| !n.by_index.contains_key(i))))
+                && used.is_some_and(|u| u.iter().any(|i| *i != 0 && !n.by_index.contains_key(i))))
         {
             return;
         }
@@ -610,6 +613,7 @@ mod tests {
             (100, 3, 42, 10),
             (100, 8, 2, 10), // namespace 8: no process seen in it
             (102, 0, 4, 10), // namespace unknown
+            (103, 7, 0, 10), // no device
         ]);
         let mut dead = r.dead_traffic(&t, t0);
         dead.sort_by_key(|e| (e.cgroup_id, e.netns, e.ifindex));
