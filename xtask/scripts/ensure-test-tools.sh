@@ -21,6 +21,8 @@ want objcopy binutils               # the VM suite strips what it packs
 want dockerd docker.io              # identity, API and image tests: dockerd, containerd, ctr
 want /bin/busybox busybox-static    # the image of those tests, and the VM's userland
 want c++ g++                        # libfuzzer-sys compiles libFuzzer (cargo xtask fuzz)
+want cc gcc                         # tikv-jemalloc-sys builds jemalloc from C (the agent's allocator)
+want make make                      # ... with its own configure and make
 want strace strace                  # the API test watches the agent's file calls
 want perf linux-perf                # the benchmark's context-switch test
 want docker-compose docker-compose  # the deploy check's Compose files
