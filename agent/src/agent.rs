@@ -160,6 +160,23 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .check()
             .map_err(|e| anyhow::anyhow!("--kubelet-url {}: {e}", kubelet.url))?;
     }
+    // Before anything is loaded: a mistake in the file is a refusal to start that names it.
+    let http_stats = Arc::new(crate::http::HttpStats::default());
+    let access = match &config.web_config_file {
+        Some(path) => {
+            let a = crate::access::Access::load(path, Arc::clone(&http_stats))
+                .map_err(|e| anyhow::anyhow!("--web-config-file: {e}"))?;
+            if !a.tls_on() && a.users_configured() {
+                tracing::warn!(
+                    "basic auth without TLS: passwords cross the network in clear text; add tls_server_config"
+                );
+            }
+            tracing::info!(file = %path.display(), tls = a.tls_on(), basic_auth = a.users_configured(), "web config loaded");
+            Some(Arc::new(a))
+        }
+        None => None,
+    };
+    let with_web_config = access.is_some();
     let layout = Layout::detect(&config.cgroup_root)?;
     tracing::info!(mode = ?layout.mode, unified = %layout.unified.display(), "cgroup layout");
     let opts = LoadOptions {
@@ -220,13 +237,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("failed to listen on {}", config.listen))?;
-    tracing::info!(listen = %config.listen, interval = ?config.interval, "serving /metrics, /healthz and the cAdvisor API under /api");
+    let scheme = if access.as_ref().is_some_and(|a| a.tls_on()) {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!(listen = %config.listen, scheme, interval = ?config.interval, "serving /metrics, /healthz and the cAdvisor API under /api");
 
     let (tx, rx) = watch::channel(None);
     let (stop_tx, mut stop_rx) = watch::channel(false);
     // A snapshot older than this means collection is stuck: /healthz then fails the liveness probe.
     let stale_after = (config.interval * 5).max(Duration::from_secs(10));
-    let http_stats = Arc::new(crate::http::HttpStats::default());
     let server = crate::http::Server::new(
         rx,
         stale_after,
@@ -235,7 +256,8 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         Arc::clone(&http_stats),
         config.http_max_connections as usize,
         config.http_idle_timeout,
-    );
+    )
+    .with_access(access);
     let server = tokio::spawn(crate::http::serve(listener, server, async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;
     }));
@@ -260,7 +282,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             let pass = std::panic::catch_unwind(AssertUnwindSafe(|| {
                 let mut snapshot = c.collect()?;
                 snapshot.agent.panics = p.counts();
-                snapshot.agent.http = http.counts();
+                snapshot.agent.http = http.counts(with_web_config);
                 // Held only for the copy of this pass's numbers into the history.
                 h.write()
                     .unwrap_or_else(PoisonError::into_inner)

@@ -92,6 +92,17 @@ pub struct Config {
     #[arg(long, env = "NODETEL_HTTP_IDLE_TIMEOUT", default_value = "2m", value_parser = parse_duration)]
     pub http_idle_timeout: Duration,
 
+    /// The Prometheus exporter toolkit's web configuration (TLS, client certificates, basic
+    /// auth with bcrypt hashes, response headers, rate limit): the file node_exporter takes as
+    /// --web.config.file, which is accepted as an alias. Applies to every path but /healthz;
+    /// the files are re-read when they change. Empty: plain HTTP, no authentication.
+    #[arg(
+        long,
+        visible_alias = "web.config.file",
+        env = "NODETEL_WEB_CONFIG_FILE"
+    )]
+    pub web_config_file: Option<PathBuf>,
+
     /// Container events (OOM, OOM kill, creation, deletion) kept for the events API.
     #[arg(long, env = "NODETEL_EVENT_STORAGE_LIMIT", default_value_t = 10_000)]
     pub event_storage_limit: usize,

@@ -30,6 +30,7 @@ use tokio::{
 };
 
 use crate::{
+    access::{Access, Decision},
     api::{self, ApiState, Body, Reply},
     panics::{Panics, Place},
     prepared::Prepared,
@@ -64,6 +65,18 @@ pub struct HttpStats {
     pub open: AtomicU64,
     pub refused: AtomicU64,
     pub queue_timeouts: AtomicU64,
+    /// TLS handshakes that failed (unknown client CA, no client certificate, protocol errors,
+    /// timeouts), and plain HTTP sent to the TLS port.
+    pub tls_failures: AtomicU64,
+    pub plain_on_tls: AtomicU64,
+    pub auth_missing: AtomicU64,
+    pub auth_denied: AtomicU64,
+    pub auth_throttled: AtomicU64,
+    pub rate_limited: AtomicU64,
+    pub web_config_reloads: AtomicU64,
+    pub web_config_reload_failures: AtomicU64,
+    /// 1 when the last load of --web-config-file succeeded; 0 after a failed reload.
+    pub web_config_valid: AtomicU64,
 }
 
 /// A copy for the snapshot.
@@ -72,14 +85,42 @@ pub struct HttpCounts {
     pub open: u64,
     pub refused: u64,
     pub queue_timeouts: u64,
+    pub tls_failures: u64,
+    pub plain_on_tls: u64,
+    pub auth_missing: u64,
+    pub auth_denied: u64,
+    pub auth_throttled: u64,
+    pub rate_limited: u64,
+    /// None without --web-config-file.
+    pub web_config: Option<WebConfigCounts>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct WebConfigCounts {
+    pub reloads: u64,
+    pub reload_failures: u64,
+    pub valid: bool,
 }
 
 impl HttpStats {
-    pub fn counts(&self) -> HttpCounts {
+    /// `with_web_config`: whether --web-config-file is in use (its series exist only then).
+    pub fn counts(&self, with_web_config: bool) -> HttpCounts {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
         HttpCounts {
-            open: self.open.load(Ordering::Relaxed),
-            refused: self.refused.load(Ordering::Relaxed),
-            queue_timeouts: self.queue_timeouts.load(Ordering::Relaxed),
+            open: get(&self.open),
+            refused: get(&self.refused),
+            queue_timeouts: get(&self.queue_timeouts),
+            tls_failures: get(&self.tls_failures),
+            plain_on_tls: get(&self.plain_on_tls),
+            auth_missing: get(&self.auth_missing),
+            auth_denied: get(&self.auth_denied),
+            auth_throttled: get(&self.auth_throttled),
+            rate_limited: get(&self.rate_limited),
+            web_config: with_web_config.then(|| WebConfigCounts {
+                reloads: get(&self.web_config_reloads),
+                reload_failures: get(&self.web_config_reload_failures),
+                valid: get(&self.web_config_valid) == 1,
+            }),
         }
     }
 }
@@ -96,6 +137,8 @@ pub struct Server {
     /// An idle keep-alive connection is closed after this; headers must arrive within it too
     /// (hyper's header timer covers both).
     pub idle_timeout: Duration,
+    /// --web-config-file: TLS, users, headers, rate limit.
+    pub access: Option<Arc<Access>>,
     api_workers: Arc<Semaphore>,
     scrapes: Arc<Semaphore>,
 }
@@ -118,9 +161,16 @@ impl Server {
             stats,
             max_connections,
             idle_timeout,
+            access: None,
             api_workers: Arc::new(Semaphore::new(API_WORKERS)),
             scrapes: Arc::new(Semaphore::new(SCRAPES_IN_FLIGHT)),
         }
+    }
+
+    /// Serves under `--web-config-file`'s TLS, users, headers and rate limit.
+    pub fn with_access(mut self, access: Option<Arc<Access>>) -> Self {
+        self.access = access;
+        self
     }
 }
 
@@ -154,32 +204,133 @@ pub async fn serve(listener: TcpListener, server: Server, shutdown: impl Future<
         let server = Arc::clone(&server);
         tokio::spawn(async move {
             server.stats.open.fetch_add(1, Ordering::Relaxed);
-            let svc_server = Arc::clone(&server);
-            let service = service_fn(move |req| {
-                let server = Arc::clone(&svc_server);
-                async move {
-                    // A panic in one request costs that request, never the agent.
-                    let resp = match AssertUnwindSafe(route(req, &server)).catch_unwind().await {
-                        Ok(resp) => resp,
-                        Err(payload) => {
-                            server.panics.caught(Place::Request, &*payload);
-                            text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
-                        }
-                    };
-                    Ok::<_, Infallible>(resp)
+            match server.access.as_ref().filter(|a| a.tls_on()) {
+                Some(access) => {
+                    let access = Arc::clone(access);
+                    if let Some(tls) = handshake(stream, &access, &server, peer).await {
+                        serve_connection(tls, &server, peer).await;
+                    }
                 }
-            });
-            let conn = hyper::server::conn::http1::Builder::new()
-                .timer(TokioTimer::new())
-                .header_read_timeout(server.idle_timeout)
-                .serve_connection(TokioIo::new(WriteDeadline::new(stream)), service);
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, error = %e, "connection ended with an error");
+                None => serve_connection(stream, &server, peer).await,
             }
             server.stats.open.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
         });
     }
+}
+
+/// What a client that speaks plain HTTP to the TLS port is told (as Go's servers tell it).
+const PLAIN_ON_TLS: &[u8] =
+    b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+    Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// The TLS handshake, within the idle timeout. A failure is counted, logged at powers of two
+/// (a scanner or a misconfigured client does not fill the log), and ends the connection.
+async fn handshake(
+    stream: tokio::net::TcpStream,
+    access: &Access,
+    server: &Server,
+    peer: std::net::SocketAddr,
+) -> Option<tokio_rustls::server::TlsStream<tokio::net::TcpStream>> {
+    let config = access.current().tls.clone()?;
+    let result = tokio::time::timeout(server.idle_timeout, async {
+        // A TLS connection starts with a handshake record (0x16); anything else (a request
+        // line) is plain HTTP, answered with a readable 400 instead of a TLS alert.
+        let mut first = [0u8; 1];
+        let n = stream.peek(&mut first).await?;
+        if n == 1 && first[0] != 0x16 {
+            return Ok(Err(stream));
+        }
+        tokio_rustls::TlsAcceptor::from(config)
+            .accept(stream)
+            .await
+            .map(Ok)
+    })
+    .await;
+    let error = match result {
+        Ok(Ok(Ok(tls))) => return Some(tls),
+        Ok(Ok(Err(mut plain))) => {
+            use tokio::io::AsyncWriteExt as _;
+            server.stats.plain_on_tls.fetch_add(1, Ordering::Relaxed);
+            let _ =
+                tokio::time::timeout(Duration::from_secs(1), plain.write_all(PLAIN_ON_TLS)).await;
+            let _ = plain.shutdown().await;
+            "plain HTTP sent to the TLS port".to_string()
+        }
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => "no handshake within --http-idle-timeout".to_string(),
+    };
+    let n = server.stats.tls_failures.fetch_add(1, Ordering::Relaxed) + 1;
+    if n.is_power_of_two() {
+        tracing::warn!(%peer, %error, failures = n, "TLS handshake failed");
+    }
+    None
+}
+
+async fn serve_connection<S>(io: S, server: &Arc<Server>, peer: std::net::SocketAddr)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc_server = Arc::clone(server);
+    let service = service_fn(move |req| {
+        let server = Arc::clone(&svc_server);
+        async move {
+            // A panic in one request costs that request, never the agent.
+            let resp = match AssertUnwindSafe(guarded(req, &server)).catch_unwind().await {
+                Ok(resp) => resp,
+                Err(payload) => {
+                    server.panics.caught(Place::Request, &*payload);
+                    text(StatusCode::INTERNAL_SERVER_ERROR, "internal error\n")
+                }
+            };
+            Ok::<_, Infallible>(resp)
+        }
+    });
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(server.idle_timeout)
+        .serve_connection(TokioIo::new(WriteDeadline::new(io)), service);
+    if let Err(e) = conn.await {
+        tracing::debug!(%peer, error = %e, "connection ended with an error");
+    }
+}
+
+/// The web config's checks (every path but `/healthz`, which kubelet probes reach without
+/// credentials) and its response headers (on every answer), around [`route`].
+async fn guarded(req: Request<Incoming>, server: &Server) -> Response<Body> {
+    let Some(access) = &server.access else {
+        return route(req, server).await;
+    };
+    let active = access.current();
+    let mut resp = if req.uri().path() == "/healthz" {
+        route(req, server).await
+    } else {
+        let auth = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec());
+        match access.decide(&active, auth.as_deref()).await {
+            Decision::Allowed => route(req, server).await,
+            Decision::Unauthorized => {
+                let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+                r.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    header::HeaderValue::from_static("Basic realm=\"nodetel\""),
+                );
+                r
+            }
+            Decision::TooMany => {
+                let mut r = text(StatusCode::TOO_MANY_REQUESTS, "Too Many Requests\n");
+                r.headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                r
+            }
+        }
+    };
+    for (name, value) in &active.headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
 }
 
 async fn route(req: Request<Incoming>, server: &Server) -> Response<Body> {

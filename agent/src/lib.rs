@@ -2,6 +2,7 @@
 //!
 //! Data flow: kernel programs -> per-CPU maps -> drain (`ebpf`) -> accounts (`cpu_account`) and
 //! cgroupfs readers (`cgroup`) -> `snapshot` -> pre-rendered `prepared` -> `http`.
+pub mod access;
 pub mod agent;
 pub mod api;
 pub mod btf;

@@ -973,6 +973,83 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         series: |a| one(a.http.queue_timeouts as f64),
     },
     AgentFamily {
+        name: "nodetel_http_tls_handshake_failures_total",
+        help: "Connections to the TLS port (with --web-config-file) that ended before a request: failed or timed-out handshakes (unknown client CA, no client certificate), and plain HTTP sent to it.",
+        kind: Kind::Counter,
+        series: |a| {
+            if a.http.web_config.is_none() {
+                return vec![];
+            }
+            vec![
+                (
+                    vec![("reason", "handshake".to_string())],
+                    a.http.tls_failures.saturating_sub(a.http.plain_on_tls) as f64,
+                ),
+                (
+                    vec![("reason", "plain_http".to_string())],
+                    a.http.plain_on_tls as f64,
+                ),
+            ]
+        },
+    },
+    AgentFamily {
+        name: "nodetel_http_auth_failures_total",
+        help: "Requests refused by --web-config-file's basic_auth_users: no credentials (401), wrong user or password (401), or too many uncached password checks at once (429).",
+        kind: Kind::Counter,
+        series: |a| {
+            if a.http.web_config.is_none() {
+                return vec![];
+            }
+            vec![
+                (
+                    vec![("reason", "missing".to_string())],
+                    a.http.auth_missing as f64,
+                ),
+                (
+                    vec![("reason", "denied".to_string())],
+                    a.http.auth_denied as f64,
+                ),
+                (
+                    vec![("reason", "throttled".to_string())],
+                    a.http.auth_throttled as f64,
+                ),
+            ]
+        },
+    },
+    AgentFamily {
+        name: "nodetel_http_rate_limited_total",
+        help: "Requests answered 429 by --web-config-file's rate_limit.",
+        kind: Kind::Counter,
+        series: |a| match a.http.web_config {
+            Some(_) => one(a.http.rate_limited as f64),
+            None => vec![],
+        },
+    },
+    AgentFamily {
+        name: "nodetel_web_config_reloads_total",
+        help: "Reloads of --web-config-file after it or a file it names changed, by result; a failed reload keeps the last good configuration.",
+        kind: Kind::Counter,
+        series: |a| match &a.http.web_config {
+            Some(w) => vec![
+                (vec![("result", "ok".to_string())], w.reloads as f64),
+                (
+                    vec![("result", "failed".to_string())],
+                    w.reload_failures as f64,
+                ),
+            ],
+            None => vec![],
+        },
+    },
+    AgentFamily {
+        name: "nodetel_web_config_last_reload_successful",
+        help: "1 when the last load of --web-config-file succeeded, 0 when the running configuration is older than the files (see the log for why).",
+        kind: Kind::Gauge,
+        series: |a| match &a.http.web_config {
+            Some(w) => one(if w.valid { 1.0 } else { 0.0 }),
+            None => vec![],
+        },
+    },
+    AgentFamily {
         name: "nodetel_cgroups",
         help: "cgroups found in the last walk of the cgroup v2 hierarchy.",
         kind: Kind::Gauge,
