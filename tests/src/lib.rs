@@ -19,6 +19,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 pub mod netns;
+pub mod prometheus;
 pub mod runtimes;
 
 pub const REQUIRE_ENV: &str = "NODETEL_REQUIRE_PRIVILEGED";
@@ -109,6 +110,14 @@ pub struct Agent {
 
 impl Agent {
     pub fn start(interval: Duration, extra: &[&str]) -> anyhow::Result<Agent> {
+        let mut agent = Agent::spawn(interval, extra)?;
+        agent.wait_healthy(Duration::from_secs(20))?;
+        Ok(agent)
+    }
+
+    /// Started, not waited for: for an agent that does not answer plain HTTP (TLS), whose
+    /// caller checks readiness its own way.
+    pub fn spawn(interval: Duration, extra: &[&str]) -> anyhow::Result<Agent> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = format!("127.0.0.1:{port}");
         let child = Command::new(agent_bin())
@@ -120,13 +129,11 @@ impl Agent {
             .stderr(Stdio::inherit())
             .spawn()
             .context("spawn nodetel")?;
-        let mut agent = Agent {
+        Ok(Agent {
             child,
             addr,
             interval,
-        };
-        agent.wait_healthy(Duration::from_secs(20))?;
-        Ok(agent)
+        })
     }
 
     /// An agent that names containers from `dockerd` alone: the host's own runtime sockets, if

@@ -7,105 +7,19 @@
 //! their values.
 //!
 //! Host only: the VM suite has no container runtime or Prometheus in its initramfs.
-use std::{
-    fs,
-    net::TcpListener,
-    path::Path,
-    process::{Child, Command, Stdio},
-    thread,
-    time::{Duration, Instant},
-};
+use std::{fs, path::Path, thread, time::Duration};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use nodetel_integration_tests::{
-    Agent, http_get, privileged, require_tool,
-    runtimes::{Dockerd, IMAGE, stop},
+    Agent, privileged,
+    prometheus::{Prometheus, encode},
+    require_tool,
+    runtimes::{Dockerd, IMAGE},
 };
 
 const NODE: &str = "dash-node";
 const NAMESPACE: &str = "dash-ns";
 const POD: &str = "dash-pod";
-
-struct Prometheus {
-    child: Child,
-    addr: String,
-}
-
-impl Drop for Prometheus {
-    fn drop(&mut self) {
-        stop(&mut self.child, Duration::from_secs(10));
-    }
-}
-
-impl Prometheus {
-    fn start(dir: &Path, target: &str) -> anyhow::Result<Prometheus> {
-        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let addr = format!("127.0.0.1:{port}");
-        let config = dir.join("prometheus.yml");
-        fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: nodetel\n    \
-                 honor_labels: true\n    static_configs:\n      - targets: ['{target}']\n        \
-                 labels:\n          node: {NODE}\n"
-            ),
-        )?;
-        let log = fs::File::create(dir.join("prometheus.log"))?;
-        let child = Command::new("prometheus")
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.join("data").display()
-            ))
-            .arg(format!("--web.listen-address={addr}"))
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .spawn()
-            .context("start prometheus (apt-get install prometheus)")?;
-        let p = Prometheus { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !matches!(http_get(&p.addr, "/-/ready"), Ok((200, _))) {
-            if Instant::now() > deadline {
-                bail!(
-                    "prometheus not ready: {}",
-                    fs::read_to_string(dir.join("prometheus.log"))?
-                );
-            }
-            thread::sleep(Duration::from_millis(200));
-        }
-        Ok(p)
-    }
-
-    /// The `data.result` of an API call.
-    fn api(&self, path: &str) -> anyhow::Result<serde_json::Value> {
-        let (status, body) = http_get(&self.addr, path)?;
-        let v: serde_json::Value =
-            serde_json::from_str(&body).with_context(|| format!("{path}: {body}"))?;
-        anyhow::ensure!(
-            status == 200 && v["status"] == "success",
-            "{path}: {status} {body}"
-        );
-        Ok(v["data"].clone())
-    }
-
-    fn query(&self, expr: &str) -> anyhow::Result<Vec<serde_json::Value>> {
-        let data = self.api(&format!("/api/v1/query?query={}", encode(expr)))?;
-        Ok(data["result"].as_array().cloned().unwrap_or_default())
-    }
-}
-
-/// Percent-encoding for a query string value.
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
 
 /// The dashboard's variables set to the test's node, namespace, pod and containers.
 fn substitute(expr: &str) -> String {
@@ -184,7 +98,13 @@ fn every_dashboard_panel_has_data_for_real_containers() -> anyhow::Result<()> {
         "while :; do dd if=/dev/zero of=/dev/null bs=64M count=1 2>/dev/null; sleep 2; done",
     )?;
 
-    let prom = Prometheus::start(work, &agent.addr)?;
+    let prom = Prometheus::start(
+        work,
+        &format!(
+            "  - job_name: nodetel\n    honor_labels: true\n    static_configs:\n      - targets: ['{}']\n        labels:\n          node: {NODE}\n",
+            agent.addr
+        ),
+    )?;
     // Enough scrapes for every rate window (15 s) and a few OOM kills.
     thread::sleep(Duration::from_secs(25));
 

@@ -1,0 +1,105 @@
+//! A real Prometheus (Debian's `prometheus`, 2.42) scraping what a test starts, on a free
+//! loopback port with its own storage directory; stopped when dropped.
+use std::{
+    fs,
+    net::TcpListener,
+    path::Path,
+    process::{Child, Command, Stdio},
+    thread,
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context as _, bail};
+
+use crate::{http_get, runtimes::stop};
+
+pub struct Prometheus {
+    child: Child,
+    pub addr: String,
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        stop(&mut self.child, Duration::from_secs(10));
+    }
+}
+
+impl Prometheus {
+    /// `scrape_configs` is the YAML list under `scrape_configs:` (items indented by two
+    /// spaces); every job scrapes each second.
+    pub fn start(dir: &Path, scrape_configs: &str) -> anyhow::Result<Prometheus> {
+        let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.join("prometheus.yml");
+        fs::write(
+            &config,
+            format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{scrape_configs}"),
+        )?;
+        let log = fs::File::create(dir.join("prometheus.log"))?;
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", config.display()))
+            .arg(format!(
+                "--storage.tsdb.path={}",
+                dir.join("data").display()
+            ))
+            .arg(format!("--web.listen-address={addr}"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone()?)
+            .stderr(log)
+            .spawn()
+            .context("start prometheus (apt-get install prometheus)")?;
+        let p = Prometheus { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !matches!(http_get(&p.addr, "/-/ready"), Ok((200, _))) {
+            if Instant::now() > deadline {
+                bail!(
+                    "prometheus not ready: {}",
+                    fs::read_to_string(dir.join("prometheus.log"))?
+                );
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+        Ok(p)
+    }
+
+    /// The `data` of an API call.
+    pub fn api(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        let (status, body) = http_get(&self.addr, path)?;
+        let v: serde_json::Value =
+            serde_json::from_str(&body).with_context(|| format!("{path}: {body}"))?;
+        anyhow::ensure!(
+            status == 200 && v["status"] == "success",
+            "{path}: {status} {body}"
+        );
+        Ok(v["data"].clone())
+    }
+
+    pub fn query(&self, expr: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let data = self.api(&format!("/api/v1/query?query={}", encode(expr)))?;
+        Ok(data["result"].as_array().cloned().unwrap_or_default())
+    }
+
+    /// The active targets of `job`, as `/api/v1/targets` lists them.
+    pub fn targets(&self, job: &str) -> anyhow::Result<Vec<serde_json::Value>> {
+        let data = self.api("/api/v1/targets?state=active")?;
+        Ok(data["activeTargets"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|t| t["labels"]["job"] == job)
+            .collect())
+    }
+}
+
+/// Percent-encoding for a query string value.
+pub fn encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
