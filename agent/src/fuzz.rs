@@ -119,6 +119,8 @@ pub fn times(data: &[u8]) {
 /// One API request against a small fixture snapshot with history: the first line is the path
 /// after `/api`, the second the query string, the rest the body.
 pub fn http_api(data: &[u8]) {
+    // The raw bytes are also an `Authorization` header value (--web-config-file's users).
+    let _ = crate::access::basic_auth::parse_header(data);
     let text = String::from_utf8_lossy(data);
     let mut parts = text.splitn(3, '\n');
     let path = format!("/api{}", parts.next().unwrap_or(""));
