@@ -91,6 +91,9 @@ pub struct NetworkReader {
     last_ns: HashMap<u64, u64>,
     /// cgroup id -> the process its namespace was read through last pass, with the answer.
     last_pid_ns: HashMap<u64, (u32, u64)>,
+    /// A process's namespace was refused us (no CAP_SYS_PTRACE, a process of another user):
+    /// said once in the log, counted every time.
+    denied_logged: bool,
     names: HashMap<u64, Names>,
     /// Namespaces of the last pass whose device list was read and fully indexed: an index
     /// absent from them is a removed device.
@@ -110,6 +113,7 @@ impl NetworkReader {
             proc_root,
             last_ns: HashMap::new(),
             last_pid_ns: HashMap::new(),
+            denied_logged: false,
             names: HashMap::new(),
             indexed: HashSet::new(),
             live: HashSet::new(),
@@ -151,10 +155,24 @@ impl NetworkReader {
                 continue;
             }
             // The process may have exited since cgroup.procs was read: then it has no answer.
-            if let Ok(ns) = netns::id(&self.proc_root, pid) {
-                ns_of.insert(c.cgroup_id, ns);
-                reader_pid.entry(ns).or_insert(pid);
-                answered.insert(c.cgroup_id, (pid, ns));
+            match netns::id(&self.proc_root, pid) {
+                Ok(ns) => {
+                    ns_of.insert(c.cgroup_id, ns);
+                    reader_pid.entry(ns).or_insert(pid);
+                    answered.insert(c.cgroup_id, (pid, ns));
+                }
+                // pid 1 is the host's init, whose namespace `netns::host` finds its own way (it
+                // is refused here even with CAP_SYS_PTRACE on this machine's kernel).
+                Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied && pid != 1 => {
+                    // Measured: without CAP_SYS_PTRACE, a workload running as another user
+                    // has its traffic on `ifindex:N` instead of its device's name.
+                    self.stats.errors += 1;
+                    if !self.denied_logged {
+                        self.denied_logged = true;
+                        tracing::warn!(pid, error = %e, "cannot read a process's network namespace (CAP_SYS_PTRACE is needed for other users' processes): its cgroup's device names and counters are missing");
+                    }
+                }
+                Err(_) => {}
             }
         }
         for c in containers.iter() {
