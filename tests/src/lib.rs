@@ -118,9 +118,27 @@ impl Agent {
     /// Started, not waited for: for an agent that does not answer plain HTTP (TLS), whose
     /// caller checks readiness its own way.
     pub fn spawn(interval: Duration, extra: &[&str]) -> anyhow::Result<Agent> {
+        Agent::spawn_under(&[], interval, extra)
+    }
+
+    /// Started through `wrapper` (e.g. `setpriv` with a capability set), not waited for.
+    pub fn spawn_under(
+        wrapper: &[&str],
+        interval: Duration,
+        extra: &[&str],
+    ) -> anyhow::Result<Agent> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = format!("127.0.0.1:{port}");
-        let child = Command::new(agent_bin())
+        let bin = agent_bin();
+        let mut cmd = match wrapper.split_first() {
+            Some((first, rest)) => {
+                let mut c = Command::new(first);
+                c.args(rest).arg(&bin);
+                c
+            }
+            None => Command::new(&bin),
+        };
+        let child = cmd
             .args(["--listen", &addr])
             .args(["--interval", &format!("{}ms", interval.as_millis())])
             .args(extra)
@@ -171,7 +189,7 @@ impl Agent {
         self.child.id()
     }
 
-    fn wait_healthy(&mut self, within: Duration) -> anyhow::Result<()> {
+    pub fn wait_healthy(&mut self, within: Duration) -> anyhow::Result<()> {
         let deadline = Instant::now() + within;
         while Instant::now() < deadline {
             if let Some(status) = self.child.try_wait()? {

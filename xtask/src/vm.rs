@@ -41,6 +41,8 @@ const DISK_MIB: u64 = 256;
 /// too much to pack into the guest, and what they test (runtime APIs, name resolution) does not
 /// depend on the kernel. Their cgroup layouts on pure v2 are covered by the path-parser table.
 /// `api_load` (a thousand cgroups, 20 heavy requests) would take the emulated VM too long.
+/// `web_config` needs curl, openssl and Prometheus, `capabilities` setpriv and the rendered
+/// DaemonSet (`target/deploy`): userspace the guest does not carry.
 const HOST_ONLY_TESTS: &[&str] = &[
     "runtimes",
     "containerd_scale",
@@ -48,6 +50,8 @@ const HOST_ONLY_TESTS: &[&str] = &[
     "api_load",
     "image",
     "dashboard",
+    "web_config",
+    "capabilities",
 ];
 
 /// A bootable kernel and, when it came from a .deb, its modules directory.
