@@ -134,7 +134,9 @@ fn burn_in(dir: &std::path::Path) -> anyhow::Result<std::process::Child> {
 /// 13, where `sched_switch` fired on one vCPU only for the whole run: the agent's machine-wide
 /// CPU was a third of the kernel's (470 switches instead of ~1450, no unmatched switch on
 /// either CPU), so both burners' time was missing. That is the emulator's code patching, not
-/// the agent: the scenario is then run once more with a fresh agent, and must pass then.
+/// the agent: the scenario is then run once more with a fresh agent, and must pass then. (Good
+/// runs count 95 % of /proc/stat's busy time on the host, 119-174 % in the VM, whose tick-based
+/// /proc/stat under-counts; the failing one about a third of a good run's.)
 #[test]
 fn odd_names_and_deep_nesting_hide_nothing_from_the_pod() -> anyhow::Result<()> {
     if !privileged("odd_names_and_deep_nesting_hide_nothing_from_the_pod") {
@@ -144,7 +146,7 @@ fn odd_names_and_deep_nesting_hide_nothing_from_the_pod() -> anyhow::Result<()> 
         let mut traced = 1.0;
         match hide_nothing(&mut traced) {
             Ok(()) => return Ok(()),
-            Err(e) if attempt == 1 && traced < 0.6 => eprintln!(
+            Err(e) if attempt == 1 && traced < 0.8 => eprintln!(
                 "\n!!!!!!!! the agent saw {:.0} % of the machine's CPU time (sched_switch not \
                  firing on every CPU: seen only under emulation); running again: {e:#} !!!!!!!!\n",
                 traced * 100.0

@@ -183,6 +183,23 @@ impl Setup {
             .to_string())
     }
 
+    /// Scrapes until `ok` holds or `within` has passed; the last scrape either way.
+    fn metrics_until(
+        &self,
+        agent: &Agent,
+        within: Duration,
+        ok: impl Fn(&Exposition) -> bool,
+    ) -> anyhow::Result<Exposition> {
+        let deadline = Instant::now() + within;
+        loop {
+            let e = self.metrics(agent)?;
+            if ok(&e) || Instant::now() > deadline {
+                return Ok(e);
+            }
+            thread::sleep(Duration::from_millis(200));
+        }
+    }
+
     fn metrics(&self, agent: &Agent) -> anyhow::Result<Exposition> {
         let r = self.curl(
             agent,
@@ -296,17 +313,12 @@ fn client_certificates_and_passwords_are_enforced() -> anyhow::Result<()> {
     assert!(body.contains("HTTPS server"), "{body}");
 
     // All of it counted (in the next snapshot), and the agent is still there.
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut e = s.metrics(&agent)?;
-    while counter(
-        &e,
-        "nodetel_http_tls_handshake_failures_total{reason=\"plain_http\"}",
-    ) < 1.0
-        && Instant::now() < deadline
-    {
-        thread::sleep(Duration::from_millis(200));
-        e = s.metrics(&agent)?;
-    }
+    let e = s.metrics_until(&agent, Duration::from_secs(10), |e| {
+        counter(
+            e,
+            "nodetel_http_tls_handshake_failures_total{reason=\"plain_http\"}",
+        ) >= 1.0
+    })?;
     assert!(
         counter(
             &e,
@@ -401,14 +413,9 @@ fn a_rotated_certificate_is_served_without_a_restart_or_a_failed_scrape() -> any
 
     // A broken rotation (a key that is not a key): the last good certificate stays.
     replace(&s.dir.join("server.key"), "not a key\n")?;
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let mut e = s.metrics(&agent)?;
-    while counter(&e, "nodetel_web_config_last_reload_successful") != 0.0
-        && Instant::now() < deadline
-    {
-        thread::sleep(Duration::from_millis(500));
-        e = s.metrics(&agent)?;
-    }
+    let e = s.metrics_until(&agent, Duration::from_secs(30), |e| {
+        counter(e, "nodetel_web_config_last_reload_successful") == 0.0
+    })?;
     assert_eq!(
         counter(&e, "nodetel_web_config_last_reload_successful"),
         0.0

@@ -255,14 +255,19 @@ mod tests {
         assert!(!b.take(t0 + Duration::from_secs(60)));
     }
 
-    #[tokio::test]
-    async fn right_wrong_unknown_and_missing() {
+    /// One user, alice, password "s3cret" (cost 4: fast, and as valid as 10).
+    fn alice() -> Arc<Users> {
         let hash = bcrypt::hash("s3cret", 4).expect("hash");
-        let users = Arc::new(
+        Arc::new(
             Users::new(BTreeMap::from([("alice".to_string(), hash)]))
                 .expect("users")
                 .expect("some"),
-        );
+        )
+    }
+
+    #[tokio::test]
+    async fn right_wrong_unknown_and_missing() {
+        let users = alice();
         let v = Verifier::default();
         assert_eq!(
             v.check(&users, Some(&header("alice:s3cret"))).await,
@@ -289,12 +294,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_flood_of_wrong_passwords_is_throttled_but_the_cached_user_is_not() {
-        let hash = bcrypt::hash("s3cret", 4).expect("hash");
-        let users = Arc::new(
-            Users::new(BTreeMap::from([("alice".to_string(), hash)]))
-                .expect("users")
-                .expect("some"),
-        );
+        let users = alice();
         let v = Verifier::default();
         assert_eq!(
             v.check(&users, Some(&header("alice:s3cret"))).await,
