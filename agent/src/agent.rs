@@ -251,7 +251,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let server = crate::http::Server::new(
         rx,
         stale_after,
-        api,
+        Arc::clone(&api),
         Arc::clone(&panics),
         Arc::clone(&http_stats),
         config.http_max_connections as usize,
@@ -274,6 +274,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         let h = Arc::clone(&history);
         let p = Arc::clone(&panics);
         let http = Arc::clone(&http_stats);
+        let api_versions = Arc::clone(&api);
         let expected = tx.borrow().as_ref().map_or(0, |p| p.metrics.len());
         let pass = tokio::task::spawn_blocking(move || {
             // A pass that panicked cannot have poisoned these (the panic is caught inside the
@@ -283,6 +284,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 let mut snapshot = c.collect()?;
                 snapshot.agent.panics = p.counts();
                 snapshot.agent.http = http.counts(with_web_config);
+                snapshot.agent.versions = api_versions.versions();
                 // Held only for the copy of this pass's numbers into the history.
                 h.write()
                     .unwrap_or_else(PoisonError::into_inner)

@@ -121,6 +121,7 @@ pub fn times(data: &[u8]) {
 pub fn http_api(data: &[u8]) {
     // The raw bytes are also an `Authorization` header value (--web-config-file's users).
     let _ = crate::access::basic_auth::parse_header(data);
+    let _ = crate::prepared::accepts_gzip(&String::from_utf8_lossy(data));
     let text = String::from_utf8_lossy(data);
     let mut parts = text.splitn(3, '\n');
     let path = format!("/api{}", parts.next().unwrap_or(""));

@@ -365,11 +365,40 @@ async fn route(req: Request<Incoming>, server: &Server) -> Response<Body> {
                 let Some(permit) = turn(&server.scrapes, SCRAPE_WAIT, server).await else {
                     return busy("scrapes");
                 };
-                let mut resp = Response::new(ScrapeBody::boxed(p.metrics.clone(), permit));
-                resp.headers_mut().insert(
+                let gzip = req
+                    .headers()
+                    .get(header::ACCEPT_ENCODING)
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(crate::prepared::accepts_gzip);
+                let body = if gzip {
+                    // Compressed off the async threads, once per pass whoever asks first.
+                    let prepared = Arc::clone(&p);
+                    tokio::task::spawn_blocking(move || prepared.gzipped())
+                        .await
+                        .ok()
+                } else {
+                    None
+                };
+                let encoded = body.is_some();
+                let mut resp = Response::new(ScrapeBody::boxed(
+                    body.unwrap_or_else(|| p.metrics.clone()),
+                    permit,
+                ));
+                let h = resp.headers_mut();
+                h.insert(
                     header::CONTENT_TYPE,
                     header::HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
                 );
+                h.insert(
+                    header::VARY,
+                    header::HeaderValue::from_static("Accept-Encoding"),
+                );
+                if encoded {
+                    h.insert(
+                        header::CONTENT_ENCODING,
+                        header::HeaderValue::from_static("gzip"),
+                    );
+                }
                 resp
             }
             None => text(StatusCode::SERVICE_UNAVAILABLE, "no snapshot yet\n"),

@@ -120,6 +120,17 @@ pub struct AgentStats {
     pub panics: crate::panics::PanicCounts,
     /// The HTTP layer's connection counters.
     pub http: crate::http::HttpCounts,
+    /// Kernel, OS and Docker versions (`cadvisor_version_info`, the API's `version`).
+    pub versions: Versions,
+}
+
+/// What `cadvisor_version_info` and the API's `version`/`attributes` report about the software.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Versions {
+    pub kernel: String,
+    pub os: String,
+    pub docker: String,
+    pub docker_api: String,
 }
 
 impl Default for AgentStats {
@@ -155,6 +166,7 @@ impl Default for AgentStats {
             pods: Default::default(),
             panics: Default::default(),
             http: Default::default(),
+            versions: Versions::default(),
         }
     }
 }

@@ -1,5 +1,6 @@
 //! The live exposition parses with Prometheus' own checker.
 use std::{
+    fs,
     io::Write as _,
     process::{Command, Stdio},
     time::Duration,
@@ -9,8 +10,11 @@ use nodetel_integration_tests::{Agent, TestCgroup, privileged, require_tool};
 
 /// promtool lint findings that cAdvisor-compatible names cannot avoid: dashboards query these
 /// names exactly, so renaming them would break the drop-in promise.
-const LINT_ALLOWED: &[&str] =
-    &[r#"container_memory_failcnt counter metrics should have "_total" suffix"#];
+const LINT_ALLOWED: &[&str] = &[
+    r#"container_memory_failcnt counter metrics should have "_total" suffix"#,
+    // cAdvisor's own label names (cadvisorVersion, kernelVersion, ...), as its version tables read.
+    "cadvisor_version_info label names should be written in 'snake_case' not 'camelCase'",
+];
 
 #[test]
 fn promtool_finds_no_parse_error() -> anyhow::Result<()> {
@@ -84,5 +88,73 @@ fn machine_facts_match_the_host() -> anyhow::Result<()> {
         line.contains(&format!("boot_id=\"{}\"", boot_id.trim())),
         "{line}"
     );
+    // cAdvisor's version table: the running kernel's release, as `uname -r` prints it.
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease")?;
+    let version =
+        e.0.lines()
+            .find(|l| l.starts_with("cadvisor_version_info{"))
+            .ok_or_else(|| anyhow::anyhow!("no cadvisor_version_info"))?;
+    assert!(
+        version.contains(&format!("kernelVersion=\"{}\"", release.trim()))
+            && version.contains("cadvisorVersion=\"nodetel-")
+            && version.ends_with(" 1"),
+        "{version}"
+    );
     Ok(())
+}
+
+/// A scraper that accepts gzip (Prometheus always sends `Accept-Encoding: gzip`) gets the same
+/// exposition gzipped; one that does not gets it plain. Checked with curl, and the sizes printed.
+#[test]
+fn metrics_are_gzipped_for_scrapers_that_ask() -> anyhow::Result<()> {
+    let test = "metrics_are_gzipped_for_scrapers_that_ask";
+    if !privileged(test) || !require_tool(test, "curl") {
+        return Ok(());
+    }
+    let agent = Agent::start(Duration::from_millis(500), &[])?;
+    let dir = tempdir("gzip")?;
+    let url = format!("http://{}/metrics", agent.addr);
+    let fetch = |name: &str, opts: &[&str]| -> anyhow::Result<(String, Vec<u8>)> {
+        let body = dir.join(name);
+        let out = Command::new("curl")
+            .args(["-sS", "--max-time", "10", "-D", "-", "-o"])
+            .arg(&body)
+            .args(opts)
+            .arg(&url)
+            .output()?;
+        anyhow::ensure!(out.status.success(), "curl {opts:?}: {:?}", out);
+        Ok((
+            String::from_utf8_lossy(&out.stdout).to_lowercase(),
+            fs::read(&body)?,
+        ))
+    };
+    let (plain_head, plain) = fetch("plain", &[])?;
+    let (raw_head, raw) = fetch("raw", &["-H", "Accept-Encoding: gzip"])?;
+    let (_, decoded) = fetch("decoded", &["--compressed"])?;
+    assert!(!plain_head.contains("content-encoding"), "{plain_head}");
+    assert!(plain_head.contains("vary: accept-encoding"), "{plain_head}");
+    assert!(raw_head.contains("content-encoding: gzip"), "{raw_head}");
+    // gzip's magic, and curl's own decoding gives an exposition of the same shape.
+    assert_eq!(&raw[..2], &[0x1f, 0x8b], "not gzip");
+    let text = String::from_utf8(decoded)?;
+    assert!(text.contains("# TYPE container_cpu_usage_seconds_total counter"));
+    let families = |t: &str| t.lines().filter(|l| l.starts_with("# TYPE")).count();
+    assert_eq!(
+        families(&text),
+        families(&String::from_utf8(plain.clone())?)
+    );
+    eprintln!(
+        "/metrics: {} bytes plain, {} gzipped ({:.1}x)",
+        plain.len(),
+        raw.len(),
+        plain.len() as f64 / raw.len() as f64
+    );
+    assert!(raw.len() * 4 < plain.len(), "gzip saved less than 4x");
+    Ok(())
+}
+
+fn tempdir(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("nodetel-{name}-{}", std::process::id()));
+    fs::create_dir_all(&dir)?;
+    Ok(dir)
 }

@@ -680,14 +680,7 @@ pub fn machine(m: &MachineInfo, now: SystemTime) -> Value {
     })
 }
 
-/// What `version` and `attributes` report about the software.
-#[derive(Clone, Debug, Default)]
-pub struct Versions {
-    pub kernel: String,
-    pub os: String,
-    pub docker: String,
-    pub docker_api: String,
-}
+pub use crate::snapshot::Versions;
 
 pub fn cadvisor_version() -> String {
     format!("nodetel-{}", env!("CARGO_PKG_VERSION"))

@@ -88,7 +88,8 @@ impl ApiState {
         }
     }
 
-    fn versions(&self) -> json::Versions {
+    /// The versions now: Docker's as its resolver last saw it.
+    pub fn versions(&self) -> json::Versions {
         let mut v = self.versions.clone();
         if let Some((docker, api)) = self.registry.as_ref().and_then(|r| r.docker_version()) {
             v.docker = docker;

@@ -719,6 +719,25 @@ fn cpu_map(v: f64) -> AgentSeries {
 }
 
 pub static AGENT_FAMILIES: &[AgentFamily] = &[
+    // cAdvisor's name, help and labels: dashboards' version tables read it. cadvisorVersion is
+    // nodetel's (as the API's `cadvisor_version`); no revision is built in.
+    AgentFamily {
+        name: "cadvisor_version_info",
+        help: "A metric with a constant '1' value labeled by kernel version, OS version, docker version, cadvisor version & cadvisor revision.",
+        kind: Kind::Gauge,
+        series: |a| {
+            vec![(
+                vec![
+                    ("cadvisorRevision", String::new()),
+                    ("cadvisorVersion", crate::api::json::cadvisor_version()),
+                    ("dockerVersion", a.versions.docker.clone()),
+                    ("kernelVersion", a.versions.kernel.clone()),
+                    ("osVersion", a.versions.os.clone()),
+                ],
+                1.0,
+            )]
+        },
+    },
     AgentFamily {
         name: "nodetel_build_info",
         help: "Build of the running nodetel agent; always 1.",
