@@ -331,6 +331,9 @@ fn measure(
     drop(stats);
     result.cpu_seconds = cpu1 - cpu0;
     result.rss_peak = probe::rss(pid)?.1;
+    // After the window, so the compression it costs is outside the CPU figures: what a
+    // Prometheus scrape (which always asks for gzip) transfers.
+    result.body_gzip_bytes = scrape::gzipped_bytes(&agent.addr).ok().flatten();
     for (name, end) in &bpf1 {
         let start = bpf0.get(name).copied().unwrap_or_default();
         result.programs.push(report::Program {

@@ -24,6 +24,8 @@ pub struct AgentResult {
     pub cgroup_memory: Vec<u64>,
     pub latencies_ms: Vec<f64>,
     pub body_bytes: usize,
+    /// The body's size when gzip is asked for; `None`: sent uncompressed.
+    pub body_gzip_bytes: Option<usize>,
     pub series: usize,
     /// Scrapes that failed or timed out (their time is in `latencies_ms`).
     pub failed_scrapes: usize,
@@ -46,6 +48,7 @@ impl AgentResult {
             cgroup_memory: Vec::new(),
             latencies_ms: Vec::new(),
             body_bytes: 0,
+            body_gzip_bytes: None,
             series: 0,
             failed_scrapes: 0,
             pass_seconds: Vec::new(),
@@ -119,6 +122,7 @@ impl AgentResult {
             "scrapes": self.latencies_ms.len(),
             "failed_scrapes": self.failed_scrapes,
             "body_bytes": self.body_bytes,
+            "body_gzip_bytes": self.body_gzip_bytes,
             "series": self.series,
             "collection_pass_ms_median": (!self.pass_seconds.is_empty())
                 .then(|| quantile(&self.pass_seconds, 0.5) * 1e3),
@@ -277,14 +281,14 @@ impl Report {
         }
         let _ = writeln!(
             t,
-            "| cgroups | agent | CPU % of a core (user+sys / eBPF / total) | µs CPU per cgroup per pass | RSS MiB steady / peak | cgroup memory MiB | /metrics p50 / p99 ms (failed) | body KB | series | all named after s |"
+            "| cgroups | agent | CPU % of a core (user+sys / eBPF / total) | µs CPU per cgroup per pass | RSS MiB steady / peak | cgroup memory MiB | /metrics p50 / p99 ms (failed) | body KB (gzip) | series | all named after s |"
         );
         let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|");
         for s in &self.sizes {
             for a in &s.agents {
                 let _ = writeln!(
                     t,
-                    "| {} | {} | {:.2} / {:.2} / **{:.2}** | {:.1} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1}{} | {:.0} | {} | {:.1} |",
+                    "| {} | {} | {:.2} / {:.2} / **{:.2}** | {:.1} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1}{} | {:.0} ({}) | {} | {:.1} |",
                     s.cgroups,
                     a.name,
                     a.cpu_pct(),
@@ -302,6 +306,8 @@ impl Report {
                         String::new()
                     },
                     a.body_bytes as f64 / 1000.0,
+                    a.body_gzip_bytes
+                        .map_or("plain".to_string(), |b| format!("{:.0}", b as f64 / 1000.0)),
                     a.series,
                     a.named_after.as_secs_f64(),
                 );

@@ -1,5 +1,6 @@
 //! One timed scrape, the way Prometheus' HTTP client sees it: a fresh connection, the whole
-//! body, plain text (no compression, so both agents send the same kind of body).
+//! body, plain text (no compression, so both agents send the same kind of body); and, once per
+//! run, the size of the gzipped body a Prometheus scrape gets.
 use std::{
     io::{Read as _, Write as _},
     net::TcpStream,
@@ -35,6 +36,27 @@ pub fn metrics(addr: &str) -> anyhow::Result<Scrape> {
         latency,
         body: body.to_string(),
     })
+}
+
+/// The size of the body sent to a scraper that accepts gzip, as Prometheus does; `None` when
+/// the agent answered it uncompressed.
+pub fn gzipped_bytes(addr: &str) -> anyhow::Result<Option<usize>> {
+    let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(
+        s,
+        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nAccept-Encoding: gzip\r\n\r\n"
+    )?;
+    let mut raw = Vec::with_capacity(1 << 20);
+    s.read_to_end(&mut raw)?;
+    let end = raw
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .context("no header end")?;
+    let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+    Ok(head
+        .contains("content-encoding: gzip")
+        .then(|| raw.len() - end - 4))
 }
 
 /// Samples in an exposition: every line that is not a comment.
