@@ -322,7 +322,7 @@ for c in $(cat /sys/fs/cgroup/cgroup.controllers); do
   echo "+$c" > /sys/fs/cgroup/cgroup.subtree_control
 done
 echo "nodetel-vm: kernel $(uname -r), $(nproc) CPUs, cgroup2 controllers: $(cat /sys/fs/cgroup/cgroup.subtree_control)"
-export NODETEL_BIN=/nodetel NODETEL_NETTOOL=/nettool NODETEL_REQUIRE_PRIVILEGED=1
+export NODETEL_BIN=/nodetel NODETEL_NETTOOL=/nettool NODETEL_REQUIRE_PRIVILEGED=1 NODETEL_UNDER_EMULATION=1
 # A test binary that hangs is killed after {test_timeout}s, after printing what every process is
 # blocked on (state, wchan, kernel stack), so the suite still reports and the hang can be read.
 dump_and_kill() {{

@@ -94,8 +94,16 @@ pub const STAT_NET_MAP_FULL_BYTES: u32 = 10;
 pub const STAT_SCHED_MAP_FULL: u32 = 11;
 /// cgroups made, removed or renamed, in any hierarchy.
 pub const STAT_CGROUP_CHANGES: u32 = 12;
+/// Switch-outs whose runtime delta exceeded the time since the switch-in even by the precise
+/// clock: the delta was not trusted and the elapsed time charged instead.
+pub const STAT_RUNTIME_CLAMPED: u32 = 13;
+/// Nanoseconds not charged at those switch-outs (runtime delta minus elapsed time).
+pub const STAT_RUNTIME_CLAMPED_NS: u32 = 14;
+/// Switch-outs whose runtime delta exceeded the tick-dated elapsed time but not the precise one:
+/// the tick clock was stale (jiffies lagging), and the delta was charged.
+pub const STAT_TICK_STALE: u32 = 15;
 /// Number of slots in [`MAP_STATS`].
-pub const STAT_SLOTS: u32 = 13;
+pub const STAT_SLOTS: u32 = 16;
 
 /// What one CPU runs since the last context switch, and what it has not yet written to the
 /// shared maps.

@@ -17,7 +17,8 @@ use nodetel_common::{
     MAP_CPU_NS, MAP_RUNNING, MAP_STATS, RunState, STAT_CGROUP_CHANGES, STAT_CGROUP_READ_FAILED,
     STAT_CPU_MAP_FULL, STAT_CPU_MAP_FULL_NS, STAT_NET_MAP_FULL, STAT_NET_MAP_FULL_BYTES,
     STAT_OOM_EVENTS_LOST, STAT_OOM_KILLS, STAT_OOM_MARKED_ONLY, STAT_OOM_UNCOUNTED,
-    STAT_SCHED_MAP_FULL, STAT_STATE_MISMATCH, STAT_STATE_MISMATCH_NS,
+    STAT_RUNTIME_CLAMPED, STAT_RUNTIME_CLAMPED_NS, STAT_SCHED_MAP_FULL, STAT_STATE_MISMATCH,
+    STAT_STATE_MISMATCH_NS, STAT_TICK_STALE,
 };
 use rustix::time::{ClockId, clock_gettime};
 
@@ -45,6 +46,11 @@ pub struct KernelStats {
     pub switches: u64,
     pub state_mismatch: u64,
     pub state_mismatch_ns: u64,
+    /// Switch-outs whose runtime delta was not trusted, and the ns it exceeded the elapsed time.
+    pub runtime_clamped: u64,
+    pub runtime_clamped_ns: u64,
+    /// Switch-outs whose tick-dated clock was stale (the precise clock read instead).
+    pub tick_stale: u64,
     pub oom_kills: u64,
     pub oom_events_lost: u64,
     pub oom_marked_only: u64,
@@ -215,6 +221,9 @@ impl Probes {
             switches: 0,
             state_mismatch: slot(STAT_STATE_MISMATCH)?,
             state_mismatch_ns: slot(STAT_STATE_MISMATCH_NS)?,
+            runtime_clamped: slot(STAT_RUNTIME_CLAMPED)?,
+            runtime_clamped_ns: slot(STAT_RUNTIME_CLAMPED_NS)?,
+            tick_stale: slot(STAT_TICK_STALE)?,
             oom_kills: slot(STAT_OOM_KILLS)?,
             oom_events_lost: slot(STAT_OOM_EVENTS_LOST)?,
             oom_marked_only: slot(STAT_OOM_MARKED_ONLY)?,

@@ -829,6 +829,24 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         series: |a| one(a.kernel.state_mismatch_ns as f64 / 1e9),
     },
     AgentFamily {
+        name: "nodetel_ebpf_stale_tick_switches_total",
+        help: "Switch-outs at which the once-per-tick clock was more than 20 ms behind (jiffies lagging, as under emulation), so the precise clock was read to bound the runtime delta.",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.tick_stale as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_runtime_clamped_switches_total",
+        help: "Switch-outs whose task runtime delta exceeded the time since its switch-in by the precise clock: the elapsed time was charged instead (a clock or BTF offset problem; 0 expected).",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.runtime_clamped as f64),
+    },
+    AgentFamily {
+        name: "nodetel_ebpf_runtime_clamped_cpu_seconds_total",
+        help: "CPU time not charged at clamped switch-outs (runtime delta minus elapsed time).",
+        kind: Kind::Counter,
+        series: |a| one(a.kernel.runtime_clamped_ns as f64 / 1e9),
+    },
+    AgentFamily {
         name: "nodetel_ebpf_context_switches_total",
         help: "Context switches seen by the sched_switch program.",
         kind: Kind::Counter,
