@@ -151,6 +151,7 @@ fn metrics_are_gzipped_for_scrapers_that_ask() -> anyhow::Result<()> {
         gz.len(),
         plain.len() as f64 / gz.len() as f64
     );
-    assert!(gz.len() * 4 < plain.len(), "gzip saved less than 4x");
+    // 6.6x on the host, 4.4x in the VM (a smaller body); under 3x would mean no compression to speak of.
+    assert!(gz.len() * 3 < plain.len(), "gzip saved less than 3x");
     Ok(())
 }
