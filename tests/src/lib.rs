@@ -86,6 +86,20 @@ pub fn unified_root() -> Option<PathBuf> {
         .find(|p| p.join("cgroup.controllers").is_file())
 }
 
+/// The DaemonSet's pod as `cargo xtask deploy-check` translates it from the rendered manifest
+/// (`target/deploy/daemonset-pod.json`): its capabilities, mounts, arguments and limits, so tests
+/// run the agent exactly as the DaemonSet does.
+pub fn daemonset_pod() -> anyhow::Result<serde_json::Value> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/deploy/daemonset-pod.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "{} is missing: `cargo xtask deploy-check` writes it (`cargo xtask test` runs it first)",
+            path.display()
+        )
+    })?;
+    Ok(serde_json::from_str(&text)?)
+}
+
 /// The agent binary under test: `NODETEL_BIN`, else the workspace's release or debug build.
 pub fn agent_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("NODETEL_BIN") {

@@ -8,29 +8,19 @@
 //! test runs the image itself under the same set).
 use std::{
     fmt::Write as _,
-    fs,
-    path::Path,
-    thread,
+    fs, thread,
     time::{Duration, Instant},
 };
 
 use anyhow::Context as _;
 use nodetel_integration_tests::{
-    Agent, Exposition, TestCgroup, http_get,
+    Agent, Exposition, TestCgroup, daemonset_pod, http_get,
     netns::{Netns, ip, ip_bin},
     privileged, require_tool,
 };
 
 fn daemonset_caps() -> anyhow::Result<Vec<String>> {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/deploy/daemonset-pod.json");
-    let text = fs::read_to_string(&path).with_context(|| {
-        format!(
-            "{} is missing: `cargo xtask deploy-check` writes it",
-            path.display()
-        )
-    })?;
-    let pod: serde_json::Value = serde_json::from_str(&text)?;
-    Ok(pod["caps_add"]
+    Ok(daemonset_pod()?["caps_add"]
         .as_array()
         .context("caps_add")?
         .iter()

@@ -23,7 +23,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 use nodetel_integration_tests::{
-    Exposition, TestCgroup, agent_bin, http_get,
+    Exposition, TestCgroup, agent_bin, daemonset_pod, http_get,
     netns::{Netns, ip, ip_bin},
     privileged, require_tool,
     runtimes::{Containerd, Dockerd, run},
@@ -181,17 +181,6 @@ const ALL_CAPS: [&str; 41] = [
     "BPF",
     "CHECKPOINT_RESTORE",
 ];
-
-fn daemonset_pod() -> anyhow::Result<serde_json::Value> {
-    let path = repo().join("target/deploy/daemonset-pod.json");
-    let text = fs::read_to_string(&path).with_context(|| {
-        format!(
-            "{} is missing: `cargo xtask deploy-check` writes it (`cargo xtask test` runs it first)",
-            path.display()
-        )
-    })?;
-    Ok(serde_json::from_str(&text)?)
-}
 
 fn strings(v: &serde_json::Value) -> Vec<String> {
     v.as_array()

@@ -15,6 +15,7 @@ want promtool prometheus            # metric and rule checks, the deploy check
 want bpftool bpftool                # programs gone after SIGTERM
 want ip iproute2                    # network-namespace test
 want taskset util-linux             # pinned CPU burners
+want setpriv util-linux             # the capability test's exact capability sets
 want kill procps                    # signals to the agent
 want protoc protobuf-compiler       # containerd-client compiles containerd's .proto files
 want objcopy binutils               # the VM suite strips what it packs

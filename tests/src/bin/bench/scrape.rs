@@ -16,17 +16,8 @@ pub struct Scrape {
 
 pub fn metrics(addr: &str) -> anyhow::Result<Scrape> {
     let start = Instant::now();
-    let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(
-        s,
-        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nAccept: text/plain;version=0.0.4\r\n\r\n"
-    )?;
-    let mut raw = Vec::with_capacity(1 << 20);
-    s.read_to_end(&mut raw)?;
+    let (head, body) = get_metrics(addr, "Accept: text/plain;version=0.0.4")?;
     let latency = start.elapsed();
-    let raw = String::from_utf8(raw).context("body is not UTF-8")?;
-    let (head, body) = raw.split_once("\r\n\r\n").context("no header end")?;
     anyhow::ensure!(
         head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"),
         "/metrics answered {}",
@@ -34,18 +25,17 @@ pub fn metrics(addr: &str) -> anyhow::Result<Scrape> {
     );
     Ok(Scrape {
         latency,
-        body: body.to_string(),
+        body: String::from_utf8(body).context("body is not UTF-8")?,
     })
 }
 
-/// The size of the body sent to a scraper that accepts gzip, as Prometheus does; `None` when
-/// the agent answered it uncompressed.
-pub fn gzipped_bytes(addr: &str) -> anyhow::Result<Option<usize>> {
+/// `GET /metrics` on a fresh connection with one extra header line: (head, body).
+fn get_metrics(addr: &str, header: &str) -> anyhow::Result<(String, Vec<u8>)> {
     let mut s = TcpStream::connect(addr).with_context(|| format!("connect {addr}"))?;
     s.set_read_timeout(Some(Duration::from_secs(30)))?;
     write!(
         s,
-        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\nAccept-Encoding: gzip\r\n\r\n"
+        "GET /metrics HTTP/1.0\r\nHost: {addr}\r\n{header}\r\n\r\n"
     )?;
     let mut raw = Vec::with_capacity(1 << 20);
     s.read_to_end(&mut raw)?;
@@ -53,10 +43,18 @@ pub fn gzipped_bytes(addr: &str) -> anyhow::Result<Option<usize>> {
         .windows(4)
         .position(|w| w == b"\r\n\r\n")
         .context("no header end")?;
-    let head = String::from_utf8_lossy(&raw[..end]).to_lowercase();
+    let body = raw.split_off(end + 4);
+    Ok((String::from_utf8_lossy(&raw[..end]).into_owned(), body))
+}
+
+/// The size of the body sent to a scraper that accepts gzip, as Prometheus does; `None` when
+/// the agent answered it uncompressed.
+pub fn gzipped_bytes(addr: &str) -> anyhow::Result<Option<usize>> {
+    let (head, body) = get_metrics(addr, "Accept-Encoding: gzip")?;
     Ok(head
+        .to_lowercase()
         .contains("content-encoding: gzip")
-        .then(|| raw.len() - end - 4))
+        .then_some(body.len()))
 }
 
 /// Samples in an exposition: every line that is not a comment.
