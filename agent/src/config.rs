@@ -45,8 +45,16 @@ pub struct Config {
     #[arg(long, env = "NODETEL_ENABLE_METRICS", value_delimiter = ',')]
     pub enable_metrics: Vec<String>,
 
-    /// Metric kinds to leave out; their cgroupfs files are then never read.
-    #[arg(long, env = "NODETEL_DISABLE_METRICS", value_delimiter = ',')]
+    /// Metric kinds to leave out; their cgroupfs files are then never read. The default is
+    /// cAdvisor 0.38.7's for the kinds nodetel shares with it (`process`, `sched` off; it had no
+    /// `pressure`), so a node costs Prometheus no more series than cAdvisor did; an empty value
+    /// (`--disable-metrics=`) turns every kind on.
+    #[arg(
+        long,
+        env = "NODETEL_DISABLE_METRICS",
+        value_delimiter = ',',
+        default_value = "process,sched,pressure"
+    )]
     pub disable_metrics: Vec<String>,
 
     /// cgroupfs files kept open between passes and re-read with pread instead of reopened (about
@@ -334,5 +342,24 @@ mod tests {
         assert_eq!(c.listen.port(), 8080);
         assert_eq!(c.interval, Duration::from_secs(1));
         assert!(Config::try_parse_from(["nodetel", "--cpu-map-entries", "1"]).is_err());
+    }
+
+    #[test]
+    fn metric_kinds_default_to_cadvisors_and_an_empty_value_turns_all_on() {
+        use crate::metric_kinds::{MetricKind, MetricKinds};
+        let kinds = |args: &[&str]| {
+            let c = Config::try_parse_from(args).expect("parse");
+            MetricKinds::resolve(&c.enable_metrics, &c.disable_metrics).expect("kinds")
+        };
+        let default = kinds(&["nodetel"]);
+        assert_eq!(
+            default.names(),
+            ["cpu", "memory", "diskIO", "oom_event", "network"]
+        );
+        let all = kinds(&["nodetel", "--disable-metrics="]);
+        assert_eq!(all.names().len(), MetricKind::ALL.len());
+        // A cAdvisor command line's own list replaces the default, as in cAdvisor.
+        let theirs = kinds(&["nodetel", "--disable-metrics=percpu,process"]);
+        assert!(theirs.has(MetricKind::Sched) && !theirs.has(MetricKind::Process));
     }
 }

@@ -152,6 +152,14 @@ impl Agent {
             }
             None => Command::new(&bin),
         };
+        // The suite checks every kind's figures, so every kind is on unless a test chooses its
+        // own set; the default set has its own test (lifecycle.rs).
+        let chooses_kinds = extra
+            .iter()
+            .any(|a| a.starts_with("--enable-metrics") || a.starts_with("--disable-metrics"));
+        if !chooses_kinds {
+            cmd.arg("--disable-metrics=");
+        }
         let child = cmd
             .args(["--listen", &addr])
             .args(["--interval", &format!("{}ms", interval.as_millis())])

@@ -440,7 +440,9 @@ fn the_image_runs_with_the_daemonsets_privileges_and_serves() -> anyhow::Result<
         "programs not attached with the DaemonSet's capabilities: {refused:?}; /healthz: {:?}",
         http_get(&addr, &health)
     );
-    // The host paths: machine id from the mounted file, the containers' processes via host pids.
+    // The host paths: machine id from the mounted file; host pids (a workload's network
+    // namespace is found through its pid) by the interface check below. The `process` kind is
+    // off at the defaults, as in cAdvisor.
     let machine_id = fs::read_to_string("/etc/machine-id")?.trim().to_string();
     anyhow::ensure!(
         e.0.lines()
@@ -448,10 +450,8 @@ fn the_image_runs_with_the_daemonsets_privileges_and_serves() -> anyhow::Result<
         "machine_cpu_cores without the host's machine id {machine_id}"
     );
     anyhow::ensure!(
-        e.value("container_processes", &cg.rel)
-            .is_some_and(|v| v >= 1.0),
-        "no process count for {}: the host pid namespace is not seen",
-        cg.rel
+        e.value("container_processes", &cg.rel).is_none(),
+        "container_processes exported by the DaemonSet, whose kinds are the defaults"
     );
     interface_names_without_sys_admin(&addr, &logs)?;
     let usage = ctr(&["tasks", "metrics", NAME]).unwrap_or_default();

@@ -169,6 +169,40 @@ fn bpftool_has_prog(id: u32) -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// With no kind flag the agent exports cAdvisor 0.38.7's default kinds: no `process`, `sched`
+/// or `pressure` series (about 12 per container, 29 more for a run-queue histogram), so a node
+/// costs Prometheus no more than cAdvisor did. Everything else is there.
+#[test]
+fn default_metric_kinds_are_cadvisors() -> anyhow::Result<()> {
+    if !privileged("default_metric_kinds_are_cadvisors") {
+        return Ok(());
+    }
+    // An empty --enable-metrics is "not given": the harness then adds no kind flag of its own.
+    let agent = Agent::start(Duration::from_millis(300), &["--enable-metrics="])?;
+    let e = agent.next_metrics()?;
+    for kept in [
+        "container_cpu_usage_seconds_total{",
+        "container_memory_working_set_bytes{",
+        "container_oom_events_total{",
+        "container_spec_memory_limit_bytes{",
+    ] {
+        assert!(e.0.contains(kept), "{kept} missing at the defaults");
+    }
+    for gone in [
+        "container_cpu_schedstat_",
+        "nodetel_container_runqueue_latency_seconds",
+        "container_processes{",
+        "container_threads",
+        "container_pressure_",
+    ] {
+        assert!(
+            !e.0.lines().any(|l| l.starts_with(gone)),
+            "{gone}* exported at the defaults"
+        );
+    }
+    Ok(())
+}
+
 /// `--disable-metrics` leaves whole kinds out; an unknown kind is refused at start-up.
 #[test]
 fn disabled_metric_kinds_are_absent_and_unknown_ones_refused() -> anyhow::Result<()> {

@@ -111,7 +111,7 @@ const PIPE_LOOPS: u32 = 100_000;
 const PIPE_RUNS_PER_ROUND: usize = 3;
 
 /// The context-switch tax in interleaved rounds: each round runs the pipe benchmark without an
-/// agent, with nodetel, with nodetel --disable-metrics sched, and with nodetel whose
+/// agent, with nodetel with every kind on, with nodetel's defaults (no `sched`), and with nodetel whose
 /// sched_switch program is replaced by an empty one (each agent started afresh and kept off
 /// CPU 0, the order rotated from round to round), so a drift of the machine during the bench
 /// falls on all alike; medians over the rounds. The empty program is the floor: what any
@@ -123,10 +123,12 @@ fn pipe_rounds(
     agent_cgroup: &Cgroup,
     n: usize,
 ) -> anyhow::Result<PipeResult> {
-    let mut nodetel = AgentCommand::nodetel(&args.nodetel, docker_socket)?;
+    // Every kind on: sched_switch also reads the run-queue figures (the `sched` kind).
+    let mut nodetel =
+        AgentCommand::nodetel(&args.nodetel, docker_socket)?.with(&["--disable-metrics="]);
     nodetel.name = "nodetel-pipe";
-    let mut cpu_only =
-        AgentCommand::nodetel(&args.nodetel, docker_socket)?.with(&["--disable-metrics", "sched"]);
+    // The defaults: `sched` off, as in cAdvisor; sched_switch accounts CPU time alone.
+    let mut cpu_only = AgentCommand::nodetel(&args.nodetel, docker_socket)?;
     cpu_only.name = "nodetel-pipe-no-sched";
     let mut floor =
         AgentCommand::nodetel(&args.nodetel, docker_socket)?.with(&["--bench-sched-switch-floor"]);
@@ -137,7 +139,7 @@ fn pipe_rounds(
     let (mut switch_ns, mut floor_switch_ns) = (None, None);
     for round in 1..=args.pipe_runs {
         eprintln!(
-            "bench: perf bench sched pipe, round {round}/{}: no agent, nodetel, nodetel --disable-metrics sched, nodetel --bench-sched-switch-floor",
+            "bench: perf bench sched pipe, round {round}/{}: no agent, nodetel with sched, nodetel (default, no sched), nodetel --bench-sched-switch-floor",
             args.pipe_runs
         );
         // Each round starts with another configuration: whatever the position in a round does
@@ -304,6 +306,7 @@ fn measure(
                 result.latencies_ms.push(s.latency.as_secs_f64() * 1e3);
                 result.body_bytes = s.body.len();
                 result.series = scrape::series(&s.body);
+                result.series_per_container = scrape::series_per_docker_container(&s.body);
                 if let Some(d) = scrape::scalar(&s.body, "nodetel_collection_duration_seconds") {
                     result.pass_seconds.push(d);
                 }

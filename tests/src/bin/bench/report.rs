@@ -27,6 +27,8 @@ pub struct AgentResult {
     /// The body's size when gzip is asked for; `None`: sent uncompressed.
     pub body_gzip_bytes: Option<usize>,
     pub series: usize,
+    /// Series per Docker container: the same containers for both agents.
+    pub series_per_container: Option<f64>,
     /// Scrapes that failed or timed out (their time is in `latencies_ms`).
     pub failed_scrapes: usize,
     /// The agent's own figure for one collection pass (nodetel only).
@@ -50,6 +52,7 @@ impl AgentResult {
             body_bytes: 0,
             body_gzip_bytes: None,
             series: 0,
+            series_per_container: None,
             failed_scrapes: 0,
             pass_seconds: Vec::new(),
             floor_per_cgroup: None,
@@ -124,6 +127,7 @@ impl AgentResult {
             "body_bytes": self.body_bytes,
             "body_gzip_bytes": self.body_gzip_bytes,
             "series": self.series,
+            "series_per_docker_container": self.series_per_container,
             "collection_pass_ms_median": (!self.pass_seconds.is_empty())
                 .then(|| quantile(&self.pass_seconds, 0.5) * 1e3),
             "ebpf_programs": programs,
@@ -155,7 +159,7 @@ impl SizeResult {
 pub struct PipeResult {
     pub off: (f64, f64),
     pub on: (f64, f64),
-    /// With `--disable-metrics sched`: CPU accounting alone, no run-queue latency figures.
+    /// At the defaults (`sched` off): CPU accounting alone, no run-queue latency figures.
     pub on_cpu_only: (f64, f64),
     /// With `--bench-sched-switch-floor`: an empty program on sched_switch, the rest of the
     /// agent as usual. What any program on that tracepoint costs here.
@@ -281,14 +285,14 @@ impl Report {
         }
         let _ = writeln!(
             t,
-            "| cgroups | agent | CPU % of a core (user+sys / eBPF / total) | µs CPU per cgroup per pass | RSS MiB steady / peak | cgroup memory MiB | /metrics p50 / p99 ms (failed) | body KB (gzip) | series | all named after s |"
+            "| cgroups | agent | CPU % of a core (user+sys / eBPF / total) | µs CPU per cgroup per pass | RSS MiB steady / peak | cgroup memory MiB | /metrics p50 / p99 ms (failed) | body KB (gzip) | series (per Docker container) | all named after s |"
         );
         let _ = writeln!(t, "|---|---|---|---|---|---|---|---|---|---|");
         for s in &self.sizes {
             for a in &s.agents {
                 let _ = writeln!(
                     t,
-                    "| {} | {} | {:.2} / {:.2} / **{:.2}** | {:.1} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1}{} | {:.0} ({}) | {} | {:.1} |",
+                    "| {} | {} | {:.2} / {:.2} / **{:.2}** | {:.1} | {:.1} / {:.1} | {:.1} | {:.1} / {:.1}{} | {:.0} ({}) | {} ({}) | {:.1} |",
                     s.cgroups,
                     a.name,
                     a.cpu_pct(),
@@ -309,6 +313,8 @@ impl Report {
                     a.body_gzip_bytes
                         .map_or("plain".to_string(), |b| format!("{:.0}", b as f64 / 1000.0)),
                     a.series,
+                    a.series_per_container
+                        .map_or("-".to_string(), |n| format!("{n:.1}")),
                     a.named_after.as_secs_f64(),
                 );
             }
@@ -373,12 +379,12 @@ impl Report {
             let _ = writeln!(t, "| no agent | {:.2} | | {:.2} | |", p.off.0, p.off.1);
             let _ = writeln!(
                 t,
-                "| nodetel (default) | {:.2} | {s:+.1} % | {:.2} | {sp:+.1} % |",
+                "| nodetel with sched (`--disable-metrics=`) | {:.2} | {s:+.1} % | {:.2} | {sp:+.1} % |",
                 p.on.0, p.on.1
             );
             let _ = writeln!(
                 t,
-                "| nodetel --disable-metrics sched | {:.2} | {c:+.1} % | {:.2} | {cp:+.1} % |",
+                "| nodetel (default: no sched) | {:.2} | {c:+.1} % | {:.2} | {cp:+.1} % |",
                 p.on_cpu_only.0, p.on_cpu_only.1
             );
             let _ = writeln!(

@@ -64,6 +64,27 @@ pub fn series(body: &str) -> usize {
         .count()
 }
 
+/// Series per Docker container (`id="/docker/<id>"`): the bench's containers, the same for both
+/// agents, each with a writable layer, a network namespace and processes, as real ones have.
+/// `None` when the body names none.
+pub fn series_per_docker_container(body: &str) -> Option<f64> {
+    let mut ids: Vec<&str> = Vec::new();
+    let mut n = 0usize;
+    for l in body.lines().filter(|l| !l.starts_with('#')) {
+        let Some(start) = l.find("id=\"/docker/").map(|i| i + 4) else {
+            continue;
+        };
+        let Some(len) = l[start..].find('"') else {
+            continue;
+        };
+        n += 1;
+        ids.push(&l[start..start + len]);
+    }
+    ids.sort_unstable();
+    ids.dedup();
+    (!ids.is_empty()).then(|| n as f64 / ids.len() as f64)
+}
+
 /// How many distinct bench cgroups (`id="/nodetel-bench/c<i>"`) have a memory usage sample: a
 /// figure both agents write for every cgroup (cAdvisor leaves out the CPU usage of a cgroup that
 /// has not run since it was made).
@@ -109,6 +130,19 @@ mod tests {
     fn counts_samples_not_comments() {
         let body = "# HELP a x\n# TYPE a gauge\na 1\na{b=\"c\"} 2\n\nb 3\n";
         assert_eq!(series(body), 3);
+    }
+
+    #[test]
+    fn series_per_docker_container_divides_by_distinct_ids() {
+        let body = concat!(
+            "# HELP a x\n",
+            "a{id=\"/docker/aa\"} 1\n",
+            "b{id=\"/docker/aa\",interface=\"eth0\"} 1\n",
+            "a{id=\"/docker/bb\"} 1\n",
+            "a{id=\"/\"} 1\n",
+        );
+        assert_eq!(series_per_docker_container(body), Some(1.5));
+        assert_eq!(series_per_docker_container("a{id=\"/\"} 1\n"), None);
     }
 
     #[test]
