@@ -9,7 +9,9 @@ use aya_ebpf::{
     helpers::{bpf_probe_read_kernel, bpf_skb_cgroup_id},
     programs::SkBuffContext,
 };
-use nodetel_common::{NetCounters, NetKey, STAT_NET_MAP_FULL, STAT_NET_MAP_FULL_BYTES};
+use nodetel_common::{
+    LOOPBACK_IFINDEX, NetCounters, NetKey, STAT_NET_MAP_FULL, STAT_NET_MAP_FULL_BYTES,
+};
 
 use crate::{
     maps::{NET_TRAFFIC, atomic_add, stat_add, upsert},
@@ -61,6 +63,9 @@ pub fn count(ctx: &SkBuffContext, direction: u32) {
             (*skb).gso_segs,
         )
     };
+    if ifindex == LOOPBACK_IFINDEX && !task::count_loopback() {
+        return;
+    }
     let key = NetKey {
         cgroup_id,
         netns: netns(ctx),

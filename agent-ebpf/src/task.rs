@@ -30,6 +30,14 @@ pub fn offsets() -> KernelOffsets {
     unsafe { core::ptr::read_volatile(&OFFSETS) }
 }
 
+/// Whether the agent asked for loopback traffic ([`nodetel_common::FEATURE_LOOPBACK`]).
+#[inline(always)]
+pub fn count_loopback() -> bool {
+    // SAFETY: as in `offsets`, a volatile read of a plain static.
+    let features = unsafe { core::ptr::read_volatile(&OFFSETS.features) };
+    features & nodetel_common::FEATURE_LOOPBACK != 0
+}
+
 /// The two offsets the traffic programs need, read alone: they run per packet, and copying the
 /// whole struct costs a load per field. `None` before userspace filled it.
 #[inline(always)]

@@ -134,7 +134,7 @@ impl Collector {
             sched_map_capacity: u64::from(probes.sched_map_entries),
             ..AgentStats::default()
         };
-        let network = NetworkReader::new(roots.proc_root.clone());
+        let network = NetworkReader::new(roots.proc_root.clone(), probes.loopback);
         Collector {
             probes,
             traffic: Traffic::new(),
@@ -168,6 +168,12 @@ impl Collector {
 
     pub fn collect(&mut self) -> Result<Snapshot, CollectError> {
         let started = Instant::now();
+        // Devices first, the traffic map after the other drains: packets a device has passed
+        // on are in its sockets' counters by then (see NetworkReader::read_devices_early).
+        let net_on = self.reader.kinds().has(MetricKind::Network);
+        if net_on {
+            self.network.read_devices_early();
+        }
         // The moment the CPU figures describe: the drain, not the end of the pass.
         let taken_at = SystemTime::now();
         // Drain BEFORE walking: see CpuAccountant::update for why the order makes forgetting safe.
@@ -190,7 +196,6 @@ impl Collector {
                 self.stats.drain_errors += 1;
                 tracing::warn!(error = %e, "failed to drain the scheduler maps; run-queue figures are held this pass");
             });
-        let net_on = self.reader.kinds().has(MetricKind::Network);
         let traffic = (net_on && self.probes.counts_traffic())
             .then(|| self.probes.drain_traffic())
             .transpose()

@@ -136,6 +136,13 @@ pub struct Config {
           value_parser = clap::value_parser!(u32).range(64..=1_048_576))]
     pub net_map_entries: u32,
 
+    /// Count traffic over `lo` in `container_network_*`. Off by default, as cAdvisor leaves
+    /// `lo` out (with `veth*`, `docker*`, `nerdctl*`): a pod talking to its own sidecar over
+    /// 127.0.0.1 is not network bandwidth, and the kubernetes-mixin's and Lens's queries sum
+    /// every interface.
+    #[arg(long, env = "NODETEL_NETWORK_LOOPBACK")]
+    pub network_loopback: bool,
+
     /// Capacity of the run-queue histogram map: one entry per cgroup and wait bucket used (a
     /// busy cgroup 10-20, an idle one 1-3). About 16 bytes per possible CPU plus 100 each; a
     /// full map is counted in nodetel_ebpf_sched_uncounted_total.

@@ -18,6 +18,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+pub mod cadvisor;
 pub mod netns;
 pub mod prometheus;
 pub mod runtimes;
@@ -326,6 +327,13 @@ pub fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
 /// A scraped exposition with lookups by family and `id` label.
 pub struct Exposition(pub String);
 
+/// The value of a sample line: the first field after the name and labels (cAdvisor writes a
+/// timestamp after it).
+fn sample_value(line: &str) -> Option<f64> {
+    let (_, rest) = line.rsplit_once('}').or_else(|| line.split_once(' '))?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
 impl Exposition {
     /// The value of `family` for the cgroup whose `id` label is `id`.
     pub fn value(&self, family: &str, id: &str) -> Option<f64> {
@@ -334,8 +342,7 @@ impl Exposition {
             .lines()
             .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{'))
             .find(|l| l.contains(&needle))
-            .and_then(|l| l.rsplit_once(' '))
-            .and_then(|(_, v)| v.parse().ok())
+            .and_then(sample_value)
     }
 
     /// The value of `family` for the cgroup `id` in the series that also carries `label="value"`
@@ -346,8 +353,7 @@ impl Exposition {
             .lines()
             .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{'))
             .find(|l| needles.iter().all(|n| l.contains(n.as_str())))
-            .and_then(|l| l.rsplit_once(' '))
-            .and_then(|(_, v)| v.parse().ok())
+            .and_then(sample_value)
     }
 
     /// Every series of `family` for the cgroup `id`, as whole lines.
@@ -365,8 +371,7 @@ impl Exposition {
         self.0
             .lines()
             .find(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
-            .and_then(|l| l.rsplit_once(' '))
-            .and_then(|(_, v)| v.parse().ok())
+            .and_then(sample_value)
     }
 
     pub fn mentions_id(&self, id: &str) -> bool {

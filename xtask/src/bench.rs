@@ -80,7 +80,7 @@ fn have(tool: &str) -> bool {
 }
 
 /// Debian bullseye's `cadvisor` binary package, unpacked under `dir` (once).
-fn fetch_cadvisor(dir: &Path) -> anyhow::Result<PathBuf> {
+pub fn fetch_cadvisor(dir: &Path) -> anyhow::Result<PathBuf> {
     let bin = dir.join("root/usr/bin/cadvisor");
     if bin.is_file() {
         return Ok(bin);

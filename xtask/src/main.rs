@@ -322,11 +322,16 @@ fn test(root: &Path, test_args: &[String]) -> anyhow::Result<()> {
         "--test-threads=1",
     ];
     args.extend(test_args.iter().map(String::as_str));
-    let status = Command::new("cargo")
-        .args(&args)
-        .env("NODETEL_BIN", &bin)
-        .current_dir(root)
-        .status()?;
+    let mut cmd = Command::new("cargo");
+    cmd.args(&args).env("NODETEL_BIN", &bin).current_dir(root);
+    // The peer that compatibility is checked against, on the same containers (the bench's).
+    match bench::fetch_cadvisor(&root.join("target/bench/peer")) {
+        Ok(cadvisor) => {
+            cmd.env("NODETEL_CADVISOR", cadvisor);
+        }
+        Err(e) => eprintln!("xtask: cAdvisor could not be fetched ({e:#}); its tests skip"),
+    }
+    let status = cmd.status()?;
     if !status.success() {
         bail!("integration tests failed");
     }

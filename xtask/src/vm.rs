@@ -52,6 +52,7 @@ const HOST_ONLY_TESTS: &[&str] = &[
     "dashboard",
     "web_config",
     "capabilities",
+    "cadvisor_peer",
 ];
 
 /// A bootable kernel and, when it came from a .deb, its modules directory.

@@ -281,6 +281,12 @@ pub struct KernelOffsets {
 
 /// [`KernelOffsets::features`] bit: measure run-queue waits and run periods at each switch.
 pub const FEATURE_SCHED: u32 = 1;
+/// [`KernelOffsets::features`] bit: count traffic over loopback too (`lo`, index 1 in every
+/// namespace). Off, as cAdvisor leaves `lo` out: a pod talking to its sidecar over 127.0.0.1 is
+/// then no bandwidth, and no map entry.
+pub const FEATURE_LOOPBACK: u32 = 2;
+/// `LOOPBACK_IFINDEX`: the kernel gives `lo` this index in every network namespace.
+pub const LOOPBACK_IFINDEX: u32 = 1;
 const _: () = assert!(core::mem::size_of::<KernelOffsets>() == 64);
 
 #[cfg(feature = "user")]

@@ -73,6 +73,8 @@ pub struct LoadOptions {
     pub cgroup2_root: Option<PathBuf>,
     /// Measure run-queue waits and run periods at each switch (the `sched` kind).
     pub sched: bool,
+    /// Count traffic over `lo` too (`--network-loopback`).
+    pub loopback: bool,
     /// Turn on the kernel's per-program run time accounting (`--bpf-stats`).
     pub bpf_stats: bool,
     /// Attach the empty `sched_switch_floor` in place of `sched_switch` (benchmarking only).
@@ -95,6 +97,8 @@ pub struct Probes {
     pub cpu_map_entries: u32,
     pub net_map_entries: u32,
     pub sched_map_entries: u32,
+    /// Loopback traffic is counted (`--network-loopback`).
+    pub loopback: bool,
     /// The OOM kill records, taken out of the object so they can be consumed in place.
     pub oom_events: Option<RingBuf<MapData>>,
     /// Keeps the kernel's run time accounting on while held (`--bpf-stats`).
@@ -141,6 +145,9 @@ impl Probes {
                     });
                 }
             }
+        }
+        if opts.loopback {
+            offsets.features |= nodetel_common::FEATURE_LOOPBACK;
         }
         let runqueue = opts.sched && offsets.task_run_delay != 0 && offsets.task_pcount != 0;
         if runqueue {
@@ -246,6 +253,7 @@ impl Probes {
             cpu_map_entries: opts.cpu_map_entries,
             net_map_entries: opts.net_map_entries,
             sched_map_entries: opts.sched_map_entries,
+            loopback: opts.loopback,
             oom_events,
             bpf_stats,
             runqueue,

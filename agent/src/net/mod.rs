@@ -1,19 +1,22 @@
-//! Per-container network figures: bytes and packets from the kernel's traffic programs, named by
-//! the devices of the container's network namespace; errors and drops from that namespace's
-//! device counters.
+//! Per-container network figures, with cAdvisor's semantics: a namespace's device counters.
 //!
 //! Who gets what:
-//! - Every cgroup but the root: the traffic of the sockets its own tasks created (eBPF), per
-//!   device. A pod cgroup has none of its own, so a sum by pod counts each byte once, and a
-//!   hostNetwork container gets its own traffic, not the host's.
-//! - Device errors and drops belong to a namespace, not to a socket: each namespace's go to one
-//!   cgroup, its owner, the oldest cgroup in it (the pod sandbox, or the container whose network
-//!   the others joined). The host namespace has no owner: no container is charged the host's.
+//! - A namespace's owner, the oldest cgroup in it (the pod sandbox, or a container alone in its
+//!   namespace): the namespace's device counters, less what the other cgroups' sockets counted
+//!   there (see `share`), and the devices' errors and drops. A container alone in its namespace
+//!   shows exactly its devices' counters, as cAdvisor; a pod's sum is its devices' counters.
+//! - Every other cgroup but the root: the traffic of the sockets its own tasks created (eBPF,
+//!   bytes at the IP layer), per device. A pod cgroup has none of its own, so a sum by pod
+//!   counts each byte once, and a hostNetwork container gets its own traffic, not the host's
+//!   (the host namespace has no owner).
 //! - The root cgroup `/` is the machine, as in cAdvisor: the host namespace's device counters.
+//! - Devices cAdvisor leaves out (`lo`, `veth*`, `docker*`, `nerdctl*`) are left out;
+//!   `--network-loopback` keeps the sockets' traffic over `lo`.
 //!
 //! Each namespace's `net/dev` is read once per pass, whatever the number of containers in it.
 pub mod netdev;
 pub mod netns;
+mod share;
 
 use std::{
     collections::{HashMap, HashSet},
@@ -105,12 +108,24 @@ pub struct NetworkReader {
     /// every pass).
     unseen_since: HashMap<u32, (Instant, u64)>,
     stats: NetStats,
+    /// The owners' share of their namespaces' device counters.
+    shares: share::Shares,
+    /// The process each namespace was read through last pass, and the devices read through it
+    /// before this pass's drain (see [`Self::read_devices_early`]).
+    readers: HashMap<u64, u32>,
+    early: HashMap<u64, (u32, Vec<DeviceCounters>)>,
+    /// `--network-loopback`: traffic on `lo` is shown.
+    loopback: bool,
 }
 
 impl NetworkReader {
-    pub fn new(proc_root: PathBuf) -> Self {
+    pub fn new(proc_root: PathBuf, loopback: bool) -> Self {
         NetworkReader {
             proc_root,
+            shares: share::Shares::default(),
+            readers: HashMap::new(),
+            early: HashMap::new(),
+            loopback,
             last_ns: HashMap::new(),
             last_pid_ns: HashMap::new(),
             denied_logged: false,
@@ -124,6 +139,21 @@ impl NetworkReader {
 
     pub fn stats(&self) -> NetStats {
         self.stats
+    }
+
+    /// Reads the device counters of last pass's namespaces, through last pass's processes,
+    /// before the traffic map is drained: what a device counted after its sockets were read
+    /// (all the traffic of the walk, tens of milliseconds) would otherwise be the owner's too,
+    /// and kept (see `share`). Read first, only the packets queued between device and socket at
+    /// that instant are.
+    pub fn read_devices_early(&mut self) {
+        let readers: Vec<(u64, u32)> = self.readers.iter().map(|(n, p)| (*n, *p)).collect();
+        self.early.clear();
+        for (ns, pid) in readers {
+            if let Some(d) = self.read_devices(pid) {
+                self.early.insert(ns, (pid, d));
+            }
+        }
     }
 
     /// Sets `network` on every sample. `traffic` is `None` when the traffic programs are not
@@ -175,6 +205,13 @@ impl NetworkReader {
                 Err(_) => {}
             }
         }
+        // A namespace is read through the same process as last pass while it is there: its
+        // devices were then read early, before the drain (see `read_devices_early`).
+        for (pid, ns) in answered.values() {
+            if self.readers.get(ns) == Some(pid) {
+                reader_pid.insert(*ns, *pid);
+            }
+        }
         for c in containers.iter() {
             if let Some(ns) = self.last_ns.get(&c.cgroup_id) {
                 ns_of.entry(c.cgroup_id).or_insert(*ns);
@@ -194,8 +231,15 @@ impl NetworkReader {
         let mut devices: HashMap<u64, Vec<DeviceCounters>> = HashMap::new();
         self.indexed.clear();
         self.stats.unindexed_devices = 0;
+        let mut early = std::mem::take(&mut self.early);
         for (&ns, &pid) in &reader_pid {
-            match self.read_devices(pid) {
+            // Read before the traffic was drained, through the same process: the owner's share
+            // (devices less the others' sockets) then never counts a packet twice.
+            let read = match early.remove(&ns) {
+                Some((p, d)) if p == pid => Some(d),
+                _ => self.read_devices(pid),
+            };
+            match read {
                 Some(d) => {
                     devices.insert(ns, d);
                 }
@@ -217,6 +261,7 @@ impl NetworkReader {
             }
         }
         self.live = reader_pid.keys().copied().collect();
+        self.readers = reader_pid.clone();
         let in_use: std::collections::HashSet<u64> = ns_of.values().copied().collect();
         self.names
             .retain(|ns, _| devices.contains_key(ns) || in_use.contains(ns));
@@ -224,45 +269,115 @@ impl NetworkReader {
         self.stats.namespaces = reader_pid.len() as u64;
 
         let owners = owners(containers, &ns_of, host);
-        for c in containers.iter_mut() {
-            c.network = if c.path == "/" {
-                host.and_then(|h| devices.get(&h)).map(|d| machine(d))
-            } else {
-                let ns = ns_of.get(&c.cgroup_id).copied();
-                let owned = ns
-                    .and_then(|ns| owners.get(&ns))
-                    .is_some_and(|o| *o == c.cgroup_id);
-                let owned_devices = if owned {
-                    ns.and_then(|ns| devices.get(&ns))
+        // Every cgroup's socket figures, named in the namespace the kernel told. Those on a
+        // device of a namespace another cgroup owns are that owner's "others".
+        let mut named: HashMap<u64, Vec<(u64, String, DeviceTraffic)>> = HashMap::new();
+        let mut current: HashMap<share::ShareKey, share::Counts> = HashMap::new();
+        for c in containers.iter().filter(|c| c.path != "/") {
+            let ns = ns_of.get(&c.cgroup_id).copied();
+            let entries = traffic
+                .and_then(|t| t.get(&c.cgroup_id))
+                .into_iter()
+                .flatten();
+            // Entries of a removed device are deleted after this pass: shown neither now (as a
+            // one-pass `ifindex:N` series) nor later.
+            for d in entries.filter(|d| !self.removed_device(d)) {
+                let in_ns = if d.netns != 0 {
+                    u64::from(d.netns)
                 } else {
-                    None
+                    ns.unwrap_or(0)
                 };
-                // A device is named in its socket's namespace, which the kernel told; where it
-                // could not, the cgroup's own namespace is the best account of it.
-                let name_of = |t: &DeviceTraffic| {
-                    let in_ns = if t.netns != 0 {
-                        Some(u64::from(t.netns))
-                    } else {
-                        ns
-                    };
-                    in_ns
-                        .and_then(|n| self.names.get(&n))
-                        .and_then(|n| n.by_index.get(&t.ifindex))
-                        .cloned()
-                };
-                // Entries of a removed device are deleted after this pass: shown neither now
-                // (as a one-pass `ifindex:N` series) nor later.
-                let live: Option<Vec<DeviceTraffic>> = traffic.map(|t| {
-                    t.get(&c.cgroup_id)
-                        .into_iter()
-                        .flatten()
-                        .filter(|d| !self.removed_device(d))
-                        .copied()
-                        .collect()
-                });
-                interfaces(live.as_deref(), name_of, owned_devices)
-            };
+                let name = self
+                    .names
+                    .get(&in_ns)
+                    .and_then(|n| n.by_index.get(&d.ifindex))
+                    .cloned();
+                if let Some(name) = &name
+                    && !self.shown(name)
+                {
+                    continue;
+                }
+                if let Some(name) = &name
+                    && owners.get(&in_ns).is_some_and(|o| *o != c.cgroup_id)
+                    && devices.contains_key(&in_ns)
+                {
+                    let e = current
+                        .entry((c.cgroup_id, in_ns, name.clone()))
+                        .or_default();
+                    for (x, y) in e.iter_mut().zip(counts(d)) {
+                        *x = x.saturating_add(y);
+                    }
+                }
+                // Device names cannot contain ':', so this never collides with a real one.
+                let name = name.unwrap_or_else(|| format!("ifindex:{}", d.ifindex));
+                named
+                    .entry(c.cgroup_id)
+                    .or_default()
+                    .push((in_ns, name, *d));
+            }
         }
+        self.shares.update(current);
+        let others = self.shares.others();
+        let owner_ids: HashSet<u64> = owners.values().copied().collect();
+        self.shares.prune(&self.live, &owner_ids);
+
+        for c in containers.iter_mut() {
+            if c.path == "/" {
+                c.network = host.and_then(|h| devices.get(&h)).map(|d| machine(d));
+                continue;
+            }
+            let ns = ns_of.get(&c.cgroup_id).copied();
+            let owned = ns.filter(|ns| owners.get(ns) == Some(&c.cgroup_id));
+            let mine = named.remove(&c.cgroup_id).unwrap_or_default();
+            let mut list = match owned.and_then(|ns| Some((ns, devices.get(&ns)?))) {
+                Some((ns, devs)) => {
+                    let mut list = Vec::new();
+                    for d in devs.iter().filter(|d| !netdev::ignored(&d.name)) {
+                        let got = self.shares.owner(
+                            c.cgroup_id,
+                            ns,
+                            d,
+                            others.get(&(ns, d.name.clone())),
+                        );
+                        list.push(InterfaceStats {
+                            name: d.name.clone(),
+                            rx_bytes: Some(got[0]),
+                            rx_packets: Some(got[1]),
+                            tx_bytes: Some(got[2]),
+                            tx_packets: Some(got[3]),
+                            rx_errors: Some(d.rx_errors),
+                            rx_dropped: Some(d.rx_dropped),
+                            tx_errors: Some(d.tx_errors),
+                            tx_dropped: Some(d.tx_dropped),
+                        });
+                    }
+                    // Its sockets' traffic elsewhere (a device of another namespace, or one not
+                    // named) is its own, on top.
+                    let elsewhere = mine.iter().filter(|(in_ns, name, _)| {
+                        *in_ns != ns || !devs.iter().any(|d| d.name == *name)
+                    });
+                    add_sockets(&mut list, elsewhere.map(|(_, n, d)| (n.as_str(), d)));
+                    list
+                }
+                None if traffic.is_some() => {
+                    let mut list = Vec::new();
+                    add_sockets(&mut list, mine.iter().map(|(_, n, d)| (n.as_str(), d)));
+                    list
+                }
+                None => {
+                    c.network = None;
+                    continue;
+                }
+            };
+            list.sort_by(|a, b| a.name.cmp(&b.name));
+            c.network = Some(list);
+        }
+    }
+
+    /// Whether traffic on a device of this name is shown: not on the devices cAdvisor leaves
+    /// out, except `lo` when asked for (the kernel programs then count it too).
+    fn shown(&self, name: &str) -> bool {
+        !netdev::ignored(name) || (self.loopback && name == "lo")
     }
 
     /// The entry's namespace was fully indexed this pass and has no device with its index.
@@ -433,66 +548,34 @@ fn machine(devices: &[DeviceCounters]) -> Vec<InterfaceStats> {
         .collect()
 }
 
-/// One cgroup's interfaces: its own traffic on every device it used, plus, for a namespace's
-/// owner, the namespace's device errors and drops. `None` when nodetel knows nothing for it.
-fn interfaces(
-    traffic: Option<&[DeviceTraffic]>,
-    name_of: impl Fn(&DeviceTraffic) -> Option<String>,
-    owned_devices: Option<&Vec<DeviceCounters>>,
-) -> Option<Vec<InterfaceStats>> {
-    if traffic.is_none() && owned_devices.is_none() {
-        return None;
-    }
-    let mut out: Vec<InterfaceStats> = Vec::new();
-    for t in traffic.into_iter().flatten() {
-        // Device names cannot contain ':', so this never collides with a real one.
-        let name = name_of(t).unwrap_or_else(|| format!("ifindex:{}", t.ifindex));
-        // One name in two namespaces (a cgroup that used `lo` in both): one series, summed.
-        if let Some(i) = out.iter_mut().find(|i| i.name == name) {
-            let add = |a: &mut Option<u64>, b: u64| *a = Some(a.unwrap_or(0).saturating_add(b));
-            add(&mut i.rx_bytes, t.rx_bytes);
-            add(&mut i.rx_packets, t.rx_packets);
-            add(&mut i.tx_bytes, t.tx_bytes);
-            add(&mut i.tx_packets, t.tx_packets);
-            continue;
-        }
-        out.push(InterfaceStats {
-            name,
-            rx_bytes: Some(t.rx_bytes),
-            rx_packets: Some(t.rx_packets),
-            tx_bytes: Some(t.tx_bytes),
-            tx_packets: Some(t.tx_packets),
-            ..InterfaceStats::default()
-        });
-    }
-    for d in owned_devices.into_iter().flatten() {
-        if netdev::ignored(&d.name) {
-            continue;
-        }
-        let i = match out.iter().position(|i| i.name == d.name) {
+fn counts(d: &DeviceTraffic) -> share::Counts {
+    [d.rx_bytes, d.rx_packets, d.tx_bytes, d.tx_packets]
+}
+
+/// Adds sockets' traffic to a cgroup's interfaces, one per device name: a name used in two
+/// namespaces (`lo` of a cgroup that used both) is one series, summed.
+fn add_sockets<'a>(
+    list: &mut Vec<InterfaceStats>,
+    traffic: impl Iterator<Item = (&'a str, &'a DeviceTraffic)>,
+) {
+    for (name, t) in traffic {
+        let i = match list.iter().position(|i| i.name == name) {
             Some(i) => i,
             None => {
-                // The sockets counted nothing on it: zero when the programs run.
-                let zero = traffic.map(|_| 0);
-                out.push(InterfaceStats {
-                    name: d.name.clone(),
-                    rx_bytes: zero,
-                    rx_packets: zero,
-                    tx_bytes: zero,
-                    tx_packets: zero,
+                list.push(InterfaceStats {
+                    name: name.to_string(),
                     ..InterfaceStats::default()
                 });
-                out.len() - 1
+                list.len() - 1
             }
         };
-        let i = &mut out[i];
-        i.rx_errors = Some(d.rx_errors);
-        i.rx_dropped = Some(d.rx_dropped);
-        i.tx_errors = Some(d.tx_errors);
-        i.tx_dropped = Some(d.tx_dropped);
+        let i = &mut list[i];
+        let add = |a: &mut Option<u64>, b: u64| *a = Some(a.unwrap_or(0).saturating_add(b));
+        add(&mut i.rx_bytes, t.rx_bytes);
+        add(&mut i.rx_packets, t.rx_packets);
+        add(&mut i.tx_bytes, t.tx_bytes);
+        add(&mut i.tx_packets, t.tx_packets);
     }
-    out.sort_by(|a, b| a.name.cmp(&b.name));
-    Some(out)
 }
 
 #[cfg(test)]
@@ -533,66 +616,24 @@ mod tests {
     }
 
     #[test]
-    fn traffic_is_named_in_the_namespace_and_errors_go_to_the_owner_only() {
-        let traffic = [DeviceTraffic {
+    fn a_name_used_in_two_namespaces_is_one_series() {
+        let t = DeviceTraffic {
             netns: 9,
             ifindex: 3,
             rx_bytes: 500,
             rx_packets: 5,
             tx_bytes: 700,
             tx_packets: 7,
-        }];
-        let names = HashMap::from([(1, "lo".to_string()), (3, "eth0".to_string())]);
-        let named = |t: &DeviceTraffic| names.get(&t.ifindex).cloned();
-        let devices = vec![dev("lo", 0), dev("eth0", 4), dev("eth1", 0)];
-
-        let owner = interfaces(Some(&traffic), named, Some(&devices)).expect("owner");
+        };
+        let other = DeviceTraffic { netns: 10, ..t };
+        let mut list = Vec::new();
+        add_sockets(&mut list, [("eth0", &t), ("eth0", &other)].into_iter());
+        assert_eq!(list.len(), 1);
         assert_eq!(
-            owner.len(),
-            2,
-            "lo is left out of device-level series: {owner:?}"
-        );
-        assert_eq!(owner[0].name, "eth0");
-        assert_eq!(
-            owner[0].rx_bytes,
-            Some(500),
-            "bytes are the sockets', not the device's"
-        );
-        assert_eq!(
-            (owner[0].rx_errors, owner[0].rx_dropped),
-            (Some(4), Some(5))
-        );
-        assert_eq!(
-            (owner[1].name.as_str(), owner[1].tx_bytes),
-            ("eth1", Some(0))
-        );
-
-        let member = interfaces(Some(&traffic), named, None).expect("member");
-        assert_eq!(member.len(), 1);
-        assert_eq!((member[0].rx_errors, member[0].tx_dropped), (None, None));
-
-        let unnamed = interfaces(Some(&traffic), |_| None, None).expect("unnamed");
-        assert_eq!(unnamed[0].name, "ifindex:3");
-
-        // lo of two namespaces is one series.
-        let two = [
-            traffic[0],
-            DeviceTraffic {
-                netns: 10,
-                ..traffic[0]
-            },
-        ];
-        let merged = interfaces(Some(&two), |_| Some("lo".into()), None).expect("merged");
-        assert_eq!(merged.len(), 1);
-        assert_eq!(
-            (merged[0].rx_bytes, merged[0].tx_packets),
+            (list[0].rx_bytes, list[0].tx_packets),
             (Some(1000), Some(14))
         );
-
-        assert_eq!(interfaces(None, named, None), None);
-        let no_programs = interfaces(None, |_| None, Some(&devices)).expect("device-level only");
-        assert_eq!(no_programs[0].rx_bytes, None);
-        assert_eq!(no_programs[0].rx_errors, Some(4));
+        assert_eq!((list[0].rx_errors, list[0].tx_dropped), (None, None));
     }
 
     fn traffic(entries: &[(u64, u32, u32, u64)]) -> Traffic {
@@ -610,7 +651,7 @@ mod tests {
 
     #[test]
     fn entries_of_removed_devices_and_abandoned_namespaces_are_dead() {
-        let mut r = NetworkReader::new(PathBuf::from("/nonexistent"));
+        let mut r = NetworkReader::new(PathBuf::from("/nonexistent"), false);
         r.names.insert(
             7,
             Names {
@@ -682,7 +723,7 @@ mod tests {
     #[test]
     fn a_device_recreated_under_its_name_between_passes_is_looked_up_again() {
         let (root, ns) = fake_proc(5);
-        let mut r = NetworkReader::new(root.path().to_path_buf());
+        let mut r = NetworkReader::new(root.path().to_path_buf(), false);
         let mut c = sample(100, "/pod/app", 1.0);
         c.processes.first_pid = Some(7);
         let entry = |ifindex, packets| DeviceTraffic {
@@ -727,6 +768,50 @@ mod tests {
         let t = Traffic::from([(100, vec![entry(9, 2)])]);
         r.fill(&mut [c], Some(&t));
         assert_eq!(r.stats().index_lookups, lookups + 1);
+    }
+
+    /// A pod: the sandbox (oldest) owns the namespace and gets the device counters less what the
+    /// app's sockets counted; loopback is shown only when asked for.
+    #[test]
+    fn the_owner_gets_the_devices_counters_less_the_others_sockets() {
+        for loopback in [false, true] {
+            let (root, ns) = fake_proc(5);
+            // eth0: 10000 B / 100 pkts received, 4000 B / 40 sent; 2 receive errors.
+            let dev = "h1\nh2\n    lo: 900 9 0 0 0 0 0 0 900 9 0 0 0 0 0 0\n  eth0: 10000 100 2 0 0 0 0 0 4000 40 0 0 0 0 0 0\n";
+            std::fs::write(root.path().join("7/net/dev"), dev).expect("dev");
+            let mut r = NetworkReader::new(root.path().to_path_buf(), loopback);
+            let mut sandbox = sample(100, "/pod/sandbox", 1.0);
+            let mut app = sample(101, "/pod/app", 2.0);
+            sandbox.processes.first_pid = Some(7);
+            app.processes.first_pid = Some(7);
+            let entry = |ifindex, rx_bytes, rx_packets| DeviceTraffic {
+                netns: ns,
+                ifindex,
+                rx_bytes,
+                rx_packets,
+                ..DeviceTraffic::default()
+            };
+            let t = Traffic::from([(101, vec![entry(5, 6000, 50), entry(1, 900, 9)])]);
+            let mut cs = vec![sandbox, app];
+            r.fill(&mut cs, Some(&t));
+            let get = |c: &ContainerSample, name: &str| {
+                c.network.iter().flatten().find(|i| i.name == name).cloned()
+            };
+            let owner = get(&cs[0], "eth0").expect("sandbox eth0");
+            assert_eq!(
+                (owner.rx_bytes, owner.rx_packets, owner.tx_bytes),
+                (Some(4000), Some(50), Some(4000))
+            );
+            assert_eq!(owner.rx_errors, Some(2));
+            let mine = get(&cs[1], "eth0").expect("app eth0");
+            assert_eq!((mine.rx_bytes, mine.rx_errors), (Some(6000), None));
+            assert_eq!(get(&cs[0], "lo"), None, "lo is never a device series");
+            assert_eq!(
+                get(&cs[1], "lo").is_some(),
+                loopback,
+                "lo with the flag only"
+            );
+        }
     }
 
     #[test]
