@@ -13,6 +13,22 @@ pub fn ip_bin() -> String {
         .to_string()
 }
 
+/// rx bytes, rx packets, tx bytes, tx packets of `device` in the network namespace of `pid`,
+/// from the kernel's own counters (`/proc/<pid>/net/dev`, what cAdvisor reads).
+pub fn device_counters(pid: u32, device: &str) -> anyhow::Result<[u64; 4]> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev"))?;
+    let line = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(&format!("{device}:")))
+        .with_context(|| format!("{device} not in {text}"))?;
+    let n: Vec<u64> = line
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()?;
+    anyhow::ensure!(n.len() == 16, "net/dev line {line:?}");
+    Ok([n[0], n[1], n[8], n[9]])
+}
+
 pub fn ip(args: &[&str]) -> anyhow::Result<()> {
     let out = Command::new(ip_bin())
         .args(args)

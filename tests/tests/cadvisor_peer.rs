@@ -5,10 +5,10 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
 use nodetel_integration_tests::{
     Agent, cadvisor,
     cadvisor::Cadvisor,
+    netns::device_counters,
     privileged, require_tool,
     runtimes::{Dockerd, IMAGE},
 };
@@ -19,21 +19,6 @@ const FAMILIES: [&str; 4] = [
     "container_network_transmit_bytes_total",
     "container_network_transmit_packets_total",
 ];
-
-/// rx bytes, rx packets, tx bytes, tx packets of `device` in the namespace of `pid`.
-fn device_counters(pid: &str, device: &str) -> anyhow::Result<[u64; 4]> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev"))?;
-    let line = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(&format!("{device}:")))
-        .with_context(|| format!("{device} not in {text}"))?;
-    let n: Vec<u64> = line
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
-    anyhow::ensure!(n.len() == 16, "net/dev line {line:?}");
-    Ok([n[0], n[1], n[8], n[9]])
-}
 
 /// A download between two containers on a bridge: the receiver's side is ACK-heavy (a 22 %
 /// shortfall of its received bytes when they were counted at the IP layer), the sender's is
@@ -116,11 +101,11 @@ fn network_figures_are_cadvisors_for_the_same_docker_containers() -> anyhow::Res
     let theirs = peer.metrics()?;
     let mut bad = Vec::new();
     for (name, id) in [("peer-web", &web), ("peer-get", &get)] {
-        let pid = dockerd
+        let pid: u32 = dockerd
             .docker(&["inspect", "-f", "{{.State.Pid}}", id])?
             .trim()
-            .to_string();
-        let device = device_counters(&pid, "eth0")?;
+            .parse()?;
+        let device = device_counters(pid, "eth0")?;
         let cg = format!("/docker/{id}");
         for (family, device) in FAMILIES.iter().zip(device) {
             let n = ours.value_where(family, &cg, "interface", "eth0");

@@ -12,7 +12,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use nodetel_integration_tests::{
     Agent, Exposition, TestCgroup, bpf_map_keys,
-    netns::{Netns, ip, ip_bin},
+    netns::{Netns, device_counters, ip, ip_bin},
     privileged, require_tool,
 };
 
@@ -162,8 +162,8 @@ fn udp_in_a_network_namespace_is_counted_to_the_packet() -> anyhow::Result<()> {
     let get = |f, cg: &TestCgroup, dev: &str| net(&e, f, cg, dev).unwrap_or(f64::NAN);
     eprintln!(
         "{va} device rx/tx bytes {:?} pkts {:?}; sender {} / {} B, {} / {} pkts",
-        (dev_a.0, dev_a.2),
-        (dev_a.1, dev_a.3),
+        (dev_a[0], dev_a[2]),
+        (dev_a[1], dev_a[3]),
         get("receive_bytes", &sender, &va),
         get("transmit_bytes", &sender, &va),
         get("receive_packets", &sender, &va),
@@ -171,8 +171,8 @@ fn udp_in_a_network_namespace_is_counted_to_the_packet() -> anyhow::Result<()> {
     );
     eprintln!(
         "{vb} device rx bytes {} pkts {}; receiver {} B {} pkts, sandbox {} B {} pkts",
-        dev_b.0,
-        dev_b.1,
+        dev_b[0],
+        dev_b[1],
         get("receive_bytes", &receiver, &vb),
         get("receive_packets", &receiver, &vb),
         get("receive_bytes", &sandbox, &vb),
@@ -183,15 +183,15 @@ fn udp_in_a_network_namespace_is_counted_to_the_packet() -> anyhow::Result<()> {
     // the device may send one more such packet between the scrape and this read.
     let close = |got: f64, device: u64| (got - device as f64).abs() <= device as f64 * 0.01;
     for (f, device) in [
-        ("transmit_bytes", dev_a.2),
-        ("transmit_packets", dev_a.3),
-        ("receive_bytes", dev_a.0),
-        ("receive_packets", dev_a.1),
+        ("transmit_bytes", dev_a[2]),
+        ("transmit_packets", dev_a[3]),
+        ("receive_bytes", dev_a[0]),
+        ("receive_packets", dev_a[1]),
     ] {
         let got = get(f, &sender, &va);
         assert!(close(got, device), "sender {f}: {got}, device {device}");
     }
-    assert!(dev_a.2 >= count * (wire + 14), "the set-up: {dev_a:?}");
+    assert!(dev_a[2] >= count * (wire + 14), "the set-up: {dev_a:?}");
     // Sharing its namespace: the receiver's own sockets, exactly, at the IP layer ...
     assert_eq!(
         net(&e, "receive_bytes", &receiver, &vb),
@@ -203,7 +203,7 @@ fn udp_in_a_network_namespace_is_counted_to_the_packet() -> anyhow::Result<()> {
     );
     assert_eq!(net(&e, "transmit_packets", &receiver, &vb), Some(0.0));
     // ... and the owner the rest: a pod's sum is its device's counters, each byte once.
-    for (f, device) in [("receive_bytes", dev_b.0), ("receive_packets", dev_b.1)] {
+    for (f, device) in [("receive_bytes", dev_b[0]), ("receive_packets", dev_b[1])] {
         let sum = get(f, &receiver, &vb) + get(f, &sandbox, &vb);
         assert!(close(sum, device), "pod {f}: {sum}, device {device}");
     }
@@ -221,21 +221,6 @@ fn udp_in_a_network_namespace_is_counted_to_the_packet() -> anyhow::Result<()> {
         "lo series without --network-loopback"
     );
     Ok(())
-}
-
-/// rx bytes, rx packets, tx bytes, tx packets of `device` in the namespace of `pid`.
-fn device_counters(pid: u32, device: &str) -> anyhow::Result<(u64, u64, u64, u64)> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/net/dev"))?;
-    let line = text
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(&format!("{device}:")))
-        .with_context(|| format!("{device} not in {text}"))?;
-    let n: Vec<u64> = line
-        .split_whitespace()
-        .map(str::parse)
-        .collect::<Result<_, _>>()?;
-    anyhow::ensure!(n.len() == 16, "net/dev line {line:?}");
-    Ok((n[0], n[1], n[8], n[9]))
 }
 
 #[test]
