@@ -377,6 +377,18 @@ impl CgroupfsReader {
                 stats.system_ns = Some(system);
             }
         }
+        spec.mask = match self.layout.mode {
+            Mode::Unified => v2_dir.and_then(|dir| {
+                let mask = cpu::read_mask(&mut self.files, dir, "cpuset.cpus.effective");
+                self.skipped.ok(mask).flatten()
+            }),
+            Mode::Hybrid => self
+                .v1_dir(self.layout.v1_cpuset.as_deref(), rel)
+                .and_then(|dir| {
+                    let mask = cpu::read_mask(&mut self.files, &dir, "cpuset.cpus");
+                    self.skipped.ok(mask).flatten()
+                }),
+        };
         (stats, spec)
     }
 

@@ -37,6 +37,12 @@ pub fn cgroupfs(data: &[u8]) {
     let _ = cgroup::cpu::parse_v2_max(t);
     let _ = cgroup::cpu::parse_v1_cpu_stat(t);
     let _ = cgroup::cpu::parse_v1_cpuacct(t);
+    if let Ok(mask) = cgroup::cpu::parse_mask(t) {
+        assert!(
+            mask.bytes()
+                .all(|b| b.is_ascii_digit() || b == b'-' || b == b',')
+        );
+    }
     let _ = cgroup::io::parse_v2(t);
     let _ = cgroup::io::parse_v1_rwstat(t);
     let _ = cgroup::memory::parse_meminfo_usage(t);

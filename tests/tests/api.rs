@@ -186,16 +186,6 @@ const ALLOWED: &[(&str, &str, &str)] = &[
         "].filesystem",
         "per-container filesystem usage is not measured (cAdvisor's du walk over every layer); has_filesystem is false",
     ),
-    (
-        "missing",
-        ".spec.cpu.mask",
-        "cpuset masks are not read (omitempty)",
-    ),
-    (
-        "missing",
-        ".cpu.mask",
-        "cpuset masks are not read (omitempty)",
-    ),
 ];
 
 fn allowed(kind: &str, path: &str, used: &mut BTreeSet<usize>) -> Option<&'static str> {
@@ -208,12 +198,14 @@ fn allowed(kind: &str, path: &str, used: &mut BTreeSet<usize>) -> Option<&'stati
     Some(why)
 }
 
-/// Compares one endpoint's shape with cAdvisor's; returns the unexplained differences.
+/// Compares one endpoint's shape with cAdvisor's; returns the unexplained differences. `score`
+/// gains (cAdvisor's key paths nodetel answers too, cAdvisor's key paths).
 fn conformance(
     endpoint: &str,
     sample: &str,
     ours: &Value,
     used: &mut BTreeSet<usize>,
+    score: &mut (usize, usize),
 ) -> anyhow::Result<Vec<String>> {
     let text = std::fs::read_to_string(samples_dir().join(sample))
         .with_context(|| format!("sample {sample}"))?;
@@ -226,6 +218,13 @@ fn conformance(
         s.iter().map(|(p, _)| p.clone()).collect()
     };
     let (pa, pb) = (paths(&a), paths(&b));
+    let answered = pa.intersection(&pb).count();
+    eprintln!(
+        "  {endpoint}: {answered} of cAdvisor's {} key paths answered",
+        pa.len()
+    );
+    score.0 += answered;
+    score.1 += pa.len();
     for (kind, diff) in [
         ("missing", pa.difference(&pb)),
         ("extra", pb.difference(&pa)),
@@ -296,7 +295,7 @@ fn cadvisor_api_against_a_real_docker_container() -> anyhow::Result<()> {
     let id = dockerd
         .docker(&[
             "run", "-d", "--name", "api-peer", "--network", "api-net", "--label", "app=peer",
-            "--label", "tier=test", "--cpus", "0.5", "--memory", "32m", "--memory-swap", "32m",
+            "--label", "tier=test", "--cpus", "0.5", "--cpuset-cpus", "1", "--memory", "32m", "--memory-swap", "32m",
             IMAGE, "sh", "-c", "dd if=/dev/zero of=/dev/null bs=64M count=1; sleep 600",
         ])?
         .trim()
@@ -337,6 +336,19 @@ fn cadvisor_api_against_a_real_docker_container() -> anyhow::Result<()> {
         "docker run --cpus 0.5"
     );
     assert_eq!(info["spec"]["labels"]["app"], "peer");
+    // cpuset.cpus as the kernel keeps it for the container (docker run --cpuset-cpus 1).
+    let cpuset = v1_mount("cpuset")
+        .map(|m| m.join(path.trim_start_matches('/')).join("cpuset.cpus"))
+        .or_else(|| {
+            unified_root().map(|u| {
+                u.join(path.trim_start_matches('/'))
+                    .join("cpuset.cpus.effective")
+            })
+        })
+        .context("no cpuset hierarchy")?;
+    let kernel_mask = std::fs::read_to_string(&cpuset)?.trim().to_string();
+    assert_eq!(kernel_mask, "1", "the set-up: {}", cpuset.display());
+    assert_eq!(info["spec"]["cpu"]["mask"], kernel_mask.as_str());
     assert_eq!(info["spec"]["has_memory"], true);
 
     // ---- The numbers are the kernel's: memory usage of the idle container, within 5 %.
@@ -491,10 +503,23 @@ fn cadvisor_api_against_a_real_docker_container() -> anyhow::Result<()> {
     ];
     let mut unexplained = Vec::new();
     let mut used = BTreeSet::new();
+    let mut score = (0, 0);
     for (endpoint, sample) in &pairs {
         let ours = get_json(&agent, endpoint)?;
-        unexplained.extend(conformance(endpoint, sample, &ours, &mut used)?);
+        unexplained.extend(conformance(endpoint, sample, &ours, &mut used, &mut score)?);
     }
+    let pct = 100.0 * score.0 as f64 / score.1.max(1) as f64;
+    eprintln!(
+        "conformance: {} of cAdvisor's {} key paths answered ({pct:.1} %)",
+        score.0, score.1
+    );
+    // Measured 91.1 %: what is left is the `filesystem` array (per-container filesystem
+    // usage, not measured yet: 23 paths in each of six answers) and `per_cpu_usage` (one path
+    // each). A floor, so no answer loses a field unnoticed.
+    assert!(
+        pct >= 91.0,
+        "only {pct:.1} % of cAdvisor's key paths answered"
+    );
     for (i, entry) in ALLOWED.iter().enumerate() {
         if !used.contains(&i) {
             eprintln!("allow-list entry not needed on this host: {entry:?}");

@@ -170,6 +170,9 @@ fn spec_map(c: &ContainerSample, has: Has, v2: bool) -> Map<String, Value> {
     };
     cpu.insert("limit".into(), json!(shares));
     cpu.insert("max_limit".into(), json!(0));
+    if let Some(mask) = c.cpu_spec.mask.as_deref() {
+        put_nonempty(&mut cpu, "mask", json!(mask));
+    }
     if !v2 {
         put_nonempty(&mut cpu, "quota", json!(c.cpu_spec.quota_us.unwrap_or(0)));
         put_nonempty(&mut cpu, "period", json!(c.cpu_spec.period_us.unwrap_or(0)));

@@ -37,13 +37,49 @@ pub struct Throttling {
 }
 
 /// CPU limits (cAdvisor's `spec.cpu`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct CpuSpec {
     /// CFS shares; on v2 converted from `cpu.weight` as runc and cAdvisor do.
     pub shares: Option<u64>,
     pub period_us: Option<u64>,
     /// `None` when unlimited (`max` / -1).
     pub quota_us: Option<u64>,
+    /// The CPUs its tasks may run on, as the kernel lists them (`0-3,6`): v2
+    /// `cpuset.cpus.effective`, v1 `cpuset.cpus` (cAdvisor's `spec.cpu.mask`).
+    pub mask: Option<std::sync::Arc<str>>,
+}
+
+/// The longest CPU list accepted: `0-8191` at worst takes 9 characters per CPU, and the
+/// kernel prints ranges; past this a file is not a CPU list.
+const MAX_MASK: usize = 4096;
+
+/// A cpuset list (`0-3,6,8-11`, or empty when the set is empty): digits, `-` and `,` only, as
+/// the kernel prints it.
+pub fn parse_mask(text: &str) -> Result<std::sync::Arc<str>, ParseError> {
+    let t = text.trim();
+    let ok = t.len() <= MAX_MASK
+        && t.split(',').filter(|r| !r.is_empty()).all(|range| {
+            let mut ends = range.splitn(2, '-');
+            let num = |s: Option<&str>| {
+                s.is_some_and(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            };
+            let first = ends.next();
+            num(first) && ends.next().is_none_or(|s| num(Some(s)))
+        });
+    if !ok {
+        return Err(ParseError::BadLine(t.chars().take(64).collect()));
+    }
+    Ok(t.into())
+}
+
+/// The cpuset list of the cgroup in `dir`: `name` is `cpuset.cpus.effective` (v2) or
+/// `cpuset.cpus` (v1). `None` where the controller is not enabled for it.
+pub fn read_mask(
+    files: &mut Files,
+    dir: &Path,
+    name: &str,
+) -> Result<Option<std::sync::Arc<str>>, ReadError> {
+    files.parsed(dir, name, parse_mask)
 }
 
 /// Reads v2 `cpu.stat` in `dir`.
@@ -158,6 +194,18 @@ pub fn parse_v1_cpuacct(text: &str) -> Result<(u64, u64), ParseError> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn cpu_lists_are_taken_as_the_kernel_prints_them_and_nothing_else() {
+        for ok in ["0-1", "0-3,6,8-11\n", "5", ""] {
+            assert_eq!(&*parse_mask(ok).expect(ok), ok.trim());
+        }
+        for bad in ["0-", "-1", "0--2", "a", "0-1\n2", "0 1", "0-1-2"] {
+            assert!(parse_mask(bad).is_err(), "{bad:?} taken");
+        }
+        assert!(parse_mask(&"1,".repeat(3000)).is_err(), "no list that long");
+    }
+
     use super::*;
     use crate::testutil::fixture;
 

@@ -37,6 +37,8 @@ pub struct Layout {
     pub v1_memory: Option<PathBuf>,
     pub v1_blkio: Option<PathBuf>,
     pub v1_pids: Option<PathBuf>,
+    /// v1 `cpuset` controller mount, on hybrid hosts.
+    pub v1_cpuset: Option<PathBuf>,
 }
 
 impl Layout {
@@ -52,6 +54,7 @@ impl Layout {
                 v1_memory: None,
                 v1_blkio: None,
                 v1_pids: None,
+                v1_cpuset: None,
             });
         }
         let unified = root.join("unified");
@@ -67,6 +70,7 @@ impl Layout {
             v1_blkio: v1_controller(root, "blkio", "blkio.throttle.io_service_bytes"),
             // The pids root has no pids.* files; the directory name is the marker.
             v1_pids: v1_controller(root, "pids", "cgroup.procs"),
+            v1_cpuset: v1_controller(root, "cpuset", "cpuset.cpus"),
         })
     }
 }

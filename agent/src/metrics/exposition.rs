@@ -207,6 +207,7 @@ mod tests {
                 shares: Some(512),
                 period_us: Some(100_000),
                 quota_us: Some(50_000),
+                mask: Some("0-1".into()),
             },
             memory: MemoryStats {
                 usage: Some(73_400_320),
@@ -312,6 +313,7 @@ mod tests {
                 shares: Some(1024),
                 period_us: Some(100_000),
                 quota_us: None,
+                mask: None,
             },
             ..ContainerSample::default()
         };
