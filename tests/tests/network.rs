@@ -306,17 +306,12 @@ fn host_network_cgroups_see_their_own_loopback_traffic() -> anyhow::Result<()> {
         within(c_rx, sent_down),
         "client: {c_rx} received, {sent_down} sent"
     );
-    // Loopback: every packet one side sends, the other receives. The receiving side's bytes
-    // come out a little higher (measured: 52 bytes, one TCP/IP header, more on about a quarter
-    // of the segments, with equal packet counts), so bytes are compared within 0.1 %.
-    assert_eq!(
-        get("transmit_packets", &client),
-        get("receive_packets", &server)
-    );
-    assert_eq!(
-        get("transmit_packets", &server),
-        get("receive_packets", &client)
-    );
+    // Loopback: every byte one side sends, the other receives. Packets are buffers, as the
+    // devices count them: a GSO buffer sent whole may reach the socket in several (measured: 314
+    // sent, 406 received), never fewer. The receiving side's bytes come out a little higher
+    // (one TCP/IP header, 52 bytes, more per extra buffer), so bytes are compared within 0.1 %.
+    assert!(get("transmit_packets", &client) <= get("receive_packets", &server));
+    assert!(get("transmit_packets", &server) <= get("receive_packets", &client));
     assert!(
         (s_rx - c_tx).abs() <= c_tx * 1e-3,
         "{c_tx} sent, {s_rx} received"
