@@ -143,6 +143,7 @@ fn start_resolvers(
         registry,
         sources,
         labels: Arc::new(config.label_mode()),
+        only_containers: config.only_containers(),
     };
     (naming, tasks)
 }

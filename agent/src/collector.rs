@@ -103,6 +103,8 @@ pub struct Naming {
     /// The resolvers running, for their health series.
     pub sources: Vec<crate::identity::Source>,
     pub labels: Arc<crate::metrics::LabelMode>,
+    /// `--docker-only`: only runtime containers, the root and these raw cgroup prefixes.
+    pub only_containers: Option<Vec<String>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -365,6 +367,14 @@ impl Collector {
             self.stats.network = self.network.stats();
         }
         self.naming.namer.name(&mut containers);
+        if let Some(prefixes) = &self.naming.only_containers {
+            let namer = &self.naming.namer;
+            containers.retain(|c| {
+                c.path == "/"
+                    || namer.is_container(&c.path)
+                    || prefixes.iter().any(|p| under(&c.path, p))
+            });
+        }
         self.stats.identity = self.naming.registry.stats(&self.naming.sources);
         self.stats.pods = self.naming.registry.pods();
         self.last_tree = tree;
@@ -535,9 +545,26 @@ impl Collector {
     }
 }
 
+/// `path` is `prefix` or below it, by whole segments (`/a` covers `/a/b`, not `/ab`).
+fn under(path: &str, prefix: &str) -> bool {
+    let prefix = prefix.trim_end_matches('/');
+    path == prefix
+        || path
+            .strip_prefix(prefix)
+            .is_some_and(|rest| rest.starts_with('/') || prefix.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::WalkGate;
+    use super::{WalkGate, under};
+
+    #[test]
+    fn raw_cgroup_prefixes_match_whole_segments() {
+        assert!(under("/system.slice/kubelet.service", "/system.slice"));
+        assert!(under("/system.slice", "/system.slice/"));
+        assert!(!under("/system.slices", "/system.slice"));
+        assert!(under("/anything", "/"));
+    }
 
     /// Runs passes with the given counts; true where the pass walked.
     fn walks(counts: &[Option<u64>]) -> Vec<bool> {

@@ -42,7 +42,12 @@ pub struct Config {
 
     /// Only these metric kinds (cAdvisor's names: cpu, memory, diskIO, process, pressure, oom_event, network, sched);
     /// when given, --disable-metrics is ignored, as in cAdvisor.
-    #[arg(long, env = "NODETEL_ENABLE_METRICS", value_delimiter = ',')]
+    #[arg(
+        long,
+        alias = "enable_metrics",
+        env = "NODETEL_ENABLE_METRICS",
+        value_delimiter = ','
+    )]
     pub enable_metrics: Vec<String>,
 
     /// Metric kinds to leave out; their cgroupfs files are then never read. The default is
@@ -51,6 +56,7 @@ pub struct Config {
     /// (`--disable-metrics=`) turns every kind on.
     #[arg(
         long,
+        alias = "disable_metrics",
         env = "NODETEL_DISABLE_METRICS",
         value_delimiter = ',',
         default_value = "process,sched,pressure"
@@ -177,10 +183,48 @@ pub struct Config {
     /// labels (every key of every container otherwise: each one is a label on every series).
     #[arg(
         long,
+        alias = "whitelisted_container_labels",
         env = "NODETEL_WHITELISTED_CONTAINER_LABELS",
         value_delimiter = ','
     )]
     pub whitelisted_container_labels: Vec<String>,
+
+    /// cAdvisor's flag: `false` keeps no runtime label but the whitelisted ones as
+    /// `container_label_*` (standalone label mode).
+    #[arg(
+        long,
+        alias = "store_container_labels",
+        env = "NODETEL_STORE_CONTAINER_LABELS",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_value = "true",
+        default_missing_value = "true"
+    )]
+    pub store_container_labels: bool,
+
+    /// cAdvisor's flag: report only containers a runtime named (Docker, containerd, CRI-O,
+    /// Podman) and the root cgroup, plus cgroups under `--raw-cgroup-prefix-whitelist`; pod and
+    /// system cgroups then have no series and no API entry.
+    #[arg(
+        long,
+        alias = "docker_only",
+        env = "NODETEL_DOCKER_ONLY",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true"
+    )]
+    pub docker_only: bool,
+
+    /// With `--docker-only`: cgroup path prefixes (`/system.slice/kubelet.service`) that are
+    /// reported all the same.
+    #[arg(
+        long,
+        aliases = ["raw_cgroup_prefix_whitelist", "raw-cgroup-prefix-allowlist"],
+        env = "NODETEL_RAW_CGROUP_PREFIX_WHITELIST",
+        value_delimiter = ','
+    )]
+    pub raw_cgroup_prefix_whitelist: Vec<String>,
 
     /// Docker Engine API socket (`unix://` prefix optional; empty = no Docker resolver). An absent
     /// socket is watched for, not an error.
@@ -275,15 +319,30 @@ impl Config {
     pub fn label_mode(&self) -> crate::metrics::LabelMode {
         match self.label_mode {
             LabelModeArg::Kubelet => crate::metrics::LabelMode::Kubelet,
-            LabelModeArg::Standalone => crate::metrics::LabelMode::Standalone {
-                whitelist: self
+            LabelModeArg::Standalone => {
+                let listed: Vec<String> = self
                     .whitelisted_container_labels
                     .iter()
                     .filter(|l| !l.is_empty())
                     .cloned()
-                    .collect(),
-            },
+                    .collect();
+                // Every key unless a list is given or cAdvisor's `--store_container_labels=false`.
+                let whitelist =
+                    (!listed.is_empty() || !self.store_container_labels).then_some(listed);
+                crate::metrics::LabelMode::Standalone { whitelist }
+            }
         }
+    }
+
+    /// `--docker-only`: the raw cgroup prefixes still reported; `None` reports every cgroup.
+    pub fn only_containers(&self) -> Option<Vec<String>> {
+        self.docker_only.then(|| {
+            self.raw_cgroup_prefix_whitelist
+                .iter()
+                .filter(|p| !p.is_empty())
+                .cloned()
+                .collect()
+        })
     }
 
     /// A socket flag as a path; `None` when the resolver is turned off.
@@ -352,6 +411,35 @@ mod tests {
     }
 
     #[test]
+    fn cadvisors_cardinality_flags_are_taken_as_cadvisor_spells_them() {
+        let c = Config::try_parse_from([
+            "nodetel",
+            "--docker_only",
+            "--raw_cgroup_prefix_whitelist=/system.slice/kubelet.service,/x",
+            "--store_container_labels=false",
+            "--label-mode=standalone",
+        ])
+        .expect("cAdvisor's spellings");
+        assert_eq!(
+            c.only_containers(),
+            Some(vec!["/system.slice/kubelet.service".into(), "/x".into()])
+        );
+        assert_eq!(
+            c.label_mode(),
+            crate::metrics::LabelMode::Standalone {
+                whitelist: Some(vec![])
+            }
+        );
+        let d = Config::try_parse_from(["nodetel", "--docker-only=false"]).expect("dashes");
+        assert_eq!(d.only_containers(), None);
+        let e = Config::try_parse_from(["nodetel", "--label-mode=standalone"]).expect("default");
+        assert_eq!(
+            e.label_mode(),
+            crate::metrics::LabelMode::Standalone { whitelist: None }
+        );
+    }
+
+    #[test]
     fn metric_kinds_default_to_cadvisors_and_an_empty_value_turns_all_on() {
         use crate::metric_kinds::{MetricKind, MetricKinds};
         let kinds = |args: &[&str]| {
@@ -366,7 +454,7 @@ mod tests {
         let all = kinds(&["nodetel", "--disable-metrics="]);
         assert_eq!(all.names().len(), MetricKind::ALL.len());
         // A cAdvisor command line's own list replaces the default, as in cAdvisor.
-        let theirs = kinds(&["nodetel", "--disable-metrics=percpu,process"]);
+        let theirs = kinds(&["nodetel", "--disable_metrics=percpu,process"]);
         assert!(theirs.has(MetricKind::Sched) && !theirs.has(MetricKind::Process));
     }
 }

@@ -257,3 +257,27 @@ fn disabled_metric_kinds_are_absent_and_unknown_ones_refused() -> anyhow::Result
     );
     Ok(())
 }
+
+/// cAdvisor's `--docker_only` with `--raw_cgroup_prefix_whitelist`, as cAdvisor spells them: raw
+/// cgroups leave the exposition and the API, but the root and the allow-listed prefix stay.
+#[test]
+fn docker_only_keeps_the_root_and_allowed_raw_cgroups() -> anyhow::Result<()> {
+    if !privileged("docker_only_keeps_the_root_and_allowed_raw_cgroups") {
+        return Ok(());
+    }
+    let kept = TestCgroup::create("rawkept")?;
+    let dropped = TestCgroup::create("rawdropped")?;
+    let allow = format!("--raw_cgroup_prefix_whitelist={}", kept.rel);
+    let agent = Agent::start(Duration::from_millis(300), &["--docker_only", &allow])?;
+    let e = agent.next_metrics()?;
+    assert!(e.mentions_id("/"), "the root is always reported");
+    assert!(e.mentions_id(&kept.rel), "{} is allow-listed", kept.rel);
+    assert!(
+        !e.mentions_id(&dropped.rel),
+        "{} is a raw cgroup",
+        dropped.rel
+    );
+    let (status, _) = agent.get(&format!("/api/v1.3/containers{}", dropped.rel))?;
+    assert_eq!(status, 404, "nor in the API");
+    Ok(())
+}

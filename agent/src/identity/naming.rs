@@ -42,6 +42,13 @@ impl Namer {
         }
     }
 
+    /// Whether the cgroup at `path` is a runtime's container (cAdvisor's `--docker_only`).
+    pub fn is_container(&self, path: &str) -> bool {
+        path::parse(path, &self.containerd_namespaces)
+            .container
+            .is_some()
+    }
+
     pub fn name(&mut self, containers: &mut [ContainerSample]) {
         let generation = self.registry.generation();
         if generation != self.generation || self.refreshed.elapsed() >= REFRESH_UNRESOLVED {

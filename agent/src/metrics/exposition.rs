@@ -369,7 +369,7 @@ mod tests {
     #[test]
     fn standalone_labels() {
         let mut s = snapshot();
-        s.labels = std::sync::Arc::new(crate::metrics::LabelMode::Standalone { whitelist: vec![] });
+        s.labels = std::sync::Arc::new(crate::metrics::LabelMode::Standalone { whitelist: None });
         let text = render(&s);
         let cpu = |id: &str| {
             text.lines()
@@ -463,7 +463,7 @@ mod tests {
         let mut rng = crate::testutil::Rng::new(7);
         for mode in [
             crate::metrics::LabelMode::Kubelet,
-            crate::metrics::LabelMode::Standalone { whitelist: vec![] },
+            crate::metrics::LabelMode::Standalone { whitelist: None },
         ] {
             let mut s = snapshot();
             s.labels = std::sync::Arc::new(mode);

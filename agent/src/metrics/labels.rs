@@ -14,8 +14,8 @@ pub enum LabelMode {
     #[default]
     Kubelet,
     Standalone {
-        /// Runtime label keys to export; empty exports all (cAdvisor's default).
-        whitelist: Vec<String>,
+        /// Runtime label keys to export; `None` exports all (cAdvisor's default).
+        whitelist: Option<Vec<String>>,
     },
 }
 
@@ -73,8 +73,10 @@ pub(super) fn base<'a>(
     }
 }
 
-fn allowed(whitelist: &[String], key: &str) -> bool {
-    whitelist.is_empty() || whitelist.iter().any(|w| w == key)
+fn allowed(whitelist: &Option<Vec<String>>, key: &str) -> bool {
+    whitelist
+        .as_ref()
+        .is_none_or(|list| list.iter().any(|w| w == key))
 }
 
 /// `container_label_` + the key with every character outside `[a-zA-Z0-9_]` as `_`.
@@ -123,7 +125,7 @@ mod tests {
             &[("io.kubernetes.pod.name", "p"), ("tier", "web")],
         );
         let b = with_labels("/docker/b", &[("app", "x")]);
-        let mode = LabelMode::Standalone { whitelist: vec![] };
+        let mode = LabelMode::Standalone { whitelist: None };
         let names = label_names(&mode, &[&a, &b]);
         assert_eq!(
             names,
@@ -146,7 +148,7 @@ mod tests {
     fn the_allow_list_limits_cardinality() {
         let a = with_labels("/docker/a", &[("app", "x"), ("build", "1234")]);
         let mode = LabelMode::Standalone {
-            whitelist: vec!["app".into()],
+            whitelist: Some(vec!["app".into()]),
         };
         let names = label_names(&mode, &[&a]);
         assert_eq!(names, ["container_label_app"]);
