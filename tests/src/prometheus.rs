@@ -28,12 +28,26 @@ impl Prometheus {
     /// `scrape_configs` is the YAML list under `scrape_configs:` (items indented by two
     /// spaces); every job scrapes each second.
     pub fn start(dir: &Path, scrape_configs: &str) -> anyhow::Result<Prometheus> {
+        Prometheus::start_with_rules(dir, scrape_configs, None)
+    }
+
+    /// As [`Self::start`], evaluating the rule file `rules` every second too.
+    pub fn start_with_rules(
+        dir: &Path,
+        scrape_configs: &str,
+        rules: Option<&Path>,
+    ) -> anyhow::Result<Prometheus> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.join("prometheus.yml");
+        let rule_files = rules
+            .map(|r| format!("rule_files:\n  - {}\n", r.display()))
+            .unwrap_or_default();
         fs::write(
             &config,
-            format!("global:\n  scrape_interval: 1s\nscrape_configs:\n{scrape_configs}"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n{rule_files}scrape_configs:\n{scrape_configs}"
+            ),
         )?;
         let log = fs::File::create(dir.join("prometheus.log"))?;
         let child = Command::new("prometheus")

@@ -53,6 +53,7 @@ const HOST_ONLY_TESTS: &[&str] = &[
     "web_config",
     "capabilities",
     "cadvisor_peer",
+    "kube_prometheus",
 ];
 
 /// A bootable kernel and, when it came from a .deb, its modules directory.
