@@ -16,6 +16,7 @@ fn cpu_usage_matches_the_kernel_mid_run_and_after_exit() -> anyhow::Result<()> {
     if !privileged("cpu_usage_matches_the_kernel_mid_run_and_after_exit") {
         return Ok(());
     }
+    let emulated = std::env::var("NODETEL_UNDER_EMULATION").is_ok_and(|v| v == "1");
     let agent = Agent::start(Duration::from_millis(500), &[])?;
     let cg = TestCgroup::create("cpu")?;
     let sampler = KernelSampler::start(cg.dir.join("cpu.stat"));
@@ -37,8 +38,13 @@ fn cpu_usage_matches_the_kernel_mid_run_and_after_exit() -> anyhow::Result<()> {
         };
         eprintln!("mid-run: agent {got:.6} s, kernel {want:.6} s");
         assert!(want > 0.5, "the burner did not run: kernel says {want}");
+        // Under QEMU's emulator the kernel's own figure is the imprecise one: cpu.stat is
+        // brought up to date at ticks that run late, and the sampler's reads with them. Measured
+        // in the VM suite, 2 runs in 5: 29, 42 and 53 ms apart at 0.9-2.5 s, either way. There
+        // the agent may be 80 ms off as well as 2 %; on real hardware only 2 %.
+        let slack = if emulated { 0.08 } else { 0.0 };
         assert!(
-            rel_err(got, want) < 0.02,
+            rel_err(got, want) < 0.02 || (got - want).abs() < slack,
             "mid-run agent {got} vs kernel {want}: in-flight time missing or wrong"
         );
         checked += 1;
