@@ -150,7 +150,8 @@ impl NetworkReader {
         let readers: Vec<(u64, u32)> = self.readers.iter().map(|(n, p)| (*n, *p)).collect();
         self.early.clear();
         for (ns, pid) in readers {
-            if let Some(d) = self.read_devices(pid) {
+            // A process gone since last pass is no error: `fill` reads through this pass's.
+            if let Some(d) = self.read_devices(pid, false) {
                 self.early.insert(ns, (pid, d));
             }
         }
@@ -237,7 +238,7 @@ impl NetworkReader {
             // (devices less the others' sockets) then never counts a packet twice.
             let read = match early.remove(&ns) {
                 Some((p, d)) if p == pid => Some(d),
-                _ => self.read_devices(pid),
+                _ => self.read_devices(pid, true),
             };
             match read {
                 Some(d) => {
@@ -448,7 +449,8 @@ impl NetworkReader {
         dead
     }
 
-    fn read_devices(&mut self, pid: u32) -> Option<Vec<DeviceCounters>> {
+    /// The devices of `pid`'s namespace; a failure is counted in the errors when `count`.
+    fn read_devices(&mut self, pid: u32, count: bool) -> Option<Vec<DeviceCounters>> {
         let path = self.proc_root.join(pid.to_string()).join("net/dev");
         match std::fs::read_to_string(&path) {
             Ok(text) => {
@@ -457,7 +459,9 @@ impl NetworkReader {
                 Some(d)
             }
             Err(e) => {
-                self.stats.errors += 1;
+                if count {
+                    self.stats.errors += 1;
+                }
                 tracing::debug!(path = %path.display(), error = %e, "network namespace unreadable");
                 None
             }
