@@ -219,7 +219,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         config.containerd_namespaces.clone(),
         usize::try_from(config.api_max_samples).unwrap_or(usize::MAX),
     ));
-    let collector = Arc::new(Mutex::new(Collector::new(
+    let fs_usage = kinds.has(crate::metric_kinds::MetricKind::Disk).then(|| {
+        let registry = Arc::clone(&naming.registry);
+        crate::fs_usage::FsUsage::start(
+            config.proc_root.clone(),
+            config.fs_usage_interval,
+            Arc::new(move || registry.docker_root()),
+        )
+    });
+    let collector = Collector::new(
         probes,
         layout,
         crate::machine::Roots {
@@ -234,7 +242,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         },
         naming,
         events,
-    )));
+    );
+    let collector = Arc::new(Mutex::new(match fs_usage {
+        Some(fs) => collector.with_fs_usage(fs),
+        None => collector,
+    }));
 
     let listener = TcpListener::bind(config.listen)
         .await

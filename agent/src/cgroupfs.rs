@@ -280,6 +280,7 @@ impl CgroupfsReader {
                 network: None,
                 schedstat: None,
                 runqueue_latency: None,
+                filesystems: None,
             });
             if self.quiet.every > 0
                 && let Some(sample) = containers.last()

@@ -53,6 +53,8 @@ pub struct Collector {
     naming: Naming,
     events: Arc<EventStore>,
     walks: WalkGate,
+    /// The `disk` kind: per-container filesystem usage (`None` when the kind is off).
+    fs: Option<crate::fs_usage::FsUsage>,
 }
 
 /// Passes a cgroup is read every pass after an OOM kill in it, whatever its CPU time says.
@@ -165,7 +167,14 @@ impl Collector {
             naming,
             events,
             walks: WalkGate::default(),
+            fs: None,
         }
+    }
+
+    /// Measures filesystem usage (the `disk` kind) with this walker.
+    pub fn with_fs_usage(mut self, fs: crate::fs_usage::FsUsage) -> Self {
+        self.fs = Some(fs);
+        self
     }
 
     pub fn collect(&mut self) -> Result<Snapshot, CollectError> {
@@ -374,6 +383,10 @@ impl Collector {
                     || namer.is_container(&c.path)
                     || prefixes.iter().any(|p| under(&c.path, p))
             });
+        }
+        if let Some(fs) = &mut self.fs {
+            fs.fill(&mut containers, &self.naming.namer);
+            self.stats.fs_usage = fs.stats();
         }
         self.stats.identity = self.naming.registry.stats(&self.naming.sources);
         self.stats.pods = self.naming.registry.pods();

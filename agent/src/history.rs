@@ -163,6 +163,9 @@ impl Record {
 pub type IfaceRow = [u64; 8];
 /// read bytes, write bytes, reads, writes.
 pub type DeviceRow = [u64; 4];
+/// capacity, usage, base usage, available, inodes, inodes free, then the device's eleven
+/// diskstats counters (see [`crate::fs_usage::FsStats`]).
+pub type FsRow = [u64; 17];
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct DeviceKey {
@@ -184,6 +187,7 @@ struct CgroupHistory {
     records: VecDeque<Record>,
     ifaces: Vec<Column<Arc<str>, 8>>,
     devices: Vec<Column<DeviceKey, 4>>,
+    filesystems: Vec<Column<DeviceKey, 17>>,
 }
 
 /// One sample as a query returns it.
@@ -194,6 +198,7 @@ pub struct Stored {
     /// JSON inlines as cAdvisor does).
     pub ifaces: Vec<(Arc<str>, IfaceRow)>,
     pub devices: Vec<(DeviceKey, DeviceRow)>,
+    pub filesystems: Vec<(DeviceKey, FsRow)>,
 }
 
 /// Which samples a request wants, newest last.
@@ -293,6 +298,32 @@ impl CgroupHistory {
                 name: Arc::from(d.device.as_str()),
             },
         );
+        let filesystems = c.filesystems.iter().flatten().map(|f| {
+            let mut row = [0u64; 17];
+            row[..6].copy_from_slice(&[
+                f.capacity.min(ABSENT - 1),
+                f.usage,
+                f.base_usage,
+                f.available,
+                f.inodes,
+                f.inodes_free,
+            ]);
+            row[6..].copy_from_slice(&f.disk);
+            (f, row)
+        });
+        push_column(
+            &mut self.filesystems,
+            len_before,
+            filesystems,
+            |k: &DeviceKey, f: &&crate::fs_usage::FsStats| {
+                k.major == f.major && k.minor == f.minor && k.name == f.device
+            },
+            |f| DeviceKey {
+                major: f.major,
+                minor: f.minor,
+                name: Arc::clone(&f.device),
+            },
+        );
         let mut popped = false;
         while self.records.len() > capacity
             || self.records.front().is_some_and(|r| r.at_ns < oldest_ns)
@@ -307,6 +338,8 @@ impl CgroupHistory {
                 .retain(|c| c.rows.iter().any(|r| r[0] != ABSENT));
             self.devices
                 .retain(|c| c.rows.iter().any(|r| r[0] != ABSENT));
+            self.filesystems
+                .retain(|c| c.rows.iter().any(|r| r[0] != ABSENT));
         }
     }
 
@@ -316,6 +349,9 @@ impl CgroupHistory {
             c.rows.pop_front();
         }
         for c in &mut self.devices {
+            c.rows.pop_front();
+        }
+        for c in &mut self.filesystems {
             c.rows.pop_front();
         }
     }
@@ -342,6 +378,12 @@ impl CgroupHistory {
                     .collect(),
                 devices: self
                     .devices
+                    .iter()
+                    .filter(|c| c.rows[i][0] != ABSENT)
+                    .map(|c| (c.key.clone(), c.rows[i]))
+                    .collect(),
+                filesystems: self
+                    .filesystems
                     .iter()
                     .filter(|c| c.rows[i][0] != ABSENT)
                     .map(|c| (c.key.clone(), c.rows[i]))

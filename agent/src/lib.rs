@@ -13,6 +13,7 @@ pub mod config;
 pub mod cpu_account;
 pub mod ebpf;
 pub mod events;
+pub mod fs_usage;
 pub mod fuzz;
 pub mod history;
 pub mod http;

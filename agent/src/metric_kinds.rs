@@ -13,10 +13,11 @@ pub enum MetricKind {
     OomEvent,
     Network,
     Sched,
+    Disk,
 }
 
 impl MetricKind {
-    pub const ALL: [MetricKind; 8] = [
+    pub const ALL: [MetricKind; 9] = [
         MetricKind::Cpu,
         MetricKind::Memory,
         MetricKind::DiskIo,
@@ -25,6 +26,7 @@ impl MetricKind {
         MetricKind::OomEvent,
         MetricKind::Network,
         MetricKind::Sched,
+        MetricKind::Disk,
     ];
 
     pub fn name(self) -> &'static str {
@@ -37,6 +39,7 @@ impl MetricKind {
             MetricKind::OomEvent => "oom_event",
             MetricKind::Network => "network",
             MetricKind::Sched => "sched",
+            MetricKind::Disk => "disk",
         }
     }
 }
@@ -50,7 +53,6 @@ const NOT_PROVIDED: &[&str] = &[
     "cpu_topology",
     "cpuLoad",
     "cpuset",
-    "disk",
     "hugetlb",
     "memory_numa",
     "percpu",

@@ -52,6 +52,9 @@ pub struct ContainerSample {
     pub schedstat: Option<Schedstat>,
     /// Run-queue waits of this cgroup's own tasks; `None` when it has had none (a pod cgroup).
     pub runqueue_latency: Option<RunqueueLatency>,
+    /// Filesystems: a container's writable layer, the root's host filesystems; `None` when the
+    /// `disk` kind is off or nothing was found (yet: a layer's first walk takes a moment).
+    pub filesystems: Option<Vec<crate::fs_usage::FsStats>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -112,6 +115,8 @@ pub struct AgentStats {
     /// Cumulative: scheduler entries deleted because their cgroup was removed.
     pub sched_entries_forgotten: u64,
     pub network: crate::net::NetStats,
+    /// The filesystem usage walker's cost and freshness (zero when the `disk` kind is off).
+    pub fs_usage: crate::fs_usage::WalkStats,
     /// Per runtime resolver, in precedence order (empty when none is configured).
     pub identity: Vec<crate::identity::ResolverStats>,
     /// The kubelet's pods (`nodetel_pod_info`); empty without `--kubelet-url`.
@@ -162,6 +167,7 @@ impl Default for AgentStats {
             sched_entries_forgotten: 0,
             program_stats: Vec::new(),
             network: Default::default(),
+            fs_usage: Default::default(),
             identity: Vec::new(),
             pods: Default::default(),
             panics: Default::default(),

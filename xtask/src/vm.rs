@@ -54,6 +54,7 @@ const HOST_ONLY_TESTS: &[&str] = &[
     "capabilities",
     "cadvisor_peer",
     "kube_prometheus",
+    "fs_usage",
 ];
 
 /// A bootable kernel and, when it came from a .deb, its modules directory.

@@ -79,6 +79,7 @@ pub struct Has {
     pub network: bool,
     pub processes: bool,
     pub diskio: bool,
+    pub filesystem: bool,
 }
 
 impl Has {
@@ -89,6 +90,7 @@ impl Has {
             network: c.network.is_some(),
             processes: c.processes.processes.is_some() || c.processes.threads.is_some(),
             diskio: c.io.is_some(),
+            filesystem: c.filesystems.as_ref().is_some_and(|f| !f.is_empty()),
         }
     }
 }
@@ -205,9 +207,7 @@ fn spec_map(c: &ContainerSample, has: Has, v2: bool) -> Map<String, Value> {
         put_nonempty(&mut processes, "limit", json!(max));
     }
     m.insert("processes".into(), Value::Object(processes));
-    // Per-container filesystem usage is not measured (cAdvisor's `disk` kind walks every
-    // container's layer with du; nodetel does not).
-    m.insert("has_filesystem".into(), json!(false));
+    m.insert("has_filesystem".into(), json!(has.filesystem));
     m.insert("has_diskio".into(), json!(has.diskio));
     m.insert("has_custom_metrics".into(), json!(false));
     put_nonempty(&mut m, "image", json!(c.identity.image));
@@ -369,6 +369,77 @@ fn diskio(s: &Stored) -> Value {
     Value::Object(m)
 }
 
+/// The diskstats counters by cAdvisor's names, in [`crate::history::FsRow`]'s order.
+const DISK_FIELDS: [&str; 11] = [
+    "reads_completed",
+    "reads_merged",
+    "sectors_read",
+    "read_time",
+    "writes_completed",
+    "writes_merged",
+    "sectors_written",
+    "write_time",
+    "io_in_progress",
+    "io_time",
+    "weighted_io_time",
+];
+
+/// v1 `FsStats` of each filesystem. `type` is what cAdvisor calls every block-device
+/// filesystem (its other types are devicemapper and zfs pools).
+fn filesystems(s: &Stored) -> Value {
+    s.filesystems
+        .iter()
+        .map(|(key, row)| {
+            let mut m = Map::new();
+            m.insert("device".into(), json!(key.name.as_ref()));
+            m.insert("type".into(), json!("vfs"));
+            for (k, v) in ["capacity", "usage", "base_usage", "available"]
+                .iter()
+                .zip(row)
+            {
+                m.insert((*k).into(), json!(v));
+            }
+            m.insert("has_inodes".into(), json!(true));
+            m.insert("inodes".into(), json!(row[4]));
+            m.insert("inodes_free".into(), json!(row[5]));
+            for (k, v) in DISK_FIELDS.iter().zip(&row[6..]) {
+                m.insert((*k).into(), json!(v));
+            }
+            Value::Object(m)
+        })
+        .collect()
+}
+
+/// v2.1 `FilesystemStats` of a container (its first filesystem, as cAdvisor converts it).
+fn filesystem_v2(s: &Stored) -> Option<Value> {
+    let (_, row) = s.filesystems.first()?;
+    Some(json!({"totalUsageBytes": row[1], "baseUsageBytes": row[2], "inodeUsage": row[4]}))
+}
+
+/// v2.1 `machinestats` filesystems (`MachineFsStats`; its diskstats sit under a field that Go's
+/// JSON names `inline`).
+fn machine_filesystems(s: &Stored) -> Value {
+    s.filesystems
+        .iter()
+        .map(|(key, row)| {
+            let disk: Map<String, Value> = DISK_FIELDS
+                .iter()
+                .zip(&row[6..])
+                .map(|(k, v)| ((*k).to_string(), json!(v)))
+                .collect();
+            json!({
+                "device": key.name.as_ref(),
+                "type": "vfs",
+                "capacity": row[0],
+                "usage": row[1],
+                "available": row[3],
+                "inodes_free": row[5],
+                "inline": disk,
+            })
+        })
+        .collect()
+}
+
 fn processes(r: &Record) -> Value {
     let mut m = Map::new();
     m.insert("process_count".into(), json!(get(r, Field::Processes)));
@@ -403,6 +474,9 @@ pub fn stats_v1(s: &Stored, has: Has) -> Value {
     }
     if has.network {
         m.insert("network".into(), network_v1(s));
+    }
+    if has.filesystem {
+        put_nonempty(&mut m, "filesystem", filesystems(s));
     }
     m.insert("task_stats".into(), task_stats());
     if has.processes {
@@ -476,7 +550,10 @@ pub fn stats_v2_0(samples: &[Stored], has: Has) -> Value {
             "processes".into(),
             json!({"process_count": 0, "fd_count": 0, "socket_count": 0}),
         );
-        m.insert("has_filesystem".into(), json!(false));
+        m.insert("has_filesystem".into(), json!(has.filesystem));
+        if has.filesystem {
+            put_nonempty(&mut m, "filesystem", filesystems(s));
+        }
         m.insert("has_load".into(), json!(false));
         m.insert("load_stats".into(), task_stats());
         m.insert("has_custom_metrics".into(), json!(false));
@@ -515,6 +592,11 @@ fn stats_v2(samples: &[Stored], has: Has, machine: bool) -> Value {
         }
         if has.network {
             m.insert("network".into(), network_v2(s));
+        }
+        if machine {
+            put_nonempty(&mut m, "filesystem", machine_filesystems(s));
+        } else if let Some(fs) = filesystem_v2(s) {
+            m.insert("filesystem".into(), fs);
         }
         if !machine {
             if has.processes {

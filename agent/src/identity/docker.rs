@@ -140,6 +140,12 @@ impl DockerResolver {
                 v.version.unwrap_or_default(),
                 v.api_version.unwrap_or_default(),
             );
+            // Where its layers are (`--data-root`), for the filesystem usage walker.
+            if let Some(root) = docker.info().await?.docker_root_dir
+                && root.starts_with('/')
+            {
+                self.registry.set_docker_root(root.into());
+            }
         }
         Ok(docker)
     }

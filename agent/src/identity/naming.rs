@@ -44,9 +44,12 @@ impl Namer {
 
     /// Whether the cgroup at `path` is a runtime's container (cAdvisor's `--docker_only`).
     pub fn is_container(&self, path: &str) -> bool {
-        path::parse(path, &self.containerd_namespaces)
-            .container
-            .is_some()
+        self.container_of(path).is_some()
+    }
+
+    /// The runtime and container id a cgroup path names, if it is a container's.
+    pub fn container_of<'p>(&self, path: &'p str) -> Option<(path::Runtime, &'p str)> {
+        path::parse(path, &self.containerd_namespaces).container
     }
 
     pub fn name(&mut self, containers: &mut [ContainerSample]) {

@@ -104,6 +104,8 @@ pub struct Registry {
     state: RwLock<State>,
     /// The Docker daemon's version and API version, for the JSON API's `attributes`.
     docker_version: RwLock<Option<(String, String)>>,
+    /// The Docker daemon's data root (`DockerRootDir`), where its layers are.
+    docker_root: RwLock<Option<std::path::PathBuf>>,
     /// Bumped on every change of a table: the collector's cache of names is valid while it holds.
     generation: AtomicU64,
     wanted_tx: watch::Sender<u64>,
@@ -114,6 +116,7 @@ impl Default for Registry {
         Registry {
             state: RwLock::default(),
             docker_version: RwLock::default(),
+            docker_root: RwLock::default(),
             generation: AtomicU64::new(1),
             wanted_tx: watch::Sender::new(0),
         }
@@ -135,6 +138,16 @@ impl Registry {
         if let Ok(mut v) = self.docker_version.write() {
             *v = Some((version, api_version));
         }
+    }
+
+    pub fn set_docker_root(&self, root: std::path::PathBuf) {
+        if let Ok(mut r) = self.docker_root.write() {
+            *r = Some(root);
+        }
+    }
+
+    pub fn docker_root(&self) -> Option<std::path::PathBuf> {
+        self.docker_root.read().ok().and_then(|r| r.clone())
     }
 
     pub fn docker_version(&self) -> Option<(String, String)> {

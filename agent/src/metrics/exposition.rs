@@ -266,6 +266,19 @@ mod tests {
                 runqueue_ns: 1_500_000_000,
                 run_periods: 4200,
             }),
+            // Figures of cAdvisor's sample for a container that wrote 50 MiB into its layer.
+            filesystems: Some(vec![crate::fs_usage::FsStats {
+                device: "/dev/vda".into(),
+                major: 254,
+                minor: 0,
+                capacity: 270_553_174_016,
+                usage: 52_473_856,
+                base_usage: 52_436_992,
+                available: 83_546_312_704,
+                inodes: 3,
+                inodes_free: 16_358_611,
+                disk: [0; 11],
+            }]),
             runqueue_latency: Some(RunqueueLatency {
                 // 3 waits under 1 µs, 5 under 2 µs, 1 over 33.5 s (+Inf).
                 buckets: {

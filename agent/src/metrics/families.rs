@@ -346,6 +346,50 @@ pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
         value: Value::One(|c| limit(c.memory_spec.reservation)),
     },
     ContainerFamily {
+        name: "container_fs_inodes_free",
+        help: "Number of available Inodes",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for f in c.filesystems.iter().flatten() {
+                emit(&[("device", &f.device)], f.inodes_free as f64);
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_fs_inodes_total",
+        help: "Number of Inodes",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for f in c.filesystems.iter().flatten() {
+                emit(&[("device", &f.device)], f.inodes as f64);
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_fs_limit_bytes",
+        help: "Number of bytes that can be consumed by the container on this filesystem.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for f in c.filesystems.iter().flatten() {
+                emit(&[("device", &f.device)], f.capacity as f64);
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "container_fs_usage_bytes",
+        help: "Number of bytes that are consumed by the container on this filesystem.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            for f in c.filesystems.iter().flatten() {
+                emit(&[("device", &f.device)], f.usage as f64);
+            }
+        }),
+    },
+    ContainerFamily {
         name: "container_fs_reads_bytes_total",
         help: "Cumulative count of bytes read",
         kind: Kind::Counter,
@@ -932,6 +976,48 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         help: "Network namespaces that could not be read or looked into (vanished, or no privilege).",
         kind: Kind::Counter,
         series: |a| one(a.network.errors as f64),
+    },
+    AgentFamily {
+        name: "nodetel_fs_usage_layers",
+        help: "Writable layers found for live containers (the disk kind's filesystem usage).",
+        kind: Kind::Gauge,
+        series: |a| one(a.fs_usage.layers as f64),
+    },
+    AgentFamily {
+        name: "nodetel_fs_usage_walks_total",
+        help: "Walks of container writable layers made.",
+        kind: Kind::Counter,
+        series: |a| one(a.fs_usage.walks as f64),
+    },
+    AgentFamily {
+        name: "nodetel_fs_usage_walk_errors_total",
+        help: "Walks of a layer that could not be opened (no figure from them).",
+        kind: Kind::Counter,
+        series: |a| one(a.fs_usage.errors as f64),
+    },
+    AgentFamily {
+        name: "nodetel_fs_usage_incomplete_walks_total",
+        help: "Walks that could not count every entry (refused, deeper than 128 levels, or past the 1000000-entry budget): their figure is a lower bound.",
+        kind: Kind::Counter,
+        series: |a| one(a.fs_usage.incomplete as f64),
+    },
+    AgentFamily {
+        name: "nodetel_fs_usage_walk_entries_total",
+        help: "Directory entries examined by the filesystem usage walker.",
+        kind: Kind::Counter,
+        series: |a| one(a.fs_usage.entries as f64),
+    },
+    AgentFamily {
+        name: "nodetel_fs_usage_walk_seconds_total",
+        help: "Time spent walking writable layers.",
+        kind: Kind::Counter,
+        series: |a| one(a.fs_usage.seconds),
+    },
+    AgentFamily {
+        name: "nodetel_fs_usage_oldest_figure_seconds",
+        help: "Age of the oldest filesystem usage figure served: the interval, or more when the walker's CPU budget stretches it.",
+        kind: Kind::Gauge,
+        series: |a| one(a.fs_usage.oldest_seconds),
     },
     AgentFamily {
         name: "nodetel_ebpf_traffic_uncounted_packets_total",
