@@ -56,7 +56,8 @@ pub fn cgroupfs(data: &[u8]) {
     }
 }
 
-/// `/proc` and `/sys` text: network device counters, CPU lists, meminfo, cache sizes.
+/// `/proc` and `/sys` text: network device counters, CPU lists, meminfo, cache sizes, the
+/// mount table and diskstats.
 pub fn procfs(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let t = text.as_ref();
@@ -67,6 +68,12 @@ pub fn procfs(data: &[u8]) {
     let _ = machine::parse_cpu_list(t);
     let _ = machine::meminfo_kb(t, "MemTotal");
     let _ = machine::parse_size(t);
+    let _ = crate::fs_usage::parse_diskstats(t);
+    // The host's mount table: a container id read from it is always a plain path component.
+    let mounts = crate::fs_usage::mounts::parse(t);
+    for id in crate::fs_usage::mounts::rootfs_layers(&mounts).keys() {
+        assert!(crate::fs_usage::mounts::valid_id(id));
+    }
 }
 
 /// A tracepoint's `format` file (first line: the field asked for) and an OOM kill record.

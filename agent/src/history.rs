@@ -449,11 +449,17 @@ impl History {
     }
 
     /// Heap bytes one cgroup's full history takes: the README's figure.
-    pub fn bytes_per_cgroup(samples: usize, ifaces: usize, devices: usize) -> usize {
+    pub fn bytes_per_cgroup(
+        samples: usize,
+        ifaces: usize,
+        devices: usize,
+        filesystems: usize,
+    ) -> usize {
         samples
             * (std::mem::size_of::<Record>()
                 + ifaces * std::mem::size_of::<IfaceRow>()
-                + devices * std::mem::size_of::<DeviceRow>())
+                + devices * std::mem::size_of::<DeviceRow>()
+                + filesystems * std::mem::size_of::<FsRow>())
     }
 }
 
@@ -634,6 +640,9 @@ mod tests {
     #[test]
     fn the_documented_cost() {
         // README: 60 samples of a cgroup with one interface and one block device.
-        assert_eq!(History::bytes_per_cgroup(60, 1, 1), 60 * (344 + 64 + 32));
+        assert_eq!(
+            History::bytes_per_cgroup(60, 1, 1, 1),
+            60 * (344 + 64 + 32 + 136)
+        );
     }
 }

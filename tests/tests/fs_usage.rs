@@ -4,6 +4,9 @@
 //! filesystem's device, size and free inodes. A real dockerd and a real containerd from Debian's
 //! docker.io; the figure must follow writes and deletions.
 //!
+//! The Docker agent runs under exactly the DaemonSet's capabilities (`setpriv`, as
+//! `capabilities.rs`): what the README says of them is what this test sees.
+//!
 //! Host only: the VM suite has no container runtime in its initramfs.
 use std::{
     path::{Path, PathBuf},
@@ -13,7 +16,7 @@ use std::{
 
 use anyhow::Context as _;
 use nodetel_integration_tests::{
-    Agent, Exposition, http_get, privileged, require_tool,
+    Agent, Exposition, daemonset_pod, http_get, privileged, require_tool,
     runtimes::{Containerd, Dockerd, IMAGE, label, remove_cgroup_dirs, run, wait_named},
 };
 
@@ -96,7 +99,10 @@ fn check_layer(
     let free = e
         .value("container_fs_inodes_free", path)
         .context("inodes free")?;
-    assert!(free > 0.0, "{what}: no free inodes on a writable filesystem");
+    assert!(
+        free > 0.0,
+        "{what}: no free inodes on a writable filesystem"
+    );
     Ok(())
 }
 
@@ -108,8 +114,35 @@ fn docker_writable_layer_usage_is_what_du_says() -> anyhow::Result<()> {
     }
     let dockerd = Dockerd::start("fs-usage")?;
     dockerd.ensure_image()?;
-    let agent =
-        Agent::start_with_runtime(INTERVAL, "--docker-socket", &dockerd.socket, &[FS_INTERVAL])?;
+    // The DaemonSet's capabilities, nothing more (no CAP_DAC_READ_SEARCH: see the end).
+    let caps: Vec<String> = daemonset_pod()?["caps_add"]
+        .as_array()
+        .context("caps_add")?
+        .iter()
+        .filter_map(|c| c.as_str().map(|c| format!(",+{}", c.to_lowercase())))
+        .collect();
+    let bounding = format!("-all{}", caps.concat());
+    let socket = dockerd.socket.display().to_string();
+    let mut agent = Agent::spawn_under(
+        &[
+            "setpriv",
+            "--bounding-set",
+            &bounding,
+            "--inh-caps",
+            "-all",
+            "--",
+        ],
+        INTERVAL,
+        &[
+            "--docker-socket",
+            &socket,
+            "--containerd-socket=",
+            "--podman-socket=",
+            "--crio-socket=",
+            FS_INTERVAL,
+        ],
+    )?;
+    agent.wait_healthy(Duration::from_secs(20))?;
     let id = dockerd.docker(&["run", "-d", "--name", "nt-fs", IMAGE, "sh", "-c", WRITER])?;
     let path = format!("/docker/{id}");
     wait_named(&agent, &path, "nt-fs", Duration::from_secs(10))?;
@@ -186,6 +219,40 @@ fn docker_writable_layer_usage_is_what_du_says() -> anyhow::Result<()> {
     assert_eq!(fs["usage"], serde_json::json!(want));
     assert_eq!(fs["inodes"], serde_json::json!(inodes(&upper)?));
     assert_eq!(v["spec"]["has_filesystem"], serde_json::json!(true));
+
+    // A directory only its owner (another user) may read: root without CAP_DAC_READ_SEARCH
+    // cannot list it, so the figure is a lower bound, and said to be one.
+    let incomplete = |e: &Exposition| {
+        e.0.lines()
+            .find_map(|l| l.strip_prefix("nodetel_fs_usage_incomplete_walks_total "))
+            .and_then(|v| v.parse::<f64>().ok())
+    };
+    let before = incomplete(&e).context("incomplete walks counter")?;
+    let private = dockerd.docker(&[
+        "run",
+        "-d",
+        IMAGE,
+        "sh",
+        "-c",
+        "busybox mkdir /p && dd if=/dev/zero of=/p/f bs=1M count=2 2>/dev/null && \
+         busybox chown -R 65534 /p && busybox chmod 700 /p && exec sleep 1000",
+    ])?;
+    let ppath = format!("/docker/{private}");
+    let e = agent.scrape_until(Duration::from_secs(20), |e| {
+        e.value("container_fs_usage_bytes", &ppath).is_some()
+            && incomplete(e).is_some_and(|n| n > before)
+    })?;
+    let got = e
+        .value("container_fs_usage_bytes", &ppath)
+        .context("usage")?;
+    assert!(
+        incomplete(&e).is_some_and(|n| n > before),
+        "a refused directory was not counted as an incomplete walk"
+    );
+    assert!(
+        got < (2 << 20) as f64,
+        "the unreadable directory's 2 MiB were counted ({got} B)"
+    );
     Ok(())
 }
 
@@ -227,7 +294,10 @@ fn containerd_snapshot_usage_is_what_du_says() -> anyhow::Result<()> {
         while !upper.join("done").exists() && t0.elapsed() < Duration::from_secs(20) {
             std::thread::sleep(Duration::from_millis(100));
         }
-        anyhow::ensure!(upper.join("done").exists(), "the task did not finish writing");
+        anyhow::ensure!(
+            upper.join("done").exists(),
+            "the task did not finish writing"
+        );
         // containerd keeps no per-container files beside the snapshot: usage is the layer's.
         let want = du(&upper)?;
         assert!(want >= 8 << 20, "du of the snapshot {want}");

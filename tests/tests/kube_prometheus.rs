@@ -46,7 +46,7 @@ const EXPLAINED: &[(&str, &str)] = &[
     ),
     (
         "container_fs_",
-        "cAdvisor adds to container_fs_{reads,writes}* one zero-valued series per container for          the filesystem of its writable layer; nodetel has no per-container filesystem figures          yet, only the cgroup's own block I/O per device",
+        "cAdvisor adds to container_fs_{reads,writes}* one zero-valued series per container for          the device of its writable layer, whether or not the cgroup did I/O there; nodetel's          I/O series are the cgroup's own block I/O, per device it used",
     ),
 ];
 const NODE: &str = "kp-node";

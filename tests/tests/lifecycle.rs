@@ -229,7 +229,7 @@ fn disabled_metric_kinds_are_absent_and_unknown_ones_refused() -> anyhow::Result
     }
     let agent = Agent::start(
         Duration::from_millis(300),
-        &["--disable-metrics", "memory,diskIO,tcp"],
+        &["--disable-metrics", "memory,diskIO,disk,tcp"],
     )?;
     let e = agent.next_metrics()?;
     assert!(e.0.contains("container_cpu_usage_seconds_total{"));

@@ -140,14 +140,14 @@ mod tests {
     /// A Docker data root laid out as dockerd 20.10 writes it, under a temporary directory.
     #[test]
     fn docker_layer_from_its_layer_database() {
-        let t = tempfile::tempdir().unwrap();
+        let t = tempfile::tempdir().expect("test fixture");
         let root = t.path().to_path_buf();
         let id = "a".repeat(64);
         let rec = root.join("image/overlay2/layerdb/mounts").join(&id);
-        std::fs::create_dir_all(&rec).unwrap();
-        std::fs::write(rec.join("mount-id"), "5e1f00\n").unwrap();
-        std::fs::create_dir_all(root.join("overlay2/5e1f00/diff")).unwrap();
-        std::fs::create_dir_all(root.join("containers").join(&id)).unwrap();
+        std::fs::create_dir_all(&rec).expect("test fixture");
+        std::fs::write(rec.join("mount-id"), "5e1f00\n").expect("test fixture");
+        std::fs::create_dir_all(root.join("overlay2/5e1f00/diff")).expect("test fixture");
+        std::fs::create_dir_all(root.join("containers").join(&id)).expect("test fixture");
         let r = root.clone();
         // A /proc without PID 1: paths are taken as they are.
         let mut f = Finder::new(t.path().join("no-proc"), Arc::new(move || Some(r.clone())));
@@ -155,7 +155,7 @@ mod tests {
         assert_eq!(l.upper, root.join("overlay2/5e1f00/diff"));
         assert_eq!(l.extra, Some(root.join("containers").join(&id)));
         // A record naming a path outside the data root is refused.
-        std::fs::write(rec.join("mount-id"), "../../etc").unwrap();
+        std::fs::write(rec.join("mount-id"), "../../etc").expect("test fixture");
         assert_eq!(f.find(Runtime::Docker, &id), None);
         assert_eq!(f.find(Runtime::Docker, "../x"), None);
         assert_eq!(f.find(Runtime::Podman, &id), None);

@@ -156,7 +156,8 @@ impl FsUsage {
     }
 
     pub fn stats(&self) -> WalkStats {
-        self.worker.stats(self.known.values().filter(|(l, _)| l.is_some()).count())
+        self.worker
+            .stats(self.known.values().filter(|(l, _)| l.is_some()).count())
     }
 }
 

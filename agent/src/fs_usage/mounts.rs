@@ -131,7 +131,10 @@ mod tests {
     fn reads_devices_and_containerd_rootfs_layers() {
         let m = parse(TABLE);
         assert_eq!(m.len(), 6);
-        assert_eq!((m[0].major, m[0].minor, m[0].source.as_str()), (254, 0, "/dev/vda"));
+        assert_eq!(
+            (m[0].major, m[0].minor, m[0].source.as_str()),
+            (254, 0, "/dev/vda")
+        );
         assert_eq!(m[5].mount_point, "/mnt/with space");
         let layers = rootfs_layers(&m);
         assert_eq!(
@@ -141,7 +144,11 @@ mod tests {
             ))
         );
         // Docker's own overlay2 mounts name a layer, not a container: found through its layerdb.
-        assert!(!layers.values().any(|p| p.starts_with("/var/lib/docker/overlay2")));
+        assert!(
+            !layers
+                .values()
+                .any(|p| p.starts_with("/var/lib/docker/overlay2"))
+        );
         assert_eq!(
             layers.get("feed01").map(PathBuf::as_path),
             Some(std::path::Path::new("/var/lib/d,x/up"))

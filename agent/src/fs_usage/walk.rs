@@ -153,55 +153,64 @@ mod tests {
             .and_then(|n| n.parse().ok())
             .expect("du output");
         let out = Command::new("find").arg(dir).output().expect("find");
-        (bytes, out.stdout.iter().filter(|b| **b == b'\n').count() as u64)
+        (
+            bytes,
+            out.stdout.iter().filter(|b| **b == b'\n').count() as u64,
+        )
     }
 
     #[test]
     fn matches_du_with_hard_links_symlinks_and_holes() {
-        let t = tempfile::tempdir().unwrap();
+        let t = tempfile::tempdir().expect("test fixture");
         let d = t.path();
-        fs::create_dir_all(d.join("a/b/c")).unwrap();
-        fs::write(d.join("a/one"), vec![7u8; 10_000]).unwrap();
-        fs::write(d.join("a/b/c/two"), vec![1u8; 300_000]).unwrap();
+        fs::create_dir_all(d.join("a/b/c")).expect("test fixture");
+        fs::write(d.join("a/one"), vec![7u8; 10_000]).expect("test fixture");
+        fs::write(d.join("a/b/c/two"), vec![1u8; 300_000]).expect("test fixture");
         // Hard links count once, symlinks as themselves (never their target).
-        fs::hard_link(d.join("a/one"), d.join("a/b/one-again")).unwrap();
-        symlink("/usr", d.join("a/to-usr")).unwrap();
+        fs::hard_link(d.join("a/one"), d.join("a/b/one-again")).expect("test fixture");
+        symlink("/usr", d.join("a/to-usr")).expect("test fixture");
         // A sparse file: its size is not its usage.
-        let f = fs::File::create(d.join("sparse")).unwrap();
-        f.set_len(50 << 20).unwrap();
-        let got = dir_usage(d, u64::MAX).unwrap();
+        let f = fs::File::create(d.join("sparse")).expect("test fixture");
+        f.set_len(50 << 20).expect("test fixture");
+        let got = dir_usage(d, u64::MAX).expect("test fixture");
         let (bytes, inodes) = du(d);
         assert_eq!(got.bytes, bytes, "{got:?}");
         // `find` lists the hard link twice; the walk counts its inode once.
         assert_eq!(got.inodes, inodes - 1, "{got:?}");
         assert_eq!(got.skipped, 0);
-        assert!(got.bytes < 1 << 20, "a sparse file counted at its size: {got:?}");
+        assert!(
+            got.bytes < 1 << 20,
+            "a sparse file counted at its size: {got:?}"
+        );
     }
 
     #[test]
     fn a_symlink_at_the_top_is_refused_and_the_budget_is_a_lower_bound() {
-        let t = tempfile::tempdir().unwrap();
-        symlink("/usr", t.path().join("link")).unwrap();
+        let t = tempfile::tempdir().expect("test fixture");
+        symlink("/usr", t.path().join("link")).expect("test fixture");
         assert!(dir_usage(&t.path().join("link"), u64::MAX).is_err());
         for i in 0..20 {
-            fs::write(t.path().join(format!("f{i}")), b"x").unwrap();
+            fs::write(t.path().join(format!("f{i}")), b"x").expect("test fixture");
         }
-        let all = dir_usage(t.path(), u64::MAX).unwrap();
-        let some = dir_usage(t.path(), 5).unwrap();
+        let all = dir_usage(t.path(), u64::MAX).expect("test fixture");
+        let some = dir_usage(t.path(), 5).expect("test fixture");
         assert_eq!(some.entries, 5);
         assert_eq!(some.skipped, 1);
-        assert!(some.bytes < all.bytes && some.inodes == 6, "{some:?} {all:?}");
+        assert!(
+            some.bytes < all.bytes && some.inodes == 6,
+            "{some:?} {all:?}"
+        );
     }
 
     #[test]
     fn deeper_than_the_descriptor_bound_is_skipped_not_followed() {
-        let t = tempfile::tempdir().unwrap();
+        let t = tempfile::tempdir().expect("test fixture");
         let mut p = t.path().to_path_buf();
         for _ in 0..MAX_DEPTH + 3 {
             p.push("d");
         }
-        fs::create_dir_all(&p).unwrap();
-        let got = dir_usage(t.path(), u64::MAX).unwrap();
+        fs::create_dir_all(&p).expect("test fixture");
+        let got = dir_usage(t.path(), u64::MAX).expect("test fixture");
         assert_eq!(got.skipped, 1, "{got:?}");
         // The top and MAX_DEPTH levels below it.
         assert_eq!(got.inodes, MAX_DEPTH as u64 + 1, "{got:?}");

@@ -92,9 +92,7 @@ impl Worker {
     /// latest figures of those it has.
     pub fn want(&self, layers: &HashMap<String, Layer>) -> HashMap<String, Figure> {
         let mut st = self.shared.lock();
-        let new = layers
-            .iter()
-            .any(|(id, l)| st.wanted.get(id) != Some(l));
+        let new = layers.iter().any(|(id, l)| st.wanted.get(id) != Some(l));
         if new || st.wanted.len() != layers.len() {
             st.wanted.clone_from(layers);
             let State {
@@ -224,8 +222,8 @@ mod tests {
 
     #[test]
     fn walks_what_is_wanted_and_forgets_what_is_not() {
-        let t = tempfile::tempdir().unwrap();
-        std::fs::write(t.path().join("f"), vec![1u8; 64 << 10]).unwrap();
+        let t = tempfile::tempdir().expect("test fixture");
+        std::fs::write(t.path().join("f"), vec![1u8; 64 << 10]).expect("test fixture");
         let w = Worker::start(Duration::from_secs(60));
         let layer = Layer {
             upper: t.path().to_path_buf(),
