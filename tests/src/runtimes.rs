@@ -211,6 +211,8 @@ pub fn busybox_rootfs_tar() -> anyhow::Result<PathBuf> {
 pub struct Containerd {
     child: Child,
     pub socket: PathBuf,
+    /// Its data root (a node's `/var/lib/containerd`): snapshots, hence writable layers.
+    pub root: PathBuf,
 }
 
 impl Containerd {
@@ -241,7 +243,11 @@ impl Containerd {
             .stderr(log)
             .spawn()
             .context("spawn containerd (apt-get install docker.io)")?;
-        let c = Containerd { child, socket };
+        let c = Containerd {
+            child,
+            socket,
+            root: lib.join("root"),
+        };
         wait_for("containerd", Duration::from_secs(30), || {
             c.ctr("default", &["version"]).is_ok()
         })?;

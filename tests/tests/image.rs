@@ -191,7 +191,13 @@ fn strings(v: &serde_json::Value) -> Vec<String> {
 }
 
 /// `ctr run` options for the pod, and the agent's arguments with the listen address moved.
-fn ctr_run_args(pod: &serde_json::Value, addr: &str) -> anyhow::Result<(Vec<String>, Vec<String>)> {
+/// `containerd_root`: the test's containerd's data root, which stands in for the node's
+/// `/var/lib/containerd` and is mounted where the host's mount table names its snapshots.
+fn ctr_run_args(
+    pod: &serde_json::Value,
+    addr: &str,
+    containerd_root: &Path,
+) -> anyhow::Result<(Vec<String>, Vec<String>)> {
     let mut o: Vec<String> = vec!["--net-host".into()];
     if pod["host_network"] == true {
         bail!("hostNetwork is not expected in the DaemonSet");
@@ -241,10 +247,14 @@ fn ctr_run_args(pod: &serde_json::Value, addr: &str) -> anyhow::Result<(Vec<Stri
         o.extend(["--memory-limit".into(), bytes.to_string()]);
     }
     for m in pod["mounts"].as_array().context("no mounts")? {
-        let (src, dst) = (
+        let (mut src, mut dst) = (
             m["source"].as_str().context("mount source")?,
             m["destination"].as_str().context("mount destination")?,
         );
+        let root = containerd_root.to_str().context("containerd root")?;
+        if src == "/var/lib/containerd" && dst == src {
+            (src, dst) = (root, root);
+        }
         if m["must_exist"] == true && !Path::new(src).exists() {
             bail!("{src} does not exist: the kubelet would refuse the pod (hostPath type check)");
         }
@@ -346,7 +356,7 @@ fn the_image_runs_with_the_daemonsets_privileges_and_serves() -> anyhow::Result<
 
     let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
     let addr = format!("127.0.0.1:{port}");
-    let (opts, args) = ctr_run_args(&pod, &addr)?;
+    let (opts, args) = ctr_run_args(&pod, &addr, &containerd.root)?;
     let log = work.join("agent.log");
     let log_uri = format!("file://{}", log.display());
     // Kubernetes appends `args` to the image's entry point; `ctr run` takes the whole command.
@@ -454,6 +464,7 @@ fn the_image_runs_with_the_daemonsets_privileges_and_serves() -> anyhow::Result<
         "container_processes exported by the DaemonSet, whose kinds are the defaults"
     );
     interface_names_without_sys_admin(&addr, &logs)?;
+    own_layer_usage(&addr, &ctr)?;
     let usage = ctr(&["tasks", "metrics", NAME]).unwrap_or_default();
     eprintln!(
         "image: {}",
@@ -532,6 +543,47 @@ fn interface_names_without_sys_admin(addr: &str, logs: &dyn Fn() -> String) -> a
                 cg.rel,
                 logs()
             );
+        }
+        thread::sleep(Duration::from_millis(500));
+    }
+}
+
+/// The agent's own container's writable layer, found as on a node (containerd's root filesystem
+/// mount in the host's mount table, the snapshot through the DaemonSet's `/var/lib/containerd`
+/// mount) under the DaemonSet's capabilities: its usage is what `du` says of the snapshot that
+/// containerd itself names.
+fn own_layer_usage(
+    addr: &str,
+    ctr: &dyn Fn(&[&str]) -> anyhow::Result<String>,
+) -> anyhow::Result<()> {
+    let mounts = ctr(&["snapshots", "mounts", "/mnt", NAME])?;
+    let upper = mounts
+        .split(['=', ','])
+        .skip_while(|w| !w.ends_with("upperdir"))
+        .nth(1)
+        .map(PathBuf::from)
+        .with_context(|| format!("no upperdir in {mounts:?}"))?;
+    let du = || -> anyhow::Result<f64> {
+        let out = run(Command::new("du")
+            .args(["-s", "-B1", "--one-file-system"])
+            .arg(&upper))?;
+        out.split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .with_context(|| format!("du output {out:?}"))
+    };
+    let id = format!("/k8s.io/{NAME}");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let (_, body) = http_get(addr, "/metrics")?;
+        let got = Exposition(body).value("container_fs_usage_bytes", &id);
+        let want = du()?;
+        if got == Some(want) {
+            eprintln!("image: own writable layer {want} B, as du says");
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!("the agent's own layer: container_fs_usage_bytes {got:?}, du {want}");
         }
         thread::sleep(Duration::from_millis(500));
     }
