@@ -35,8 +35,31 @@ fn network_figures_are_cadvisors_for_the_same_docker_containers() -> anyhow::Res
     };
     let dockerd = Dockerd::start("peer")?;
     dockerd.ensure_image()?;
-    for name in ["peer-web", "peer-get"] {
+    for name in ["peer-web", "peer-get", "peer-fs"] {
         let _ = dockerd.docker(&["rm", "-f", name]);
+    }
+    // A container whose layer holds 5 MiB before either agent starts: both walk it when they
+    // find it (cAdvisor then every minute), so both see the finished write.
+    let fs = dockerd
+        .docker(&[
+            "run",
+            "-d",
+            "--name",
+            "peer-fs",
+            IMAGE,
+            "sh",
+            "-c",
+            "head -c 5242880 /dev/zero > /f && : > /done && exec sleep 600",
+        ])?
+        .trim()
+        .to_string();
+    let t0 = Instant::now();
+    while dockerd.docker(&["exec", &fs, "cat", "/done"]).is_err() {
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(20),
+            "peer-fs never wrote"
+        );
+        thread::sleep(Duration::from_millis(100));
     }
     if dockerd
         .docker(&["network", "inspect", "peer-bridge"])
@@ -122,6 +145,49 @@ fn network_figures_are_cadvisors_for_the_same_docker_containers() -> anyhow::Res
             }
         }
     }
+    // Filesystem usage: the writable layer plus Docker's files for the container, both agents
+    // to the byte, and what `du` says of them (Docker's data root and layer database).
+    let root = std::path::PathBuf::from(
+        dockerd
+            .docker(&["info", "--format", "{{.DockerRootDir}}"])?
+            .trim(),
+    );
+    let mount_id = std::fs::read_to_string(
+        root.join("image/overlay2/layerdb/mounts")
+            .join(&fs)
+            .join("mount-id"),
+    )?;
+    let du = |p: std::path::PathBuf| -> anyhow::Result<f64> {
+        let out = nodetel_integration_tests::runtimes::run(
+            std::process::Command::new("du")
+                .args(["-s", "-B1", "--one-file-system"])
+                .arg(&p),
+        )?;
+        Ok(out
+            .split_whitespace()
+            .next()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(-1.0))
+    };
+    let want = du(root.join("overlay2").join(mount_id.trim()).join("diff"))?
+        + du(root.join("containers").join(&fs))?;
+    let fs_id = format!("/docker/{fs}");
+    let n = ours.value("container_fs_usage_bytes", &fs_id);
+    let c = theirs.value("container_fs_usage_bytes", &fs_id);
+    eprintln!("peer-fs  container_fs_usage_bytes nodetel {n:?}  cadvisor {c:?}  du {want}");
+    if n != Some(want) || c != Some(want) {
+        bad.push(format!(
+            "peer-fs usage: nodetel {n:?}, cAdvisor {c:?}, du {want}"
+        ));
+    }
+    for family in ["container_fs_limit_bytes", "container_fs_inodes_total"] {
+        let (n, c) = (ours.value(family, &fs_id), theirs.value(family, &fs_id));
+        eprintln!("peer-fs  {family} nodetel {n:?}  cadvisor {c:?}");
+        if n.is_none() || n != c {
+            bad.push(format!("peer-fs {family}: nodetel {n:?}, cAdvisor {c:?}"));
+        }
+    }
+
     // Loopback is nobody's bandwidth, in either agent.
     for (agent_name, e) in [("nodetel", &ours), ("cAdvisor", &theirs)] {
         for id in [&web_id, &get_id] {
@@ -132,10 +198,14 @@ fn network_figures_are_cadvisors_for_the_same_docker_containers() -> anyhow::Res
         }
     }
     drop(peer);
-    for name in ["peer-web", "peer-get"] {
+    for name in ["peer-web", "peer-get", "peer-fs"] {
         dockerd.docker(&["rm", "-f", name])?;
     }
     dockerd.docker(&["network", "rm", "peer-bridge"])?;
-    anyhow::ensure!(bad.is_empty(), "not within 1 %:\n{}", bad.join("\n"));
+    anyhow::ensure!(
+        bad.is_empty(),
+        "not within 1 % (network) or not equal (filesystem):\n{}",
+        bad.join("\n")
+    );
     Ok(())
 }

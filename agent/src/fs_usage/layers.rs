@@ -95,9 +95,14 @@ impl Finder {
         None
     }
 
+    /// Docker's data root: as the daemon said, else its default.
+    pub fn docker_root(&self) -> PathBuf {
+        (self.docker_root)().unwrap_or_else(|| PathBuf::from(DOCKER_ROOT))
+    }
+
     /// Docker's overlay2 layer of a container, from its layer database.
     fn docker(&self, id: &str) -> Option<Layer> {
-        let root = (self.docker_root)().unwrap_or_else(|| PathBuf::from(DOCKER_ROOT));
+        let root = self.docker_root();
         let record = root
             .join("image/overlay2/layerdb/mounts")
             .join(id)

@@ -55,6 +55,9 @@ pub struct FsUsage {
     worker: worker::Worker,
     /// The layer of each live container (`None`: looked for, not found, retried later).
     known: HashMap<String, (Option<Layer>, Instant)>,
+    /// Docker's data root when the layers were last looked for: the daemon says its own a
+    /// moment after start-up, and containers not found under the default are looked for again.
+    docker_root: PathBuf,
 }
 
 /// A container whose layer was not found is looked for again after this long (a runtime may
@@ -75,6 +78,7 @@ impl FsUsage {
             worker: worker::Worker::start(interval),
             proc_root,
             known: HashMap::new(),
+            docker_root: PathBuf::new(),
         }
     }
 
@@ -82,6 +86,11 @@ impl FsUsage {
     pub fn fill(&mut self, containers: &mut [ContainerSample], namer: &Namer) {
         let now = Instant::now();
         self.finder.refresh_mounts(MOUNTS_FRESH);
+        let docker_root = self.finder.docker_root();
+        if docker_root != self.docker_root {
+            self.known.retain(|_, (layer, _)| layer.is_some());
+            self.docker_root = docker_root;
+        }
         let mut live: HashMap<String, Layer> = HashMap::new();
         let mut ids: Vec<Option<String>> = Vec::with_capacity(containers.len());
         for c in containers.iter() {
