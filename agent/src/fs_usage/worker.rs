@@ -16,7 +16,8 @@ use super::{
 
 /// Entries one walk examines at most: a tenant who fills its layer with small files gets a
 /// lower bound (said in `nodetel_fs_usage_incomplete_walks_total`), not an agent that walks for
-/// minutes. About 2 s of one core here per million entries.
+/// minutes. Measured here: 4.2 µs per entry with warm caches (`/usr`, 135,791 entries, 0.57 s;
+/// `du` 0.72 s), 27 µs cold (3.6 s), so a full budget is 4 to 27 s of walking.
 const ENTRY_BUDGET: u64 = 1_000_000;
 /// Rest after a walk, as a multiple of its duration: 9 keeps the walker under 10 % of a core.
 const REST_FACTOR: u32 = 9;

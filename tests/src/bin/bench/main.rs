@@ -310,6 +310,16 @@ fn measure(
                 if let Some(d) = scrape::scalar(&s.body, "nodetel_collection_duration_seconds") {
                     result.pass_seconds.push(d);
                 }
+                let walker = [
+                    "nodetel_fs_usage_layers",
+                    "nodetel_fs_usage_walks_total",
+                    "nodetel_fs_usage_walk_entries_total",
+                    "nodetel_fs_usage_walk_seconds_total",
+                ]
+                .map(|n| scrape::scalar(&s.body, n));
+                if let [Some(l), Some(w), Some(e), Some(t)] = walker {
+                    result.fs_walker = Some([l, w, e, t]);
+                }
             }
             Err(e) => {
                 eprintln!("bench: {} scrape failed: {e:#}", agent.name);

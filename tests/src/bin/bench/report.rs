@@ -33,6 +33,8 @@ pub struct AgentResult {
     pub failed_scrapes: usize,
     /// The agent's own figure for one collection pass (nodetel only).
     pub pass_seconds: Vec<f64>,
+    /// nodetel's filesystem usage walker since start: layers, walks, entries, seconds.
+    pub fs_walker: Option<[f64; 4]>,
     pub floor_per_cgroup: Option<BTreeSet<(String, String)>>,
 }
 
@@ -55,6 +57,7 @@ impl AgentResult {
             series_per_container: None,
             failed_scrapes: 0,
             pass_seconds: Vec::new(),
+            fs_walker: None,
             floor_per_cgroup: None,
         }
     }
@@ -131,6 +134,7 @@ impl AgentResult {
             "collection_pass_ms_median": (!self.pass_seconds.is_empty())
                 .then(|| quantile(&self.pass_seconds, 0.5) * 1e3),
             "ebpf_programs": programs,
+            "fs_walker_layers_walks_entries_seconds": self.fs_walker,
         })
     }
 }
@@ -365,6 +369,24 @@ impl Report {
                         "-".into()
                     },
                     100.0 * p.run_ns as f64 / 1e9 / secs,
+                );
+            }
+        }
+        let _ = writeln!(
+            t,
+            "\n| cgroups | filesystem walker (since start): layers | walks | entries | ms per walk | µs per entry (its CPU is in the agent's total above) |\n|---|---|---|---|---|---|"
+        );
+        for s in &self.sizes {
+            let Some(n) = s.agent("nodetel") else {
+                continue;
+            };
+            if let Some([layers, walks, entries, secs]) = n.fs_walker {
+                let _ = writeln!(
+                    t,
+                    "| {} | {layers:.0} | {walks:.0} | {entries:.0} | {:.2} | {:.2} |",
+                    s.cgroups,
+                    1e3 * secs / walks.max(1.0),
+                    1e6 * secs / entries.max(1.0),
                 );
             }
         }
