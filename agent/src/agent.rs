@@ -142,7 +142,7 @@ fn start_resolvers(
         namer: Namer::new(Arc::clone(&registry), config.containerd_namespaces.clone()),
         registry,
         sources,
-        labels: Arc::new(config.label_mode()),
+        labels: config.label_mode(),
         only_containers: config.only_containers(),
     };
     (naming, tasks)

@@ -104,7 +104,7 @@ pub struct Naming {
     pub registry: Arc<crate::identity::Registry>,
     /// The resolvers running, for their health series.
     pub sources: Vec<crate::identity::Source>,
-    pub labels: Arc<crate::metrics::LabelMode>,
+    pub labels: crate::metrics::LabelChoice,
     /// `--docker-only`: only runtime containers, the root and these raw cgroup prefixes.
     pub only_containers: Option<Vec<String>>,
 }
@@ -376,6 +376,12 @@ impl Collector {
             self.stats.network = self.network.stats();
         }
         self.naming.namer.name(&mut containers);
+        // Before `--docker-only` leaves the pod cgroups out: the kubelet's own cgroup says it.
+        let labels = self.naming.labels.for_pass(|| {
+            containers.iter().any(|c| {
+                c.path == "/kubepods" || c.path == "/kubepods.slice" || !c.identity.pod.is_empty()
+            })
+        });
         if let Some(prefixes) = &self.naming.only_containers {
             let namer = &self.naming.namer;
             containers.retain(|c| {
@@ -402,7 +408,7 @@ impl Collector {
             agent: self.stats.clone(),
             machine: Arc::clone(&self.machine),
             oom_events: Arc::clone(&self.oom_shared),
-            labels: Arc::clone(&self.naming.labels),
+            labels,
         })
     }
 

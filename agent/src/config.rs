@@ -182,8 +182,11 @@ pub struct Config {
 
     /// Label set of container series: `kubelet` = exactly the kubelet's `id, name, image,
     /// container, pod, namespace` (kube-prometheus dashboards work unchanged); `standalone` =
-    /// standalone cAdvisor's `id, name, image` plus `container_label_<key>` per runtime label.
-    #[arg(long, env = "NODETEL_LABEL_MODE", value_enum, default_value_t = LabelModeArg::Kubelet)]
+    /// standalone cAdvisor's `id, name, image` plus `container_label_<key>` per runtime label;
+    /// `auto` = the kubelet's on a Kubernetes node (a `kubepods` cgroup, a container the kubelet
+    /// labelled, or --kubelet-url), standalone with the Swarm and Compose labels always kept
+    /// elsewhere.
+    #[arg(long, env = "NODETEL_LABEL_MODE", value_enum, default_value_t = LabelModeArg::Auto)]
     pub label_mode: LabelModeArg,
 
     /// In standalone label mode, only these runtime label keys become `container_label_*`
@@ -318,25 +321,40 @@ pub struct Config {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LabelModeArg {
+    Auto,
     Kubelet,
     Standalone,
 }
 
 impl Config {
-    pub fn label_mode(&self) -> crate::metrics::LabelMode {
+    pub fn label_mode(&self) -> crate::metrics::LabelChoice {
+        use crate::metrics::{LabelChoice, LabelMode};
+        let listed: Vec<String> = self
+            .whitelisted_container_labels
+            .iter()
+            .filter(|l| !l.is_empty())
+            .cloned()
+            .collect();
+        // Every key unless a list is given or cAdvisor's `--store_container_labels=false`.
+        let whitelist = (!listed.is_empty() || !self.store_container_labels).then_some(listed);
         match self.label_mode {
-            LabelModeArg::Kubelet => crate::metrics::LabelMode::Kubelet,
+            LabelModeArg::Kubelet => LabelChoice::Fixed(std::sync::Arc::new(LabelMode::Kubelet)),
             LabelModeArg::Standalone => {
-                let listed: Vec<String> = self
-                    .whitelisted_container_labels
-                    .iter()
-                    .filter(|l| !l.is_empty())
-                    .cloned()
-                    .collect();
-                // Every key unless a list is given or cAdvisor's `--store_container_labels=false`.
-                let whitelist =
-                    (!listed.is_empty() || !self.store_container_labels).then_some(listed);
-                crate::metrics::LabelMode::Standalone { whitelist }
+                LabelChoice::Fixed(std::sync::Arc::new(LabelMode::Standalone { whitelist }))
+            }
+            LabelModeArg::Auto => {
+                let whitelist = whitelist.map(|mut w| {
+                    for key in crate::metrics::SWARM_AND_COMPOSE {
+                        if !w.iter().any(|k| k == key) {
+                            w.push((*key).to_string());
+                        }
+                    }
+                    w
+                });
+                LabelChoice::auto(
+                    LabelMode::Standalone { whitelist },
+                    !self.kubelet_url.is_empty(),
+                )
             }
         }
     }
@@ -432,7 +450,7 @@ mod tests {
             Some(vec!["/system.slice/kubelet.service".into(), "/x".into()])
         );
         assert_eq!(
-            c.label_mode(),
+            *c.label_mode().for_pass(|| true),
             crate::metrics::LabelMode::Standalone {
                 whitelist: Some(vec![])
             }
@@ -441,9 +459,46 @@ mod tests {
         assert_eq!(d.only_containers(), None);
         let e = Config::try_parse_from(["nodetel", "--label-mode=standalone"]).expect("default");
         assert_eq!(
-            e.label_mode(),
+            *e.label_mode().for_pass(|| true),
             crate::metrics::LabelMode::Standalone { whitelist: None }
         );
+    }
+
+    /// `auto`: standalone cAdvisor's set (Swarm and Compose labels kept through any allow-list)
+    /// until the host shows Kubernetes, then the kubelet's for good.
+    #[test]
+    fn auto_label_mode_follows_the_host_and_sticks() {
+        use crate::metrics::LabelMode;
+        let mut docker = Config::try_parse_from(["nodetel", "--whitelisted-container-labels=app"])
+            .expect("parse")
+            .label_mode();
+        let LabelMode::Standalone {
+            whitelist: Some(list),
+        } = &*docker.for_pass(|| false)
+        else {
+            panic!("not standalone with a list");
+        };
+        assert!(list.iter().any(|k| k == "app"));
+        assert!(list.iter().any(|k| k == "com.docker.swarm.service.name"));
+        assert!(list.iter().any(|k| k == "com.docker.compose.service"));
+        assert_eq!(*docker.for_pass(|| true), LabelMode::Kubelet);
+        // Once a node, always: a pass without pods does not flip the series back.
+        assert_eq!(*docker.for_pass(|| false), LabelMode::Kubelet);
+        let mut all = Config::try_parse_from(["nodetel"])
+            .expect("parse")
+            .label_mode();
+        assert_eq!(
+            *all.for_pass(|| false),
+            LabelMode::Standalone { whitelist: None }
+        );
+        let mut node = Config::try_parse_from(["nodetel", "--kubelet-url=https://127.0.0.1:10250"])
+            .expect("parse")
+            .label_mode();
+        assert_eq!(*node.for_pass(|| false), LabelMode::Kubelet);
+        let mut fixed = Config::try_parse_from(["nodetel", "--label-mode=kubelet"])
+            .expect("parse")
+            .label_mode();
+        assert_eq!(*fixed.for_pass(|| false), LabelMode::Kubelet);
     }
 
     #[test]

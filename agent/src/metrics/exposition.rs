@@ -26,6 +26,9 @@ pub fn render_sized(snapshot: &Snapshot, expected: usize) -> String {
     let mut containers: Vec<&ContainerSample> = snapshot.containers.iter().collect();
     containers.sort_by(|a, b| a.path.cmp(&b.path));
     let names = super::labels::label_names(&snapshot.labels, &containers);
+    // Empty values are written (`pod=""`), as the kubelet writes them: under `honor_labels`
+    // (the kubelet job's, nodetel's ServiceMonitor's) an absent label would be filled from the
+    // target's own labels, putting raw cgroups under the agent's pod and namespace.
     let bases: Vec<Vec<(&str, &str)>> = containers
         .iter()
         .map(|c| super::labels::base(&snapshot.labels, &names, c))

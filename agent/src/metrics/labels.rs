@@ -1,11 +1,15 @@
 //! The labels every container series carries, per label mode.
 //!
-//! `kubelet` (the default) is exactly the kubelet's `/metrics/cadvisor` set, so kube-prometheus
-//! dashboards and alerts work unchanged. `standalone` is standalone cAdvisor's: `id, name, image`
-//! plus one `container_label_<key>` per runtime label, the union over all containers (blank
-//! where a container lacks it), limited to an allow-list when one is given because every label
-//! key becomes a label on every series.
-use std::collections::{BTreeSet, HashMap};
+//! `kubelet` is exactly the kubelet's `/metrics/cadvisor` set, so kube-prometheus dashboards and
+//! alerts work unchanged. `standalone` is standalone cAdvisor's: `id, name, image` plus one
+//! `container_label_<key>` per runtime label, the union over all containers (blank where a
+//! container lacks it), limited to an allow-list when one is given because every label key
+//! becomes a label on every series. `auto` (the default) is the kubelet's on a Kubernetes node
+//! and standalone cAdvisor's elsewhere (see [`LabelChoice`]).
+use std::{
+    collections::{BTreeSet, HashMap},
+    sync::Arc,
+};
 
 use crate::snapshot::ContainerSample;
 
@@ -20,6 +24,64 @@ pub enum LabelMode {
 }
 
 const LABEL_PREFIX: &str = "container_label_";
+
+/// The labels Docker puts on Swarm tasks and Compose containers, which the per-service and
+/// per-stack dashboards of that audience group by: kept by `auto` on a Docker host whatever
+/// `--whitelisted-container-labels` says.
+pub const SWARM_AND_COMPOSE: &[&str] = &[
+    "com.docker.swarm.service.name",
+    "com.docker.swarm.task.name",
+    "com.docker.swarm.node.id",
+    "com.docker.stack.namespace",
+    "com.docker.compose.project",
+    "com.docker.compose.service",
+];
+
+/// `--label-mode`: one set for good, or `auto`'s choice per host.
+#[derive(Debug)]
+pub enum LabelChoice {
+    Fixed(Arc<LabelMode>),
+    /// The kubelet's set once the host shows Kubernetes, standalone cAdvisor's until then.
+    Auto {
+        kubelet: Arc<LabelMode>,
+        standalone: Arc<LabelMode>,
+        on_kubernetes: bool,
+    },
+}
+
+impl LabelChoice {
+    /// `auto` with this standalone set; `kubernetes`: known to be a node already (the kubelet's
+    /// URL was given).
+    pub fn auto(standalone: LabelMode, kubernetes: bool) -> LabelChoice {
+        LabelChoice::Auto {
+            kubelet: Arc::new(LabelMode::Kubelet),
+            standalone: Arc::new(standalone),
+            on_kubernetes: kubernetes,
+        }
+    }
+
+    /// The set for this pass. `kubernetes` says whether the host shows Kubernetes now (a
+    /// `kubepods` cgroup, which the kubelet makes at start, or a container the kubelet
+    /// labelled). The choice sticks once made: series never flip back and forth.
+    pub fn for_pass(&mut self, kubernetes: impl FnOnce() -> bool) -> Arc<LabelMode> {
+        match self {
+            LabelChoice::Fixed(m) => Arc::clone(m),
+            LabelChoice::Auto {
+                kubelet,
+                standalone,
+                on_kubernetes,
+            } => {
+                if !*on_kubernetes && kubernetes() {
+                    *on_kubernetes = true;
+                    tracing::info!(
+                        "label mode auto: a Kubernetes node, the kubelet's label set from now on"
+                    );
+                }
+                Arc::clone(if *on_kubernetes { kubelet } else { standalone })
+            }
+        }
+    }
+}
 
 /// The `container_label_*` names a standalone exposition carries (empty in kubelet mode).
 pub(super) fn label_names(mode: &LabelMode, containers: &[&ContainerSample]) -> Vec<String> {

@@ -5,4 +5,4 @@ mod labels;
 
 pub use exposition::{CONTENT_TYPE, render, render_sized};
 pub use families::{AGENT_FAMILIES, CONTAINER_FAMILIES, Kind};
-pub use labels::LabelMode;
+pub use labels::{LabelChoice, LabelMode, SWARM_AND_COMPOSE};
