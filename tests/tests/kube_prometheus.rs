@@ -46,7 +46,7 @@ const EXPLAINED: &[(&str, &str)] = &[
     ),
     (
         "container_fs_",
-        "cAdvisor adds to container_fs_{reads,writes}* one zero-valued series per container for          the device of its writable layer, whether or not the cgroup did I/O there; nodetel's          I/O series are the cgroup's own block I/O, per device it used",
+        "cAdvisor adds to container_fs_{reads,writes}* one series per container for the device of          its writable layer carrying that whole device's /proc/diskstats (every process's I/O on          the disk, e.g. 0.12 reads/s for a container that reads nothing); nodetel's I/O series          are the cgroup's own block I/O, per device it used",
     ),
 ];
 const NODE: &str = "kp-node";
@@ -466,11 +466,50 @@ fn kube_prometheus_rules_and_dashboards_agree_with_cadvisor() -> anyhow::Result<
             false,
         )?;
     }
+    // A pod page as Lens and the Docker-host dashboards draw it: per pod, summed over its
+    // containers (the sandbox left out by `container!=""`), written here in their shape. Every
+    // chart must have the test pods, filesystem usage included.
+    let pod_page = [
+        (
+            "CPU",
+            format!(
+                "sum(rate(container_cpu_usage_seconds_total{{container!=\"\",image!=\"\",namespace=\"{NAMESPACE}\"}}[{RATE_INTERVAL}])) by (pod)"
+            ),
+        ),
+        (
+            "memory",
+            format!(
+                "sum(container_memory_working_set_bytes{{container!=\"\",image!=\"\",namespace=\"{NAMESPACE}\"}}) by (pod)"
+            ),
+        ),
+        (
+            "filesystem usage",
+            format!(
+                "sum(container_fs_usage_bytes{{container!=\"\",namespace=\"{NAMESPACE}\"}}) by (pod)"
+            ),
+        ),
+        (
+            "filesystem limit",
+            format!(
+                "max(container_fs_limit_bytes{{container!=\"\",namespace=\"{NAMESPACE}\"}}) by (pod)"
+            ),
+        ),
+        (
+            "network received",
+            format!(
+                "sum(rate(container_network_receive_bytes_total{{namespace=\"{NAMESPACE}\"}}[{RATE_INTERVAL}])) by (pod)"
+            ),
+        ),
+    ];
+    for (what, expr) in &pod_page {
+        check(format!("pod page / {what}: {expr}"), expr, true)?;
+    }
     eprintln!("{}", report.join("\n"));
     let count = |p: &str| report.iter().filter(|r| r.starts_with(p)).count();
     eprintln!(
-        "kube-prometheus: {records} recording rules and {alerts} alerts over container_*, {} dashboard queries; {} the same on both, {} empty on both, {} different for a stated reason, {} different",
+        "kube-prometheus: {records} recording rules and {alerts} alerts over container_*, {} dashboard queries, {} pod page queries; {} the same on both, {} empty on both, {} different for a stated reason, {} different",
         queries.len(),
+        pod_page.len(),
         count("same"),
         count("empty on both"),
         count("differs, explained"),
