@@ -101,6 +101,35 @@ pub fn daemonset_pod() -> anyhow::Result<serde_json::Value> {
     Ok(serde_json::from_str(&text)?)
 }
 
+/// The DaemonSet's added capabilities as `setpriv` names them (`bpf`, `perfmon`, ...).
+pub fn daemonset_caps() -> anyhow::Result<Vec<String>> {
+    Ok(daemonset_pod()?["caps_add"]
+        .as_array()
+        .context("caps_add")?
+        .iter()
+        .filter_map(|c| c.as_str().map(str::to_lowercase))
+        .collect())
+}
+
+/// A `setpriv` prefix that runs its command as root with exactly `caps` (the bounding set;
+/// nothing inherited), as a container granted only those runs.
+pub fn with_only_caps(caps: &[String]) -> Vec<String> {
+    let bounding = format!(
+        "-all{}",
+        caps.iter().map(|c| format!(",+{c}")).collect::<String>()
+    );
+    [
+        "setpriv",
+        "--bounding-set",
+        &bounding,
+        "--inh-caps",
+        "-all",
+        "--",
+    ]
+    .map(str::to_string)
+    .to_vec()
+}
+
 /// The agent binary under test: `NODETEL_BIN`, else the workspace's release or debug build.
 pub fn agent_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("NODETEL_BIN") {

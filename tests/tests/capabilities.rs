@@ -12,21 +12,11 @@ use std::{
     time::{Duration, Instant},
 };
 
-use anyhow::Context as _;
 use nodetel_integration_tests::{
-    Agent, Exposition, TestCgroup, daemonset_pod, http_get,
+    Agent, Exposition, TestCgroup, daemonset_caps, http_get,
     netns::{Netns, ip, ip_bin},
-    privileged, require_tool,
+    privileged, require_tool, with_only_caps,
 };
-
-fn daemonset_caps() -> anyhow::Result<Vec<String>> {
-    Ok(daemonset_pod()?["caps_add"]
-        .as_array()
-        .context("caps_add")?
-        .iter()
-        .filter_map(|c| c.as_str().map(str::to_lowercase))
-        .collect())
-}
 
 /// What one agent saw of the workload.
 #[derive(Debug, Default, PartialEq)]
@@ -76,18 +66,8 @@ impl Seen {
 }
 
 fn observe(caps: &[String], cg: &TestCgroup) -> anyhow::Result<Seen> {
-    let bounding = format!(
-        "-all{}",
-        caps.iter().map(|c| format!(",+{c}")).collect::<String>()
-    );
-    let wrapper = [
-        "setpriv",
-        "--bounding-set",
-        &bounding,
-        "--inh-caps",
-        "-all",
-        "--",
-    ];
+    let wrapper = with_only_caps(caps);
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let mut agent = Agent::spawn_under(&wrapper, Duration::from_millis(500), &[])?;
     if agent.wait_healthy(Duration::from_secs(20)).is_err() {
         return Ok(Seen::default());

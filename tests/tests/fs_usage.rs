@@ -16,8 +16,9 @@ use std::{
 
 use anyhow::Context as _;
 use nodetel_integration_tests::{
-    Agent, Exposition, daemonset_pod, http_get, privileged, require_tool,
+    Agent, Exposition, daemonset_caps, http_get, privileged, require_tool,
     runtimes::{Containerd, Dockerd, IMAGE, label, remove_cgroup_dirs, run, wait_named},
+    with_only_caps,
 };
 
 const INTERVAL: Duration = Duration::from_millis(500);
@@ -115,23 +116,11 @@ fn docker_writable_layer_usage_is_what_du_says() -> anyhow::Result<()> {
     let dockerd = Dockerd::start("fs-usage")?;
     dockerd.ensure_image()?;
     // The DaemonSet's capabilities, nothing more (no CAP_DAC_READ_SEARCH: see the end).
-    let caps: Vec<String> = daemonset_pod()?["caps_add"]
-        .as_array()
-        .context("caps_add")?
-        .iter()
-        .filter_map(|c| c.as_str().map(|c| format!(",+{}", c.to_lowercase())))
-        .collect();
-    let bounding = format!("-all{}", caps.concat());
+    let wrapper = with_only_caps(&daemonset_caps()?);
+    let wrapper: Vec<&str> = wrapper.iter().map(String::as_str).collect();
     let socket = dockerd.socket.display().to_string();
     let mut agent = Agent::spawn_under(
-        &[
-            "setpriv",
-            "--bounding-set",
-            &bounding,
-            "--inh-caps",
-            "-all",
-            "--",
-        ],
+        &wrapper,
         INTERVAL,
         &[
             "--docker-socket",
