@@ -175,6 +175,18 @@ impl Drop for Dockerd {
     }
 }
 
+/// `du -s -B1 --one-file-system`: the bytes a directory allocates (hard links once), what
+/// cAdvisor's walk and nodetel's count for a writable layer.
+pub fn du_bytes(dir: &Path) -> anyhow::Result<u64> {
+    let out = run(Command::new("du")
+        .args(["-s", "-B1", "--one-file-system"])
+        .arg(dir))?;
+    out.split_whitespace()
+        .next()
+        .and_then(|n| n.parse().ok())
+        .with_context(|| format!("du output {out:?}"))
+}
+
 /// A root filesystem with busybox-static and the applets the tests use, as a tarball.
 pub fn busybox_rootfs_tar() -> anyhow::Result<PathBuf> {
     let dir = Path::new(LIB_DIR).join("rootfs");

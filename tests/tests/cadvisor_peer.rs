@@ -10,7 +10,7 @@ use nodetel_integration_tests::{
     cadvisor::Cadvisor,
     netns::device_counters,
     privileged, require_tool,
-    runtimes::{Dockerd, IMAGE},
+    runtimes::{Dockerd, IMAGE, du_bytes},
 };
 
 const FAMILIES: [&str; 4] = [
@@ -157,18 +157,7 @@ fn network_figures_are_cadvisors_for_the_same_docker_containers() -> anyhow::Res
             .join(&fs)
             .join("mount-id"),
     )?;
-    let du = |p: std::path::PathBuf| -> anyhow::Result<f64> {
-        let out = nodetel_integration_tests::runtimes::run(
-            std::process::Command::new("du")
-                .args(["-s", "-B1", "--one-file-system"])
-                .arg(&p),
-        )?;
-        Ok(out
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(-1.0))
-    };
+    let du = |p: std::path::PathBuf| -> anyhow::Result<f64> { Ok(du_bytes(&p)? as f64) };
     let want = du(root.join("overlay2").join(mount_id.trim()).join("diff"))?
         + du(root.join("containers").join(&fs))?;
     let fs_id = format!("/docker/{fs}");

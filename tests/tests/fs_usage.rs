@@ -17,7 +17,9 @@ use std::{
 use anyhow::Context as _;
 use nodetel_integration_tests::{
     Agent, Exposition, daemonset_caps, http_get, privileged, require_tool,
-    runtimes::{Containerd, Dockerd, IMAGE, label, remove_cgroup_dirs, run, wait_named},
+    runtimes::{
+        Containerd, Dockerd, IMAGE, du_bytes as du, label, remove_cgroup_dirs, run, wait_named,
+    },
     with_only_caps,
 };
 
@@ -28,17 +30,6 @@ const FS_INTERVAL: &str = "--fs-usage-interval=1s";
 const WRITER: &str = "dd if=/dev/zero of=/payload bs=1M count=8 2>/dev/null && mkdir -p /a/b && \
                       dd if=/dev/zero of=/a/b/c bs=1k count=100 2>/dev/null && : > /done && \
                       exec sleep 1000";
-
-/// `du -s -B1 --one-file-system`: allocated bytes, hard links once.
-fn du(dir: &Path) -> anyhow::Result<u64> {
-    let out = run(Command::new("du")
-        .args(["-s", "-B1", "--one-file-system"])
-        .arg(dir))?;
-    out.split_whitespace()
-        .next()
-        .and_then(|n| n.parse().ok())
-        .with_context(|| format!("du output {out:?}"))
-}
 
 /// Inodes under `dir`, itself included (no hard links in these layers).
 fn inodes(dir: &Path) -> anyhow::Result<u64> {

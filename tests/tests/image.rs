@@ -26,7 +26,7 @@ use nodetel_integration_tests::{
     Exposition, TestCgroup, agent_bin, daemonset_pod, http_get,
     netns::{Netns, device_counters, ip, ip_bin},
     privileged, require_tool,
-    runtimes::{Containerd, Dockerd, run},
+    runtimes::{Containerd, Dockerd, du_bytes, run},
 };
 
 const BASE: &str = "nodetel-test/runtime-base:1";
@@ -563,15 +563,7 @@ fn own_layer_usage(
         .nth(1)
         .map(PathBuf::from)
         .with_context(|| format!("no upperdir in {mounts:?}"))?;
-    let du = || -> anyhow::Result<f64> {
-        let out = run(Command::new("du")
-            .args(["-s", "-B1", "--one-file-system"])
-            .arg(&upper))?;
-        out.split_whitespace()
-            .next()
-            .and_then(|n| n.parse().ok())
-            .with_context(|| format!("du output {out:?}"))
-    };
+    let du = || -> anyhow::Result<f64> { Ok(du_bytes(&upper)? as f64) };
     let id = format!("/k8s.io/{NAME}");
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
