@@ -15,17 +15,28 @@ pub fn testdata(name: &str) -> PathBuf {
         .join(name)
 }
 
-/// Compares `text` with `testdata/golden/<name>`; `NODETEL_BLESS=1` rewrites the file instead
-/// (review the diff).
+/// Where a golden test leaves what it rendered when it differs: `cargo xtask bless` copies
+/// these over `testdata/golden/` (a test never rewrites a golden itself, so no setting left in
+/// the environment can make a changed output pass).
+pub fn golden_actual_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/golden-actual")
+}
+
+/// Compares `text` with `testdata/golden/<name>`; on a difference the rendering is written to
+/// [`golden_actual_dir`] for review and `cargo xtask bless`.
 pub fn assert_golden(name: &str, text: &str) {
     let path = testdata("golden").join(name);
-    if std::env::var_os("NODETEL_BLESS").is_some() {
-        std::fs::write(&path, text).expect("write golden");
-    }
     let golden = std::fs::read_to_string(&path).expect("golden file");
+    if text != golden {
+        let dir = golden_actual_dir();
+        std::fs::create_dir_all(&dir).expect("create target/golden-actual");
+        std::fs::write(dir.join(name), text).expect("write the actual rendering");
+    }
     assert_eq!(
-        text, golden,
-        "{name} changed; NODETEL_BLESS=1 rewrites the golden"
+        text,
+        golden,
+        "{name} changed; the new rendering is in {}: review it, then `cargo xtask bless`",
+        golden_actual_dir().display()
     );
 }
 

@@ -45,6 +45,10 @@ enum Task {
     },
     /// cargo fmt --check and clippy -D warnings on the userspace crates.
     Lint,
+    /// Rewrite the golden files (agent/testdata/golden/) from what the unit tests render now:
+    /// runs them, copies each differing rendering over its golden, runs them again. Review the
+    /// diff before committing.
+    Bless,
     /// Validate deploy/: Kubernetes manifests and overlays (strict, 1.37 schemas), Prometheus
     /// rules and their unit tests, Compose and Swarm files. Also run by `test`.
     DeployCheck {
@@ -179,6 +183,7 @@ fn main() -> anyhow::Result<()> {
                 no_peer,
             },
         ),
+        Task::Bless => bless(&root),
         Task::Lint => {
             cargo(&root, &["fmt", "--all", "--", "--check"])?;
             setup(&root)?;
@@ -188,6 +193,29 @@ fn main() -> anyhow::Result<()> {
             cargo(&root, &args)
         }
     }
+}
+
+fn bless(root: &Path) -> anyhow::Result<()> {
+    let actual = root.join("target/golden-actual");
+    let _ = std::fs::remove_dir_all(&actual);
+    // Fails when a golden differs: that is what leaves the renderings to copy.
+    let first = cargo(root, &["test", "-p", "nodetel", "--lib", "golden"]);
+    let mut blessed = Vec::new();
+    for entry in std::fs::read_dir(&actual).into_iter().flatten().flatten() {
+        let name = entry.file_name();
+        std::fs::copy(entry.path(), root.join("agent/testdata/golden").join(&name))?;
+        blessed.push(name.to_string_lossy().into_owned());
+    }
+    if blessed.is_empty() {
+        first?;
+        eprintln!("bless: every golden file already matches");
+        return Ok(());
+    }
+    eprintln!(
+        "bless: rewrote {}; review `git diff agent/testdata/golden`",
+        blessed.join(", ")
+    );
+    cargo(root, &["test", "-p", "nodetel", "--lib", "golden"])
 }
 
 /// The host-side crates: linted together; the first three hold the unit tests.
