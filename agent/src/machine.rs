@@ -192,17 +192,8 @@ fn hugepages(dir: &Path) -> Vec<HugePages> {
 fn filesystems(proc_root: &Path) -> Vec<Filesystem> {
     let text = std::fs::read_to_string(proc_root.join("1/mountinfo")).unwrap_or_default();
     let mut seen = BTreeMap::new();
-    for line in text.lines() {
-        // `36 35 98:0 /mnt1 /mnt2 rw,noatime master:1 - ext3 /dev/root rw,errors=continue`
-        let Some((left, right)) = line.split_once(" - ") else {
-            continue;
-        };
-        let (Some(mount_point), Some(source)) = (
-            left.split_whitespace().nth(4),
-            right.split_whitespace().nth(1),
-        ) else {
-            continue;
-        };
+    for m in crate::fs_usage::mounts::parse(&text) {
+        let (mount_point, source) = (m.mount_point.as_str(), m.source.as_str());
         if !source.starts_with("/dev/") || seen.contains_key(source) {
             continue;
         }

@@ -1,5 +1,6 @@
 //! Finding a container's writable layer on the host, from the runtime's own records.
 use std::{
+    collections::HashMap,
     path::{Path, PathBuf},
     sync::Arc,
     time::{Duration, Instant},
@@ -31,6 +32,8 @@ pub struct Finder {
     proc_root: PathBuf,
     docker_root: Arc<dyn Fn() -> Option<PathBuf> + Send + Sync>,
     mounts: Vec<Mount>,
+    /// containerd's root filesystem mounts of that table, by container id.
+    rootfs: HashMap<String, PathBuf>,
     mounts_read: Option<Instant>,
 }
 
@@ -43,6 +46,7 @@ impl Finder {
             proc_root,
             docker_root,
             mounts: Vec::new(),
+            rootfs: HashMap::new(),
             mounts_read: None,
         }
     }
@@ -59,7 +63,10 @@ impl Finder {
         }
         self.mounts_read = Some(Instant::now());
         match std::fs::read_to_string(self.proc_root.join("1/mountinfo")) {
-            Ok(text) => self.mounts = mounts::parse(&text),
+            Ok(text) => {
+                self.mounts = mounts::parse(&text);
+                self.rootfs = mounts::rootfs_layers(&self.mounts);
+            }
             Err(e) => tracing::debug!(error = %e, "cannot read the host's mount table"),
         }
     }
@@ -89,7 +96,7 @@ impl Finder {
         }
         if matches!(runtime, Runtime::Containerd | Runtime::Cri) {
             self.refresh_mounts(MOUNTS_FRESH);
-            let upper = mounts::rootfs_layers(&self.mounts).remove(id)?;
+            let upper = self.rootfs.get(id)?.clone();
             return self.layer(&upper, None);
         }
         None
