@@ -193,13 +193,26 @@ impl CgroupfsReader {
             self.paths
                 .entry(cg.id)
                 .or_insert_with(|| tree.fs_rel(cg).to_path_buf());
+            // On disk, where a name that is not UTF-8 differs from its exported `path`.
+            let rel = tree.fs_rel(cg);
             if quiet.contains(&cg.id)
-                && let Some(r) = self.quiet.last.get(&cg.id)
+                && let Some(r) = self.quiet.last.get_mut(&cg.id)
                 && pass < r.due
                 // A cgroup id is never reused, but a rename (v2 allows moving a directory)
                 // must not serve the old path.
                 && r.sample.path == cg.path
             {
+                // The kernel's running pressure averages move with no task running: they decay
+                // for minutes after a stall. Those of a cgroup that stalled lately are re-read
+                // (one small file per resource), so `avg10/60/300` are never stale.
+                if psi_on
+                    && r.sample.pressure.averaging()
+                    && let Some(dir) =
+                        crate::cgroup::tree::resolve_path_under(&self.layout.unified, rel)
+                    && let Some(p) = self.skipped.ok(psi::read(&mut self.files, &dir))
+                {
+                    r.sample.pressure = p;
+                }
                 let mut sample = r.sample.clone();
                 sample.seen_at = seen_at;
                 sample.quiet = true;
@@ -207,8 +220,6 @@ impl CgroupfsReader {
                 self.quiet.reused += 1;
                 continue;
             }
-            // On disk, where a name that is not UTF-8 differs from its exported `path`.
-            let rel = tree.fs_rel(cg);
             let v2_dir = crate::cgroup::tree::resolve_path_under(&self.layout.unified, rel);
             let (cpu, cpu_spec) = if cpu_on {
                 self.read_cpu(rel, v2_dir.as_deref())

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::rfc3339;
 use crate::{
-    history::{Field, Record, Stored},
+    history::{Field, Record, Stored, unpack_averages},
     identity::path::Runtime,
     machine::{Cache, MachineInfo},
     snapshot::ContainerSample,
@@ -231,10 +231,33 @@ fn get(r: &Record, f: Field) -> u64 {
     r.get(f).unwrap_or(0)
 }
 
-fn psi(r: &Record, some: Field, full: Field) -> Value {
-    // Totals only: the kernel's running averages are not kept per sample.
-    let data = |total: u64| json!({"total": total, "avg10": 0.0, "avg60": 0.0, "avg300": 0.0});
-    json!({"full": data(get(r, full)), "some": data(get(r, some))})
+const PSI_CPU: [Field; 4] = [
+    Field::PsiCpuSome,
+    Field::PsiCpuFull,
+    Field::PsiCpuSomeAvg,
+    Field::PsiCpuFullAvg,
+];
+const PSI_MEMORY: [Field; 4] = [
+    Field::PsiMemorySome,
+    Field::PsiMemoryFull,
+    Field::PsiMemorySomeAvg,
+    Field::PsiMemoryFullAvg,
+];
+const PSI_IO: [Field; 4] = [
+    Field::PsiIoSome,
+    Field::PsiIoFull,
+    Field::PsiIoSomeAvg,
+    Field::PsiIoFullAvg,
+];
+
+/// cAdvisor's `PSIStats`: `{full,some}{total,avg10,avg60,avg300}`, zero where the kernel has no
+/// such line (no `full` in `cpu.pressure` before 5.13), as cAdvisor's zero struct.
+fn psi(r: &Record, [some, full, some_avg, full_avg]: [Field; 4]) -> Value {
+    let data = |total: Field, avg: Field| {
+        let [avg10, avg60, avg300] = unpack_averages(get(r, avg)).percent();
+        json!({"total": get(r, total), "avg10": avg10, "avg60": avg60, "avg300": avg300})
+    };
+    json!({"full": data(full, full_avg), "some": data(some, some_avg)})
 }
 
 fn cpu_stats(r: &Record) -> Value {
@@ -248,8 +271,8 @@ fn cpu_stats(r: &Record) -> Value {
             "periods": get(r, Field::CfsPeriods),
             "throttled_periods": get(r, Field::CfsThrottledPeriods),
             "throttled_time": get(r, Field::CfsThrottledNs),
-            "bursts_periods": 0,
-            "burst_time": 0,
+            "bursts_periods": get(r, Field::CfsBursts),
+            "burst_time": get(r, Field::CfsBurstNs),
         },
         "schedstat": {
             "run_time": get(r, Field::RunTimeNs),
@@ -258,7 +281,7 @@ fn cpu_stats(r: &Record) -> Value {
         },
         "load_average": 0,
         "load_d_average": 0,
-        "psi": psi(r, Field::PsiCpuSome, Field::PsiCpuFull),
+        "psi": psi(r, PSI_CPU),
     })
 }
 
@@ -287,7 +310,7 @@ fn memory_stats(r: &Record) -> Value {
             "pgfault": g(Field::PgFaultHierarchy),
             "pgmajfault": g(Field::PgMajFaultHierarchy),
         },
-        "psi": psi(r, Field::PsiMemorySome, Field::PsiMemoryFull),
+        "psi": psi(r, PSI_MEMORY),
         "events": {"high": g(Field::MemEventsHigh), "max": g(Field::MemEventsMax)},
     })
 }
@@ -362,10 +385,7 @@ fn diskio(s: &Stored) -> Value {
     let mut m = Map::new();
     put_nonempty(&mut m, "io_service_bytes", Value::Array(per_disk(0, 1)));
     put_nonempty(&mut m, "io_serviced", Value::Array(per_disk(2, 3)));
-    m.insert(
-        "psi".into(),
-        psi(&s.record, Field::PsiIoSome, Field::PsiIoFull),
-    );
+    m.insert("psi".into(), psi(&s.record, PSI_IO));
     Value::Object(m)
 }
 
@@ -530,7 +550,7 @@ pub fn stats_v2_0(samples: &[Stored], has: Has) -> Value {
             if has.diskio {
                 diskio(s)
             } else {
-                json!({"psi": psi(&zero, Field::PsiIoSome, Field::PsiIoFull)})
+                json!({"psi": psi(&zero, PSI_IO)})
             },
         );
         m.insert("has_memory".into(), json!(has.memory));

@@ -34,6 +34,10 @@ pub struct Throttling {
     pub periods: u64,
     pub throttled_periods: u64,
     pub throttled_ns: u64,
+    /// Periods in which the cgroup ran past its quota on saved-up burst (`cpu.max.burst`, v1
+    /// `cpu.cfs_burst_us`) and the time it did, from 5.14: 0 before, when no burst can happen.
+    pub bursts: u64,
+    pub burst_ns: u64,
 }
 
 /// CPU limits (cAdvisor's `spec.cpu`).
@@ -103,6 +107,8 @@ pub fn parse_v2_stat(text: &str) -> Result<CpuStats, ParseError> {
         }
         "nr_throttled" => t.throttled_periods = v,
         "throttled_usec" => t.throttled_ns = v.saturating_mul(1000),
+        "nr_bursts" => t.bursts = v,
+        "burst_usec" => t.burst_ns = v.saturating_mul(1000),
         _ => {}
     })?;
     s.throttling = has_throttling.then_some(t);
@@ -157,7 +163,7 @@ pub fn read_v1_cpu(
     Ok((spec, throttling))
 }
 
-/// v1 `cpu.stat`: `nr_periods`, `nr_throttled`, `throttled_time` (ns).
+/// v1 `cpu.stat`: `nr_periods`, `nr_throttled`, `throttled_time`, `nr_bursts`, `burst_time` (ns).
 pub fn parse_v1_cpu_stat(text: &str) -> Result<Option<Throttling>, ParseError> {
     let mut t = Throttling::default();
     let mut seen = false;
@@ -168,6 +174,8 @@ pub fn parse_v1_cpu_stat(text: &str) -> Result<Option<Throttling>, ParseError> {
         }
         "nr_throttled" => t.throttled_periods = v,
         "throttled_time" => t.throttled_ns = v,
+        "nr_bursts" => t.bursts = v,
+        "burst_time" => t.burst_ns = v,
         _ => {}
     })?;
     Ok(seen.then_some(t))
@@ -213,7 +221,7 @@ mod tests {
     fn v2_stat_with_and_without_the_cpu_controller() {
         let with = parse_v2_stat(
             "usage_usec 2000\nuser_usec 1500\nsystem_usec 500\nnr_periods 10\nnr_throttled 3\n\
-             throttled_usec 7\nnr_bursts 0\nburst_usec 0\n",
+             throttled_usec 7\nnr_bursts 2\nburst_usec 40\n",
         )
         .expect("parse");
         assert_eq!(with.usage_ns, Some(2_000_000));
@@ -223,7 +231,9 @@ mod tests {
             Some(Throttling {
                 periods: 10,
                 throttled_periods: 3,
-                throttled_ns: 7_000
+                throttled_ns: 7_000,
+                bursts: 2,
+                burst_ns: 40_000,
             })
         );
         let without = parse_v2_stat("usage_usec 1\nuser_usec 1\nsystem_usec 0\n").expect("parse");
@@ -277,6 +287,13 @@ mod tests {
         assert_eq!(spec.quota_us, Some(50_000));
         assert_eq!(spec.shares, Some(512));
         assert_eq!(thr.map(|t| t.throttled_ns), Some(123_456_789));
+        // v1 counts burst time in ns where v2 has microseconds.
+        let v1 = parse_v1_cpu_stat(
+            "nr_periods 9\nnr_throttled 1\nthrottled_time 5\nnr_bursts 4\nburst_time 1234\n",
+        )
+        .expect("v1 cpu.stat")
+        .expect("throttling");
+        assert_eq!((v1.bursts, v1.burst_ns), (4, 1234));
         let (unlimited, _) =
             read_v1_cpu(&mut Files::new(8), &root.join("cpu")).expect("v1 cpu root");
         assert_eq!(unlimited.quota_us, None);

@@ -204,6 +204,8 @@ mod tests {
                     periods: 12,
                     throttled_periods: 3,
                     throttled_ns: 250_000_000,
+                    bursts: 2,
+                    burst_ns: 40_000_000,
                 }),
             },
             cpu_spec: CpuSpec {
@@ -254,11 +256,13 @@ mod tests {
                 cpu: Some(Pressure {
                     some_us: 2_500_000,
                     full_us: Some(1_000_000),
+                    ..Default::default()
                 }),
                 memory: None,
                 io: Some(Pressure {
                     some_us: 300,
                     full_us: None,
+                    ..Default::default()
                 }),
             },
             start_time: Some(1_795_000_000.5),

@@ -152,6 +152,26 @@ pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
         }),
     },
     ContainerFamily {
+        name: "container_cpu_cfs_burst_periods_total",
+        help: "Number of periods when burst occurs.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| {
+            let t = c.cpu.throttling.filter(|_| has_quota(c))?;
+            Some(t.bursts as f64)
+        }),
+    },
+    ContainerFamily {
+        name: "container_cpu_cfs_burst_seconds_total",
+        help: "Total time duration the container has been bursted.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| {
+            let t = c.cpu.throttling.filter(|_| has_quota(c))?;
+            Some(t.burst_ns as f64 / NS_PER_S)
+        }),
+    },
+    ContainerFamily {
         name: "container_spec_cpu_period",
         help: "CPU period of the container.",
         kind: Kind::Gauge,
