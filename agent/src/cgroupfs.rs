@@ -651,6 +651,54 @@ mod tests {
     }
 
     #[test]
+    fn a_quiet_cgroup_that_stalled_lately_has_its_pressure_reread() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        copy_tree(&fixture("v2"), dir.path());
+        let (tree, reader) = reader_at(dir.path());
+        let mut reader = reader.reuse_quiet_for(100);
+        let rel = "kubepods.slice/kubepods-burstable.slice";
+        let file = dir.path().join(rel).join("memory.pressure");
+        let avg10 = |c: &[ContainerSample]| {
+            c.iter()
+                .find(|c| c.path == format!("/{rel}"))
+                .and_then(|c| c.pressure.memory)
+                .map(|p| (p.some_avg.0[0], p.some_us))
+        };
+        let all: HashSet<u64> = tree.cgroups.iter().map(|c| c.id).collect();
+        let write = |text: &str| std::fs::write(&file, text).expect("write");
+        // All averages zero at the first read: a quiet cgroup keeps that sample.
+        let first = reader.read_all(&tree, 1.0, &all);
+        assert_eq!(avg10(&first), Some((0, 300)));
+        write(
+            "some avg10=5.00 avg60=1.00 avg300=0.20 total=900\nfull avg10=0 avg60=0 avg300=0 total=200\n",
+        );
+        assert_eq!(avg10(&reader.read_all(&tree, 2.0, &all)), Some((0, 300)));
+        // Read again (not quiet): averages above zero, so every quiet pass re-reads them as the
+        // kernel decays them, and the rest of the sample is still reused.
+        reader.read_all(&tree, 3.0, &HashSet::new());
+        write(
+            "some avg10=2.50 avg60=0.90 avg300=0.20 total=900\nfull avg10=0 avg60=0 avg300=0 total=200\n",
+        );
+        std::fs::write(dir.path().join(rel).join("memory.current"), "777\n").expect("write");
+        let c = reader.read_all(&tree, 4.0, &all);
+        assert_eq!(avg10(&c), Some((250, 900)));
+        let usage = c
+            .iter()
+            .find(|c| c.path == format!("/{rel}"))
+            .and_then(|c| c.memory.usage);
+        assert_ne!(usage, Some(777), "only pressure is re-read");
+        write(
+            "some avg10=0.00 avg60=0.00 avg300=0.00 total=900\nfull avg10=0 avg60=0 avg300=0 total=200\n",
+        );
+        assert_eq!(avg10(&reader.read_all(&tree, 5.0, &all)), Some((0, 900)));
+        // Back to zero: reused as before.
+        write(
+            "some avg10=9.00 avg60=0.00 avg300=0.00 total=999\nfull avg10=0 avg60=0 avg300=0 total=200\n",
+        );
+        assert_eq!(avg10(&reader.read_all(&tree, 6.0, &all)), Some((0, 900)));
+    }
+
+    #[test]
     fn quiet_reuse_is_off_by_default() {
         let dir = tempfile::tempdir().expect("tempdir");
         copy_tree(&fixture("v2"), dir.path());

@@ -19,6 +19,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 pub mod cadvisor;
+pub mod matrix;
 pub mod netns;
 pub mod prometheus;
 pub mod runtimes;
@@ -280,6 +281,20 @@ impl Agent {
             }
         }
         bail!("no new snapshot within four intervals")
+    }
+
+    /// The first exposition whose figures were drained after unix time `t`: its pass began
+    /// later, so every file it read was read after `t` (the ground truth's "before" bracket).
+    pub fn metrics_after(&self, t: f64) -> anyhow::Result<Exposition> {
+        let deadline = Instant::now() + self.interval * 8 + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            let e = Exposition(self.metrics()?);
+            if e.snapshot_time() > t {
+                return Ok(e);
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        bail!("no snapshot drained after {t} within eight intervals")
     }
 
     /// Takes fresh snapshots until `ok` holds or `within` has passed; the last one either way,
@@ -706,6 +721,13 @@ impl Drop for KernelSampler {
             let _ = h.join();
         }
     }
+}
+
+/// The wall clock as unix seconds.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
 }
 
 /// Relative difference of `got` from `want`.

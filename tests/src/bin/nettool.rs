@@ -5,6 +5,10 @@
 //! udp-recv <bind> <count> <ready-file>     count datagrams until <count> or 3 s of silence
 //! tcp-serve <bind> <port-file> <in> <out>  accept one client, read <in> bytes, write <out>
 //! tcp-send <addr> <out> <in>               connect, write <out> bytes, read <in>
+//! spin <cpu>                               a busy loop pinned to <cpu>, until killed
+//! spin-rt <cpu> <run_ms> <rest_ms> <count> pinned to <cpu> at SCHED_FIFO: <count> times, spin
+//!                                          <run_ms> then sleep <rest_ms> (run-queue waits of a
+//!                                          known length for whatever else runs on <cpu>)
 //!
 //! The TCP commands end by printing `tcp bytes_sent <n> bytes_retrans <n>`, the kernel's own
 //! count for the socket: under load loopback TCP does retransmit (a full socket backlog drops
@@ -67,7 +71,50 @@ fn main() -> anyhow::Result<()> {
             print_tcp_info(&conn)?;
             println!("sent");
         }
+        "spin" => {
+            pin(num(1)?)?;
+            loop {
+                std::hint::spin_loop();
+            }
+        }
+        "spin-rt" => {
+            pin(num(1)?)?;
+            let param = libc::sched_param { sched_priority: 10 };
+            // SAFETY: sched_setscheduler reads the parameter struct, which outlives the call.
+            if unsafe { libc::sched_setscheduler(0, libc::SCHED_FIFO, &param) } != 0 {
+                bail!("SCHED_FIFO: {}", std::io::Error::last_os_error());
+            }
+            let (run, rest) = (
+                Duration::from_millis(num(2)? as u64),
+                Duration::from_millis(num(3)? as u64),
+            );
+            for _ in 0..num(4)? {
+                let start = std::time::Instant::now();
+                while start.elapsed() < run {
+                    std::hint::spin_loop();
+                }
+                std::thread::sleep(rest);
+            }
+            println!("spun {}", num(4)?);
+        }
         other => bail!("unknown command {other}"),
+    }
+    Ok(())
+}
+
+/// Pins this process to one CPU.
+fn pin(cpu: usize) -> anyhow::Result<()> {
+    // SAFETY: a zeroed cpu_set_t is the empty set; CPU_SET writes inside it (cpu is checked
+    // against its size first), and sched_setaffinity reads it for the duration of the call.
+    unsafe {
+        let mut set: libc::cpu_set_t = std::mem::zeroed();
+        if cpu >= 8 * std::mem::size_of::<libc::cpu_set_t>() {
+            bail!("cpu {cpu} out of range");
+        }
+        libc::CPU_SET(cpu, &mut set);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) != 0 {
+            bail!("pin to cpu {cpu}: {}", std::io::Error::last_os_error());
+        }
     }
     Ok(())
 }
