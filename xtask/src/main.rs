@@ -195,27 +195,59 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// The README's ground-truth matrix, between these markers, is rendered by the tests' matrix.
+const MATRIX_BEGIN: &str =
+    "<!-- ground-truth-matrix:begin (cargo xtask bless writes this table) -->\n";
+const MATRIX_END: &str = "<!-- ground-truth-matrix:end -->";
+const GOLDEN_TESTS: [&[&str]; 2] = [
+    &["test", "-p", "nodetel", "--lib", "golden"],
+    &[
+        "test",
+        "-p",
+        "nodetel-integration-tests",
+        "--test",
+        "matrix",
+    ],
+];
+
 fn bless(root: &Path) -> anyhow::Result<()> {
     let actual = root.join("target/golden-actual");
     let _ = std::fs::remove_dir_all(&actual);
-    // Fails when a golden differs: that is what leaves the renderings to copy.
-    let first = cargo(root, &["test", "-p", "nodetel", "--lib", "golden"]);
+    // They fail when a rendering differs: that is what leaves the renderings to copy.
+    let first: Vec<anyhow::Result<()>> = GOLDEN_TESTS.iter().map(|a| cargo(root, a)).collect();
     let mut blessed = Vec::new();
     for entry in std::fs::read_dir(&actual).into_iter().flatten().flatten() {
         let name = entry.file_name();
+        if name == "README-matrix.md" {
+            let table = std::fs::read_to_string(entry.path())?;
+            let readme_path = root.join("README.md");
+            let readme = std::fs::read_to_string(&readme_path)?;
+            let (head, rest) = readme
+                .split_once(MATRIX_BEGIN)
+                .context("README.md has no ground-truth-matrix:begin marker")?;
+            let (_, tail) = rest
+                .split_once(MATRIX_END)
+                .context("README.md has no ground-truth-matrix:end marker")?;
+            std::fs::write(
+                &readme_path,
+                format!("{head}{MATRIX_BEGIN}{table}{MATRIX_END}{tail}"),
+            )?;
+            blessed.push("README.md (the ground-truth matrix)".to_string());
+            continue;
+        }
         std::fs::copy(entry.path(), root.join("agent/testdata/golden").join(&name))?;
         blessed.push(name.to_string_lossy().into_owned());
     }
     if blessed.is_empty() {
-        first?;
-        eprintln!("bless: every golden file already matches");
+        first.into_iter().collect::<anyhow::Result<Vec<()>>>()?;
+        eprintln!("bless: every golden rendering already matches");
         return Ok(());
     }
-    eprintln!(
-        "bless: rewrote {}; review `git diff agent/testdata/golden`",
-        blessed.join(", ")
-    );
-    cargo(root, &["test", "-p", "nodetel", "--lib", "golden"])
+    eprintln!("bless: rewrote {}; review `git diff`", blessed.join(", "));
+    for args in GOLDEN_TESTS {
+        cargo(root, args)?;
+    }
+    Ok(())
 }
 
 /// The host-side crates: linted together; the first three hold the unit tests.
