@@ -27,7 +27,7 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         }
     }
     crate::setup(root)?;
-    crate::cargo(root, &["build", "--release", "-p", "nodetel"])?;
+    let agent = crate::shipped_agent(root)?;
     crate::cargo(
         root,
         &[
@@ -48,7 +48,7 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
     };
     let mut cmd = Command::new(root.join("target/release/bench"));
     cmd.arg("--nodetel")
-        .arg(root.join("target/release/nodetel"))
+        .arg(&agent)
         .args(["--cgroups", &opts.cgroups])
         .args(["--window", &opts.window.to_string()])
         .args(["--containers", &opts.containers.to_string()])
@@ -56,10 +56,13 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
         .arg("--out")
         .arg(&out)
         .current_dir(root);
+    let ci = std::env::var("CI").is_ok_and(|v| v == "true");
     match peer {
         Ok(bin) => {
             cmd.arg("--cadvisor").arg(bin);
         }
+        // CI compares with the peer or fails: a silent nodetel-only run compares nothing.
+        Err(reason) if ci => bail!("bench: cAdvisor is required under CI=true: {reason}"),
         Err(reason) => {
             eprintln!("bench: cAdvisor is not available: {reason}; measuring nodetel alone");
             cmd.args(["--no-peer-reason", &reason]);
@@ -69,7 +72,74 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
     if !status.success() {
         bail!("the bench failed ({status})");
     }
+    let report = out.join("report.json");
+    let broken = out_of_bounds(root, &report)?;
+    if broken.is_empty() {
+        eprintln!(
+            "bench: nodetel within its bounds (RSS under the DaemonSet's limit, CPU under {MAX_CPU_PERCENT} % of a core at {BOUNDED_CGROUPS} cgroups or fewer)"
+        );
+        return Ok(());
+    }
+    for b in &broken {
+        eprintln!("bench: OUT OF BOUNDS: {b}");
+    }
+    if ci {
+        bail!(
+            "the bench's figures left their bounds (see {})",
+            report.display()
+        );
+    }
     Ok(())
+}
+
+/// The bounds a run must stay within (all figures are printed either way): peak RSS under the
+/// DaemonSet's memory limit at every size, and CPU under a tenth of a core where the node has
+/// at most this many cgroups. A bound, not a target: measured 1.3 % at 300 cgroups.
+const MAX_CPU_PERCENT: f64 = 10.0;
+const BOUNDED_CGROUPS: u64 = 50;
+
+fn out_of_bounds(root: &Path, report: &Path) -> anyhow::Result<Vec<String>> {
+    let pod = root.join("target/deploy/daemonset-pod.json");
+    let pod: serde_json::Value = serde_json::from_str(
+        &fs::read_to_string(&pod)
+            .with_context(|| format!("{} (cargo xtask deploy-check writes it)", pod.display()))?,
+    )?;
+    let limit = pod["memory_limit_bytes"]
+        .as_f64()
+        .context("the DaemonSet has no memory limit")?;
+    let report: serde_json::Value = serde_json::from_str(&fs::read_to_string(report)?)?;
+    let mut broken = Vec::new();
+    let sizes = report["sizes"].as_array().context("report: no sizes")?;
+    for size in sizes {
+        let cgroups = size["cgroups"].as_u64().unwrap_or(0);
+        let agents = size["agents"].as_array().context("report: no agents")?;
+        let nodetel = agents
+            .iter()
+            .find(|a| a["agent"] == "nodetel")
+            .context("report: no nodetel figures")?;
+        let figure = |k: &str| {
+            nodetel[k]
+                .as_f64()
+                .with_context(|| format!("report: no {k}"))
+        };
+        let (rss, cpu) = (figure("rss_bytes_peak")?, figure("cpu_percent_total")?);
+        if rss >= limit {
+            broken.push(format!(
+                "{cgroups} cgroups: peak RSS {:.1} MiB, the DaemonSet's limit {:.0} MiB",
+                rss / 1048576.0,
+                limit / 1048576.0
+            ));
+        }
+        if cgroups <= BOUNDED_CGROUPS && cpu >= MAX_CPU_PERCENT {
+            broken.push(format!(
+                "{cgroups} cgroups: CPU {cpu:.2} % of a core, bound {MAX_CPU_PERCENT} %"
+            ));
+        }
+    }
+    if sizes.is_empty() {
+        broken.push("the report has no sizes".to_string());
+    }
+    Ok(broken)
 }
 
 fn have(tool: &str) -> bool {

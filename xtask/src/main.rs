@@ -129,8 +129,7 @@ fn main() -> anyhow::Result<()> {
         Task::BuildEbpf => build_ebpf(&root),
         Task::Run { args } => {
             setup(&root)?;
-            cargo(&root, &["build", "--release", "-p", "nodetel"])?;
-            let bin = root.join("target/release/nodetel");
+            let bin = shipped_agent(&root)?;
             let status = Command::new(&bin).args(&args).status()?;
             if !status.success() {
                 bail!("nodetel exited with {status}");
@@ -283,7 +282,7 @@ fn setup(root: &Path) -> anyhow::Result<()> {
 
 fn soak(root: &Path, short: bool) -> anyhow::Result<()> {
     setup(root)?;
-    cargo(root, &["build", "--release", "-p", "nodetel"])?;
+    let agent = shipped_agent(root)?;
     cargo(
         root,
         &[
@@ -296,8 +295,7 @@ fn soak(root: &Path, short: bool) -> anyhow::Result<()> {
         ],
     )?;
     let mut cmd = Command::new(root.join("target/release/soak"));
-    cmd.env("NODETEL_BIN", root.join("target/release/nodetel"))
-        .current_dir(root);
+    cmd.env("NODETEL_BIN", &agent).current_dir(root);
     if short {
         cmd.args([
             "--churn-cgroups",
@@ -364,16 +362,22 @@ fn build_ebpf(root: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The agent as it ships: built exactly as the Dockerfile's build stage builds it (release,
+/// `--locked`), so every suite runs the binary users get, not a debug build.
+pub fn shipped_agent(root: &Path) -> anyhow::Result<PathBuf> {
+    cargo(root, &["build", "--release", "--locked", "-p", "nodetel"])?;
+    Ok(root.join("target/release/nodetel"))
+}
+
 fn test(root: &Path, test_args: &[String]) -> anyhow::Result<()> {
     ensure_test_tools(root)?;
     deploy_check(root, false)?;
     setup(root)?;
-    cargo(root, &["build", "-p", "nodetel"])?;
+    let bin = shipped_agent(root)?;
     let mut args = vec!["test"];
     args.extend(package_args(&USERSPACE[..3]));
     cargo(root, &args)?;
     // One at a time: the tests burn CPU and compare with the kernel, and share the machine.
-    let bin = root.join("target/debug/nodetel");
     let mut args = vec![
         "test",
         "-p",

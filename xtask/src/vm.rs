@@ -80,9 +80,9 @@ pub fn run(root: &Path, opts: &Options) -> anyhow::Result<()> {
     let kernel = kernel_image(&work, opts.kernel.as_deref())?;
     println!("vm: kernel {}", kernel.vmlinuz.display());
 
-    crate::cargo(root, &["build", "-p", "nodetel"])?;
+    let agent = crate::shipped_agent(root)?;
     let tests = build_test_binaries(root)?;
-    let initrd = pack_initramfs(root, &work, &tests, &kernel, opts)?;
+    let initrd = pack_initramfs(root, &agent, &work, &tests, &kernel, opts)?;
     // A fresh sparse disk each run: the guest formats it.
     let disk = work.join("disk.img");
     fs::File::create(&disk)?.set_len(DISK_MIB << 20)?;
@@ -229,6 +229,7 @@ fn build_test_binaries(root: &Path) -> anyhow::Result<Vec<(String, PathBuf)>> {
 
 fn pack_initramfs(
     root: &Path,
+    agent: &Path,
     work: &Path,
     tests: &[(String, PathBuf)],
     kernel: &Kernel,
@@ -242,7 +243,7 @@ fn pack_initramfs(
         fs::create_dir_all(stage.join(d))?;
     }
     copy_binary(Path::new("/bin/busybox"), &stage, "bin/busybox", false)?;
-    copy_binary(&root.join("target/debug/nodetel"), &stage, "nodetel", true)?;
+    copy_binary(agent, &stage, "nodetel", true)?;
     // The network tests' traffic generator, built with the test executables.
     copy_binary(&root.join("target/debug/nettool"), &stage, "nettool", true)?;
     let mut names = Vec::new();
