@@ -29,20 +29,25 @@ pub const REQUIRE_ENV: &str = "NODETEL_REQUIRE_PRIVILEGED";
 /// Returns true when the test may run; otherwise prints why and either skips or panics (CI).
 pub fn privileged(test: &str) -> bool {
     let reason = if !is_root() {
-        Some("not running as root")
+        "not running as root"
     } else if !Path::new("/sys/kernel/btf/vmlinux").exists() {
-        Some("no kernel BTF at /sys/kernel/btf/vmlinux")
+        "no kernel BTF at /sys/kernel/btf/vmlinux"
     } else if unified_root().is_none() {
-        Some("no cgroup v2 hierarchy")
+        "no cgroup v2 hierarchy"
     } else {
-        None
-    };
-    let Some(reason) = reason else {
         return true;
     };
+    skip(
+        test,
+        &format!("{reason}. Privileged tests need root, BPF and cgroup v2"),
+    )
+}
+
+/// The one way a test skips: loudly, and as a failure (a panic) when `NODETEL_REQUIRE_PRIVILEGED=1`
+/// (CI), so nothing CI runs can pass by not running. Returns false, for `if !... { return }`.
+pub fn skip(test: &str, reason: &str) -> bool {
     let msg = format!(
-        "\n!!!!!!!! SKIPPED {test}: {reason}. Privileged tests need root, BPF and cgroup v2. \
-         Set {REQUIRE_ENV}=1 to make this a failure. !!!!!!!!\n"
+        "\n!!!!!!!! SKIPPED {test}: {reason}. Set {REQUIRE_ENV}=1 to make this a failure. !!!!!!!!\n"
     );
     if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
         panic!("{msg}");
@@ -69,15 +74,7 @@ pub fn require_tool(test: &str, tool: &str) -> bool {
         .stdout(Stdio::null())
         .status()
         .is_ok_and(|s| s.success());
-    if found {
-        return true;
-    }
-    let msg = format!("\n!!!!!!!! SKIPPED {test}: `{tool}` is not installed !!!!!!!!\n");
-    if std::env::var(REQUIRE_ENV).is_ok_and(|v| v == "1") {
-        panic!("{msg}");
-    }
-    eprintln!("{msg}");
-    false
+    found || skip(test, &format!("`{tool}` is not installed"))
 }
 
 /// The cgroup2 mount: `/sys/fs/cgroup` on pure v2 hosts, `/sys/fs/cgroup/unified` on hybrid ones.

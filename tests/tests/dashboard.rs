@@ -200,6 +200,8 @@ fn every_dashboard_panel_has_data_for_real_containers() -> anyhow::Result<()> {
         ),
     ];
     let mut idle = Vec::new();
+    // Each row must find its panel and query: a renamed panel fails rather than skip its check.
+    let mut matched = vec![0usize; active.len()];
     let mut checked = 0;
     let mut empty = Vec::new();
     for panel in dashboard["panels"].as_array().context("no panels")? {
@@ -215,12 +217,13 @@ fn every_dashboard_panel_has_data_for_real_containers() -> anyhow::Result<()> {
                 .query(&expr)
                 .with_context(|| format!("panel {title}: {expr}"))?;
             series += result.len();
-            for (panel, query, container, what) in active {
-                if panel != title || t["refId"] != query {
+            for (i, (panel, query, container, what)) in active.iter().enumerate() {
+                if *panel != title || t["refId"] != *query {
                     continue;
                 }
+                matched[i] += 1;
                 let moving = result.iter().any(|r| {
-                    r["metric"]["container"] == container
+                    r["metric"]["container"] == *container
                         && r["value"][1]
                             .as_str()
                             .and_then(|v| v.parse::<f64>().ok())
@@ -251,6 +254,16 @@ fn every_dashboard_panel_has_data_for_real_containers() -> anyhow::Result<()> {
     }
     dockerd.docker(&["network", "rm", "dash-bridge"])?;
     anyhow::ensure!(checked >= 12, "only {checked} panels with queries");
+    let unmatched: Vec<_> = active
+        .iter()
+        .zip(matched)
+        .filter(|(_, n)| *n == 0)
+        .map(|(row, _)| row)
+        .collect();
+    anyhow::ensure!(
+        unmatched.is_empty(),
+        "checks whose panel or query is not in the dashboard (renamed?): {unmatched:?}"
+    );
     anyhow::ensure!(
         empty.is_empty(),
         "panels without data for the test containers: {empty:?}"
