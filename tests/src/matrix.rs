@@ -4,7 +4,7 @@
 //! `tests/tests/ground_truth.rs` checks every [`Truth::Kernel`] row that names it, on the host
 //! (hybrid cgroups: cgroup v1 controllers) and in the VM (pure cgroup v2): it reads the kernel's
 //! file just before and just after the pass the agent served and requires the agent's figure
-//! within that bracket. It also fails when its scrape or its JSON holds a family or a field no
+//! within that bracket (a running PSI average: among the values its file showed meanwhile). It also fails when its scrape or its JSON holds a family or a field no
 //! row covers. `tests/tests/matrix.rs` checks that every named test exists and that the README
 //! carries this table as [`markdown`] renders it (`cargo xtask bless` rewrites it there).
 
