@@ -363,31 +363,31 @@ pub static ROWS: &[Row] = &[
         "container_fs_reads_bytes_total",
         &["stats[].diskio.io_service_bytes[].*"],
         "`io.stat` `rbytes` (O_DIRECT reads)",
-        "`blkio.throttle.io_service_bytes_recursive` `Read`",
+        "`blkio.throttle.io_service_bytes_recursive` `Read`; under BFQ `blkio.bfq.*` (`v1_block_io_under_bfq_matches_the_kernels_bfq_figures`)",
     ),
     k(
         "container_fs_writes_bytes_total",
         &[],
         "`io.stat` `wbytes` (O_DIRECT writes)",
-        "`blkio.throttle.io_service_bytes_recursive` `Write`",
+        "`blkio.throttle.io_service_bytes_recursive` `Write`; under BFQ `blkio.bfq.*`",
     ),
     k(
         "container_fs_reads_total",
         &["stats[].diskio.io_serviced[].*"],
         "`io.stat` `rios`",
-        "`blkio.throttle.io_serviced_recursive` `Read`",
+        "`blkio.throttle.io_serviced_recursive` `Read`; under BFQ `blkio.bfq.*`",
     ),
     k(
         "container_fs_writes_total",
         &[],
         "`io.stat` `wios`",
-        "`blkio.throttle.io_serviced_recursive` `Write`",
+        "`blkio.throttle.io_serviced_recursive` `Write`; under BFQ `blkio.bfq.*`",
     ),
     k(
         "container_blkio_device_usage_total",
         &[],
         "`io.stat` `rbytes`, `wbytes`",
-        "`blkio.throttle.io_service_bytes_recursive`, every operation",
+        "`blkio.throttle.io_service_bytes_recursive`, every operation; under BFQ `blkio.bfq.*`",
     ),
     // Filesystem usage
     live(

@@ -18,7 +18,7 @@ use anyhow::{Context as _, ensure};
 use nodetel_integration_tests::{
     Agent, Exposition, TestCgroup, block_device_of, matrix,
     netns::{Netns, ip, ip_bin},
-    privileged, unified_root, unix_now,
+    privileged, skip, unified_root, unix_now,
 };
 use serde_json::Value;
 
@@ -778,80 +778,69 @@ fn process_probes(rel: &str, d: &Dirs) -> Vec<Probe> {
     ]
 }
 
-fn io_probes(rel: &str, d: &Dirs, dev: &str, device: &str) -> Vec<Probe> {
+/// One block I/O figure of `dev`: v2 `io.stat`'s `key`, or v1 `<layer>.<file>`'s `op` line.
+fn io_reader(
+    d: &Dirs,
+    dev: &str,
+    layer: &'static str,
+    (key, file, op): (&'static str, &'static str, &'static str),
+) -> impl Fn() -> Option<f64> + Send + Sync + 'static {
+    let (dir, dev, v1) = (d.blkio.clone(), dev.to_string(), d.v1);
+    move || {
+        if v1 {
+            blkio(&dir.join(format!("{layer}.{file}")), &dev, op)
+        } else {
+            io_stat(&dir, &dev, key)
+        }
+    }
+}
+
+/// Block I/O of `dev` (`major:minor`, shown as `device`); on v1 from the `layer` the agent
+/// should be reading (`blkio.throttle`, or `blkio.bfq` when BFQ schedules the disk).
+fn io_probes(rel: &str, d: &Dirs, dev: &str, device: &str, layer: &'static str) -> Vec<Probe> {
     let mut out = Vec::new();
-    let dl = [("device", device)];
-    // (family, v2 key, v1 file, v1 op, JSON pointer)
-    let rows: [(
-        &'static str,
-        &'static str,
-        &'static str,
-        &'static str,
-        Option<&str>,
-    ); 4] = [
+    // (family, (v2 key, v1 file, v1 op), JSON section)
+    let rows = [
         (
             "container_fs_reads_bytes_total",
-            "rbytes",
-            "blkio.throttle.io_service_bytes_recursive",
-            "Read",
+            ("rbytes", "io_service_bytes_recursive", "Read"),
             Some("io_service_bytes"),
         ),
         (
             "container_fs_writes_bytes_total",
-            "wbytes",
-            "blkio.throttle.io_service_bytes_recursive",
-            "Write",
+            ("wbytes", "io_service_bytes_recursive", "Write"),
             None,
         ),
         (
             "container_fs_reads_total",
-            "rios",
-            "blkio.throttle.io_serviced_recursive",
-            "Read",
+            ("rios", "io_serviced_recursive", "Read"),
             Some("io_serviced"),
         ),
         (
             "container_fs_writes_total",
-            "wios",
-            "blkio.throttle.io_serviced_recursive",
-            "Write",
+            ("wios", "io_serviced_recursive", "Write"),
             None,
         ),
     ];
-    for (family, key, file, op, json) in rows {
-        let (dir, dev_s, v1) = (d.blkio.clone(), dev.to_string(), d.v1);
-        let read = move || {
-            if v1 {
-                blkio(&dir.join(file), &dev_s, op)
-            } else {
-                io_stat(&dir, &dev_s, key)
-            }
-        };
-        let p = Probe::new(family, read).metric(family, rel, &dl);
-        out.push(p);
+    for (family, source, json) in rows {
+        out.push(Probe::new(family, io_reader(d, dev, layer, source)).metric(
+            family,
+            rel,
+            &[("device", device)],
+        ));
+        let op = source.2;
         if let Some(section) = json {
-            let (dir, dev_s) = (d.blkio.clone(), dev.to_string());
             out.push(
-                Probe::new(family, move || {
-                    if v1 {
-                        blkio(&dir.join(file), &dev_s, op)
-                    } else {
-                        io_stat(&dir, &dev_s, key)
-                    }
-                })
-                .json(rel, &format!("/stats/diskio/{section}/DEV/stats/{op}")),
+                Probe::new(family, io_reader(d, dev, layer, source))
+                    .json(rel, &format!("/stats/diskio/{section}/DEV/stats/{op}")),
             );
         }
-        let (dir, dev_s) = (d.blkio.clone(), dev.to_string());
-        if key.ends_with("bytes") {
+        if source.0.ends_with("bytes") {
             out.push(
-                Probe::new("container_blkio_device_usage_total", move || {
-                    if v1 {
-                        blkio(&dir.join(file), &dev_s, op)
-                    } else {
-                        io_stat(&dir, &dev_s, key)
-                    }
-                })
+                Probe::new(
+                    "container_blkio_device_usage_total",
+                    io_reader(d, dev, layer, source),
+                )
                 .metric(
                     "container_blkio_device_usage_total",
                     rel,
@@ -1176,7 +1165,7 @@ fn every_figure_is_within_the_kernels_bracket() -> anyhow::Result<()> {
                     .filter(|p| p.row.starts_with("container_pressure")),
             ),
     );
-    probes.extend(io_probes(&io.rel, &iod, &dev, &device));
+    probes.extend(io_probes(&io.rel, &iod, &dev, &device, "blkio.throttle"));
     probes.extend(net_probes(&net_a.rel, keep_a.id(), &va));
     probes.extend(net_probes(&net_b.rel, keep_b.id(), &vb));
     let swap = text(Path::new("/proc/meminfo"))
@@ -1353,5 +1342,89 @@ fn runqueue_waits_of_a_known_length_land_in_their_bucket() -> anyhow::Result<()>
         "{in_bucket} waits in the 20 ms bucket for {SPELLS} spells of 20 ms"
     );
     ensure!(above == 0.0, "{above} waits longer than 32.8 ms");
+    Ok(())
+}
+
+/// The disk's I/O scheduler, put back when dropped.
+struct Scheduler {
+    file: PathBuf,
+    was: String,
+}
+
+impl Scheduler {
+    /// Switches the disk holding `dev` to `name`; `None` when the kernel has no such scheduler.
+    fn switch(dev: &str, name: &str) -> anyhow::Result<Option<Scheduler>> {
+        // A partition's queue is its disk's.
+        let sys = std::fs::canonicalize(format!("/sys/dev/block/{dev}"))?;
+        let queue = [sys.join("queue"), sys.join("../queue")]
+            .into_iter()
+            .find(|q| q.join("scheduler").is_file())
+            .context("no queue/scheduler for the device")?;
+        let file = queue.join("scheduler");
+        let text = std::fs::read_to_string(&file)?;
+        if !text
+            .split_whitespace()
+            .any(|s| s.trim_matches(['[', ']']) == name)
+        {
+            return Ok(None);
+        }
+        let was = text
+            .split_whitespace()
+            .find_map(|s| s.strip_prefix('[')?.strip_suffix(']'))
+            .context("no scheduler in use")?
+            .to_string();
+        std::fs::write(&file, name)?;
+        Ok(Some(Scheduler { file, was }))
+    }
+}
+
+impl Drop for Scheduler {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.file, &self.was);
+    }
+}
+
+/// cgroup v1 with BFQ scheduling the disk: the kernel then keeps `blkio.bfq.*` figures, which the
+/// agent reads before the throttle layer's (runc's order). Host only: cgroup v2 has `io.stat`
+/// whatever the scheduler.
+#[test]
+fn v1_block_io_under_bfq_matches_the_kernels_bfq_figures() -> anyhow::Result<()> {
+    const TEST: &str = "v1_block_io_under_bfq_matches_the_kernels_bfq_figures";
+    if !privileged(TEST) {
+        return Ok(());
+    }
+    if unified_root().is_some_and(|r| r == Path::new("/sys/fs/cgroup")) {
+        eprintln!("{TEST}: not applicable on pure cgroup v2 (io.stat under any scheduler)");
+        return Ok(());
+    }
+    let dir = scratch("bfq")?;
+    let (dev, device) = block_device_of(&dir)?;
+    let Some(_bfq) = Scheduler::switch(&dev, "bfq")? else {
+        skip(
+            TEST,
+            &format!("the kernel has no BFQ scheduler for {device}"),
+        );
+        return Ok(());
+    };
+    let agent = Agent::start(Duration::from_millis(250), &["--quiet-cgroup-refresh=0"])?;
+    let mut io = TestCgroup::create("gtbfq")?;
+    let d = dirs(&mut io)?;
+    let _load = io.spawn(&format!(
+        "while :; do dd if=/dev/zero of={f} bs=1M count=4 oflag=direct 2>/dev/null; \
+         dd if={f} of=/dev/null bs=64k iflag=direct 2>/dev/null; done",
+        f = dir.join("direct").display()
+    ))?;
+    thread::sleep(Duration::from_secs(2));
+    let bfq_file = d.blkio.join("blkio.bfq.io_service_bytes_recursive");
+    ensure!(
+        blkio(&bfq_file, &dev, "Write").unwrap_or(0.0) > 0.0,
+        "the set-up: no BFQ figures in {}",
+        bfq_file.display()
+    );
+    let mut probes = io_probes(&io.rel, &d, &dev, &device, "blkio.bfq");
+    let first = fresh_json(&agent, std::slice::from_ref(&io.rel))?;
+    resolve_device_pointers(&mut probes, &first, &dev);
+    check(&agent, &probes)?;
+    let _ = std::fs::remove_dir_all(dir);
     Ok(())
 }
