@@ -446,12 +446,22 @@ pub static ROWS: &[Row] = &[
     // Processes
     k(
         "container_processes",
-        &[],
+        &["stats[].processes.process_count"],
         "lines of `cgroup.procs`",
         "lines of `cgroup.procs` (the unified hierarchy)",
     ),
-    k("container_threads", &[], "`pids.current`", "`pids.current`"),
-    k("container_threads_max", &[], "`pids.max`", "`pids.max`"),
+    k(
+        "container_threads",
+        &["stats[].processes.threads_current"],
+        "`pids.current`",
+        "`pids.current`",
+    ),
+    k(
+        "container_threads_max",
+        &["stats[].processes.threads_max"],
+        "`pids.max`",
+        "`pids.max`",
+    ),
     // Network
     live(
         "container_network_receive_bytes_total",
@@ -575,9 +585,10 @@ pub static ROWS: &[Row] = &[
             "stats[].health.status",
             "stats[].cpuset.memory_migrate",
             "stats[].task_stats.*",
-            "stats[].processes.*",
+            "stats[].processes.fd_count",
+            "stats[].processes.socket_count",
         ],
-        "cAdvisor's flags and defaults for the same cgroup; the counts of `processes` are the families above",
+        "cAdvisor's flags and defaults for the same cgroup; `fd_count`, `socket_count` 0 (see Metrics)",
     ),
     // Machine
     live(

@@ -760,21 +760,15 @@ fn process_probes(rel: &str, d: &Dirs) -> Vec<Probe> {
     let procs = d.v2.join("cgroup.procs");
     let (current, max) = (d.pids.join("pids.current"), d.pids.join("pids.max"));
     vec![
-        Probe::new("container_processes", move || lines(&procs)).metric(
-            "container_processes",
-            rel,
-            &[],
-        ),
-        Probe::new("container_threads", move || number(&current)).metric(
-            "container_threads",
-            rel,
-            &[],
-        ),
-        Probe::new("container_threads_max", move || number(&max)).metric(
-            "container_threads_max",
-            rel,
-            &[],
-        ),
+        Probe::new("container_processes", move || lines(&procs))
+            .metric("container_processes", rel, &[])
+            .json(rel, "/stats/processes/process_count"),
+        Probe::new("container_threads", move || number(&current))
+            .metric("container_threads", rel, &[])
+            .json(rel, "/stats/processes/threads_current"),
+        Probe::new("container_threads_max", move || number(&max))
+            .metric("container_threads_max", rel, &[])
+            .json(rel, "/stats/processes/threads_max"),
     ]
 }
 
