@@ -1331,11 +1331,14 @@ fn runqueue_waits_of_a_known_length_land_in_their_bucket() -> anyhow::Result<()>
         "histogram of {} buckets: {after:?}",
         after.len()
     );
+    // Each spell makes one wait there; the machine may add a few of its own (the VM's emulator
+    // did: 31 for 30). A bucket off by one would put all 30 in a neighbour.
+    let slack = (SPELLS * 0.1).ceil();
     ensure!(
-        (SPELLS * 0.9..=SPELLS).contains(&in_bucket),
+        (SPELLS - slack..=SPELLS + slack).contains(&in_bucket),
         "{in_bucket} waits in the 20 ms bucket for {SPELLS} spells of 20 ms"
     );
-    ensure!(above == 0.0, "{above} waits longer than 32.8 ms");
+    ensure!(above <= slack, "{above} waits longer than 32.8 ms");
     Ok(())
 }
 
