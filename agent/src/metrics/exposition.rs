@@ -7,7 +7,10 @@
 //! removed cgroups stale at once instead of keeping them for five minutes.
 use std::fmt::Write as _;
 
-use super::families::{AGENT_FAMILIES, CONTAINER_FAMILIES, Extra, MACHINE_FAMILIES, Value};
+use super::{
+    families::{AGENT_FAMILIES, CONTAINER_FAMILIES, Extra, MACHINE_FAMILIES, Value},
+    services::SERVICE_FAMILIES,
+};
 use crate::snapshot::{ContainerSample, Snapshot};
 
 pub const CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -72,6 +75,10 @@ pub fn render_sized(snapshot: &Snapshot, expected: usize) -> String {
             }
         }
     }
+    for family in SERVICE_FAMILIES {
+        let series = (family.series)(&containers);
+        write_owned(&mut out, family.name, family.help, "gauge", &series);
+    }
     let m = &snapshot.machine;
     for family in MACHINE_FAMILIES {
         let Some(value) = (family.value)(m) else {
@@ -87,20 +94,37 @@ pub fn render_sized(snapshot: &Snapshot, expected: usize) -> String {
     }
     for family in AGENT_FAMILIES {
         let series = (family.series)(&snapshot.agent);
-        if series.is_empty() {
-            continue;
-        }
-        write_header(&mut out, family.name, family.help, family.kind.as_str());
-        for (owned, value) in &series {
-            let borrowed: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
-            write_sample(&mut out, family.name, &borrowed, *value);
-        }
+        write_owned(
+            &mut out,
+            family.name,
+            family.help,
+            family.kind.as_str(),
+            &series,
+        );
     }
     // The first pass (no hint) or a shrunk node: give back what doubling overshot.
     if out.capacity() > out.len() + out.len() / 4 {
         out.shrink_to_fit();
     }
     out
+}
+
+/// A family whose series own their label values; nothing at all when it has none.
+fn write_owned(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    kind: &str,
+    series: &[(Vec<(&'static str, String)>, f64)],
+) {
+    if series.is_empty() {
+        return;
+    }
+    write_header(out, name, help, kind);
+    for (owned, value) in series {
+        let borrowed: Vec<(&str, &str)> = owned.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        write_sample(out, name, &borrowed, *value);
+    }
 }
 
 fn write_header(out: &mut String, name: &str, help: &str, kind: &str) {

@@ -2,7 +2,9 @@
 mod exposition;
 mod families;
 mod labels;
+mod services;
 
 pub use exposition::{CONTENT_TYPE, render, render_sized};
 pub use families::{AGENT_FAMILIES, CONTAINER_FAMILIES, Kind};
 pub use labels::{LabelChoice, LabelMode, SWARM_AND_COMPOSE};
+pub use services::SERVICE_FAMILIES;
