@@ -617,6 +617,18 @@ pub static ROWS: &[Row] = &[
     ),
     live("machine_swap_bytes", &[], "`/proc/meminfo` `SwapTotal`", GT),
     live(
+        "nodetel_swarm_service_tasks",
+        &[],
+        "`docker ps` of the service's tasks on this node, on a real single-node Swarm, scaled and removed",
+        "swarm.rs::swarm_services_and_compose_projects_are_counted_and_labelled",
+    ),
+    live(
+        "nodetel_compose_service_containers",
+        &[],
+        "the containers `docker-compose up --scale` started",
+        "swarm.rs::swarm_services_and_compose_projects_are_counted_and_labelled",
+    ),
+    live(
         "cadvisor_version_info",
         &[],
         "`kernelVersion` is `/proc/sys/kernel/osrelease`; `cadvisorVersion` names nodetel's build",
@@ -628,7 +640,10 @@ pub static ROWS: &[Row] = &[
 /// agent, not the node; each is documented with the behaviour it counts and checked by that
 /// behaviour's test. The matrix does not list them one by one.
 pub fn is_self_metric(family: &str) -> bool {
-    family.starts_with("nodetel_") && !family.starts_with("nodetel_container_")
+    family.starts_with("nodetel_")
+        && !["nodetel_container_", "nodetel_swarm_", "nodetel_compose_"]
+            .iter()
+            .any(|p| family.starts_with(p))
 }
 
 /// The row whose family is `family`.

@@ -66,6 +66,8 @@ pub struct Dockerd {
     child: Option<Child>,
     pub socket: PathBuf,
     name: String,
+    /// Off for a Swarm manager: dockerd refuses swarm mode with live-restore.
+    live_restore: bool,
 }
 
 impl Dockerd {
@@ -75,10 +77,20 @@ impl Dockerd {
     }
 
     pub fn start(name: &str) -> anyhow::Result<Dockerd> {
+        Dockerd::start_with(name, true)
+    }
+
+    /// A daemon that can be made a Swarm manager (no live-restore).
+    pub fn start_for_swarm(name: &str) -> anyhow::Result<Dockerd> {
+        Dockerd::start_with(name, false)
+    }
+
+    fn start_with(name: &str, live_restore: bool) -> anyhow::Result<Dockerd> {
         let mut d = Dockerd {
             child: None,
             socket: Path::new(RUN_DIR).join(name).join("docker.sock"),
             name: name.to_string(),
+            live_restore,
         };
         d.spawn()?;
         Ok(d)
@@ -95,7 +107,8 @@ impl Dockerd {
             .arg(format!("--data-root={}", lib.join("data").display()))
             .arg(format!("--exec-root={}", run.join("exec").display()))
             .arg(format!("--pidfile={}", run.join("dockerd.pid").display()))
-            .args(["--bridge=none", "--iptables=false", "--live-restore"])
+            .args(["--bridge=none", "--iptables=false"])
+            .args(self.live_restore.then_some("--live-restore"))
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)

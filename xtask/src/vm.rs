@@ -47,6 +47,7 @@ const HOST_ONLY_TESTS: &[&str] = &[
     // Static checks of the repository (README, test sources), which the VM does not hold.
     "matrix",
     "runtimes",
+    "swarm",
     "containerd_scale",
     "api",
     "api_load",
