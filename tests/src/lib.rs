@@ -19,6 +19,7 @@ use std::{
 use anyhow::{Context as _, bail};
 
 pub mod cadvisor;
+pub mod image;
 pub mod matrix;
 pub mod netns;
 pub mod prometheus;

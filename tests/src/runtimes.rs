@@ -80,6 +80,11 @@ impl Dockerd {
         Dockerd::start_with(name, true)
     }
 
+    /// Its `--data-root` (images, layers, `image/overlay2/layerdb`).
+    pub fn data_root(&self) -> PathBuf {
+        Path::new(LIB_DIR).join(&self.name).join("data")
+    }
+
     /// A daemon that can be made a Swarm manager (no live-restore).
     pub fn start_for_swarm(name: &str) -> anyhow::Result<Dockerd> {
         Dockerd::start_with(name, false)

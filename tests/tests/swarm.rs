@@ -8,15 +8,17 @@
 //!
 //! Host only: the VM suite has no container runtime.
 use std::{
-    path::Path,
+    path::{Path, PathBuf},
     process::Command,
     thread,
     time::{Duration, Instant},
 };
 
-use anyhow::ensure;
+use anyhow::{Context as _, ensure};
 use nodetel_integration_tests::{
-    Agent, Exposition, privileged, require_tool,
+    Agent, Exposition, agent_bin,
+    image::{build_image, repo},
+    privileged, require_tool,
     runtimes::{Dockerd, IMAGE, run},
 };
 
@@ -30,6 +32,20 @@ struct Swarm {
     dockerd: Option<Dockerd>,
     /// `docker_gwbridge` was not there before: the test removes it.
     remove_gwbridge: bool,
+    /// The host's network devices before the Swarm: the overlay networks' VXLAN devices made
+    /// since are removed (a stale one holds its VNI, and the next overlay network fails).
+    devices_before: Vec<String>,
+    /// Where the daemon mounts its network namespaces (overlay sandboxes outlive it).
+    exec_netns: PathBuf,
+}
+
+fn host_devices() -> Vec<String> {
+    std::fs::read_dir("/sys/class/net")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 impl Swarm {
@@ -42,14 +58,41 @@ impl Swarm {
 
 impl Drop for Swarm {
     fn drop(&mut self) {
+        // The bridge's ports, listed while the daemon's containers still hold them: a veth the
+        // daemon does not take down with its container would stay behind.
+        let ports: Vec<String> = std::fs::read_dir("/sys/class/net/docker_gwbridge/brif")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
         if let Some(d) = self.dockerd.take() {
             let _ = d.docker(&["stack", "rm", STACK]);
+            let _ = d.docker(&["stack", "rm", "nodetel"]);
             let _ = d.docker(&["swarm", "leave", "--force"]);
             drop(d);
         }
         if self.remove_gwbridge {
-            let _ = Command::new("ip")
-                .args(["link", "del", "docker_gwbridge"])
+            for dev in ports.iter().map(String::as_str).chain(["docker_gwbridge"]) {
+                if Path::new("/sys/class/net").join(dev).exists() {
+                    let _ = Command::new("ip").args(["link", "del", dev]).status();
+                }
+            }
+        }
+        for dev in host_devices() {
+            if dev.starts_with("vx-") && !self.devices_before.contains(&dev) {
+                let _ = Command::new("ip").args(["link", "del", &dev]).status();
+            }
+        }
+        for ns in std::fs::read_dir(&self.exec_netns)
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let _ = Command::new("umount")
+                .arg("-l")
+                .arg(ns.path())
+                .stderr(std::process::Stdio::null())
                 .status();
         }
     }
@@ -77,16 +120,8 @@ fn swarm_services_and_compose_projects_are_counted_and_labelled() -> anyhow::Res
     {
         return Ok(());
     }
-    let had_gwbridge = Path::new("/sys/class/net/docker_gwbridge").exists();
-    let swarm = Swarm {
-        dockerd: Some(Dockerd::start_for_swarm("swarm")?),
-        remove_gwbridge: !had_gwbridge,
-    };
+    let swarm = start_swarm("swarm")?;
     let dockerd = swarm.dockerd();
-    dockerd.ensure_image()?;
-    // A Swarm left over by an interrupted run is left first.
-    let _ = dockerd.docker(&["swarm", "leave", "--force"]);
-    dockerd.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"])?;
     let node_id = dockerd
         .docker(&["info", "--format", "{{.Swarm.NodeID}}"])?
         .trim()
@@ -329,5 +364,205 @@ fn swarm_services_and_compose_projects_are_counted_and_labelled() -> anyhow::Res
         "the removed stack's series took {:?}",
         gone.elapsed()
     );
+    Ok(())
+}
+
+/// Starts a Swarm on a private daemon, leaving a stale one first.
+fn start_swarm(name: &str) -> anyhow::Result<Swarm> {
+    let had_gwbridge = Path::new("/sys/class/net/docker_gwbridge").exists();
+    let devices_before = host_devices();
+    let swarm = Swarm {
+        dockerd: Some(Dockerd::start_for_swarm(name)?),
+        remove_gwbridge: !had_gwbridge,
+        devices_before,
+        exec_netns: Path::new("/run/nodetel-test").join(name).join("exec/netns"),
+    };
+    let dockerd = swarm.dockerd();
+    dockerd.ensure_image()?;
+    let _ = dockerd.docker(&["swarm", "leave", "--force"]);
+    dockerd.docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"])?;
+    Ok(swarm)
+}
+
+/// A directory made for the test where none was, removed on drop.
+struct MadeDir(Option<PathBuf>);
+
+impl Drop for MadeDir {
+    fn drop(&mut self) {
+        if let Some(d) = &self.0 {
+            let _ = std::fs::remove_dir(d);
+        }
+    }
+}
+
+/// The shipped Swarm stack file, deployed with `docker stack deploy` with the image built as the
+/// Dockerfile builds it: the agent task becomes healthy and serves its node's tasks with their
+/// Swarm labels, scraped from a container on the stack's overlay network by the DNS name the file
+/// documents. Changed for this machine only where it must be: the Docker socket and data root
+/// are the test daemon's, and Debian's docker.io 20.10, which does not
+/// know `CAP_BPF` and `CAP_PERFMON`, gets `SYS_ADMIN` in their place, as the README says.
+#[test]
+fn the_stack_file_deploys_and_its_agent_serves_the_nodes_tasks() -> anyhow::Result<()> {
+    const TEST: &str = "the_stack_file_deploys_and_its_agent_serves_the_nodes_tasks";
+    if !privileged(TEST)
+        || !require_tool(TEST, "dockerd")
+        || !require_tool(TEST, "objcopy")
+        || !require_tool(TEST, "dpkg")
+    {
+        return Ok(());
+    }
+    let swarm = start_swarm("swarm-stack")?;
+    let dockerd = swarm.dockerd();
+    let work = Path::new("/var/lib/nodetel-test/swarm-stack-work");
+    let _ = std::fs::remove_dir_all(work);
+    std::fs::create_dir_all(work)?;
+
+    let text = std::fs::read_to_string(repo().join("deploy/docker/docker-stack.yml"))?;
+    let mut stack: serde_json::Value = serde_norway::from_str(&text)?;
+    let agent = &mut stack["services"]["nodetel"];
+    let image = agent["image"].as_str().context("no image")?.to_string();
+    build_image(dockerd, work, &agent_bin(), &image)?;
+    let version = dockerd.docker(&["version", "--format", "{{.Server.Version}}"])?;
+    if version.starts_with("20.") {
+        let caps = agent["cap_add"].as_array_mut().context("no cap_add")?;
+        caps.retain(|c| c != "BPF" && c != "PERFMON");
+        caps.push("SYS_ADMIN".into());
+    }
+    let socket = dockerd.socket.display().to_string();
+    let data = dockerd.data_root().display().to_string();
+    for v in agent["volumes"].as_array_mut().context("no volumes")? {
+        let Some(spec) = v.as_str() else { continue };
+        // The source (before the first colon) only: the target stays where the agent looks.
+        let Some((source, rest)) = spec.split_once(':') else {
+            continue;
+        };
+        let source = match source {
+            "/var/run/docker.sock" => socket.as_str(),
+            "/var/lib/docker" => data.as_str(),
+            other => other,
+        };
+        let spec = format!("{source}:{rest}");
+        *v = spec.into();
+    }
+    // Bind sources must exist: the containerd socket directory may not on a Docker-only host.
+    let containerd_run = Path::new("/run/containerd");
+    let _made = MadeDir(if containerd_run.exists() {
+        None
+    } else {
+        std::fs::create_dir(containerd_run)?;
+        Some(containerd_run.to_path_buf())
+    });
+    let file = work.join("docker-stack.json");
+    std::fs::write(&file, serde_json::to_string_pretty(&stack)?)?;
+
+    // A workload stack, then the agent's.
+    let shop = work.join("shop.yml");
+    std::fs::write(
+        &shop,
+        format!(
+            "version: \"3.8\"\nservices:\n  web:\n    image: {IMAGE}\n    command: [\"sh\", \"-c\", \"while :; do :; done\"]\n    deploy: {{replicas: 2}}\n"
+        ),
+    )?;
+    dockerd.docker(&["stack", "deploy", "-c", &shop.display().to_string(), STACK])?;
+    dockerd.docker(&[
+        "stack",
+        "deploy",
+        "-c",
+        &file.display().to_string(),
+        "nodetel",
+    ])?;
+    let web = format!("{STACK}_web");
+    // Scraped as the file says Prometheus should: from a container on the stack's attachable
+    // overlay network. By the task's address there: the test's busybox-static cannot resolve
+    // names (static glibc without NSS), which Prometheus' `dns_sd_configs` would.
+    let agent_ip = || -> anyhow::Result<String> {
+        let id = dockerd.docker(&[
+            "ps",
+            "-q",
+            "--filter",
+            "label=com.docker.swarm.service.name=nodetel_nodetel",
+        ])?;
+        let id = id.split_whitespace().next().context("no agent task yet")?;
+        let ip = dockerd.docker(&[
+            "inspect",
+            "--format",
+            "{{(index .NetworkSettings.Networks \"nodetel_nodetel\").IPAddress}}",
+            id,
+        ])?;
+        ensure!(
+            !ip.is_empty(),
+            "the agent task has no address on nodetel_nodetel"
+        );
+        Ok(ip)
+    };
+    let scrape = |path: &str| -> anyhow::Result<String> {
+        let ip = agent_ip()?;
+        // HTTP/1.0 by hand through nc: busybox-static's wget crashes (static NSS lookups).
+        let reply = dockerd.docker(&[
+            "run",
+            "--rm",
+            "--network",
+            "nodetel_nodetel",
+            IMAGE,
+            "/bin/busybox",
+            "sh",
+            "-c",
+            &format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 5 {ip} 8080"),
+        ])?;
+        let (head, body) = reply.split_once("\r\n\r\n").context("no HTTP reply")?;
+        ensure!(
+            head.starts_with("HTTP/1.") && head.contains(" 200 "),
+            "{head}"
+        );
+        Ok(body.to_string())
+    };
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let e = loop {
+        let got = scrape("/metrics");
+        if let Ok(body) = &got {
+            let _ = std::fs::write(work.join("last-scrape.prom"), body);
+            let e = Exposition(body.clone());
+            if series(&e, "container_last_seen", &[(SERVICE, &web)]).len() == 2 {
+                break e;
+            }
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "the stack's agent never served {web}'s two tasks ({}); tasks: {}",
+            got.map_or_else(|e| format!("{e:#}"), |b| format!("{} bytes", b.len())),
+            dockerd.docker(&["service", "ps", "--no-trunc", "nodetel_nodetel"])?
+        );
+        thread::sleep(Duration::from_millis(500));
+    };
+    // Retried: a reply cut short by nc's timeout is not the agent's answer.
+    let health = (0..5)
+        .find_map(|_| scrape("/healthz").ok())
+        .context("/healthz never answered 200")?;
+    eprintln!("swarm stack: /healthz says {health:?}");
+    let node_id = dockerd
+        .docker(&["info", "--format", "{{.Swarm.NodeID}}"])?
+        .trim()
+        .to_string();
+    let tasks = series(
+        &e,
+        "nodetel_swarm_service_tasks",
+        &[("service", &web), ("stack", STACK), ("node_id", &node_id)],
+    );
+    ensure!(
+        tasks.first().and_then(|l| value(l)) == Some(2.0),
+        "task count: {tasks:?}"
+    );
+    // The agent is a Swarm task too, and names itself.
+    ensure!(
+        !series(&e, "container_last_seen", &[(SERVICE, "nodetel_nodetel")]).is_empty(),
+        "the agent's own task is not named"
+    );
+    let cpu: f64 = series(&e, "container_cpu_usage_seconds_total", &[(SERVICE, &web)])
+        .iter()
+        .filter_map(|l| value(l))
+        .sum();
+    eprintln!("swarm stack: {web} at {cpu:.2} CPU seconds");
+    ensure!(cpu > 0.0, "no CPU for {web}");
+    let _ = dockerd.docker(&["stack", "rm", "nodetel"]);
     Ok(())
 }
