@@ -107,6 +107,21 @@ fn series<'a>(e: &'a Exposition, family: &str, labels: &[(&str, &str)]) -> Vec<&
         .collect()
 }
 
+/// The full ids of `service`'s running task containers, as Docker lists them.
+fn task_ids(dockerd: &Dockerd, service: &str) -> anyhow::Result<Vec<String>> {
+    Ok(dockerd
+        .docker(&[
+            "ps",
+            "-q",
+            "--no-trunc",
+            "--filter",
+            &format!("label=com.docker.swarm.service.name={service}"),
+        ])?
+        .split_whitespace()
+        .map(str::to_string)
+        .collect())
+}
+
 fn value(line: &str) -> Option<f64> {
     line.rsplit_once(' ')?.1.parse().ok()
 }
@@ -148,17 +163,8 @@ fn swarm_services_and_compose_projects_are_counted_and_labelled() -> anyhow::Res
     let web = format!("{STACK}_web");
     let db = format!("{STACK}_db");
     // Docker's own count of the service's running tasks on this node.
-    let docker_count = |service: &str| -> anyhow::Result<usize> {
-        Ok(dockerd
-            .docker(&[
-                "ps",
-                "-q",
-                "--filter",
-                &format!("label=com.docker.swarm.service.name={service}"),
-            ])?
-            .split_whitespace()
-            .count())
-    };
+    let docker_count =
+        |service: &str| -> anyhow::Result<usize> { Ok(task_ids(dockerd, service)?.len()) };
     // Running, by Docker's account, before the agent is asked.
     let deadline = Instant::now() + Duration::from_secs(60);
     while (docker_count(&web)?, docker_count(&db)?) != (2, 1) {
@@ -223,32 +229,12 @@ fn swarm_services_and_compose_projects_are_counted_and_labelled() -> anyhow::Res
     ensure!(cores > 0.5, "{web}'s two busy tasks used {cores} CPUs");
 
     // Scaled to 3: the new task named within 2 s of its container starting.
-    let before: Vec<String> = dockerd
-        .docker(&[
-            "ps",
-            "-q",
-            "--no-trunc",
-            "--filter",
-            &format!("label=com.docker.swarm.service.name={web}"),
-        ])?
-        .split_whitespace()
-        .map(str::to_string)
-        .collect();
+    let before = task_ids(dockerd, &web)?;
     dockerd.docker(&["service", "scale", "-d", &format!("{web}=3")])?;
     let new_id = {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            let now: Vec<String> = dockerd
-                .docker(&[
-                    "ps",
-                    "-q",
-                    "--no-trunc",
-                    "--filter",
-                    &format!("label=com.docker.swarm.service.name={web}"),
-                ])?
-                .split_whitespace()
-                .map(str::to_string)
-                .collect();
+            let now = task_ids(dockerd, &web)?;
             if let Some(id) = now.into_iter().find(|id| !before.contains(id)) {
                 break id;
             }
