@@ -292,14 +292,18 @@ fn check(
                 (Some(b), Some(a)) if p.bracket == Bracket::OneOf => {
                     let mut values = seen[i].clone();
                     values.extend([*b, *a]);
-                    if let Some(Some(g)) = got_json
-                        && !values.iter().any(|v| within(g, *v, *v, Bracket::Between))
-                    {
-                        failures.push(format!(
+                    match got_json {
+                        Some(Some(g))
+                            if values.iter().any(|v| within(g, *v, *v, Bracket::Between)) =>
+                        {
+                            eprintln!("  ok {name} (json): {g} among {values:?}");
+                        }
+                        Some(Some(g)) => failures.push(format!(
                             "{name} (json): agent {g}, kernel showed {values:?} ({b} .. {a})"
-                        ));
-                    } else {
-                        eprintln!("  ok {name} (json): {got_json:?} among {values:?}");
+                        )),
+                        Some(None) => failures
+                            .push(format!("{name} (json): absent, kernel showed {values:?}")),
+                        None => {}
                     }
                 }
                 (Some(b), Some(a)) => {
