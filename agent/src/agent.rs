@@ -239,6 +239,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         crate::cgroupfs::Reading {
             open_files: open_files_budget(config.cgroupfs_open_files),
             reuse_quiet_passes: passes_within(config.quiet_cgroup_refresh, config.interval),
+            pass_interval: config.interval,
         },
         naming,
         events,

@@ -16,6 +16,7 @@ use crate::{
         pids::{self, ProcessStats},
         psi::{self, PressureStats},
         read::{FileCounts, Files, ReadError},
+        tasks::{self, LoadAverage, TaskLoad, TaskStates},
     },
     metric_kinds::{MetricKind, MetricKinds},
     snapshot::ContainerSample,
@@ -31,6 +32,8 @@ pub struct Reading {
     pub open_files: usize,
     /// Passes a quiet cgroup's sample may be reused (0: never; see [`QuietReuse`]).
     pub reuse_quiet_passes: u64,
+    /// Time between passes: how much each pass moves the load averages.
+    pub pass_interval: std::time::Duration,
 }
 
 pub struct CgroupfsReader {
@@ -46,6 +49,61 @@ pub struct CgroupfsReader {
     files: Files,
     skipped: Skipped,
     quiet: QuietReuse,
+    load: LoadAverages,
+    /// `cgroup.procs` and `cgroup.threads` list pids as the reader's pid namespace numbers them:
+    /// false when that is not the namespace of `proc_root` (a Swarm task cannot share the
+    /// host's), and then nothing read through those lists is served.
+    pids_visible: bool,
+}
+
+/// Each live cgroup's smoothed thread counts, and what one pass may spend reading states.
+struct LoadAverages {
+    by_cgroup: HashMap<u64, Smoothed>,
+    /// `e^(-interval/10s)`.
+    decay: f64,
+    /// Cumulative: cgroups whose states were not read in a pass because the pass's budget of
+    /// thread reads was spent (they kept their previous figures).
+    deferred: u64,
+}
+
+struct Smoothed {
+    states: TaskStates,
+    running: LoadAverage,
+    uninterruptible: LoadAverage,
+}
+
+impl LoadAverages {
+    /// Moves each sampled cgroup's averages by one pass and writes them into its sample.
+    fn update(&mut self, containers: &mut [ContainerSample]) {
+        for c in containers {
+            let Some(t) = &mut c.tasks else { continue };
+            let s = self
+                .by_cgroup
+                .entry(c.cgroup_id)
+                .or_insert_with(|| Smoothed {
+                    states: t.states,
+                    running: LoadAverage::new(t.states.running),
+                    uninterruptible: LoadAverage::new(t.states.uninterruptible),
+                });
+            s.states = t.states;
+            s.running.update(t.states.running, self.decay);
+            s.uninterruptible
+                .update(t.states.uninterruptible, self.decay);
+            t.load_milli = s.running.milli();
+            t.load_d_milli = s.uninterruptible.milli();
+        }
+    }
+}
+
+/// Whether pids listed in cgroupfs mean the processes under `proc_root`: the agent's own pid
+/// is the one that procfs gives `self`. A tree without `self` (a fixture) is taken as visible.
+fn pids_visible(proc_root: &Path) -> bool {
+    match std::fs::read_link(proc_root.join("self")) {
+        Ok(target) => {
+            target.to_str().and_then(|t| t.parse::<u32>().ok()) == Some(std::process::id())
+        }
+        Err(_) => true,
+    }
 }
 
 /// The samples of cgroups that did nothing: a cgroup whose tasks did not run since the last pass
@@ -108,6 +166,7 @@ impl CgroupfsReader {
         kinds: MetricKinds,
         open_files: usize,
     ) -> Self {
+        let proc_root_for_check = proc_root.clone();
         CgroupfsReader {
             layout,
             proc_root,
@@ -118,7 +177,25 @@ impl CgroupfsReader {
             files: Files::new(open_files),
             skipped: Skipped::default(),
             quiet: QuietReuse::default(),
+            load: LoadAverages {
+                by_cgroup: HashMap::new(),
+                decay: tasks::decay(std::time::Duration::from_secs(1)),
+                deferred: 0,
+            },
+            pids_visible: pids_visible(&proc_root_for_check),
         }
+    }
+
+    /// The time between passes, which sets how far each pass moves the load averages.
+    pub fn pass_interval(mut self, interval: std::time::Duration) -> Self {
+        self.load.decay = tasks::decay(interval);
+        self
+    }
+
+    /// Cumulative: cgroups whose thread states waited for a later pass (see
+    /// [`tasks::THREAD_READS_PER_PASS`]).
+    pub fn task_reads_deferred(&self) -> u64 {
+        self.load.deferred
     }
 
     /// Reuses the sample of a quiet cgroup for up to `passes` passes (0: never).
@@ -184,6 +261,8 @@ impl CgroupfsReader {
             on(MetricKind::Pressure),
             on(MetricKind::Network),
         );
+        let load_on = on(MetricKind::CpuLoad) && self.pids_visible;
+        let mut thread_reads = tasks::THREAD_READS_PER_PASS;
         let mut containers = Vec::with_capacity(tree.len());
         for cg in &tree.cgroups {
             // Folded (deeper than the walk exports): its figures are its ancestor's.
@@ -232,7 +311,7 @@ impl CgroupfsReader {
             } else {
                 Default::default()
             };
-            let processes = if proc_on {
+            let mut processes = if proc_on {
                 self.read_processes(rel, v2_dir.as_deref())
             } else if net_on {
                 // Network figures need a process to find the cgroup's namespace through.
@@ -246,6 +325,29 @@ impl CgroupfsReader {
                 }
             } else {
                 ProcessStats::default()
+            };
+            if !self.pids_visible {
+                // Counted from a list that names none of the host's processes.
+                processes.processes = None;
+                processes.first_pid = None;
+            }
+            let task_states = match &v2_dir {
+                Some(dir) if load_on => {
+                    match self.skipped.ok(tasks::read(
+                        &mut self.files,
+                        dir,
+                        &self.proc_root,
+                        &mut thread_reads,
+                    )) {
+                        Some(tasks::Outcome::States(s)) => Some(s),
+                        Some(tasks::Outcome::OverBudget) => {
+                            self.load.deferred += 1;
+                            self.load.by_cgroup.get(&cg.id).map(|s| s.states)
+                        }
+                        Some(tasks::Outcome::Gone) | None => None,
+                    }
+                }
+                _ => None,
             };
             let io = if io_on {
                 self.read_io(rel, v2_dir.as_deref())
@@ -282,6 +384,10 @@ impl CgroupfsReader {
                 memory,
                 memory_spec,
                 processes,
+                tasks: task_states.map(|states| TaskLoad {
+                    states,
+                    ..TaskLoad::default()
+                }),
                 io,
                 pressure,
                 start_time,
@@ -312,10 +418,13 @@ impl CgroupfsReader {
                 );
             }
         }
+        self.load.update(&mut containers);
         self.quiet.last.retain(|id, _| tree.contains(*id));
         self.start_times.retain(|id, _| tree.contains(*id));
+        self.load.by_cgroup.retain(|id, _| tree.contains(*id));
         crate::prune::shrink(&mut self.quiet.last);
         crate::prune::shrink(&mut self.start_times);
+        crate::prune::shrink(&mut self.load.by_cgroup);
         self.forget_removed(tree);
         self.files.end_pass();
         containers

@@ -154,7 +154,8 @@ impl Collector {
                 kinds,
                 reading.open_files,
             )
-            .reuse_quiet_for(reading.reuse_quiet_passes),
+            .reuse_quiet_for(reading.reuse_quiet_passes)
+            .pass_interval(reading.pass_interval),
             accountant: CpuAccountant::default(),
             machine,
             cpu_totals: HashMap::new(),
@@ -401,6 +402,7 @@ impl Collector {
         self.stats.cgroupfs_files = self.reader.file_counts();
         self.stats.cgroupfs_files_held = self.reader.files_held() as u64;
         self.stats.cgroupfs_reused = self.reader.reused();
+        self.stats.task_reads_deferred = self.reader.task_reads_deferred();
         self.stats.collection_seconds = started.elapsed().as_secs_f64();
         self.stats.taken_at = taken_at;
         Ok(Snapshot {

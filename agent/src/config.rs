@@ -511,7 +511,15 @@ mod tests {
         let default = kinds(&["nodetel"]);
         assert_eq!(
             default.names(),
-            ["cpu", "memory", "diskIO", "oom_event", "network", "disk"]
+            [
+                "cpu",
+                "memory",
+                "diskIO",
+                "oom_event",
+                "network",
+                "disk",
+                "cpuLoad"
+            ]
         );
         let all = kinds(&["nodetel", "--disable-metrics="]);
         assert_eq!(all.names().len(), MetricKind::ALL.len());

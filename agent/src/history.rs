@@ -71,9 +71,15 @@ pub enum Field {
     PsiMemoryFullAvg,
     PsiIoSomeAvg,
     PsiIoFullAvg,
+    TasksRunning,
+    TasksSleeping,
+    TasksStopped,
+    TasksUninterruptible,
+    LoadMilli,
+    LoadDMilli,
 }
 
-const FIELDS: usize = Field::PsiIoFullAvg as usize + 1;
+const FIELDS: usize = Field::LoadDMilli as usize + 1;
 
 /// A pressure line's three averages (each at most 10000) in one number: 8 bytes a sample where
 /// three fields would take 24.
@@ -166,6 +172,14 @@ impl Record {
         set(Threads, c.processes.threads);
         set(ThreadsMax, c.processes.threads_max);
         set(OomKills, c.oom_kills);
+        if let Some(t) = &c.tasks {
+            set(TasksRunning, Some(t.states.running));
+            set(TasksSleeping, Some(t.states.sleeping));
+            set(TasksStopped, Some(t.states.stopped));
+            set(TasksUninterruptible, Some(t.states.uninterruptible));
+            set(LoadMilli, Some(t.load_milli));
+            set(LoadDMilli, Some(t.load_d_milli));
+        }
         let p = &c.pressure;
         for (pressure, [some, full, some_avg, full_avg]) in [
             (
@@ -677,7 +691,7 @@ mod tests {
         // README: 60 samples of a cgroup with one interface and one block device.
         assert_eq!(
             History::bytes_per_cgroup(60, 1, 1, 1),
-            60 * (408 + 64 + 32 + 136)
+            60 * (456 + 64 + 32 + 136)
         );
     }
 }

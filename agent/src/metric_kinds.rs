@@ -14,10 +14,11 @@ pub enum MetricKind {
     Network,
     Sched,
     Disk,
+    CpuLoad,
 }
 
 impl MetricKind {
-    pub const ALL: [MetricKind; 9] = [
+    pub const ALL: [MetricKind; 10] = [
         MetricKind::Cpu,
         MetricKind::Memory,
         MetricKind::DiskIo,
@@ -27,6 +28,7 @@ impl MetricKind {
         MetricKind::Network,
         MetricKind::Sched,
         MetricKind::Disk,
+        MetricKind::CpuLoad,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +42,7 @@ impl MetricKind {
             MetricKind::Network => "network",
             MetricKind::Sched => "sched",
             MetricKind::Disk => "disk",
+            MetricKind::CpuLoad => "cpuLoad",
         }
     }
 }
@@ -51,7 +54,6 @@ const NOT_PROVIDED: &[&str] = &[
     "advtcp",
     "app",
     "cpu_topology",
-    "cpuLoad",
     "cpuset",
     "hugetlb",
     "memory_numa",

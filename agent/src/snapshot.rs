@@ -31,6 +31,9 @@ pub struct ContainerSample {
     pub memory: MemoryStats,
     pub memory_spec: MemorySpec,
     pub processes: ProcessStats,
+    /// Thread states and load averages (`cpuLoad`); `None` when the kind is off or the agent
+    /// cannot see the host's pids.
+    pub tasks: Option<crate::cgroup::tasks::TaskLoad>,
     /// Per-device block I/O; `None` where this host keeps none for the cgroup.
     pub io: Option<Vec<DeviceIo>>,
     pub pressure: PressureStats,
@@ -98,6 +101,8 @@ pub struct AgentStats {
     pub cgroupfs_files_held: u64,
     /// Cumulative: cgroup reads saved because the cgroup was quiet.
     pub cgroupfs_reused: u64,
+    /// Cumulative: cgroups whose thread states waited a pass for lack of budget.
+    pub task_reads_deferred: u64,
     /// Cumulative: cgroup directories that vanished during a walk.
     pub walk_skipped: u64,
     /// Cumulative: passes that reused the last walk because no cgroup was made or removed.
@@ -158,6 +163,7 @@ impl Default for AgentStats {
             cgroupfs_files: Default::default(),
             cgroupfs_files_held: 0,
             cgroupfs_reused: 0,
+            task_reads_deferred: 0,
             walk_skipped: 0,
             walks_saved: 0,
             map_entries_forgotten: 0,

@@ -31,6 +31,7 @@ pub struct Row {
 }
 
 const GT: &str = "ground_truth.rs::every_figure_is_within_the_kernels_bracket";
+const TASKS: &str = "processes.rs::thread_states_and_load_averages_of_a_known_workload";
 const HIST: &str = "ground_truth.rs::runqueue_waits_of_a_known_length_land_in_their_bucket";
 
 const fn k(
@@ -146,12 +147,36 @@ pub static ROWS: &[Row] = &[
     ),
     constant(
         "-",
-        &[
-            "spec.cpu.max_limit",
-            "stats[].cpu.load_average",
-            "stats[].cpu.load_d_average",
-        ],
+        &["spec.cpu.max_limit"],
         "0, as cAdvisor without its netlink load reader",
+    ),
+    live(
+        "container_tasks_state",
+        &[
+            "stats[].task_stats.nr_running",
+            "stats[].task_stats.nr_sleeping",
+            "stats[].task_stats.nr_stopped",
+            "stats[].task_stats.nr_uninterruptible",
+        ],
+        "the state `/proc/<tid>/stat` shows for each thread of the cgroup's `cgroup.threads` (`R`, `S`, `T`, `D`), bracketed, for a workload of known states (busy, sleeping, stopped, vfork-waiting); `iowaiting` 0 (see the next row)",
+        TASKS,
+    ),
+    constant(
+        "-",
+        &["stats[].task_stats.nr_io_wait"],
+        "0: taskstats (cAdvisor's source) counts a thread sleeping in `io_schedule()` as uninterruptible, and /proc does not show the io-wait flag of the rare other case",
+    ),
+    live(
+        "container_cpu_load_average_10s",
+        &["stats[].cpu.load_average"],
+        "cAdvisor's smoothing of the running count, in thousandths: the first count (2000 for two busy loops), then `1000 + 1000 e^(-k interval/10 s)` k passes after one of them stops",
+        TASKS,
+    ),
+    live(
+        "container_cpu_load_d_average_10s",
+        &["stats[].cpu.load_d_average"],
+        "the same smoothing of the uninterruptible count (1000 for one vfork-waiting parent)",
+        TASKS,
     ),
     live(
         "container_cpu_schedstat_run_seconds_total",
@@ -584,7 +609,6 @@ pub static ROWS: &[Row] = &[
             "spec.processes.*",
             "stats[].health.status",
             "stats[].cpuset.memory_migrate",
-            "stats[].task_stats.*",
             "stats[].processes.fd_count",
             "stats[].processes.socket_count",
         ],

@@ -89,3 +89,150 @@ fn processes_threads_pressure_and_lifecycle() -> anyhow::Result<()> {
     drop((b1, b2, b3));
     Ok(())
 }
+
+/// The states the kernel shows for the threads of one cgroup (its own `cgroup.threads`):
+/// running, sleeping, stopped, uninterruptible (`R`, `S`, `T`, `D` in `/proc/<tid>/stat`).
+fn kernel_states(dir: &std::path::Path) -> anyhow::Result<[u64; 4]> {
+    let mut n = [0u64; 4];
+    for tid in std::fs::read_to_string(dir.join("cgroup.threads"))?.lines() {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", tid.trim())) else {
+            continue;
+        };
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next());
+        match state {
+            Some("R") => n[0] += 1,
+            Some("S") => n[1] += 1,
+            Some("T") => n[2] += 1,
+            Some("D") => n[3] += 1,
+            _ => {}
+        }
+    }
+    Ok(n)
+}
+
+fn served_states(e: &nodetel_integration_tests::Exposition, id: &str) -> [Option<f64>; 5] {
+    [
+        "running",
+        "sleeping",
+        "stopped",
+        "uninterruptible",
+        "iowaiting",
+    ]
+    .map(|s| e.value_where("container_tasks_state", id, "state", s))
+}
+
+fn stop(child: &std::process::Child) -> anyhow::Result<()> {
+    // SAFETY: kill(2) with a pid this test spawned and still holds (not reaped).
+    if unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) } != 0 {
+        anyhow::bail!("SIGSTOP: {}", std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// cAdvisor's `cpuLoad` kind with real figures: a workload of known states (two busy loops,
+/// three sleepers, a stopped process, a parent held in `D` by its vfork child, which sleeps),
+/// then one busy loop stopped. The served `container_tasks_state` equals the kernel's states read
+/// before and after the pass (and the design), in the exposition and the JSON; the load averages
+/// start at the first count (2000 and 1000 thousandths: the agent starts after the workload) and
+/// then follow cAdvisor's smoothing, `1000 + 1000 e^(-k interval/10 s)` after k passes.
+#[test]
+fn thread_states_and_load_averages_of_a_known_workload() -> anyhow::Result<()> {
+    if !privileged("thread_states_and_load_averages_of_a_known_workload") {
+        return Ok(());
+    }
+    let nettool =
+        std::env::var("NODETEL_NETTOOL").unwrap_or_else(|_| env!("CARGO_BIN_EXE_nettool").into());
+    let cg = TestCgroup::create("tasks")?;
+    let _sleepers = cg.spawn("sleep 600 & sleep 600 & wait")?;
+    let busy = [cg.burn()?, cg.burn()?];
+    let stopped = cg.spawn("exec sleep 600")?;
+    stop(&stopped)?;
+    let _vfork = cg.spawn(&format!("exec {nettool} vfork-wait 600"))?;
+    thread::sleep(Duration::from_millis(300));
+    let design = [2, 4, 1, 1];
+    assert_eq!(kernel_states(&cg.dir)?, design, "the workload itself");
+
+    let interval = Duration::from_millis(500);
+    let agent = Agent::start(interval, &[])?;
+    let before = kernel_states(&cg.dir)?;
+    let e = agent.metrics_after(unix_now())?;
+    let after = kernel_states(&cg.dir)?;
+    assert_eq!(before, after, "states moved during the pass");
+    let want = before.map(|n| Some(n as f64));
+    let got = served_states(&e, &cg.rel);
+    eprintln!("states (R, S, T, D, iowait): kernel {before:?}, served {got:?}");
+    assert_eq!(got[..4], want[..], "container_tasks_state vs the kernel");
+    assert_eq!(got[4], Some(0.0), "iowaiting (see cgroup::tasks)");
+    assert_eq!(
+        e.value("container_cpu_load_average_10s", &cg.rel),
+        Some(2000.0)
+    );
+    assert_eq!(
+        e.value("container_cpu_load_d_average_10s", &cg.rel),
+        Some(1000.0)
+    );
+    let (status, body) = agent.get(&format!("/api/v1.3/containers{}", cg.rel))?;
+    assert_eq!(status, 200, "{body}");
+    let info: serde_json::Value = serde_json::from_str(&body)?;
+    let last = info["stats"]
+        .as_array()
+        .and_then(|s| s.last())
+        .context("no stats")?;
+    let t = &last["task_stats"];
+    assert_eq!(
+        [
+            &t["nr_running"],
+            &t["nr_sleeping"],
+            &t["nr_stopped"],
+            &t["nr_uninterruptible"],
+            &t["nr_io_wait"]
+        ]
+        .map(|v| v.as_u64()),
+        [
+            Some(before[0]),
+            Some(before[1]),
+            Some(before[2]),
+            Some(before[3]),
+            Some(0)
+        ],
+        "JSON task_stats: {t}"
+    );
+    assert_eq!(last["cpu"]["load_average"].as_u64(), Some(2000));
+    assert_eq!(last["cpu"]["load_d_average"].as_u64(), Some(1000));
+
+    // One busy loop stopped: one running, two stopped. The running average decays towards
+    // 1000 by e^(-0.05) a pass; it must be one of the values k passes give.
+    stop(&busy[0])?;
+    thread::sleep(Duration::from_secs(3));
+    let e = agent.metrics_after(unix_now())?;
+    let now = kernel_states(&cg.dir)?;
+    assert_eq!(now, [1, 4, 2, 1], "the workload after SIGSTOP");
+    assert_eq!(
+        served_states(&e, &cg.rel)[..4],
+        now.map(|n| Some(n as f64))[..]
+    );
+    let load = e
+        .value("container_cpu_load_average_10s", &cg.rel)
+        .context("no load average")?;
+    let decay = (-interval.as_secs_f64() / 10.0).exp();
+    let k = (1..=40).find(|k| {
+        let expect = (1000.0 + 1000.0 * decay.powi(*k)).trunc();
+        (load - expect).abs() <= 1.0
+    });
+    eprintln!("load average {load} after the stop: {k:?} passes of cAdvisor's smoothing");
+    let k = k.with_context(|| format!("{load} is no value of 1000 + 1000 e^(-k/20)"))?;
+    // 3 s at 0.5 s: about 6 passes (the pass timer and the scrape add or take one or two).
+    assert!((4..=10).contains(&k), "{k} passes in about 3 s");
+    assert_eq!(
+        e.value("container_cpu_load_d_average_10s", &cg.rel),
+        Some(1000.0)
+    );
+    // SIGCONT so the children end when their handles drop.
+    for c in [&stopped, &busy[0]] {
+        // SAFETY: as in stop().
+        unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+    }
+    Ok(())
+}

@@ -279,8 +279,9 @@ fn cpu_stats(r: &Record) -> Value {
             "runqueue_time": get(r, Field::RunqueueNs),
             "run_periods": get(r, Field::RunPeriods),
         },
-        "load_average": 0,
-        "load_d_average": 0,
+        // Thousandths of a thread, as cAdvisor (0 there without its load reader).
+        "load_average": get(r, Field::LoadMilli),
+        "load_d_average": get(r, Field::LoadDMilli),
         "psi": psi(r, PSI_CPU),
     })
 }
@@ -474,7 +475,20 @@ fn processes(r: &Record) -> Value {
     Value::Object(m)
 }
 
-fn task_stats() -> Value {
+/// v1 `task_stats`: the kernel's thread states where `cpuLoad` read them, zeros otherwise (as
+/// cAdvisor without its load reader). `nr_io_wait` is 0: see `cgroup::tasks`.
+fn task_stats(r: &Record) -> Value {
+    json!({
+        "nr_sleeping": get(r, Field::TasksSleeping),
+        "nr_running": get(r, Field::TasksRunning),
+        "nr_stopped": get(r, Field::TasksStopped),
+        "nr_uninterruptible": get(r, Field::TasksUninterruptible),
+        "nr_io_wait": 0,
+    })
+}
+
+/// v2.0 `load_stats`: cAdvisor's conversion never fills it (nor sets `has_load`).
+fn load_stats_v2() -> Value {
     json!({"nr_sleeping": 0, "nr_running": 0, "nr_stopped": 0, "nr_uninterruptible": 0, "nr_io_wait": 0})
 }
 
@@ -498,7 +512,7 @@ pub fn stats_v1(s: &Stored, has: Has) -> Value {
     if has.filesystem {
         put_nonempty(&mut m, "filesystem", filesystems(s));
     }
-    m.insert("task_stats".into(), task_stats());
+    m.insert("task_stats".into(), task_stats(r));
     if has.processes {
         m.insert("processes".into(), processes(r));
     }
@@ -575,7 +589,7 @@ pub fn stats_v2_0(samples: &[Stored], has: Has) -> Value {
             put_nonempty(&mut m, "filesystem", filesystems(s));
         }
         m.insert("has_load".into(), json!(false));
-        m.insert("load_stats".into(), task_stats());
+        m.insert("load_stats".into(), load_stats_v2());
         m.insert("has_custom_metrics".into(), json!(false));
         m.insert("resctrl".into(), json!({}));
         out.push(Value::Object(m));

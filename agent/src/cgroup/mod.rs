@@ -8,6 +8,7 @@ pub mod parse;
 pub mod pids;
 pub mod psi;
 pub mod read;
+pub mod tasks;
 pub mod tree;
 
 pub use layout::Layout;

@@ -276,6 +276,16 @@ mod tests {
                 threads_max: Some(u64::MAX),
                 first_pid: Some(4242),
             },
+            tasks: Some(crate::cgroup::tasks::TaskLoad {
+                states: crate::cgroup::tasks::TaskStates {
+                    running: 2,
+                    sleeping: 4,
+                    stopped: 1,
+                    uninterruptible: 0,
+                },
+                load_milli: 1264,
+                load_d_milli: 0,
+            }),
             pressure: PressureStats {
                 cpu: Some(Pressure {
                     some_us: 2_500_000,

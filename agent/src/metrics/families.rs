@@ -683,6 +683,41 @@ pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
         value: Value::One(|c| c.schedstat.map(|s| s.run_periods as f64)),
     },
     ContainerFamily {
+        name: "container_cpu_load_average_10s",
+        help: "Value of container cpu load average over the last 10 seconds.",
+        kind: Kind::Gauge,
+        extra: &[],
+        // Thousandths of a thread, as cAdvisor serves it (its "milliLoad").
+        value: Value::One(|c| c.tasks.map(|t| t.load_milli as f64)),
+    },
+    ContainerFamily {
+        name: "container_cpu_load_d_average_10s",
+        help: "Value of container cpu load.d average over the last 10 seconds.",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| c.tasks.map(|t| t.load_d_milli as f64)),
+    },
+    ContainerFamily {
+        name: "container_tasks_state",
+        help: "Number of tasks in given state",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            let Some(t) = c.tasks else { return };
+            let s = t.states;
+            for (state, n) in [
+                ("sleeping", s.sleeping),
+                ("running", s.running),
+                ("stopped", s.stopped),
+                ("uninterruptible", s.uninterruptible),
+                // See cgroup::tasks: what taskstats counts here, /proc does not show.
+                ("iowaiting", 0),
+            ] {
+                emit(&[("state", state)], n as f64);
+            }
+        }),
+    },
+    ContainerFamily {
         name: "nodetel_container_runqueue_latency_seconds",
         help: "Run-queue waits of the cgroup's own tasks (not its descendants'), from wakeup or preemption to running, in log2 buckets built in the kernel.",
         kind: Kind::Histogram,
@@ -1227,6 +1262,12 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         help: "Per-cgroup cgroupfs reads saved because the cgroup's tasks had not run since the last pass (see --quiet-cgroup-refresh).",
         kind: Kind::Counter,
         series: |a| one(a.cgroupfs_reused as f64),
+    },
+    AgentFamily {
+        name: "nodetel_task_state_reads_deferred_total",
+        help: "Cgroups whose thread states (container_tasks_state) kept the previous pass's figures because the pass had read its budget of 16384 thread states.",
+        kind: Kind::Counter,
+        series: |a| one(a.task_reads_deferred as f64),
     },
     AgentFamily {
         name: "nodetel_cgroup_walks_saved_total",

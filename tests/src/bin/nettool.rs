@@ -9,6 +9,8 @@
 //! spin-rt <cpu> <run_ms> <rest_ms> <count> pinned to <cpu> at SCHED_FIFO: <count> times, spin
 //!                                          <run_ms> then sleep <rest_ms> (run-queue waits of a
 //!                                          known length for whatever else runs on <cpu>)
+//! vfork-wait <secs>                        a parent in uninterruptible sleep (`D`) for <secs>:
+//!                                          it waits for a vfork child that sleeps that long
 //!
 //! The TCP commands end by printing `tcp bytes_sent <n> bytes_retrans <n>`, the kernel's own
 //! count for the socket: under load loopback TCP does retransmit (a full socket backlog drops
@@ -96,6 +98,39 @@ fn main() -> anyhow::Result<()> {
                 std::thread::sleep(rest);
             }
             println!("spun {}", num(4)?);
+        }
+        "vfork-wait" => {
+            let secs = num(1)? as libc::time_t;
+            // CLONE_VFORK without CLONE_VM: the child gets its own copy of memory, as after
+            // fork(2) (so returning twice is safe, unlike vfork's shared stack), and the parent is
+            // still suspended, shown in `D`, until the child exits.
+            // SAFETY: a raw clone with a null stack behaves as fork: each side returns on its
+            // own stack; the child only sleeps and _exits.
+            let pid = unsafe {
+                libc::syscall(
+                    libc::SYS_clone,
+                    (libc::CLONE_VFORK | libc::SIGCHLD) as libc::c_ulong,
+                    0usize,
+                    0usize,
+                    0usize,
+                    0usize,
+                )
+            };
+            if pid == 0 {
+                let ts = libc::timespec {
+                    tv_sec: secs,
+                    tv_nsec: 0,
+                };
+                // SAFETY: see above.
+                unsafe {
+                    libc::nanosleep(&ts, std::ptr::null_mut());
+                    libc::_exit(0)
+                }
+            }
+            if pid < 0 {
+                bail!("vfork: {}", std::io::Error::last_os_error());
+            }
+            println!("waited {secs}");
         }
         other => bail!("unknown command {other}"),
     }
