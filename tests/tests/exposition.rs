@@ -15,6 +15,8 @@ const LINT_ALLOWED: &[&str] = &[
     r#"container_fs_inodes_total non-counter metrics should not have "_total" suffix"#,
     // cAdvisor's own label names (cadvisorVersion, kernelVersion, ...), as its version tables read.
     "cadvisor_version_info label names should be written in 'snake_case' not 'camelCase'",
+    // cAdvisor's name: the load average of uninterruptible ("D") threads, not days.
+    "container_cpu_load_d_average_10s metric names should not contain abbreviated units",
 ];
 
 #[test]

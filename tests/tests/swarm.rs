@@ -18,9 +18,12 @@ use anyhow::{Context as _, ensure};
 use nodetel_integration_tests::{
     Agent, Exposition, agent_bin,
     image::{build_image, repo},
-    privileged, require_tool,
+    privileged,
+    prometheus::Prometheus,
+    require_tool,
     runtimes::{Dockerd, IMAGE, run},
 };
+use serde_json::Value;
 
 const INTERVAL: Duration = Duration::from_millis(500);
 const STACK: &str = "ntshop";
@@ -131,7 +134,10 @@ const SERVICE: &str = "container_label_com_docker_swarm_service_name";
 #[test]
 fn swarm_services_and_compose_projects_are_counted_and_labelled() -> anyhow::Result<()> {
     const TEST: &str = "swarm_services_and_compose_projects_are_counted_and_labelled";
-    if !privileged(TEST) || !require_tool(TEST, "dockerd") || !require_tool(TEST, "docker-compose")
+    if !privileged(TEST)
+        || !require_tool(TEST, "dockerd")
+        || !require_tool(TEST, "docker-compose")
+        || !require_tool(TEST, "prometheus")
     {
         return Ok(());
     }
@@ -142,6 +148,18 @@ fn swarm_services_and_compose_projects_are_counted_and_labelled() -> anyhow::Res
         .trim()
         .to_string();
     let agent = Agent::start_with_dockerd(INTERVAL, dockerd)?;
+    // A real Prometheus scraping the agent, with swarmprom's alert rules for Swarm tasks.
+    let prom_dir = Path::new("/var/lib/nodetel-test/swarm-prometheus");
+    let _ = std::fs::remove_dir_all(prom_dir);
+    std::fs::create_dir_all(prom_dir)?;
+    let prom = Prometheus::start_with_rules(
+        prom_dir,
+        &format!(
+            "  - job_name: nodetel\n    honor_labels: true\n    static_configs:\n      - targets: ['{}']\n",
+            agent.addr
+        ),
+        Some(&swarmprom().join("swarm_task.rules.yml")),
+    )?;
 
     // Two services: a busy one with two replicas, an idle one with one.
     let work = Path::new("/var/lib/nodetel-test/swarm-work");
@@ -175,6 +193,7 @@ fn swarm_services_and_compose_projects_are_counted_and_labelled() -> anyhow::Res
         );
         thread::sleep(Duration::from_millis(100));
     }
+    let stack_running = Instant::now();
     let tasks_of = |e: &Exposition, service: &str| {
         series(e, "container_last_seen", &[(SERVICE, service)]).len()
     };
@@ -227,6 +246,22 @@ fn swarm_services_and_compose_projects_are_counted_and_labelled() -> anyhow::Res
     let cores = (c1 - c0) / (t1 - t0);
     eprintln!("swarm: {web} used {cores:.2} CPUs over {:.2} s", t1 - t0);
     ensure!(cores > 0.5, "{web}'s two busy tasks used {cores} CPUs");
+
+    // swarmprom's dashboard and rules, evaluated by Prometheus over what it scraped: at least
+    // 20 s of the running stack (the window the test gives the dashboard's rates).
+    let running_for = stack_running.elapsed();
+    if running_for < Duration::from_secs(22) {
+        thread::sleep(Duration::from_secs(22) - running_for);
+    }
+    swarmprom_queries_see_the_stack(&prom, &web, &db)?;
+    // The CPU rule's 1-minute rate over a task that has lived t seconds is about t/60 of its
+    // CPU: a busy task crosses its 50 % once it has lived 30 s; 40 s leaves a margin.
+    let running_for = stack_running.elapsed();
+    if running_for < Duration::from_secs(40) {
+        thread::sleep(Duration::from_secs(40) - running_for);
+    }
+    swarmprom_rules_see_the_busy_tasks(&prom, &web)?;
+    drop(prom);
 
     // Scaled to 3: the new task named within 2 s of its container starting.
     let before = task_ids(dockerd, &web)?;
@@ -350,6 +385,168 @@ fn swarm_services_and_compose_projects_are_counted_and_labelled() -> anyhow::Res
         "the removed stack's series took {:?}",
         gone.elapsed()
     );
+    Ok(())
+}
+
+/// stefanprodan/swarmprom's services dashboard and task rules (tests/testdata/swarmprom).
+fn swarmprom() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("testdata/swarmprom")
+}
+
+/// Whether a query reads a cAdvisor family: a name starting `container_` (not dockerd's
+/// `engine_daemon_container_...`).
+fn reads_cadvisor(expr: &str) -> bool {
+    expr.match_indices("container_").any(|(i, _)| {
+        !expr[..i]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// The samples of a query as (the value of `label`, value).
+fn by_label(result: &[Value], label: &str) -> Vec<(String, f64)> {
+    let mut out: Vec<(String, f64)> = result
+        .iter()
+        .map(|r| {
+            (
+                r["metric"][label].as_str().unwrap_or("").to_string(),
+                r["value"][1]
+                    .as_str()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(f64::NAN),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// Every query of swarmprom's services dashboard over cAdvisor's families, with its Swarm-node
+/// variable at "All" (`.+`), against the stack `web` (two busy tasks) and `db` (one idle task):
+/// the stat panels count one node, one stack, two services and three containers; each
+/// per-service panel has exactly one series per service, the task count per service is Docker's,
+/// and the busy service's CPU is above 50 % where the idle one's is near 0. Panels over other
+/// exporters (node-exporter, dockerd's metrics, swarmprom's `node_meta`) are listed, not
+/// evaluated.
+fn swarmprom_queries_see_the_stack(prom: &Prometheus, web: &str, db: &str) -> anyhow::Result<()> {
+    const NOT_CADVISOR: &[&str] = &[
+        "Health Checks",
+        "CPU Idle",
+        "Available Memory",
+        "Available Disk Space",
+        "Docker Daemon Container Actions",
+        "Docker Daemon Network Actions",
+        "Docker Engine Info",
+    ];
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(
+        swarmprom().join("swarmprom-services-dash.json"),
+    )?)?;
+    let panels: Vec<&Value> = dash["rows"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["panels"].as_array().into_iter().flatten())
+        .chain(dash["panels"].as_array().into_iter().flatten())
+        .collect();
+    let services = vec![db.to_string(), web.to_string()];
+    let (mut evaluated, mut skipped) = (0, Vec::new());
+    for panel in panels {
+        let title = panel["title"].as_str().unwrap_or("?");
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"].as_str().context("target without expr")?;
+            if !reads_cadvisor(expr) {
+                ensure!(
+                    NOT_CADVISOR.contains(&title),
+                    "{title}: a query over no cAdvisor family, not on the list: {expr}"
+                );
+                skipped.push(title);
+                continue;
+            }
+            // The dashboard's 5-minute rates count a task in proportion to the part of the
+            // window it lived (for cAdvisor's series as for nodetel's): the test's tasks have
+            // lived 20 s, so that is the window given; Grafana's auto interval likewise.
+            let q = expr
+                .replace("$node_id", ".+")
+                .replace("$interval", "20s")
+                .replace("[5m]", "[20s]");
+            let result = prom.query(&q).with_context(|| format!("{title}: {q}"))?;
+            let per_service = by_label(&result, SERVICE);
+            eprintln!("swarmprom {title:<34} {per_service:?}");
+            ensure!(!result.is_empty(), "{title}: no data for {q}");
+            evaluated += 1;
+            let one = || per_service.first().map(|s| s.1);
+            match title {
+                "Nodes" | "Stacks" => ensure!(one() == Some(1.0), "{title}: {per_service:?}"),
+                "Services" => ensure!(one() == Some(2.0), "{title}: {per_service:?}"),
+                "Containers" => ensure!(one() == Some(3.0), "{title}: {per_service:?}"),
+                _ => {}
+            }
+            // A panel summed by service: its series carry that label alone.
+            let grouped = result.iter().all(|r| {
+                r["metric"]
+                    .as_object()
+                    .is_some_and(|m| m.len() == 1 && m.contains_key(SERVICE))
+            });
+            if grouped {
+                let names: Vec<&String> = per_service.iter().map(|s| &s.0).collect();
+                ensure!(
+                    names == services.iter().collect::<Vec<_>>(),
+                    "{title}: series per service {names:?}, not one for each of {services:?}"
+                );
+            }
+            let of = |service: &str| {
+                per_service
+                    .iter()
+                    .find(|s| s.0 == service)
+                    .map_or(f64::NAN, |s| s.1)
+            };
+            match title {
+                "Service Tasks" => ensure!(
+                    of(web).round() == 2.0 && of(db).round() == 1.0,
+                    "{title}: tasks per service {per_service:?}, Docker runs 2 and 1"
+                ),
+                "CPU usage by Service" => ensure!(
+                    of(web) > 50.0 && of(db) < 5.0,
+                    "{title}: {per_service:?} (% of a CPU)"
+                ),
+                "Memory usage by Service" => ensure!(
+                    target["refId"] != "A" || (of(web) > 0.0 && of(db) > 0.0),
+                    "{title}: {per_service:?}"
+                ),
+                _ => {}
+            }
+        }
+    }
+    skipped.dedup();
+    eprintln!("swarmprom: {evaluated} queries evaluated; over other exporters: {skipped:?}");
+    ensure!(evaluated >= 15, "only {evaluated} cAdvisor queries found");
+    Ok(())
+}
+
+/// swarmprom's task rules: the CPU alert is pending or firing for each busy task of `web` and
+/// for nothing else; the memory rule's left side sees every task (none is above its 1 GB).
+fn swarmprom_rules_see_the_busy_tasks(prom: &Prometheus, web: &str) -> anyhow::Result<()> {
+    // Pending during its `for: 1m`, then firing.
+    let alerts = prom.query("ALERTS{alertname=\"task_high_cpu_usage_50\"}")?;
+    let mut tasks: Vec<String> = alerts
+        .iter()
+        .filter_map(|a| {
+            a["metric"]["container_label_com_docker_swarm_task_name"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    tasks.sort();
+    eprintln!("swarmprom: task_high_cpu_usage_50 for {tasks:?}");
+    ensure!(
+        tasks.len() == 2 && tasks.iter().all(|t| t.starts_with(&format!("{web}."))),
+        "task_high_cpu_usage_50 for {tasks:?}, not the two {web} tasks"
+    );
+    let rss = prom.query(
+        "sum(container_memory_rss{container_label_com_docker_swarm_task_name=~\".+\"}) BY (container_label_com_docker_swarm_task_name, container_label_com_docker_swarm_node_id)",
+    )?;
+    ensure!(rss.len() == 3, "task rss series: {}", rss.len());
     Ok(())
 }
 
