@@ -10,6 +10,7 @@ use crate::{
     cgroup::{
         Layout, Tree,
         cpu::{self, CpuSpec, CpuStats},
+        host_pids::HostPids,
         io::{self, DeviceIo, DeviceNames},
         layout::Mode,
         memory::{self, MachineUsage, MemorySpec, MemoryStats},
@@ -50,10 +51,10 @@ pub struct CgroupfsReader {
     skipped: Skipped,
     quiet: QuietReuse,
     load: LoadAverages,
-    /// `cgroup.procs` and `cgroup.threads` list pids as the reader's pid namespace numbers them:
-    /// false when that is not the namespace of `proc_root` (a Swarm task cannot share the
-    /// host's), and then nothing read through those lists is served.
-    pids_visible: bool,
+    /// `cgroup.procs` and `cgroup.threads` list pids as the reader's pid namespace numbers them.
+    /// Where that is not the namespace of `proc_root` (a Swarm task cannot share the host's),
+    /// each cgroup's processes come from the host's procfs instead.
+    host_pids: Option<HostPids>,
 }
 
 /// Each live cgroup's smoothed thread counts, and what one pass may spend reading states.
@@ -182,7 +183,8 @@ impl CgroupfsReader {
                 decay: tasks::decay(std::time::Duration::from_secs(1)),
                 deferred: 0,
             },
-            pids_visible: pids_visible(&proc_root_for_check),
+            host_pids: (!pids_visible(&proc_root_for_check))
+                .then(|| HostPids::new(proc_root_for_check)),
         }
     }
 
@@ -190,6 +192,12 @@ impl CgroupfsReader {
     pub fn pass_interval(mut self, interval: std::time::Duration) -> Self {
         self.load.decay = tasks::decay(interval);
         self
+    }
+
+    /// Cumulative: host processes the procfs scan could not place in a cgroup (only where the
+    /// agent does not share the host's pid namespace).
+    pub fn host_processes_unplaced(&self) -> u64 {
+        self.host_pids.as_ref().map_or(0, |h| h.skipped)
     }
 
     /// Cumulative: cgroups whose thread states waited for a later pass (see
@@ -261,8 +269,19 @@ impl CgroupfsReader {
             on(MetricKind::Pressure),
             on(MetricKind::Network),
         );
-        let load_on = on(MetricKind::CpuLoad) && self.pids_visible;
+        let load_on = on(MetricKind::CpuLoad);
         let mut thread_reads = tasks::THREAD_READS_PER_PASS;
+        // Out of `self` for the pass: the loop reads through it while borrowing the rest.
+        let mut host = self.host_pids.take();
+        if let Some(h) = &mut host
+            && (proc_on || load_on || net_on)
+        {
+            let (files, unified) = (&mut self.files, &self.layout.unified);
+            h.scan(tree, |rel| {
+                let dir = crate::cgroup::tree::resolve_path_under(unified, rel)?;
+                Some(files.read(&dir.join("cgroup.procs")).ok()??.to_string())
+            });
+        }
         let mut containers = Vec::with_capacity(tree.len());
         for cg in &tree.cgroups {
             // Folded (deeper than the walk exports): its figures are its ancestor's.
@@ -326,28 +345,34 @@ impl CgroupfsReader {
             } else {
                 ProcessStats::default()
             };
-            if !self.pids_visible {
-                // Counted from a list that names none of the host's processes.
-                processes.processes = None;
-                processes.first_pid = None;
+            if let Some(h) = &host {
+                // cgroup.procs named none of the host's processes: the procfs scan's instead.
+                let pids = h.processes(rel);
+                processes.processes = proc_on.then_some(pids.len() as u64);
+                processes.first_pid = pids.first().copied();
             }
-            let task_states = match &v2_dir {
-                Some(dir) if load_on => {
-                    match self.skipped.ok(tasks::read(
-                        &mut self.files,
-                        dir,
-                        &self.proc_root,
-                        &mut thread_reads,
-                    )) {
-                        Some(tasks::Outcome::States(s)) => Some(s),
-                        Some(tasks::Outcome::OverBudget) => {
-                            self.load.deferred += 1;
-                            self.load.by_cgroup.get(&cg.id).map(|s| s.states)
-                        }
-                        Some(tasks::Outcome::Gone) | None => None,
-                    }
+            let outcome = match (&host, &v2_dir) {
+                _ if !load_on => None,
+                (Some(h), _) => Some(tasks::read_processes(
+                    h.proc_root(),
+                    h.processes(rel),
+                    &mut thread_reads,
+                )),
+                (None, Some(dir)) => Some(tasks::read(
+                    &mut self.files,
+                    dir,
+                    &self.proc_root,
+                    &mut thread_reads,
+                )),
+                (None, None) => None,
+            };
+            let task_states = match outcome.and_then(|o| self.skipped.ok(o)) {
+                Some(tasks::Outcome::States(s)) => Some(s),
+                Some(tasks::Outcome::OverBudget) => {
+                    self.load.deferred += 1;
+                    self.load.by_cgroup.get(&cg.id).map(|s| s.states)
                 }
-                _ => None,
+                Some(tasks::Outcome::Gone) | None => None,
             };
             let io = if io_on {
                 self.read_io(rel, v2_dir.as_deref())
@@ -418,6 +443,7 @@ impl CgroupfsReader {
                 );
             }
         }
+        self.host_pids = host;
         self.load.update(&mut containers);
         self.quiet.last.retain(|id, _| tree.contains(*id));
         self.start_times.retain(|id, _| tree.contains(*id));

@@ -403,6 +403,7 @@ impl Collector {
         self.stats.cgroupfs_files_held = self.reader.files_held() as u64;
         self.stats.cgroupfs_reused = self.reader.reused();
         self.stats.task_reads_deferred = self.reader.task_reads_deferred();
+        self.stats.host_processes_unplaced = self.reader.host_processes_unplaced();
         self.stats.collection_seconds = started.elapsed().as_secs_f64();
         self.stats.taken_at = taken_at;
         Ok(Snapshot {

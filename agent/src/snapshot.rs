@@ -103,6 +103,9 @@ pub struct AgentStats {
     pub cgroupfs_reused: u64,
     /// Cumulative: cgroups whose thread states waited a pass for lack of budget.
     pub task_reads_deferred: u64,
+    /// Cumulative: host processes not placed in a cgroup by the procfs scan (see
+    /// `cgroup::host_pids`; 0 where the agent shares the host's pid namespace).
+    pub host_processes_unplaced: u64,
     /// Cumulative: cgroup directories that vanished during a walk.
     pub walk_skipped: u64,
     /// Cumulative: passes that reused the last walk because no cgroup was made or removed.
@@ -164,6 +167,7 @@ impl Default for AgentStats {
             cgroupfs_files_held: 0,
             cgroupfs_reused: 0,
             task_reads_deferred: 0,
+            host_processes_unplaced: 0,
             walk_skipped: 0,
             walks_saved: 0,
             map_entries_forgotten: 0,

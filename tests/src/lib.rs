@@ -780,3 +780,25 @@ pub fn bpf_map_keys(agent_pid: u32, name: &str) -> anyhow::Result<Vec<Vec<u8>>> 
     }
     bail!("the agent (pid {agent_pid}) holds no map named {name}")
 }
+
+/// The states the kernel shows for the threads of one cgroup itself (its `cgroup.threads`):
+/// running, sleeping, stopped, uninterruptible (`R`, `S`, `T`, `D` in `/proc/<tid>/stat`).
+pub fn thread_states(dir: &Path) -> anyhow::Result<[u64; 4]> {
+    let mut n = [0u64; 4];
+    for tid in std::fs::read_to_string(dir.join("cgroup.threads"))?.lines() {
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", tid.trim())) else {
+            continue;
+        };
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, r)| r.split_whitespace().next());
+        match state {
+            Some("R") => n[0] += 1,
+            Some("S") => n[1] += 1,
+            Some("T") => n[2] += 1,
+            Some("D") => n[3] += 1,
+            _ => {}
+        }
+    }
+    Ok(n)
+}

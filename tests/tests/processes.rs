@@ -2,7 +2,7 @@
 use std::{thread, time::Duration};
 
 use anyhow::Context as _;
-use nodetel_integration_tests::{Agent, TestCgroup, privileged, unix_now};
+use nodetel_integration_tests::{Agent, TestCgroup, privileged, thread_states, unix_now};
 
 /// `total=` of the `some` line of a PSI file, in seconds.
 fn psi_some_seconds(text: &str) -> Option<f64> {
@@ -90,28 +90,6 @@ fn processes_threads_pressure_and_lifecycle() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The states the kernel shows for the threads of one cgroup (its own `cgroup.threads`):
-/// running, sleeping, stopped, uninterruptible (`R`, `S`, `T`, `D` in `/proc/<tid>/stat`).
-fn kernel_states(dir: &std::path::Path) -> anyhow::Result<[u64; 4]> {
-    let mut n = [0u64; 4];
-    for tid in std::fs::read_to_string(dir.join("cgroup.threads"))?.lines() {
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{}/stat", tid.trim())) else {
-            continue;
-        };
-        let state = stat
-            .rsplit_once(')')
-            .and_then(|(_, r)| r.split_whitespace().next());
-        match state {
-            Some("R") => n[0] += 1,
-            Some("S") => n[1] += 1,
-            Some("T") => n[2] += 1,
-            Some("D") => n[3] += 1,
-            _ => {}
-        }
-    }
-    Ok(n)
-}
-
 fn served_states(e: &nodetel_integration_tests::Exposition, id: &str) -> [Option<f64>; 5] {
     [
         "running",
@@ -152,13 +130,13 @@ fn thread_states_and_load_averages_of_a_known_workload() -> anyhow::Result<()> {
     let _vfork = cg.spawn(&format!("exec {nettool} vfork-wait 600"))?;
     thread::sleep(Duration::from_millis(300));
     let design = [2, 4, 1, 1];
-    assert_eq!(kernel_states(&cg.dir)?, design, "the workload itself");
+    assert_eq!(thread_states(&cg.dir)?, design, "the workload itself");
 
     let interval = Duration::from_millis(500);
     let agent = Agent::start(interval, &[])?;
-    let before = kernel_states(&cg.dir)?;
+    let before = thread_states(&cg.dir)?;
     let e = agent.metrics_after(unix_now())?;
-    let after = kernel_states(&cg.dir)?;
+    let after = thread_states(&cg.dir)?;
     assert_eq!(before, after, "states moved during the pass");
     let want = before.map(|n| Some(n as f64));
     let got = served_states(&e, &cg.rel);
@@ -207,7 +185,7 @@ fn thread_states_and_load_averages_of_a_known_workload() -> anyhow::Result<()> {
     stop(&busy[0])?;
     thread::sleep(Duration::from_secs(3));
     let e = agent.metrics_after(unix_now())?;
-    let now = kernel_states(&cg.dir)?;
+    let now = thread_states(&cg.dir)?;
     assert_eq!(now, [1, 4, 2, 1], "the workload after SIGSTOP");
     assert_eq!(
         served_states(&e, &cg.rel)[..4],

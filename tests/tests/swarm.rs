@@ -22,6 +22,7 @@ use nodetel_integration_tests::{
     prometheus::Prometheus,
     require_tool,
     runtimes::{Dockerd, IMAGE, run},
+    thread_states,
 };
 use serde_json::Value;
 
@@ -746,6 +747,51 @@ fn the_stack_file_deploys_and_its_agent_serves_the_nodes_tasks() -> anyhow::Resu
         .sum();
     eprintln!("swarm stack: {web} at {cpu:.2} CPU seconds");
     ensure!(cpu > 0.0, "no CPU for {web}");
+    // Without the host's pid namespace the agent places processes through the host's procfs:
+    // each busy task's thread states equal the kernel's, and its interfaces carry their names
+    // (those of its network namespace, as /proc/<pid>/net/dev lists them).
+    let unified = nodetel_integration_tests::unified_root().context("no cgroup2")?;
+    for id in task_ids(dockerd, &web)? {
+        let pid = dockerd.docker(&["inspect", "-f", "{{.State.Pid}}", &id])?;
+        let pid = pid.trim();
+        let rel = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))?
+            .lines()
+            .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+            .context("no cgroup v2 line")?;
+        let kernel = thread_states(&unified.join(rel.trim_start_matches('/')))?;
+        let served = ["running", "sleeping", "stopped", "uninterruptible"].map(|state| {
+            series(
+                &e,
+                "container_tasks_state",
+                &[("id", rel.as_str()), ("state", state)],
+            )
+            .first()
+            .and_then(|l| value(l))
+        });
+        eprintln!("swarm stack: task {rel}: states kernel {kernel:?}, served {served:?}");
+        ensure!(
+            served == kernel.map(|n| Some(n as f64)),
+            "thread states of {rel}: served {served:?}, kernel {kernel:?}"
+        );
+        let devices: Vec<String> = std::fs::read_to_string(format!("/proc/{pid}/net/dev"))?
+            .lines()
+            .skip(2)
+            .filter_map(|l| l.split_once(':').map(|(n, _)| n.trim().to_string()))
+            .filter(|n| n != "lo")
+            .collect();
+        ensure!(!devices.is_empty(), "task {rel} has no interface");
+        for dev in &devices {
+            ensure!(
+                !series(
+                    &e,
+                    "container_network_receive_bytes_total",
+                    &[("id", rel.as_str()), ("interface", dev.as_str())]
+                )
+                .is_empty(),
+                "{rel}: no series for its interface {dev}"
+            );
+        }
+    }
     let _ = dockerd.docker(&["stack", "rm", "nodetel"]);
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! Everything read from cgroupfs: where the hierarchies are, which cgroups exist, and one reader
 //! per controller.
 pub mod cpu;
+pub mod host_pids;
 pub mod io;
 pub mod layout;
 pub mod memory;

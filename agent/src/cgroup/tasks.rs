@@ -107,6 +107,38 @@ pub fn read(
         return Ok(Outcome::OverBudget);
     };
     *budget -= tids.len();
+    count(proc_root, &tids).map(Outcome::States)
+}
+
+/// As [`read`], for a cgroup whose processes came from the host's procfs (see
+/// `cgroup::host_pids`): each process's threads are its `task/` directory.
+pub fn read_processes(
+    proc_root: &Path,
+    pids: &[u32],
+    budget: &mut usize,
+) -> Result<Outcome, ReadError> {
+    let mut tids = Vec::new();
+    for pid in pids {
+        let Ok(entries) = std::fs::read_dir(proc_root.join(pid.to_string()).join("task")) else {
+            // Exited since the scan.
+            continue;
+        };
+        for e in entries.flatten() {
+            if let Some(tid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) {
+                if tids.len() == *budget {
+                    return Ok(Outcome::OverBudget);
+                }
+                tids.push(tid);
+            }
+        }
+    }
+    *budget -= tids.len();
+    count(proc_root, &tids).map(Outcome::States)
+}
+
+/// The states of `tids` as `<proc_root>/<tid>/stat` shows them (a thread's directory is there
+/// too, though /proc does not list it).
+fn count(proc_root: &Path, tids: &[u32]) -> Result<TaskStates, ReadError> {
     let mut states = TaskStates::default();
     let mut buf = Vec::with_capacity(512);
     for tid in tids {
@@ -128,7 +160,7 @@ pub fn read(
             }
         }
     }
-    Ok(Outcome::States(states))
+    Ok(states)
 }
 
 fn read_stat(path: &Path, buf: &mut Vec<u8>) -> io::Result<()> {

@@ -1270,6 +1270,12 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         series: |a| one(a.task_reads_deferred as f64),
     },
     AgentFamily {
+        name: "nodetel_host_processes_unplaced_total",
+        help: "Host processes not placed in a cgroup (exited during the scan, unreadable, or past 65536 a pass) where the agent reads each cgroup's processes from the host's procfs because it does not share the host's pid namespace.",
+        kind: Kind::Counter,
+        series: |a| one(a.host_processes_unplaced as f64),
+    },
+    AgentFamily {
         name: "nodetel_cgroup_walks_saved_total",
         help: "Passes that reused the last cgroup tree walk because the kernel reported no cgroup made, removed or renamed since.",
         kind: Kind::Counter,
