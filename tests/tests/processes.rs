@@ -90,6 +90,23 @@ fn processes_threads_pressure_and_lifecycle() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Waits until the workload shows the states it is made of (its processes take a moment to
+/// start and stop, longer in the emulated VM).
+fn settle(dir: &std::path::Path, design: [u64; 4]) -> anyhow::Result<()> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let now = thread_states(dir)?;
+        if now == design {
+            return Ok(());
+        }
+        anyhow::ensure!(
+            std::time::Instant::now() < deadline,
+            "the workload shows (R, S, T, D) {now:?}, made as {design:?}"
+        );
+        thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn served_states(e: &nodetel_integration_tests::Exposition, id: &str) -> [Option<f64>; 5] {
     [
         "running",
@@ -128,9 +145,7 @@ fn thread_states_and_load_averages_of_a_known_workload() -> anyhow::Result<()> {
     let stopped = cg.spawn("exec sleep 600")?;
     stop(&stopped)?;
     let _vfork = cg.spawn(&format!("exec {nettool} vfork-wait 600"))?;
-    thread::sleep(Duration::from_millis(300));
-    let design = [2, 4, 1, 1];
-    assert_eq!(thread_states(&cg.dir)?, design, "the workload itself");
+    settle(&cg.dir, [2, 4, 1, 1])?;
 
     let interval = Duration::from_millis(500);
     let agent = Agent::start(interval, &[])?;
@@ -183,6 +198,7 @@ fn thread_states_and_load_averages_of_a_known_workload() -> anyhow::Result<()> {
     // One busy loop stopped: one running, two stopped. The running average decays towards
     // 1000 by e^(-0.05) a pass; it must be one of the values k passes give.
     stop(&busy[0])?;
+    settle(&cg.dir, [1, 4, 2, 1])?;
     thread::sleep(Duration::from_secs(3));
     let e = agent.metrics_after(unix_now())?;
     let now = thread_states(&cg.dir)?;
