@@ -64,4 +64,13 @@ impl Rng {
     pub fn chance(&mut self, one_in: u64) -> bool {
         self.below(one_in) == 0
     }
+
+    /// Up to `max_len` bytes drawn from `alphabet` (the bytes a parser's format is made of, so
+    /// garbled input reaches its deeper branches).
+    pub fn bytes_from(&mut self, alphabet: &[u8], max_len: u64) -> Vec<u8> {
+        let len = self.below(max_len);
+        (0..len)
+            .map(|_| alphabet[self.below(alphabet.len() as u64) as usize])
+            .collect()
+    }
 }

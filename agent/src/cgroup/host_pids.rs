@@ -230,10 +230,7 @@ mod tests {
         let mut rng = crate::testutil::Rng::new(11);
         let alphabet = b"0:/.\nab";
         for _ in 0..2000 {
-            let len = rng.below(40) as usize;
-            let b: Vec<u8> = (0..len)
-                .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize])
-                .collect();
+            let b = rng.bytes_from(alphabet, 40);
             if let Some(p) = unified_path(&b)
                 && let Some(r) = resolve(Path::new("/a/b"), &p)
             {

@@ -301,10 +301,7 @@ mod tests {
         let mut rng = crate::testutil::Rng::new(7);
         let alphabet = b"0123456789 ()\nRSDTtZ-x";
         for case in 0..2000 {
-            let len = rng.below(120) as usize;
-            let b: Vec<u8> = (0..len)
-                .map(|_| alphabet[rng.below(alphabet.len() as u64) as usize])
-                .collect();
+            let b = rng.bytes_from(alphabet, 120);
             let _ = parse_state(&b);
             let max = rng.below(6) as usize;
             let text = String::from_utf8_lossy(&b);
