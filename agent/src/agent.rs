@@ -178,6 +178,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         None => None,
     };
     let with_web_config = access.is_some();
+    let push = crate::push::config::from_args(&config.remote_write, &config.node_name)?;
+    if let Some(p) = &push {
+        let urls: Vec<&str> = p.targets.iter().map(|t| t.url.as_str()).collect();
+        tracing::info!(?urls, interval = ?p.interval, labels = ?p.external_labels, "remote write on");
+    }
     let layout = Layout::detect(&config.cgroup_root)?;
     tracing::info!(mode = ?layout.mode, unified = %layout.unified.display(), "cgroup layout");
     let opts = LoadOptions {
@@ -260,6 +265,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tracing::info!(listen = %config.listen, scheme, interval = ?config.interval, "serving /metrics, /healthz and the cAdvisor API under /api");
 
     let (tx, rx) = watch::channel(None);
+    // Push, when receivers are given: it reads the same prepared passes the scrapes get.
+    let (push_stats, push_tasks) = match push {
+        Some(p) => crate::push::spawn(p, tx.subscribe()),
+        None => Default::default(),
+    };
     let (stop_tx, mut stop_rx) = watch::channel(false);
     // A snapshot older than this means collection is stuck: /healthz then fails the liveness probe.
     let stale_after = (config.interval * 5).max(Duration::from_secs(10));
@@ -290,6 +300,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         let p = Arc::clone(&panics);
         let http = Arc::clone(&http_stats);
         let api_versions = Arc::clone(&api);
+        let push_stats = push_stats.clone();
         let expected = tx.borrow().as_ref().map_or(0, |p| p.metrics.len());
         let pass = tokio::task::spawn_blocking(move || {
             // A pass that panicked cannot have poisoned these (the panic is caught inside the
@@ -300,6 +311,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 snapshot.agent.panics = p.counts();
                 snapshot.agent.http = http.counts(with_web_config);
                 snapshot.agent.versions = api_versions.versions();
+                snapshot.agent.push = push_stats.snapshot();
                 // Held only for the copy of this pass's numbers into the history.
                 h.write()
                     .unwrap_or_else(PoisonError::into_inner)
@@ -324,7 +336,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     tracing::info!("shutting down: detaching eBPF programs");
     let _ = stop_tx.send(true);
     let _ = server.await;
-    for r in resolvers {
+    for r in resolvers.into_iter().chain(push_tasks) {
         r.abort();
     }
     // Dropping the last reference closes the program and link fds: the kernel detaches them.

@@ -317,6 +317,109 @@ pub struct Config {
     /// Log filter (tracing's EnvFilter syntax: `info`, `nodetel=debug`, ...); RUST_LOG wins.
     #[arg(long, env = "NODETEL_LOG", default_value = "info")]
     pub log_level: String,
+
+    #[command(flatten)]
+    pub remote_write: RemoteWriteArgs,
+}
+
+/// Prometheus remote write (README "Push"): off unless a URL is given.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RemoteWriteArgs {
+    /// Receivers' remote write endpoints (`http(s)://host:port/api/v1/write`), repeatable or
+    /// comma-separated; each gets every series `/metrics` serves.
+    #[arg(
+        id = "remote_write_url",
+        long = "remote-write-url",
+        env = "NODETEL_REMOTE_WRITE_URL",
+        value_delimiter = ','
+    )]
+    pub urls: Vec<String>,
+
+    /// How often the latest pass is pushed.
+    #[arg(id = "remote_write_interval", long = "remote-write-interval", env = "NODETEL_REMOTE_WRITE_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub interval: Duration,
+
+    /// Labels added to every pushed series that lacks them (`name=value`, repeatable or
+    /// comma-separated), as a scrape adds `job` and `instance`: by default `job=nodetel` and
+    /// `instance=<NODE_NAME, else the host name>`. Series from many nodes stay apart by them.
+    #[arg(
+        id = "remote_write_label",
+        long = "remote-write-label",
+        env = "NODETEL_REMOTE_WRITE_LABELS",
+        value_delimiter = ','
+    )]
+    pub labels: Vec<String>,
+
+    /// Basic auth user (with --remote-write-password-file).
+    #[arg(
+        id = "remote_write_username",
+        long = "remote-write-username",
+        env = "NODETEL_REMOTE_WRITE_USERNAME"
+    )]
+    pub username: Option<String>,
+
+    /// File holding the basic auth password (read at start).
+    #[arg(
+        id = "remote_write_password_file",
+        long = "remote-write-password-file",
+        env = "NODETEL_REMOTE_WRITE_PASSWORD_FILE"
+    )]
+    pub password_file: Option<PathBuf>,
+
+    /// File holding a bearer token, re-read at every request (rotated tokens are picked up).
+    #[arg(
+        id = "remote_write_bearer_token_file",
+        long = "remote-write-bearer-token-file",
+        env = "NODETEL_REMOTE_WRITE_BEARER_TOKEN_FILE"
+    )]
+    pub bearer_token_file: Option<PathBuf>,
+
+    /// CA certificate(s) that sign the receiver's certificate (needed for https).
+    #[arg(
+        id = "remote_write_ca_file",
+        long = "remote-write-ca-file",
+        env = "NODETEL_REMOTE_WRITE_CA_FILE"
+    )]
+    pub ca_file: Option<PathBuf>,
+
+    /// Client certificate and key, for receivers that ask for one.
+    #[arg(
+        id = "remote_write_cert_file",
+        long = "remote-write-cert-file",
+        env = "NODETEL_REMOTE_WRITE_CERT_FILE"
+    )]
+    pub cert_file: Option<PathBuf>,
+    #[arg(
+        id = "remote_write_key_file",
+        long = "remote-write-key-file",
+        env = "NODETEL_REMOTE_WRITE_KEY_FILE"
+    )]
+    pub key_file: Option<PathBuf>,
+
+    /// Extra request headers (`Name: value`, repeatable), e.g. `X-Scope-OrgID: tenant-1` for a
+    /// multi-tenant receiver.
+    #[arg(
+        id = "remote_write_header",
+        long = "remote-write-header",
+        env = "NODETEL_REMOTE_WRITE_HEADERS",
+        value_delimiter = '\n'
+    )]
+    pub headers: Vec<String>,
+
+    /// HTTP proxy (`http://host:port`); https receivers are reached through it with CONNECT.
+    /// Unset: `HTTPS_PROXY`/`HTTP_PROXY` (by the receiver's scheme) unless `NO_PROXY` names the
+    /// receiver's host.
+    #[arg(id = "remote_write_proxy", long = "remote-write-proxy")]
+    pub proxy: Option<String>,
+
+    /// Per receiver, how much encoded data may wait in memory while it is away (oldest dropped
+    /// and counted beyond it).
+    #[arg(id = "remote_write_queue_bytes", long = "remote-write-queue-bytes", env = "NODETEL_REMOTE_WRITE_QUEUE_BYTES", default_value_t = 32 << 20)]
+    pub queue_bytes: usize,
+
+    /// One request's deadline.
+    #[arg(id = "remote_write_timeout", long = "remote-write-timeout", env = "NODETEL_REMOTE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub timeout: Duration,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]

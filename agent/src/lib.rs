@@ -25,6 +25,7 @@ pub mod net;
 pub mod panics;
 pub mod prepared;
 pub mod prune;
+pub mod push;
 pub mod snapshot;
 pub mod unix_time;
 

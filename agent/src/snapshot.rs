@@ -106,6 +106,8 @@ pub struct AgentStats {
     /// Cumulative: host processes not placed in a cgroup by the procfs scan (see
     /// `cgroup::host_pids`; 0 where the agent shares the host's pid namespace).
     pub host_processes_unplaced: u64,
+    /// Each remote write receiver's counts (empty when push is off).
+    pub push: Vec<crate::push::TargetStats>,
     /// Cumulative: cgroup directories that vanished during a walk.
     pub walk_skipped: u64,
     /// Cumulative: passes that reused the last walk because no cgroup was made or removed.
@@ -168,6 +170,7 @@ impl Default for AgentStats {
             cgroupfs_reused: 0,
             task_reads_deferred: 0,
             host_processes_unplaced: 0,
+            push: Vec::new(),
             walk_skipped: 0,
             walks_saved: 0,
             map_entries_forgotten: 0,

@@ -800,6 +800,13 @@ fn per_resolver(a: &AgentStats, value: fn(&crate::identity::ResolverStats) -> f6
         .collect()
 }
 
+fn per_receiver(a: &AgentStats, value: fn(&crate::push::TargetStats) -> f64) -> AgentSeries {
+    a.push
+        .iter()
+        .map(|t| (vec![("url", t.url.clone())], value(t)))
+        .collect()
+}
+
 fn one(v: f64) -> AgentSeries {
     vec![(Vec::new(), v)]
 }
@@ -1274,6 +1281,52 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
         help: "Host processes not placed in a cgroup (exited during the scan, unreadable, or past 65536 a pass) where the agent reads each cgroup's processes from the host's procfs because it does not share the host's pid namespace.",
         kind: Kind::Counter,
         series: |a| one(a.host_processes_unplaced as f64),
+    },
+    AgentFamily {
+        name: "nodetel_remote_write_samples_total",
+        help: "Samples per remote write receiver by outcome: sent (accepted), retried (a failed attempt: network error, 5xx or 429; counted per attempt), dropped_queue_full (the oldest waiting when the queue was full), dropped_rejected (refused with another 4xx).",
+        kind: Kind::Counter,
+        series: |a| {
+            let mut out = Vec::new();
+            for t in &a.push {
+                for (result, v) in [
+                    ("sent", t.samples_sent),
+                    ("retried", t.samples_retried),
+                    ("dropped_queue_full", t.samples_dropped_queue_full),
+                    ("dropped_rejected", t.samples_dropped_rejected),
+                ] {
+                    out.push((
+                        vec![("url", t.url.clone()), ("result", result.to_string())],
+                        v as f64,
+                    ));
+                }
+            }
+            out
+        },
+    },
+    AgentFamily {
+        name: "nodetel_remote_write_queue_bytes",
+        help: "Encoded data waiting for a remote write receiver (bounded by --remote-write-queue-bytes).",
+        kind: Kind::Gauge,
+        series: |a| per_receiver(a, |t| t.queue_bytes as f64),
+    },
+    AgentFamily {
+        name: "nodetel_remote_write_queue_batches",
+        help: "Passes waiting for a remote write receiver.",
+        kind: Kind::Gauge,
+        series: |a| per_receiver(a, |t| t.queue_batches as f64),
+    },
+    AgentFamily {
+        name: "nodetel_remote_write_oldest_unsent_timestamp_seconds",
+        help: "Unix time of the oldest sample waiting for a remote write receiver (0 when none waits); time() minus it is how far push is behind.",
+        kind: Kind::Gauge,
+        series: |a| per_receiver(a, |t| t.oldest_unsent),
+    },
+    AgentFamily {
+        name: "nodetel_remote_write_unreadable_lines_total",
+        help: "Exposition lines the pusher could not read back into series (0 expected).",
+        kind: Kind::Counter,
+        series: |a| per_receiver(a, |t| t.lines_unreadable as f64),
     },
     AgentFamily {
         name: "nodetel_cgroup_walks_saved_total",
