@@ -38,7 +38,42 @@ impl Prometheus {
         rules: Option<&Path>,
     ) -> anyhow::Result<Prometheus> {
         let port = TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-        let addr = format!("127.0.0.1:{port}");
+        Prometheus::launch(
+            dir,
+            scrape_configs,
+            rules,
+            &format!("127.0.0.1:{port}"),
+            &[],
+        )
+    }
+
+    /// A remote write receiver (`POST /api/v1/write`) that scrapes nothing, on `addr` (a free
+    /// port when `None`; the same one to come back after [`Self::stop`], as a receiver does).
+    pub fn start_receiver(dir: &Path, addr: Option<&str>) -> anyhow::Result<Prometheus> {
+        let addr = match addr {
+            Some(a) => a.to_string(),
+            None => format!(
+                "127.0.0.1:{}",
+                TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()
+            ),
+        };
+        Prometheus::launch(
+            dir,
+            "",
+            None,
+            &addr,
+            &["--web.enable-remote-write-receiver"],
+        )
+    }
+
+    fn launch(
+        dir: &Path,
+        scrape_configs: &str,
+        rules: Option<&Path>,
+        addr: &str,
+        flags: &[&str],
+    ) -> anyhow::Result<Prometheus> {
+        let addr = addr.to_string();
         let config = dir.join("prometheus.yml");
         let rule_files = rules
             .map(|r| format!("rule_files:\n  - {}\n", r.display()))
@@ -57,6 +92,7 @@ impl Prometheus {
                 dir.join("data").display()
             ))
             .arg(format!("--web.listen-address={addr}"))
+            .args(flags)
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
             .stderr(log)
