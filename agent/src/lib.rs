@@ -27,6 +27,7 @@ pub mod prepared;
 pub mod prune;
 pub mod push;
 pub mod snapshot;
+pub mod tls_client;
 pub mod unix_time;
 
 #[cfg(test)]

@@ -172,25 +172,12 @@ impl KubeletClient {
     }
 
     fn tls_config(&self) -> Result<rustls::ClientConfig, KubeletError> {
-        use rustls::pki_types::{CertificateDer, pem::PemObject as _};
-        let mut roots = rustls::RootCertStore::empty();
         let ca = self
             .ca_file
             .as_ref()
             .ok_or_else(|| KubeletError::Tls("no CA file for an https kubelet URL".into()))?;
-        for cert in CertificateDer::pem_file_iter(ca)
-            .map_err(|e| KubeletError::Tls(format!("{}: {e}", ca.display())))?
-        {
-            let cert = cert.map_err(|e| KubeletError::Tls(format!("{}: {e}", ca.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| KubeletError::Tls(e.to_string()))?;
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        Ok(rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| KubeletError::Tls(e.to_string()))?
-            .with_root_certificates(roots)
+        Ok(crate::tls_client::trusting(ca)
+            .map_err(KubeletError::Tls)?
             .with_no_client_auth())
     }
 

@@ -5,7 +5,7 @@
 pub mod containerd;
 pub mod crio;
 pub mod docker;
-mod http_get;
+pub(crate) mod http_get;
 pub mod kubelet;
 pub mod naming;
 pub mod path;

@@ -2,12 +2,11 @@
 use std::{path::PathBuf, sync::Arc, time::Duration};
 
 use bytes::Bytes;
-use http_body_util::{BodyExt as _, Full, Limited};
+use http_body_util::Full;
 use hyper::{
     Request, StatusCode, Uri,
     header::{self, HeaderName, HeaderValue},
 };
-use hyper_util::rt::TokioIo;
 use tokio::{
     io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _},
     net::TcpStream,
@@ -247,31 +246,27 @@ async fn send<IO>(io: IO, request: Request<Full<Bytes>>) -> Result<Answer, Targe
 where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(io)).await?;
-    let conn = tokio::spawn(conn);
-    let result = async {
-        let response = sender.send_request(request).await?;
-        let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
-        let body = Limited::new(response.into_body(), MAX_ANSWER)
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        Ok(Answer {
-            status,
-            retry_after,
-            body,
-        })
-    }
-    .await;
-    conn.abort();
-    result
+    // An error answer's body is only for the log: a longer one is cut, not refused.
+    let (status, headers, body) = crate::identity::http_get::exchange(io, request, MAX_ANSWER)
+        .await
+        .or_else(|e| match e {
+            crate::identity::http_get::GetError::Http(e) => Err(TargetError::Http(e)),
+            crate::identity::http_get::GetError::Body(_) => Ok((
+                StatusCode::INTERNAL_SERVER_ERROR,
+                hyper::HeaderMap::new(),
+                Bytes::new(),
+            )),
+        })?;
+    let retry_after = headers
+        .get(header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    Ok(Answer {
+        status,
+        retry_after,
+        body,
+    })
 }
 
 fn tls_config(opts: &TargetOptions) -> Result<rustls::ClientConfig, TargetError> {
@@ -279,20 +274,7 @@ fn tls_config(opts: &TargetOptions) -> Result<rustls::ClientConfig, TargetError>
     let ca = opts.ca_file.as_ref().ok_or_else(|| {
         TargetError::Tls("an https URL needs --remote-write-ca-file (the receiver's CA)".into())
     })?;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca)
-        .map_err(|e| TargetError::Tls(format!("{}: {e}", ca.display())))?
-    {
-        let cert = cert.map_err(|e| TargetError::Tls(format!("{}: {e}", ca.display())))?;
-        roots
-            .add(cert)
-            .map_err(|e| TargetError::Tls(e.to_string()))?;
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| TargetError::Tls(e.to_string()))?
-        .with_root_certificates(roots);
+    let builder = crate::tls_client::trusting(ca).map_err(TargetError::Tls)?;
     match (&opts.cert_file, &opts.key_file) {
         (Some(cert), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
