@@ -316,14 +316,8 @@ mod tests {
         let target = Target::new(
             &url,
             &target::TargetOptions {
-                basic_auth: None,
-                bearer_token_file: None,
-                ca_file: None,
-                cert_file: None,
-                key_file: None,
-                headers: vec![],
-                proxy: None,
                 timeout: Duration::from_secs(2),
+                ..target::TargetOptions::default()
             },
         )
         .expect("target");

@@ -79,6 +79,7 @@ impl Proxy {
     }
 }
 
+#[derive(Default)]
 pub struct TargetOptions {
     pub basic_auth: Option<(String, String)>,
     pub bearer_token_file: Option<PathBuf>,
@@ -302,14 +303,8 @@ mod tests {
 
     fn opts() -> TargetOptions {
         TargetOptions {
-            basic_auth: None,
-            bearer_token_file: None,
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
-            headers: vec![],
-            proxy: None,
             timeout: Duration::from_secs(2),
+            ..TargetOptions::default()
         }
     }
 
