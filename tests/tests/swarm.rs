@@ -132,6 +132,18 @@ fn value(line: &str) -> Option<f64> {
 
 const SERVICE: &str = "container_label_com_docker_swarm_service_name";
 
+/// CPU seconds of each of `service`'s named task containers, as served.
+fn task_cpu(e: &Exposition, service: &str) -> Vec<f64> {
+    series(
+        e,
+        "container_cpu_usage_seconds_total",
+        &[(SERVICE, service)],
+    )
+    .iter()
+    .filter_map(|l| value(l))
+    .collect()
+}
+
 #[test]
 fn swarm_services_and_compose_projects_are_counted_and_labelled() -> anyhow::Result<()> {
     const TEST: &str = "swarm_services_and_compose_projects_are_counted_and_labelled";
@@ -706,14 +718,22 @@ fn the_stack_file_deploys_and_its_agent_serves_the_nodes_tasks() -> anyhow::Resu
         if let Ok(body) = &got {
             let _ = std::fs::write(work.join("last-scrape.prom"), body);
             let e = Exposition(body.clone());
-            if series(&e, "container_last_seen", &[(SERVICE, &web)]).len() == 2 {
+            // Named is not yet running: Docker names a task's container before its busy loop has
+            // been exec'd in it (a clean-clone CI run scraped both tasks named at 0 CPU seconds),
+            // so the wait is for two named tasks that have each been charged CPU time.
+            let cpu = task_cpu(&e, &web);
+            if cpu.len() == 2 && cpu.iter().all(|&s| s > 0.0) {
+                eprintln!("swarm stack: {web}'s tasks at {cpu:?} CPU seconds");
                 break e;
             }
         }
         ensure!(
             Instant::now() < deadline,
-            "the stack's agent never served {web}'s two tasks ({}); tasks: {}",
-            got.map_or_else(|e| format!("{e:#}"), |b| format!("{} bytes", b.len())),
+            "the stack's agent never served {web}'s two tasks with CPU time ({}); tasks: {}",
+            got.as_ref().map_or_else(
+                |e| format!("{e:#}"),
+                |b| format!("{:?} CPU seconds", task_cpu(&Exposition(b.clone()), &web))
+            ),
             dockerd.docker(&["service", "ps", "--no-trunc", "nodetel_nodetel"])?
         );
         thread::sleep(Duration::from_millis(500));
@@ -741,12 +761,6 @@ fn the_stack_file_deploys_and_its_agent_serves_the_nodes_tasks() -> anyhow::Resu
         !series(&e, "container_last_seen", &[(SERVICE, "nodetel_nodetel")]).is_empty(),
         "the agent's own task is not named"
     );
-    let cpu: f64 = series(&e, "container_cpu_usage_seconds_total", &[(SERVICE, &web)])
-        .iter()
-        .filter_map(|l| value(l))
-        .sum();
-    eprintln!("swarm stack: {web} at {cpu:.2} CPU seconds");
-    ensure!(cpu > 0.0, "no CPU for {web}");
     // Without the host's pid namespace the agent places processes through the host's procfs:
     // each busy task's thread states equal the kernel's, and its interfaces carry their names
     // (those of its network namespace, as /proc/<pid>/net/dev lists them).
