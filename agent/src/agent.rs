@@ -180,7 +180,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
     let with_web_config = access.is_some();
     let push = crate::push::config::from_args(&config.remote_write, &config.node_name)?;
     if let Some(p) = &push {
-        let urls: Vec<&str> = p.targets.iter().map(|t| t.url.as_str()).collect();
+        let urls: Vec<&str> = p.receivers.iter().map(|r| r.target.url.as_str()).collect();
         tracing::info!(?urls, interval = ?p.interval, labels = ?p.external_labels, "remote write on");
     }
     let layout = Layout::detect(&config.cgroup_root)?;

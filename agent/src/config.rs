@@ -417,6 +417,21 @@ pub struct RemoteWriteArgs {
     #[arg(id = "remote_write_queue_bytes", long = "remote-write-queue-bytes", env = "NODETEL_REMOTE_WRITE_QUEUE_BYTES", default_value_t = 32 << 20)]
     pub queue_bytes: usize,
 
+    /// Directory for an on-disk queue per receiver (README "Push"): every pass is written there
+    /// until its receiver has it, so an outage, an agent restart or a killed agent loses
+    /// nothing the spool can hold; sent first, oldest first, after a restart. Unset: the
+    /// queue is in memory (--remote-write-queue-bytes).
+    #[arg(
+        id = "remote_write_spool_dir",
+        long = "remote-write-spool-dir",
+        env = "NODETEL_REMOTE_WRITE_SPOOL_DIR"
+    )]
+    pub spool_dir: Option<PathBuf>,
+
+    /// Per receiver, the spool's bound on disk (oldest dropped and counted beyond it).
+    #[arg(id = "remote_write_spool_bytes", long = "remote-write-spool-bytes", env = "NODETEL_REMOTE_WRITE_SPOOL_BYTES", default_value_t = 256 << 20)]
+    pub spool_bytes: u64,
+
     /// One request's deadline.
     #[arg(id = "remote_write_timeout", long = "remote-write-timeout", env = "NODETEL_REMOTE_WRITE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
     pub timeout: Duration,

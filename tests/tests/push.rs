@@ -178,3 +178,138 @@ fn pushed_samples_are_the_scraped_ones_and_an_outage_loses_none() -> anyhow::Res
     ensure!(retried, "no retried samples counted");
     Ok(())
 }
+
+/// The batches a spool directory holds: (pass time in ms, samples), oldest first.
+fn spooled(root: &Path) -> anyhow::Result<Vec<(i64, usize)>> {
+    let mut out = Vec::new();
+    for receiver in std::fs::read_dir(root)? {
+        for f in std::fs::read_dir(receiver?.path())? {
+            let name = f?.file_name().to_string_lossy().into_owned();
+            let Some((at, samples)) = name.strip_suffix(".batch").and_then(|s| s.split_once('-'))
+            else {
+                continue;
+            };
+            out.push((at.parse()?, samples.parse()?));
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
+}
+
+/// With `--remote-write-spool-dir`, an agent killed (SIGKILL: no chance to save anything) while
+/// its receiver is away loses nothing: the next agent sends what the first left, oldest first,
+/// and then its own. Checked pass by pass: every batch file the killed agent left arrives in
+/// Prometheus at its pass time with every series it held.
+#[test]
+fn a_killed_agent_s_spool_is_sent_by_the_next_one() -> anyhow::Result<()> {
+    const TEST: &str = "a_killed_agent_s_spool_is_sent_by_the_next_one";
+    if !privileged(TEST) || !require_tool(TEST, "prometheus") {
+        return Ok(());
+    }
+    let dir = Path::new("/var/lib/nodetel-test/push-spool");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("data"))?;
+    let spool = dir.join("spool");
+    // An address nothing listens on yet: the receiver is away from the start.
+    let addr = format!(
+        "127.0.0.1:{}",
+        std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port()
+    );
+    let cg = TestCgroup::create("push-spool")?;
+    let _busy = cg.burn()?;
+    let url = format!("http://{addr}/api/v1/write");
+    let spool_arg = spool.display().to_string();
+    let args = [
+        "--remote-write-url",
+        url.as_str(),
+        "--remote-write-interval",
+        "1s",
+        "--remote-write-spool-dir",
+        spool_arg.as_str(),
+        "--node-name",
+        "spool-node",
+    ];
+    let mut first = Agent::start(Duration::from_millis(500), &args)?;
+    thread::sleep(Duration::from_secs(8));
+    let m = first.next_metrics()?;
+    let waiting =
+        m.0.lines()
+            .find(|l| l.starts_with("nodetel_remote_write_spool_batches{"))
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+            .context("no spool gauge")?;
+    ensure!(waiting >= 6.0, "{waiting} batches spooled after 8 s at 1 s");
+    first.child.kill()?;
+    first.child.wait()?;
+    let left = spooled(&spool)?;
+    eprintln!(
+        "push spool: the killed agent left {} batches ({} samples)",
+        left.len(),
+        left.iter().map(|(_, s)| s).sum::<usize>()
+    );
+    ensure!(left.len() >= 6, "only {} batches on disk", left.len());
+
+    // The next agent starts with the receiver still away, then the receiver comes.
+    let second = Agent::start(Duration::from_millis(500), &args)?;
+    thread::sleep(Duration::from_secs(3));
+    let prom = Prometheus::start_receiver(dir, Some(&addr))?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = second.next_metrics()?;
+        let empty =
+            m.0.lines()
+                .any(|l| l.starts_with("nodetel_remote_write_spool_batches{") && l.ends_with(" 0"));
+        if empty {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "the spool never emptied");
+    }
+    let selector = format!(
+        "container_cpu_usage_seconds_total{{id=\"{}\",instance=\"spool-node\"}}",
+        cg.rel
+    );
+    let pushed = raw_samples(&prom, &selector, "2m")?;
+    for (at_ms, samples) in &left {
+        ensure!(
+            pushed.contains_key(at_ms),
+            "the killed agent's pass at {at_ms} ms never arrived ({} samples of the cgroup)",
+            pushed.len()
+        );
+        // Series with a sample at exactly that pass's time (passes are a second apart).
+        let count = prom.api(&format!(
+            "/api/v1/query?query=count(last_over_time(%7Binstance%3D%22spool-node%22%7D%5B1ms%5D))&time={t}",
+            t = format_args!("{:.3}", *at_ms as f64 / 1000.0)
+        ))?["result"][0]["value"][1]
+            .as_str()
+            .context("no count")?
+            .parse::<f64>()?;
+        ensure!(
+            count as usize == *samples,
+            "pass at {at_ms} ms: {count} series arrived, {samples} spooled"
+        );
+    }
+    let values: Vec<f64> = pushed
+        .range(..=left.last().map_or(0, |l| l.0))
+        .map(|(_, v)| *v)
+        .collect();
+    ensure!(
+        values.windows(2).all(|w| w[1] >= w[0]),
+        "the killed agent's counter went back: passes out of order"
+    );
+    let after: Vec<&i64> = pushed
+        .keys()
+        .filter(|t| **t > left.last().map_or(0, |l| l.0))
+        .collect();
+    eprintln!(
+        "push spool: all {} passes arrived with every series; the next agent's own passes: {}",
+        left.len(),
+        after.len()
+    );
+    ensure!(
+        !after.is_empty(),
+        "the next agent's own passes never arrived"
+    );
+    Ok(())
+}

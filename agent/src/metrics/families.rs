@@ -1284,7 +1284,7 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
     },
     AgentFamily {
         name: "nodetel_remote_write_samples_total",
-        help: "Samples per remote write receiver by outcome: sent (accepted), retried (a failed attempt: network error, 5xx or 429; counted per attempt), dropped_queue_full (the oldest waiting when the queue was full), dropped_rejected (refused with another 4xx).",
+        help: "Samples per remote write receiver by outcome: sent (accepted), retried (a failed attempt: network error, 5xx or 429; counted per attempt), dropped_queue_full (the oldest waiting when the queue or spool was full), dropped_rejected (refused with another 4xx), dropped_spool_error (a batch the spool could not write or read back).",
         kind: Kind::Counter,
         series: |a| {
             let mut out = Vec::new();
@@ -1294,6 +1294,7 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
                     ("retried", t.samples_retried),
                     ("dropped_queue_full", t.samples_dropped_queue_full),
                     ("dropped_rejected", t.samples_dropped_rejected),
+                    ("dropped_spool_error", t.samples_dropped_spool_error),
                 ] {
                     out.push((
                         vec![("url", t.url.clone()), ("result", result.to_string())],
@@ -1306,15 +1307,43 @@ pub static AGENT_FAMILIES: &[AgentFamily] = &[
     },
     AgentFamily {
         name: "nodetel_remote_write_queue_bytes",
-        help: "Encoded data waiting for a remote write receiver (bounded by --remote-write-queue-bytes).",
+        help: "Encoded data waiting in memory for a remote write receiver (bounded by --remote-write-queue-bytes; 0 with a spool).",
         kind: Kind::Gauge,
-        series: |a| per_receiver(a, |t| t.queue_bytes as f64),
+        series: |a| per_receiver(a, |t| if t.spooled { 0.0 } else { t.queue_bytes as f64 }),
     },
     AgentFamily {
         name: "nodetel_remote_write_queue_batches",
-        help: "Passes waiting for a remote write receiver.",
+        help: "Passes waiting in memory for a remote write receiver (0 with a spool).",
         kind: Kind::Gauge,
-        series: |a| per_receiver(a, |t| t.queue_batches as f64),
+        series: |a| {
+            per_receiver(a, |t| {
+                if t.spooled {
+                    0.0
+                } else {
+                    t.queue_batches as f64
+                }
+            })
+        },
+    },
+    AgentFamily {
+        name: "nodetel_remote_write_spool_bytes",
+        help: "Encoded data waiting on disk for a remote write receiver (--remote-write-spool-dir, bounded by --remote-write-spool-bytes; 0 without a spool).",
+        kind: Kind::Gauge,
+        series: |a| per_receiver(a, |t| if t.spooled { t.queue_bytes as f64 } else { 0.0 }),
+    },
+    AgentFamily {
+        name: "nodetel_remote_write_spool_batches",
+        help: "Passes waiting on disk for a remote write receiver (0 without a spool).",
+        kind: Kind::Gauge,
+        series: |a| {
+            per_receiver(a, |t| {
+                if t.spooled {
+                    t.queue_batches as f64
+                } else {
+                    0.0
+                }
+            })
+        },
     },
     AgentFamily {
         name: "nodetel_remote_write_oldest_unsent_timestamp_seconds",

@@ -3,7 +3,9 @@
 use anyhow::{Context as _, bail};
 
 use super::{
-    PushConfig,
+    PushConfig, Receiver,
+    queue::{Queue, Store},
+    spool::{self, Lost, Spool},
     target::{Proxy, Target, TargetOptions},
 };
 use crate::config::RemoteWriteArgs;
@@ -41,7 +43,7 @@ pub fn from_args(args: &RemoteWriteArgs, node_name: &str) -> anyhow::Result<Opti
                 .with_context(|| format!("--remote-write-header `{h}`: not `Name: value`"))
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut targets = Vec::new();
+    let mut receivers = Vec::new();
     for url in urls {
         let proxy = match &args.proxy {
             Some(p) => Some(p.clone()),
@@ -61,13 +63,31 @@ pub fn from_args(args: &RemoteWriteArgs, node_name: &str) -> anyhow::Result<Opti
                 .with_context(|| format!("proxy for {url}"))?,
             timeout: args.timeout,
         };
-        targets.push(Target::new(url, &opts).with_context(|| format!("--remote-write-url {url}"))?);
+        let target =
+            Target::new(url, &opts).with_context(|| format!("--remote-write-url {url}"))?;
+        let (store, lost) = match &args.spool_dir {
+            Some(root) => {
+                let dir = spool::target_dir(root, url);
+                let (spool, lost) = Spool::open(&dir, args.spool_bytes).with_context(|| {
+                    format!("--remote-write-spool-dir: {} for {url}", dir.display())
+                })?;
+                if !spool.is_empty() {
+                    tracing::info!(%url, dir = %dir.display(), batches = spool.len(), bytes = spool.bytes(), "remote write spool: sending what a previous run left first");
+                }
+                (Store::Disk(spool), lost)
+            }
+            None => (Store::Memory(Queue::new(args.queue_bytes)), Lost::default()),
+        };
+        receivers.push(Receiver {
+            target,
+            store,
+            lost,
+        });
     }
     Ok(Some(PushConfig {
-        targets,
+        receivers,
         interval: args.interval,
         external_labels: external_labels(&args.labels, node_name)?,
-        queue_bytes: args.queue_bytes,
     }))
 }
 

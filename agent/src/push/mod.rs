@@ -7,11 +7,12 @@
 //! or slow holds back only its own queue. Network errors, 5xx and 429 are retried with
 //! exponential backoff and jitter (429's `Retry-After` honoured); another 4xx is the receiver
 //! refusing the data, which is dropped and counted. When a queue is full its oldest batch is
-//! dropped, and counted.
+//! dropped, and counted. With `--remote-write-spool-dir` the queue is on disk (see `spool`).
 pub mod config;
 pub mod queue;
 pub mod remote_write;
 pub mod series;
+pub mod spool;
 pub mod target;
 
 use std::{
@@ -24,7 +25,8 @@ use hyper::{StatusCode, header};
 use tokio::sync::{Notify, watch};
 
 use crate::prepared::Prepared;
-use queue::{Batch, Queue};
+use queue::{Batch, Store};
+use spool::Lost;
 use target::Target;
 
 /// Retry delays: 0.5 s doubling to 30 s, each with up to a quarter more at random.
@@ -32,12 +34,18 @@ const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub struct PushConfig {
-    pub targets: Vec<Target>,
+    pub receivers: Vec<Receiver>,
     pub interval: Duration,
     /// Added to every series that lacks them (`job`, `instance`, the node's name...).
     pub external_labels: Vec<(String, String)>,
-    /// Per receiver: queued bodies kept in memory at most.
-    pub queue_bytes: usize,
+}
+
+/// One receiver, with where its batches wait.
+pub struct Receiver {
+    pub target: Target,
+    pub store: Store,
+    /// What opening a spool left by a previous run cost (batches past the bound).
+    pub lost: Lost,
 }
 
 /// One receiver's counts, shared between its sender and the self-metrics.
@@ -46,21 +54,25 @@ pub struct TargetStats {
     pub url: String,
     pub samples_sent: u64,
     pub samples_retried: u64,
-    /// The queue was full: its oldest batch went.
+    /// The queue (or the spool) was full: its oldest batch went.
     pub samples_dropped_queue_full: u64,
+    /// The spool could not write or read a batch back.
+    pub samples_dropped_spool_error: u64,
     /// The receiver refused them (4xx other than 429).
     pub samples_dropped_rejected: u64,
     /// Series lines of the exposition that could not be read (0 expected).
     pub lines_unreadable: u64,
     pub queue_batches: u64,
     pub queue_bytes: u64,
+    /// The queue is the spool on disk.
+    pub spooled: bool,
     /// Unix seconds of the oldest sample not yet sent (0: nothing waiting).
     pub oldest_unsent: f64,
 }
 
 struct Shared {
     target: Target,
-    queue: Mutex<Queue>,
+    queue: Mutex<Store>,
     stats: Mutex<TargetStats>,
     wake: Notify,
 }
@@ -81,7 +93,8 @@ impl PushStats {
                     .clone();
                 let q = s.queue.lock().unwrap_or_else(PoisonError::into_inner);
                 t.queue_batches = q.len() as u64;
-                t.queue_bytes = q.bytes() as u64;
+                t.queue_bytes = q.bytes();
+                t.spooled = matches!(*q, Store::Disk(_));
                 t.oldest_unsent = q.oldest_ms().map_or(0.0, |ms| ms as f64 / 1000.0);
                 t
             })
@@ -95,16 +108,18 @@ pub fn spawn(
     prepared: watch::Receiver<Option<Arc<Prepared>>>,
 ) -> (PushStats, Vec<tokio::task::JoinHandle<()>>) {
     let shared: Vec<Arc<Shared>> = config
-        .targets
+        .receivers
         .into_iter()
-        .map(|target| {
+        .map(|r| {
             Arc::new(Shared {
                 stats: Mutex::new(TargetStats {
-                    url: target.url.clone(),
+                    url: r.target.url.clone(),
+                    samples_dropped_queue_full: r.lost.full,
+                    samples_dropped_spool_error: r.lost.io,
                     ..TargetStats::default()
                 }),
-                target,
-                queue: Mutex::new(Queue::new(config.queue_bytes)),
+                target: r.target,
+                queue: Mutex::new(r.store),
                 wake: Notify::new(),
             })
         })
@@ -159,17 +174,24 @@ async fn produce(
             continue;
         };
         for s in &shared {
-            let dropped = s
-                .queue
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .push(Batch {
-                    body: body.clone(),
-                    samples,
-                    at_ms,
-                });
+            let batch = Batch {
+                body: body.clone(),
+                samples,
+                at_ms,
+            };
+            // A spool writes a file: off the async threads too.
+            let s2 = Arc::clone(s);
+            let lost = tokio::task::spawn_blocking(move || {
+                s2.queue
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .push(batch)
+            })
+            .await
+            .unwrap_or_default();
             let mut st = s.stats.lock().unwrap_or_else(PoisonError::into_inner);
-            st.samples_dropped_queue_full += dropped;
+            st.samples_dropped_queue_full += lost.full;
+            st.samples_dropped_spool_error += lost.io;
             st.lines_unreadable += bad;
             drop(st);
             s.wake.notify_one();
@@ -188,11 +210,21 @@ async fn send_loop(s: Arc<Shared>) {
     ];
     let mut backoff = FIRST_BACKOFF;
     loop {
-        let front = s
-            .queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .front();
+        let s2 = Arc::clone(&s);
+        let (front, unreadable) = tokio::task::spawn_blocking(move || {
+            s2.queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .front()
+        })
+        .await
+        .unwrap_or_default();
+        if unreadable > 0 {
+            s.stats
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .samples_dropped_spool_error += unreadable;
+        }
         let Some(batch) = front else {
             s.wake.notified().await;
             continue;
@@ -324,7 +356,7 @@ mod tests {
         let shared = Arc::new(Shared {
             stats: Mutex::new(TargetStats::default()),
             target,
-            queue: Mutex::new(Queue::new(1 << 20)),
+            queue: Mutex::new(Store::Memory(queue::Queue::new(1 << 20))),
             wake: Notify::new(),
         });
         for (at_ms, body) in [(1, "first"), (2, "second"), (3, "third")] {

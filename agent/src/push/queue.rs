@@ -1,7 +1,10 @@
-//! One receiver's batches waiting to be sent, oldest first, bounded in bytes.
+//! One receiver's batches waiting to be sent, oldest first, bounded in bytes: in memory, or
+//! in its spool on disk.
 use std::collections::VecDeque;
 
 use bytes::Bytes;
+
+use super::spool::{Lost, Spool};
 
 /// One pass's series, encoded.
 #[derive(Clone, Debug)]
@@ -71,6 +74,65 @@ impl Queue {
 
     pub fn oldest_ms(&self) -> Option<i64> {
         self.batches.front().map(|b| b.at_ms)
+    }
+}
+
+/// Where a receiver's batches wait: in memory, or on disk with `--remote-write-spool-dir`.
+pub enum Store {
+    Memory(Queue),
+    Disk(Spool),
+}
+
+impl Store {
+    /// Queues `batch`; returns the samples this cost (the oldest, when full).
+    pub fn push(&mut self, batch: Batch) -> Lost {
+        match self {
+            Store::Memory(q) => Lost {
+                full: q.push(batch),
+                io: 0,
+            },
+            Store::Disk(s) => s.push(&batch),
+        }
+    }
+
+    /// The oldest batch, and the samples of spooled batches that could not be read back.
+    pub fn front(&mut self) -> (Option<Batch>, u64) {
+        match self {
+            Store::Memory(q) => (q.front(), 0),
+            Store::Disk(s) => s.front(),
+        }
+    }
+
+    pub fn pop_if(&mut self, at_ms: i64) {
+        match self {
+            Store::Memory(q) => q.pop_if(at_ms),
+            Store::Disk(s) => s.pop_if(at_ms),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn len(&self) -> usize {
+        match self {
+            Store::Memory(q) => q.len(),
+            Store::Disk(s) => s.len(),
+        }
+    }
+
+    pub fn bytes(&self) -> u64 {
+        match self {
+            Store::Memory(q) => q.bytes() as u64,
+            Store::Disk(s) => s.bytes(),
+        }
+    }
+
+    pub fn oldest_ms(&self) -> Option<i64> {
+        match self {
+            Store::Memory(q) => q.oldest_ms(),
+            Store::Disk(s) => s.oldest_ms(),
+        }
     }
 }
 
