@@ -178,7 +178,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         None => None,
     };
     let with_web_config = access.is_some();
-    let push = crate::push::config::from_args(&config.remote_write, &config.node_name)?;
+    let push = crate::push::config::from_args(
+        &config.remote_write,
+        &config.storage_driver,
+        &config.node_name,
+        &config.containerd_namespaces,
+    )?;
     if let Some(p) = &push {
         let urls: Vec<&str> = p.receivers.iter().map(|r| r.target.url.as_str()).collect();
         tracing::info!(?urls, interval = ?p.interval, labels = ?p.external_labels, "remote write on");

@@ -320,6 +320,122 @@ pub struct Config {
 
     #[command(flatten)]
     pub remote_write: RemoteWriteArgs,
+
+    #[command(flatten)]
+    pub storage_driver: StorageDriverArgs,
+}
+
+/// cAdvisor's storage driver flags, for InfluxDB (README "Push"): dashes or cAdvisor's
+/// underscores. Sent with the remote write machinery: the same queue, spool, retries, proxy and
+/// self-metrics.
+#[derive(clap::Args, Debug, Clone)]
+pub struct StorageDriverArgs {
+    /// `influxdb` (the one cAdvisor driver nodetel has; remote write covers Prometheus-style
+    /// receivers); empty: off.
+    #[arg(
+        id = "storage_driver",
+        long = "storage-driver",
+        alias = "storage_driver",
+        env = "NODETEL_STORAGE_DRIVER",
+        value_delimiter = ','
+    )]
+    pub drivers: Vec<String>,
+
+    /// The database's `host:port`.
+    #[arg(
+        id = "storage_driver_host",
+        long = "storage-driver-host",
+        alias = "storage_driver_host",
+        env = "NODETEL_STORAGE_DRIVER_HOST",
+        default_value = "localhost:8086"
+    )]
+    pub host: String,
+
+    /// Database name.
+    #[arg(
+        id = "storage_driver_db",
+        long = "storage-driver-db",
+        alias = "storage_driver_db",
+        env = "NODETEL_STORAGE_DRIVER_DB",
+        default_value = "cadvisor"
+    )]
+    pub db: String,
+
+    /// Database user (basic auth).
+    #[arg(
+        id = "storage_driver_user",
+        long = "storage-driver-user",
+        alias = "storage_driver_user",
+        env = "NODETEL_STORAGE_DRIVER_USER",
+        default_value = "root"
+    )]
+    pub user: String,
+
+    /// Database password (cAdvisor's flag; prefer --storage-driver-password-file, which a
+    /// process listing does not show).
+    #[arg(
+        id = "storage_driver_password",
+        long = "storage-driver-password",
+        alias = "storage_driver_password",
+        env = "NODETEL_STORAGE_DRIVER_PASSWORD",
+        default_value = "root",
+        hide_default_value = true
+    )]
+    pub password: String,
+
+    /// File holding the database password (read at start; wins over --storage-driver-password).
+    #[arg(
+        id = "storage_driver_password_file",
+        long = "storage-driver-password-file",
+        env = "NODETEL_STORAGE_DRIVER_PASSWORD_FILE"
+    )]
+    pub password_file: Option<PathBuf>,
+
+    /// HTTPS to the database (needs --storage-driver-ca-file).
+    #[arg(
+        id = "storage_driver_secure",
+        long = "storage-driver-secure",
+        alias = "storage_driver_secure",
+        env = "NODETEL_STORAGE_DRIVER_SECURE",
+        action = clap::ArgAction::Set,
+        num_args = 0..=1,
+        default_value = "false",
+        default_missing_value = "true"
+    )]
+    pub secure: bool,
+
+    /// CA certificate(s) that sign the database's certificate.
+    #[arg(
+        id = "storage_driver_ca_file",
+        long = "storage-driver-ca-file",
+        env = "NODETEL_STORAGE_DRIVER_CA_FILE"
+    )]
+    pub ca_file: Option<PathBuf>,
+
+    /// Points are collected for this long and written in one request (cAdvisor's meaning);
+    /// a request is also sent when 4 MiB of points wait.
+    #[arg(id = "storage_driver_buffer_duration", long = "storage-driver-buffer-duration", alias = "storage_driver_buffer_duration", env = "NODETEL_STORAGE_DRIVER_BUFFER_DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub buffer_duration: Duration,
+
+    /// Retention policy to write into; empty: the database's default.
+    #[arg(
+        id = "storage_driver_influxdb_retention_policy",
+        long = "storage-driver-influxdb-retention-policy",
+        aliases = ["storage_driver_influxdb_retention_policy", "storage-driver-retention-policy"],
+        env = "NODETEL_STORAGE_DRIVER_RETENTION_POLICY",
+        default_value = ""
+    )]
+    pub retention_policy: String,
+
+    /// Accepted for cAdvisor command lines; its InfluxDB driver does not use it either.
+    #[arg(
+        id = "storage_driver_table",
+        long = "storage-driver-table",
+        alias = "storage_driver_table",
+        default_value = "stats",
+        hide = true
+    )]
+    pub table: String,
 }
 
 /// Prometheus remote write (README "Push"): off unless a URL is given.

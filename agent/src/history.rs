@@ -223,6 +223,43 @@ pub struct DeviceKey {
     pub name: Arc<str>,
 }
 
+fn iface_row(i: &crate::net::InterfaceStats) -> IfaceRow {
+    let v = |x: Option<u64>| x.unwrap_or(0).min(ABSENT - 1);
+    [
+        v(i.rx_bytes),
+        v(i.rx_packets),
+        v(i.rx_errors),
+        v(i.rx_dropped),
+        v(i.tx_bytes),
+        v(i.tx_packets),
+        v(i.tx_errors),
+        v(i.tx_dropped),
+    ]
+}
+
+fn device_row(d: &DeviceIo) -> DeviceRow {
+    [
+        d.read_bytes.min(ABSENT - 1),
+        d.write_bytes,
+        d.reads,
+        d.writes,
+    ]
+}
+
+fn fs_row(f: &crate::fs_usage::FsStats) -> FsRow {
+    let mut row = [0u64; 17];
+    row[..6].copy_from_slice(&[
+        f.capacity.min(ABSENT - 1),
+        f.usage,
+        f.base_usage,
+        f.available,
+        f.inodes,
+        f.inodes_free,
+    ]);
+    row[6..].copy_from_slice(&f.disk);
+    row
+}
+
 /// A column of per-sample rows beside the records, one per interface or device; a row is
 /// absent (first value [`ABSENT`]) for samples taken while the cgroup did not have it.
 #[derive(Debug)]
@@ -248,6 +285,39 @@ pub struct Stored {
     pub ifaces: Vec<(Arc<str>, IfaceRow)>,
     pub devices: Vec<(DeviceKey, DeviceRow)>,
     pub filesystems: Vec<(DeviceKey, FsRow)>,
+}
+
+impl Stored {
+    /// One sample as the history would give it back (the JSON API's figures), without keeping
+    /// it: for what is pushed in cAdvisor's schemas.
+    pub fn of(c: &ContainerSample, at_ns: u64) -> Stored {
+        let key = |major, minor, name: &str| DeviceKey {
+            major,
+            minor,
+            name: Arc::from(name),
+        };
+        Stored {
+            record: Record::from_sample(c, at_ns),
+            ifaces: c
+                .network
+                .iter()
+                .flatten()
+                .map(|i| (Arc::from(i.name.as_str()), iface_row(i)))
+                .collect(),
+            devices: c
+                .io
+                .iter()
+                .flatten()
+                .map(|d| (key(d.major, d.minor, &d.device), device_row(d)))
+                .collect(),
+            filesystems: c
+                .filesystems
+                .iter()
+                .flatten()
+                .map(|f| (key(f.major, f.minor, &f.device), fs_row(f)))
+                .collect(),
+        }
+    }
 }
 
 /// Which samples a request wants, newest last.
@@ -302,22 +372,11 @@ impl CgroupHistory {
             self.records.reserve_exact(capacity);
         }
         self.records.push_back(Record::from_sample(c, at_ns));
-        let ifaces = c.network.iter().flatten().map(|i| {
-            let v = |x: Option<u64>| x.unwrap_or(0).min(ABSENT - 1);
-            (
-                i.name.as_str(),
-                [
-                    v(i.rx_bytes),
-                    v(i.rx_packets),
-                    v(i.rx_errors),
-                    v(i.rx_dropped),
-                    v(i.tx_bytes),
-                    v(i.tx_packets),
-                    v(i.tx_errors),
-                    v(i.tx_dropped),
-                ],
-            )
-        });
+        let ifaces = c
+            .network
+            .iter()
+            .flatten()
+            .map(|i| (i.name.as_str(), iface_row(i)));
         push_column(
             &mut self.ifaces,
             len_before,
@@ -325,15 +384,7 @@ impl CgroupHistory {
             |k: &Arc<str>, name: &&str| k.as_ref() == *name,
             Arc::from,
         );
-        let devices = c.io.iter().flatten().map(|d| {
-            let row = [
-                d.read_bytes.min(ABSENT - 1),
-                d.write_bytes,
-                d.reads,
-                d.writes,
-            ];
-            (d, row)
-        });
+        let devices = c.io.iter().flatten().map(|d| (d, device_row(d)));
         push_column(
             &mut self.devices,
             len_before,
@@ -347,19 +398,7 @@ impl CgroupHistory {
                 name: Arc::from(d.device.as_str()),
             },
         );
-        let filesystems = c.filesystems.iter().flatten().map(|f| {
-            let mut row = [0u64; 17];
-            row[..6].copy_from_slice(&[
-                f.capacity.min(ABSENT - 1),
-                f.usage,
-                f.base_usage,
-                f.available,
-                f.inodes,
-                f.inodes_free,
-            ]);
-            row[6..].copy_from_slice(&f.disk);
-            (f, row)
-        });
+        let filesystems = c.filesystems.iter().flatten().map(|f| (f, fs_row(f)));
         push_column(
             &mut self.filesystems,
             len_before,
@@ -561,6 +600,19 @@ mod tests {
             machine: Default::default(),
             oom_events: Default::default(),
             labels: Default::default(),
+        }
+    }
+
+    /// What is pushed in cAdvisor's schemas is what the history (and so the JSON API) holds for
+    /// the same pass.
+    #[test]
+    fn a_sample_not_kept_equals_the_kept_one() {
+        let s = snap(1000, &[(1, 42, &["eth0", "eth1"]), (2, 7, &[])]);
+        let mut h = History::new(4, None);
+        h.record(&s);
+        for c in &s.containers {
+            let kept = h.query(c.cgroup_id, Range::default());
+            assert_eq!(kept, [Stored::of(c, 1000 * 1_000_000_000)]);
         }
     }
 

@@ -1,8 +1,10 @@
-//! Remote write into a real Prometheus (Debian's 2.42 with `--web.enable-remote-write-receiver`):
-//! what arrives is what `/metrics` served, sample for sample at the same pass times, with the
-//! external labels; and a receiver that goes away for a while loses nothing of its absence.
+//! Push into real receivers. Remote write into Prometheus (Debian's 2.42 with
+//! `--web.enable-remote-write-receiver`): what arrives is what `/metrics` served, sample for
+//! sample at the same pass times, with the external labels; a receiver that goes away for a
+//! while loses nothing of its absence, nor does a killed agent with a spool. cAdvisor's
+//! InfluxDB schema into InfluxDB 1.6, and both protocols into VictoriaMetrics 1.79.
 //!
-//! Host only: the VM suite has no Prometheus.
+//! Host only: the VM suite has none of these receivers.
 use std::{
     collections::BTreeMap,
     path::Path,
@@ -12,7 +14,10 @@ use std::{
 
 use anyhow::{Context as _, ensure};
 use nodetel_integration_tests::{
-    Agent, TestCgroup, privileged, prometheus::Prometheus, require_tool, unix_now,
+    Agent, Exposition, TestCgroup, privileged,
+    prometheus::Prometheus,
+    receivers::{InfluxDb, VictoriaMetrics},
+    require_tool, unix_now,
 };
 
 /// The raw samples Prometheus holds for `selector` over the last `window`: time (ms) -> value.
@@ -311,5 +316,215 @@ fn a_killed_agent_s_spool_is_sent_by_the_next_one() -> anyhow::Result<()> {
         !after.is_empty(),
         "the next agent's own passes never arrived"
     );
+    Ok(())
+}
+
+/// Scrapes the agent for `secs` seconds: pass time (ms) -> the exposition.
+fn scrapes(agent: &Agent, secs: u64) -> anyhow::Result<BTreeMap<i64, Exposition>> {
+    let mut out = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        let e = agent.next_metrics()?;
+        out.insert((e.snapshot_time() * 1000.0).round() as i64, e);
+    }
+    Ok(out)
+}
+
+/// cAdvisor's InfluxDB storage driver, as its users start it (underscore flags), into a real
+/// InfluxDB 1.6: InfluxQL in cAdvisor's schema returns the test cgroup's figures, each point
+/// equal to what `/metrics` served for the same pass.
+#[test]
+fn influxdb_gets_cadvisor_s_schema_with_the_served_figures() -> anyhow::Result<()> {
+    const TEST: &str = "influxdb_gets_cadvisor_s_schema_with_the_served_figures";
+    if !privileged(TEST) || !require_tool(TEST, "influxd") {
+        return Ok(());
+    }
+    let dir = Path::new("/var/lib/nodetel-test/push-influxdb");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let influx = InfluxDb::start(dir, "cadvisor")?;
+    let mut cg = TestCgroup::create("push-influx")?;
+    // On a hybrid host memory is a v1 controller: the burner joins its v1 cgroup too.
+    cg.v1("memory")?;
+    let _busy = cg.burn()?;
+    let host = format!("--storage_driver_host={}", influx.addr);
+    let agent = Agent::start(
+        Duration::from_millis(500),
+        &[
+            "--storage_driver=influxdb",
+            &host,
+            "--storage_driver_db=cadvisor",
+            "--storage_driver_buffer_duration=2s",
+            "--remote-write-interval=1s",
+            "--node-name=influx-node",
+        ],
+    )?;
+    let served = scrapes(&agent, 10)?;
+    thread::sleep(Duration::from_secs(4));
+    let name = cg.rel.replace('\'', "\\'");
+    let points = |measurement: &str| -> anyhow::Result<BTreeMap<i64, f64>> {
+        let rows = influx.query(
+            "cadvisor",
+            &format!("SELECT value FROM {measurement} WHERE container_name = '{name}' AND machine = 'influx-node'"),
+        )?;
+        Ok(rows
+            .iter()
+            .filter_map(|r| Some((r.first()?.as_i64()?, r.get(1)?.as_f64()?)))
+            .collect())
+    };
+    // (measurement, family, factor from the family's unit to the measurement's)
+    let pairs = [
+        ("memory_usage", "container_memory_usage_bytes", 1.0),
+        (
+            "memory_working_set",
+            "container_memory_working_set_bytes",
+            1.0,
+        ),
+        ("memory_rss", "container_memory_rss", 1.0),
+        ("memory_cache", "container_memory_cache", 1.0),
+        ("cpu_usage_user", "container_cpu_user_seconds_total", 1e9),
+        (
+            "cpu_usage_system",
+            "container_cpu_system_seconds_total",
+            1e9,
+        ),
+    ];
+    for (measurement, family, factor) in pairs {
+        let pushed = points(measurement)?;
+        let same: Vec<(i64, f64, f64)> = served
+            .iter()
+            .filter_map(|(t, e)| Some((*t, e.value(family, &cg.rel)? * factor, *pushed.get(t)?)))
+            .collect();
+        eprintln!(
+            "influxdb: {measurement}: {} points, {} at a scraped pass",
+            pushed.len(),
+            same.len()
+        );
+        ensure!(
+            same.len() >= 4,
+            "{measurement}: {} passes in common",
+            same.len()
+        );
+        for (t, scraped, point) in same {
+            // Seconds in the exposition are printed with 9 decimals at most.
+            ensure!(
+                (scraped - point).abs() <= 1.0,
+                "{measurement} at {t}: served {scraped}, pushed {point}"
+            );
+        }
+    }
+    // cAdvisor's own query: the busy loop's rate of CPU nanoseconds (one thread: near 1e9/s).
+    let rates = influx.query(
+        "cadvisor",
+        &format!(
+            "SELECT derivative(value, 1s) FROM cpu_usage_total WHERE container_name = '{name}'"
+        ),
+    )?;
+    let rates: Vec<f64> = rates.iter().filter_map(|r| r.get(1)?.as_f64()).collect();
+    eprintln!("influxdb: derivative(cpu_usage_total) per second: {rates:?}");
+    ensure!(rates.len() >= 5, "only {} rates", rates.len());
+    let mean = rates.iter().sum::<f64>() / rates.len() as f64;
+    ensure!(
+        (0.5e9..=1.1e9).contains(&mean),
+        "a busy loop at {mean} ns a second"
+    );
+    let keys = influx.query("cadvisor", "SHOW TAG KEYS FROM memory_failure")?;
+    let keys: Vec<&str> = keys.iter().filter_map(|r| r.first()?.as_str()).collect();
+    for k in ["container_name", "machine", "failure_type", "scope", "id"] {
+        ensure!(
+            keys.contains(&k),
+            "memory_failure has no `{k}` tag: {keys:?}"
+        );
+    }
+    let m = agent.next_metrics()?;
+    let sent =
+        m.0.lines()
+            .find(|l| {
+                l.starts_with("nodetel_remote_write_samples_total{")
+                    && l.contains("/write?db=cadvisor")
+                    && l.contains("result=\"sent\"")
+            })
+            .and_then(|l| l.rsplit_once(' '))
+            .and_then(|(_, v)| v.parse::<f64>().ok())
+            .context("no sent count for the InfluxDB receiver")?;
+    ensure!(sent > 0.0, "no points counted as sent");
+    Ok(())
+}
+
+/// VictoriaMetrics takes both: remote write at `/api/v1/write` and cAdvisor's InfluxDB line
+/// protocol at `/write` (dash spellings of the driver flags this time), from one agent.
+#[test]
+fn victoria_metrics_takes_remote_write_and_line_protocol() -> anyhow::Result<()> {
+    const TEST: &str = "victoria_metrics_takes_remote_write_and_line_protocol";
+    if !privileged(TEST) || !require_tool(TEST, "victoria-metrics") {
+        return Ok(());
+    }
+    let dir = Path::new("/var/lib/nodetel-test/push-victoria-metrics");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let vm = VictoriaMetrics::start(dir)?;
+    let mut cg = TestCgroup::create("push-vm")?;
+    // On a hybrid host memory is a v1 controller: the burner joins its v1 cgroup too.
+    cg.v1("memory")?;
+    let _busy = cg.burn()?;
+    let url = format!("http://{}/api/v1/write", vm.addr);
+    let agent = Agent::start(
+        Duration::from_millis(500),
+        &[
+            "--remote-write-url",
+            &url,
+            "--remote-write-interval",
+            "1s",
+            "--storage-driver",
+            "influxdb",
+            "--storage-driver-host",
+            &vm.addr,
+            "--storage-driver-db",
+            "nodes",
+            "--storage-driver-buffer-duration",
+            "2s",
+            "--node-name",
+            "vm-node",
+        ],
+    )?;
+    let served = scrapes(&agent, 8)?;
+    thread::sleep(Duration::from_secs(4));
+    let rw = vm.export(&format!(
+        "container_memory_usage_bytes{{id=\"{}\",instance=\"vm-node\"}}",
+        cg.rel
+    ))?;
+    ensure!(rw.len() == 1, "remote write: {} series", rw.len());
+    // VictoriaMetrics names line protocol `<measurement>_<field>` and adds the database as `db`.
+    let lp = vm.export(&format!(
+        "memory_usage_value{{container_name=\"{}\",machine=\"vm-node\",db=\"nodes\"}}",
+        cg.rel
+    ))?;
+    ensure!(lp.len() == 1, "line protocol: {} series", lp.len());
+    for (what, samples) in [("remote write", &rw[0].1), ("line protocol", &lp[0].1)] {
+        let same: Vec<(i64, f64, f64)> = samples
+            .iter()
+            .filter_map(|(t, v)| {
+                Some((
+                    *t,
+                    served
+                        .get(t)?
+                        .value("container_memory_usage_bytes", &cg.rel)?,
+                    *v,
+                ))
+            })
+            .collect();
+        eprintln!(
+            "victoria-metrics: {what}: {} samples, {} at a scraped pass",
+            samples.len(),
+            same.len()
+        );
+        ensure!(same.len() >= 4, "{what}: {} passes in common", same.len());
+        for (t, scraped, pushed) in same {
+            ensure!(
+                scraped == pushed,
+                "{what} at {t}: served {scraped}, pushed {pushed}"
+            );
+        }
+    }
     Ok(())
 }

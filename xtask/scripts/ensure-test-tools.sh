@@ -29,6 +29,8 @@ want openssl openssl                # ... and the certificate a TLS port serves
 want strace strace                  # the API test watches the agent's file calls
 want perf linux-perf                # the benchmark's context-switch test
 want docker-compose docker-compose  # the deploy check's Compose files
+want influxd influxdb               # push: cAdvisor's InfluxDB schema into a real InfluxDB 1.6
+want victoria-metrics victoria-metrics  # push: remote write and line protocol into VictoriaMetrics
 want 'py:import venv, ensurepip' python3-venv  # the deploy check's PyPI tools
 
 [ ${#need[@]} -eq 0 ] && exit 0

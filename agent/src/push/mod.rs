@@ -9,6 +9,7 @@
 //! refusing the data, which is dropped and counted. When a queue is full its oldest batch is
 //! dropped, and counted. With `--remote-write-spool-dir` the queue is on disk (see `spool`).
 pub mod config;
+pub mod influx;
 pub mod queue;
 pub mod remote_write;
 pub mod series;
@@ -35,6 +36,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
 pub struct PushConfig {
     pub receivers: Vec<Receiver>,
+    /// The InfluxDB receivers' schema and buffering (with `--storage-driver=influxdb`).
+    pub influx: Option<influx::Buffering>,
     pub interval: Duration,
     /// Added to every series that lacks them (`job`, `instance`, the node's name...).
     pub external_labels: Vec<(String, String)>,
@@ -43,6 +46,7 @@ pub struct PushConfig {
 /// One receiver, with where its batches wait.
 pub struct Receiver {
     pub target: Target,
+    pub protocol: Protocol,
     pub store: Store,
     /// What opening a spool left by a previous run cost (batches past the bound).
     pub lost: Lost,
@@ -72,6 +76,7 @@ pub struct TargetStats {
 
 struct Shared {
     target: Target,
+    protocol: Protocol,
     queue: Mutex<Store>,
     stats: Mutex<TargetStats>,
     wake: Notify,
@@ -102,16 +107,19 @@ impl PushStats {
     }
 }
 
-/// Starts the producer and one sender per receiver; they end when `prepared` closes.
+/// Starts one producer per protocol in use and one sender per receiver; they end when
+/// `prepared` closes (an InfluxDB buffer is queued first, so a spool keeps it).
 pub fn spawn(
     config: PushConfig,
     prepared: watch::Receiver<Option<Arc<Prepared>>>,
 ) -> (PushStats, Vec<tokio::task::JoinHandle<()>>) {
+    let mut remote_write = Vec::new();
+    let mut influx = Vec::new();
     let shared: Vec<Arc<Shared>> = config
         .receivers
         .into_iter()
         .map(|r| {
-            Arc::new(Shared {
+            let s = Arc::new(Shared {
                 stats: Mutex::new(TargetStats {
                     url: r.target.url.clone(),
                     samples_dropped_queue_full: r.lost.full,
@@ -119,29 +127,120 @@ pub fn spawn(
                     ..TargetStats::default()
                 }),
                 target: r.target,
+                protocol: r.protocol,
                 queue: Mutex::new(r.store),
                 wake: Notify::new(),
-            })
+            });
+            match r.protocol {
+                Protocol::RemoteWrite => remote_write.push(Arc::clone(&s)),
+                Protocol::Influx => influx.push(Arc::clone(&s)),
+            }
+            s
         })
         .collect();
     let mut tasks: Vec<_> = shared
         .iter()
         .map(|s| tokio::spawn(send_loop(Arc::clone(s))))
         .collect();
-    tasks.push(tokio::spawn(produce(
-        prepared,
-        shared.clone(),
-        config.interval,
-        config.external_labels,
-    )));
+    if !remote_write.is_empty() {
+        let encoder = Encoder::RemoteWrite {
+            external: config.external_labels,
+        };
+        tasks.push(tokio::spawn(produce(
+            prepared.clone(),
+            encoder,
+            remote_write,
+            config.interval,
+        )));
+    }
+    if let (false, Some(schema)) = (influx.is_empty(), config.influx) {
+        let encoder = Encoder::Influx(Box::new(influx::Buffer::new(schema)));
+        tasks.push(tokio::spawn(produce(
+            prepared,
+            encoder,
+            influx,
+            config.interval,
+        )));
+    }
     (PushStats(Arc::new(shared)), tasks)
+}
+
+/// What a receiver speaks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    RemoteWrite,
+    /// InfluxDB line protocol, cAdvisor's schema (`--storage-driver=influxdb`).
+    Influx,
+}
+
+impl Protocol {
+    fn headers(self) -> &'static [(header::HeaderName, &'static str)] {
+        static REMOTE_WRITE: [(header::HeaderName, &str); 3] = [
+            (header::CONTENT_TYPE, remote_write::CONTENT_TYPE),
+            (header::CONTENT_ENCODING, remote_write::CONTENT_ENCODING),
+            (
+                header::HeaderName::from_static("x-prometheus-remote-write-version"),
+                remote_write::VERSION,
+            ),
+        ];
+        static INFLUX: [(header::HeaderName, &str); 2] = [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CONTENT_ENCODING, "gzip"),
+        ];
+        match self {
+            Protocol::RemoteWrite => &REMOTE_WRITE,
+            Protocol::Influx => &INFLUX,
+        }
+    }
+}
+
+/// How passes become request bodies for one protocol's receivers.
+enum Encoder {
+    /// One body per pushed pass.
+    RemoteWrite { external: Vec<(String, String)> },
+    /// Points gathered over `--storage-driver-buffer-duration`, then one body.
+    Influx(Box<influx::Buffer>),
+}
+
+impl Encoder {
+    /// Takes in the pass `p`; returns a batch when one is due.
+    fn add(&mut self, p: &Prepared) -> (Option<Batch>, u64) {
+        let taken = p.snapshot.agent.taken_at;
+        // Rounded as a reader of the exposition's pass time would: the same millisecond.
+        let at_ms = (crate::unix_time::secs(taken) * 1000.0).round() as i64;
+        match self {
+            Encoder::RemoteWrite { external } => {
+                let text = String::from_utf8_lossy(&p.metrics);
+                let (series, bad) = series::parse(&text);
+                let body = remote_write::encode(&series, external, at_ms);
+                let batch = Batch {
+                    body: Bytes::from(body),
+                    samples: series.len(),
+                    at_ms,
+                };
+                (Some(batch), bad)
+            }
+            Encoder::Influx(buffer) => {
+                buffer.add(&p.snapshot, at_ms);
+                (buffer.due().then(|| buffer.take()).flatten(), 0)
+            }
+        }
+    }
+
+    /// What waits at the end.
+    fn finish(&mut self) -> Option<Batch> {
+        match self {
+            Encoder::RemoteWrite { .. } => None,
+            Encoder::Influx(buffer) => buffer.take(),
+        }
+    }
 }
 
 async fn produce(
     mut prepared: watch::Receiver<Option<Arc<Prepared>>>,
+    mut encoder: Encoder,
     shared: Vec<Arc<Shared>>,
     interval: Duration,
-    external: Vec<(String, String)>,
 ) {
     let mut ticker = tokio::time::interval(interval);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -149,6 +248,9 @@ async fn produce(
     loop {
         ticker.tick().await;
         if prepared.has_changed().is_err() {
+            if let Some(batch) = encoder.finish() {
+                queue(&shared, batch, 0).await;
+            }
             return;
         }
         let Some(p) = prepared.borrow_and_update().clone() else {
@@ -159,55 +261,49 @@ async fn produce(
             continue;
         }
         last = Some(taken);
-        // Rounded as a reader of the exposition's pass time would: the same millisecond.
-        let at_ms = (crate::unix_time::secs(taken) * 1000.0).round() as i64;
-        let external = external.clone();
-        // Parsing and compressing a large exposition takes milliseconds: off the async threads.
+        // Encoding a large pass takes milliseconds: off the async threads.
         let encoded = tokio::task::spawn_blocking(move || {
-            let text = String::from_utf8_lossy(&p.metrics);
-            let (series, bad) = series::parse(&text);
-            let body = remote_write::encode(&series, &external, at_ms);
-            (Bytes::from(body), series.len(), bad)
+            let out = encoder.add(&p);
+            (encoder, out)
         })
         .await;
-        let Ok((body, samples, bad)) = encoded else {
-            continue;
+        let Ok((back, (batch, bad))) = encoded else {
+            // The encoder panicked (caught by the runtime): nothing more can be pushed.
+            tracing::error!("push encoder failed: push stops");
+            return;
         };
-        for s in &shared {
-            let batch = Batch {
-                body: body.clone(),
-                samples,
-                at_ms,
-            };
-            // A spool writes a file: off the async threads too.
-            let s2 = Arc::clone(s);
-            let lost = tokio::task::spawn_blocking(move || {
-                s2.queue
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .push(batch)
-            })
-            .await
-            .unwrap_or_default();
-            let mut st = s.stats.lock().unwrap_or_else(PoisonError::into_inner);
-            st.samples_dropped_queue_full += lost.full;
-            st.samples_dropped_spool_error += lost.io;
-            st.lines_unreadable += bad;
-            drop(st);
-            s.wake.notify_one();
+        encoder = back;
+        if let Some(batch) = batch {
+            queue(&shared, batch, bad).await;
         }
     }
 }
 
+/// Queues `batch` for each receiver of `shared`.
+async fn queue(shared: &[Arc<Shared>], batch: Batch, unreadable: u64) {
+    for s in shared {
+        // A spool writes a file: off the async threads.
+        let s2 = Arc::clone(s);
+        let batch = batch.clone();
+        let lost = tokio::task::spawn_blocking(move || {
+            s2.queue
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(batch)
+        })
+        .await
+        .unwrap_or_default();
+        let mut st = s.stats.lock().unwrap_or_else(PoisonError::into_inner);
+        st.samples_dropped_queue_full += lost.full;
+        st.samples_dropped_spool_error += lost.io;
+        st.lines_unreadable += unreadable;
+        drop(st);
+        s.wake.notify_one();
+    }
+}
+
 async fn send_loop(s: Arc<Shared>) {
-    let headers = [
-        (header::CONTENT_TYPE, remote_write::CONTENT_TYPE),
-        (header::CONTENT_ENCODING, remote_write::CONTENT_ENCODING),
-        (
-            header::HeaderName::from_static("x-prometheus-remote-write-version"),
-            remote_write::VERSION,
-        ),
-    ];
+    let headers = s.protocol.headers();
     let mut backoff = FIRST_BACKOFF;
     loop {
         let s2 = Arc::clone(&s);
@@ -229,7 +325,7 @@ async fn send_loop(s: Arc<Shared>) {
             s.wake.notified().await;
             continue;
         };
-        let outcome = s.target.post(batch.body.clone(), &headers).await;
+        let outcome = s.target.post(batch.body.clone(), headers).await;
         let stat = |f: &dyn Fn(&mut TargetStats)| {
             f(&mut s.stats.lock().unwrap_or_else(PoisonError::into_inner));
         };
@@ -356,6 +452,7 @@ mod tests {
         let shared = Arc::new(Shared {
             stats: Mutex::new(TargetStats::default()),
             target,
+            protocol: Protocol::RemoteWrite,
             queue: Mutex::new(Store::Memory(queue::Queue::new(1 << 20))),
             wake: Notify::new(),
         });

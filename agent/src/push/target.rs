@@ -125,8 +125,13 @@ impl Target {
         let tls = if tls {
             Some(Arc::new(tls_config(opts)?))
         } else {
-            if opts.basic_auth.is_some() || opts.bearer_token_file.is_some() {
-                tracing::warn!(url, "remote write credentials sent over plain http");
+            // cAdvisor's default InfluxDB account (root/root) is no secret worth a warning.
+            let default_account = opts
+                .basic_auth
+                .as_ref()
+                .is_some_and(|(u, p)| u == "root" && p == "root");
+            if (opts.basic_auth.is_some() && !default_account) || opts.bearer_token_file.is_some() {
+                tracing::warn!(url, "push credentials sent over plain http");
             }
             None
         };
