@@ -8,13 +8,16 @@
 use std::{
     collections::BTreeMap,
     path::Path,
+    process::{Command, Stdio},
     thread,
     time::{Duration, Instant},
 };
 
 use anyhow::{Context as _, ensure};
 use nodetel_integration_tests::{
-    Agent, Exposition, TestCgroup, privileged,
+    Agent, Exposition, TestCgroup,
+    netns::{Netns, ip},
+    privileged,
     prometheus::Prometheus,
     receivers::{InfluxDb, VictoriaMetrics},
     require_tool, unix_now,
@@ -527,4 +530,140 @@ fn victoria_metrics_takes_remote_write_and_line_protocol() -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// A node whose only way out is an HTTP proxy (the agent in a network namespace that reaches
+/// nothing but Debian's tinyproxy on a veth peer): with `--remote-write-proxy` every pass
+/// reaches the receiver, through the proxy, which logs the requests.
+#[test]
+fn a_node_whose_only_way_out_is_a_proxy_pushes_through_it() -> anyhow::Result<()> {
+    const TEST: &str = "a_node_whose_only_way_out_is_a_proxy_pushes_through_it";
+    if !privileged(TEST)
+        || !require_tool(TEST, "prometheus")
+        || !require_tool(TEST, "tinyproxy")
+        || !require_tool(TEST, "curl")
+        || !require_tool(TEST, "nsenter")
+    {
+        return Ok(());
+    }
+    let dir = Path::new("/var/lib/nodetel-test/push-proxy");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir.join("data"))?;
+    let prom = Prometheus::start_receiver(dir, None)?;
+    let ns = Netns::create("proxy")?;
+    let (host_end, ns_end) = (
+        format!("ntpx{}h", std::process::id() % 100_000),
+        format!("ntpx{}n", std::process::id() % 100_000),
+    );
+    ip(&[
+        "link", "add", &host_end, "type", "veth", "peer", "name", &ns_end, "netns", &ns.0,
+    ])?;
+    let _link = DeleteLink(host_end.clone());
+    ip(&["addr", "add", "10.231.0.1/30", "dev", &host_end])?;
+    ip(&["link", "set", &host_end, "up"])?;
+    ip(&["-n", &ns.0, "addr", "add", "10.231.0.2/30", "dev", &ns_end])?;
+    ip(&["-n", &ns.0, "link", "set", &ns_end, "up"])?;
+
+    // tinyproxy drops to nobody: its log directory must be writable by it.
+    let logs = dir.join("tinyproxy");
+    std::fs::create_dir_all(&logs)?;
+    std::fs::set_permissions(&logs, std::os::unix::fs::PermissionsExt::from_mode(0o777))?;
+    let port = std::net::TcpListener::bind("10.231.0.1:0")?
+        .local_addr()?
+        .port();
+    let log = logs.join("tinyproxy.log");
+    let conf = dir.join("tinyproxy.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "User nobody\nGroup nogroup\nPort {port}\nListen 10.231.0.1\nTimeout 60\nAllow 10.231.0.0/30\nLogFile \"{}\"\nLogLevel Info\nMaxClients 20\n",
+            log.display()
+        ),
+    )?;
+    let mut proxy = Command::new("tinyproxy")
+        .args(["-d", "-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("start tinyproxy")?;
+    let _proxy = KillOnDrop(&mut proxy);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(("10.231.0.1", port)).is_err() {
+        ensure!(Instant::now() < deadline, "tinyproxy never listened");
+        thread::sleep(Duration::from_millis(100));
+    }
+
+    // From the namespace the receiver cannot be reached directly.
+    // nsenter, not `ip netns exec`, which mounts a sysfs of the namespace's own over /sys
+    // (and with it hides /sys/fs/cgroup from the agent).
+    let enter = format!("--net=/run/netns/{}", ns.0);
+    let direct = Command::new("nsenter")
+        .args([enter.as_str(), "curl", "-s", "-m", "2"])
+        .arg(format!("http://{}/-/ready", prom.addr))
+        .status()?;
+    ensure!(
+        !direct.success(),
+        "the namespace reaches the receiver without the proxy"
+    );
+
+    let url = format!("http://{}/api/v1/write", prom.addr);
+    let proxy_url = format!("http://10.231.0.1:{port}");
+    let _agent = Agent::spawn_under(
+        &["nsenter", &enter],
+        Duration::from_millis(500),
+        &[
+            "--remote-write-url",
+            &url,
+            "--remote-write-interval",
+            "1s",
+            "--remote-write-proxy",
+            &proxy_url,
+            "--node-name",
+            "proxy-node",
+        ],
+    )?;
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let passes = loop {
+        let pushed = raw_samples(&prom, "nodetel_build_info{instance=\"proxy-node\"}", "1m")?;
+        if pushed.len() >= 5 {
+            break pushed.len();
+        }
+        ensure!(
+            Instant::now() < deadline,
+            "{} passes arrived through the proxy in 40 s; its log: {}",
+            pushed.len(),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        thread::sleep(Duration::from_millis(500));
+    };
+    let requests = std::fs::read_to_string(&log)?
+        .lines()
+        .filter(|l| l.contains(&format!("POST {url}")))
+        .count();
+    eprintln!(
+        "push proxy: {passes} passes arrived; the proxy logged {requests} POSTs to the receiver"
+    );
+    ensure!(
+        requests >= passes.min(5),
+        "the proxy logged {requests} requests"
+    );
+    Ok(())
+}
+
+struct DeleteLink(String);
+
+impl Drop for DeleteLink {
+    fn drop(&mut self) {
+        let _ = ip(&["link", "del", &self.0]);
+    }
+}
+
+struct KillOnDrop<'a>(&'a mut std::process::Child);
+
+impl Drop for KillOnDrop<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }

@@ -31,6 +31,8 @@ want perf linux-perf                # the benchmark's context-switch test
 want docker-compose docker-compose  # the deploy check's Compose files
 want influxd influxdb               # push: cAdvisor's InfluxDB schema into a real InfluxDB 1.6
 want victoria-metrics victoria-metrics  # push: remote write and line protocol into VictoriaMetrics
+want tinyproxy tinyproxy           # push: a node whose only way out is an HTTP proxy
+want nsenter util-linux             # ... the agent in that network namespace, /sys left as it is
 want 'py:import venv, ensurepip' python3-venv  # the deploy check's PyPI tools
 
 [ ${#need[@]} -eq 0 ] && exit 0
