@@ -10,6 +10,7 @@ mod floor;
 mod pipe;
 mod population;
 mod probe;
+mod push_sink;
 mod report;
 mod scrape;
 
@@ -70,14 +71,18 @@ fn main() -> anyhow::Result<()> {
     let docker_socket = containers.dockerd.socket.display().to_string();
     let mut report = Report::new(args.window, args.no_peer_reason.clone());
     let mut pipe = None;
+    let mut push = None;
     for (i, &n) in args.cgroups.iter().enumerate() {
         eprintln!("bench: making {n} cgroups");
         let population = Population::create(&hierarchies, n)?;
         let measure_pipe = i == 0 && args.pipe_runs > 0;
         let mut size = SizeResult::new(n);
         let nodetel = AgentCommand::nodetel(&args.nodetel, &docker_socket)?;
-        let (result, child) = measure(&args, &nodetel, &agent_cgroup, n)?;
+        let (result, child) = measure(&args, &nodetel, &agent_cgroup, n, args.window)?;
         drop(child);
+        if i == 0 {
+            push = Some(push_run(&args, &docker_socket, &agent_cgroup, n)?);
+        }
         if measure_pipe {
             pipe = Some(pipe_rounds(&args, &docker_socket, &agent_cgroup, n)?);
         }
@@ -88,7 +93,7 @@ fn main() -> anyhow::Result<()> {
         size.agents.push(result);
         if let Some(bin) = &args.cadvisor {
             let cadvisor = AgentCommand::cadvisor(bin, &docker_socket)?;
-            let (result, child) = measure(&args, &cadvisor, &agent_cgroup, n)?;
+            let (result, child) = measure(&args, &cadvisor, &agent_cgroup, n, args.window)?;
             drop(child);
             size.agents.push(result);
         }
@@ -96,6 +101,7 @@ fn main() -> anyhow::Result<()> {
         drop(population);
     }
     report.pipe = pipe;
+    report.push = push;
     drop(containers);
     let json = report.to_json();
     let path = args.out.join("report.json");
@@ -259,12 +265,74 @@ fn free_addr() -> anyhow::Result<String> {
     Ok(format!("127.0.0.1:{port}"))
 }
 
-/// Runs one agent through warm-up and the window; returns it still running.
+/// Seconds the push run is measured at least: three pushes at the 10 s default.
+const PUSH_WINDOW: u64 = 30;
+
+/// nodetel pushing at the default 10 s to a live remote write receiver and, with
+/// `--storage-driver=influxdb`, line protocol to the same sink, plus a remote write receiver
+/// that is down, all with a spool: the CPU and memory beside the plain run, the bytes on the
+/// wire per minute by protocol, and the spool's growth per minute of outage.
+fn push_run(
+    args: &Args,
+    docker_socket: &str,
+    cgroup: &Cgroup,
+    n: usize,
+) -> anyhow::Result<report::PushResult> {
+    let sink = push_sink::Sink::start()?;
+    // Nothing listens there: the receiver that is away.
+    let dead = free_addr()?;
+    let spool = args.out.join("push-spool");
+    let _ = fs::remove_dir_all(&spool);
+    let live_url = format!("http://{}/api/v1/write", sink.addr);
+    let dead_url = format!("http://{dead}/api/v1/write");
+    let spool_arg = spool.display().to_string();
+    let mut agent = AgentCommand::nodetel(&args.nodetel, docker_socket)?.with(&[
+        "--remote-write-url",
+        &live_url,
+        "--remote-write-url",
+        &dead_url,
+        "--remote-write-interval",
+        "10s",
+        "--remote-write-spool-dir",
+        &spool_arg,
+        "--storage-driver=influxdb",
+        "--storage-driver-host",
+        &sink.addr,
+        "--storage-driver-buffer-duration=10s",
+    ]);
+    agent.name = "nodetel + push";
+    let (result, child) = measure(args, &agent, cgroup, n, args.window.max(PUSH_WINDOW))?;
+    let tally = sink.tally();
+    // The receiver that is away keeps everything in its spool: the largest directory.
+    let mut spool_bytes = 0;
+    let mut spool_files = 0;
+    for dir in fs::read_dir(&spool)?.flatten() {
+        let (mut bytes, mut files) = (0, 0);
+        for f in fs::read_dir(dir.path())?.flatten() {
+            bytes += f.metadata().map_or(0, |m| m.len());
+            files += 1;
+        }
+        if bytes > spool_bytes {
+            (spool_bytes, spool_files) = (bytes, files);
+        }
+    }
+    drop(child);
+    Ok(report::PushResult {
+        agent: result,
+        remote_write: tally.get("/api/v1/write").copied().unwrap_or_default(),
+        influx: tally.get("/write").copied().unwrap_or_default(),
+        spool_bytes,
+        spool_files,
+    })
+}
+
+/// Runs one agent through warm-up and a window of `window` seconds; returns it still running.
 fn measure(
     args: &Args,
     agent: &AgentCommand,
     cgroup: &Cgroup,
     n: usize,
+    window: u64,
 ) -> anyhow::Result<(AgentResult, Running)> {
     eprintln!("bench: {} with {n} cgroups", agent.name);
     let mut child = start(args, agent, cgroup, n)?;
@@ -297,7 +365,7 @@ fn measure(
     let cpu0 = probe::cpu_seconds(pid)?;
     let bpf0 = probe::bpf_programs(pid)?;
     let mut result = AgentResult::new(agent.name, &agent.version, named_after);
-    for tick in 1..=args.window {
+    for tick in 1..=window {
         // A scrape that fails or times out counts, at the time it took: an overloaded agent
         // (cAdvisor at 3000 cgroups) is a result, not a reason to stop.
         let asked = Instant::now();

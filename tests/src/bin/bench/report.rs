@@ -205,11 +205,47 @@ impl PipeResult {
     }
 }
 
+/// nodetel pushing (see `push_run`): remote write to a live and a dead receiver and line
+/// protocol to the live one, every 10 s, with a spool.
+pub struct PushResult {
+    pub agent: AgentResult,
+    pub remote_write: crate::push_sink::Tally,
+    pub influx: crate::push_sink::Tally,
+    /// The dead receiver's spool at the end: everything pushed since start.
+    pub spool_bytes: u64,
+    pub spool_files: u64,
+}
+
+/// Passes pushed per minute at the 10 s interval.
+const PASSES_PER_MINUTE: f64 = 6.0;
+
+impl PushResult {
+    /// Bytes a minute at 10 s: bytes per pass carried, times six (the window holds only a few
+    /// requests, and a line protocol request gathers several passes).
+    fn per_minute(bytes: u64, passes: u64) -> f64 {
+        bytes as f64 / passes.max(1) as f64 * PASSES_PER_MINUTE
+    }
+
+    fn remote_write_per_minute(&self) -> f64 {
+        Self::per_minute(self.remote_write.bytes, self.remote_write.passes)
+    }
+
+    fn influx_per_minute(&self) -> f64 {
+        Self::per_minute(self.influx.bytes, self.influx.passes)
+    }
+
+    /// One file per pass.
+    fn spool_per_minute(&self) -> f64 {
+        Self::per_minute(self.spool_bytes, self.spool_files)
+    }
+}
+
 pub struct Report {
     window: u64,
     no_peer_reason: Option<String>,
     pub sizes: Vec<SizeResult>,
     pub pipe: Option<PipeResult>,
+    pub push: Option<PushResult>,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -221,6 +257,7 @@ impl Report {
             no_peer_reason,
             sizes: Vec::new(),
             pipe: None,
+            push: None,
         }
     }
 
@@ -249,6 +286,24 @@ impl Report {
                 |r| json!({"available": false, "reason": r}),
             ),
             "sizes": sizes,
+            "push": self.push.as_ref().map(|p| {
+                let plain = self.sizes.first().and_then(|s| s.agent("nodetel"));
+                json!({
+                    "cgroups": self.sizes.first().map(|s| s.cgroups),
+                    "interval_seconds": 10,
+                    "cpu_percent_total": p.agent.total_pct(),
+                    "cpu_percent_without_push": plain.map(|a| a.total_pct()),
+                    "rss_bytes_peak": p.agent.rss_peak,
+                    "rss_bytes_peak_without_push": plain.map(|a| a.rss_peak),
+                    "remote_write_requests": p.remote_write.requests,
+                    "remote_write_bytes_per_minute": p.remote_write_per_minute(),
+                    "line_protocol_requests": p.influx.requests,
+                    "line_protocol_passes": p.influx.passes,
+                    "line_protocol_bytes_per_minute": p.influx_per_minute(),
+                    "spool_files": p.spool_files,
+                    "spool_bytes_per_minute_of_outage": p.spool_per_minute(),
+                })
+            }),
             "sched_pipe": self.pipe.as_ref().map(|p| json!({
                 "usecs_per_op_without_agent": p.off.0,
                 "usecs_per_op_with_nodetel": p.on.0,
@@ -430,6 +485,34 @@ impl Report {
                     ns - floor
                 );
             }
+        }
+        if let Some(p) = &self.push {
+            let first = self.sizes.first();
+            let plain = first.and_then(|s| s.agent("nodetel"));
+            let _ = writeln!(
+                t,
+                "\n| cgroups | push every 10 s (remote write to a live and a dead receiver, line protocol, spool) | CPU % of a core (without push) | RSS MiB peak (without) | remote write KB/min on the wire (requests) | line protocol KB/min (requests) | spool MB per minute of outage |"
+            );
+            let _ = writeln!(t, "|---|---|---|---|---|---|---|");
+            let _ = writeln!(
+                t,
+                "| {} | {:.0} s measured | **{:.2}** ({}) | {:.1} ({}) | {:.0} ({}) | {:.0} ({}) | {:.2} ({} files) |",
+                first.map_or(0, |s| s.cgroups),
+                p.agent.window.as_secs_f64(),
+                p.agent.total_pct(),
+                plain.map_or("-".to_string(), |a| format!("{:.2}", a.total_pct())),
+                p.agent.rss_peak as f64 / MIB,
+                plain.map_or("-".to_string(), |a| format!(
+                    "{:.1}",
+                    a.rss_peak as f64 / MIB
+                )),
+                p.remote_write_per_minute() / 1000.0,
+                p.remote_write.requests,
+                p.influx_per_minute() / 1000.0,
+                p.influx.requests,
+                p.spool_per_minute() / 1e6,
+                p.spool_files,
+            );
         }
         t.push_str(&self.targets());
         t
