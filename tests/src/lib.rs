@@ -353,9 +353,28 @@ pub fn signal(pid: u32, sig: &str) -> anyhow::Result<()> {
 }
 
 pub fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
+    http_exchange(
+        addr,
+        &format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n"),
+    )
+}
+
+/// `POST path` with `body` (HTTP/1.0, the connection closed after the answer).
+pub fn http_post(addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
+    http_exchange(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+/// Sends `request` on a new connection; the answer's status and body.
+fn http_exchange(addr: &str, request: &str) -> anyhow::Result<(u16, String)> {
     let mut s = TcpStream::connect(addr)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    s.write_all(request.as_bytes())?;
     let mut raw = String::new();
     s.read_to_string(&mut raw)?;
     let (head, body) = raw.split_once("\r\n\r\n").context("no header end")?;
@@ -365,26 +384,6 @@ pub fn http_get(addr: &str, path: &str) -> anyhow::Result<(u16, String)> {
         .and_then(|c| c.parse().ok())
         .context("no status code")?;
     Ok((code, body.to_string()))
-}
-
-/// `POST path` with `body` (HTTP/1.0, the connection closed after the answer).
-pub fn http_post(addr: &str, path: &str, body: &str) -> anyhow::Result<(u16, String)> {
-    let mut s = TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(
-        s,
-        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    )?;
-    let mut raw = String::new();
-    s.read_to_string(&mut raw)?;
-    let (head, answer) = raw.split_once("\r\n\r\n").context("no header end")?;
-    let code = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .context("no status code")?;
-    Ok((code, answer.to_string()))
 }
 
 /// A scraped exposition with lookups by family and `id` label.

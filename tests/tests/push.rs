@@ -23,6 +23,23 @@ use nodetel_integration_tests::{
     require_tool, unix_now,
 };
 
+/// A fresh directory for one test's receivers (with a `data` subdirectory, as Prometheus wants).
+fn workdir(name: &str) -> anyhow::Result<std::path::PathBuf> {
+    let dir = Path::new("/var/lib/nodetel-test").join(name);
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("data"))?;
+    Ok(dir)
+}
+
+/// The value of the first self-metric line of `family` that contains every one of `needles`.
+fn self_metric(e: &Exposition, family: &str, needles: &[&str]) -> Option<f64> {
+    e.0.lines()
+        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{'))
+        .find(|l| needles.iter().all(|n| l.contains(n)))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+}
+
 /// The raw samples Prometheus holds for `selector` over the last `window`: time (ms) -> value.
 fn raw_samples(
     prom: &Prometheus,
@@ -48,9 +65,7 @@ fn pushed_samples_are_the_scraped_ones() -> anyhow::Result<()> {
     if !privileged(TEST) || !require_tool(TEST, "prometheus") {
         return Ok(());
     }
-    let dir = Path::new("/var/lib/nodetel-test/push-receiver");
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir.join("data"))?;
+    let dir = &workdir("push-receiver")?;
     let prom = Prometheus::start_receiver(dir, None)?;
 
     let cg = TestCgroup::create("push")?;
@@ -166,9 +181,7 @@ fn a_killed_agent_s_spool_is_sent_by_the_next_one() -> anyhow::Result<()> {
     if !privileged(TEST) || !require_tool(TEST, "prometheus") {
         return Ok(());
     }
-    let dir = Path::new("/var/lib/nodetel-test/push-spool");
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir.join("data"))?;
+    let dir = &workdir("push-spool")?;
     let spool = dir.join("spool");
     // An address nothing listens on yet: the receiver is away from the start.
     let addr = format!(
@@ -195,11 +208,7 @@ fn a_killed_agent_s_spool_is_sent_by_the_next_one() -> anyhow::Result<()> {
     thread::sleep(Duration::from_secs(8));
     let m = first.next_metrics()?;
     let waiting =
-        m.0.lines()
-            .find(|l| l.starts_with("nodetel_remote_write_spool_batches{"))
-            .and_then(|l| l.rsplit_once(' '))
-            .and_then(|(_, v)| v.parse::<f64>().ok())
-            .context("no spool gauge")?;
+        self_metric(&m, "nodetel_remote_write_spool_batches", &[]).context("no spool gauge")?;
     ensure!(waiting >= 6.0, "{waiting} batches spooled after 8 s at 1 s");
     first.child.kill()?;
     first.child.wait()?;
@@ -218,10 +227,7 @@ fn a_killed_agent_s_spool_is_sent_by_the_next_one() -> anyhow::Result<()> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let m = second.next_metrics()?;
-        let empty =
-            m.0.lines()
-                .any(|l| l.starts_with("nodetel_remote_write_spool_batches{") && l.ends_with(" 0"));
-        if empty {
+        if self_metric(&m, "nodetel_remote_write_spool_batches", &[]) == Some(0.0) {
             break;
         }
         ensure!(Instant::now() < deadline, "the spool never emptied");
@@ -294,9 +300,7 @@ fn influxdb_gets_cadvisor_s_schema_with_the_served_figures() -> anyhow::Result<(
     if !privileged(TEST) || !require_tool(TEST, "influxd") {
         return Ok(());
     }
-    let dir = Path::new("/var/lib/nodetel-test/push-influxdb");
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir)?;
+    let dir = &workdir("push-influxdb")?;
     let influx = InfluxDb::start(dir, "cadvisor")?;
     let mut cg = TestCgroup::create("push-influx")?;
     // On a hybrid host memory is a v1 controller: the burner joins its v1 cgroup too.
@@ -392,16 +396,12 @@ fn influxdb_gets_cadvisor_s_schema_with_the_served_figures() -> anyhow::Result<(
         );
     }
     let m = agent.next_metrics()?;
-    let sent =
-        m.0.lines()
-            .find(|l| {
-                l.starts_with("nodetel_remote_write_samples_total{")
-                    && l.contains("/write?db=cadvisor")
-                    && l.contains("result=\"sent\"")
-            })
-            .and_then(|l| l.rsplit_once(' '))
-            .and_then(|(_, v)| v.parse::<f64>().ok())
-            .context("no sent count for the InfluxDB receiver")?;
+    let sent = self_metric(
+        &m,
+        "nodetel_remote_write_samples_total",
+        &["/write?db=cadvisor", "result=\"sent\""],
+    )
+    .context("no sent count for the InfluxDB receiver")?;
     ensure!(sent > 0.0, "no points counted as sent");
     Ok(())
 }
@@ -414,9 +414,7 @@ fn victoria_metrics_takes_remote_write_and_line_protocol() -> anyhow::Result<()>
     if !privileged(TEST) || !require_tool(TEST, "victoria-metrics") {
         return Ok(());
     }
-    let dir = Path::new("/var/lib/nodetel-test/push-victoria-metrics");
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir)?;
+    let dir = &workdir("push-victoria-metrics")?;
     let vm = VictoriaMetrics::start(dir)?;
     let mut cg = TestCgroup::create("push-vm")?;
     // On a hybrid host memory is a v1 controller: the burner joins its v1 cgroup too.
@@ -498,9 +496,7 @@ fn a_node_whose_only_way_out_is_a_proxy_pushes_through_it() -> anyhow::Result<()
     {
         return Ok(());
     }
-    let dir = Path::new("/var/lib/nodetel-test/push-proxy");
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir.join("data"))?;
+    let dir = &workdir("push-proxy")?;
     let prom = Prometheus::start_receiver(dir, None)?;
     let ns = Netns::create("proxy")?;
     let (host_end, ns_end) = (
@@ -800,9 +796,7 @@ fn a_receiver_failing_then_gone_for_two_minutes_gets_every_pass() -> anyhow::Res
     if !privileged(TEST) || !require_tool(TEST, "prometheus") {
         return Ok(());
     }
-    let dir = Path::new("/var/lib/nodetel-test/push-outage");
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir.join("data"))?;
+    let dir = &workdir("push-outage")?;
     let prom = Prometheus::start_receiver(dir, None)?;
     let relay = Relay::start(prom.addr.clone())?;
     let cg = TestCgroup::create("push-outage")?;
@@ -912,14 +906,8 @@ fn a_receiver_failing_then_gone_for_two_minutes_gets_every_pass() -> anyhow::Res
     );
     let m = agent.next_metrics()?;
     let count = |result: &str| {
-        m.0.lines()
-            .find(|l| {
-                l.starts_with("nodetel_remote_write_samples_total{")
-                    && l.contains(&format!("result=\"{result}\""))
-            })
-            .and_then(|l| l.rsplit_once(' '))
-            .and_then(|(_, v)| v.parse::<f64>().ok())
-            .unwrap_or(-1.0)
+        let needle = format!("result=\"{result}\"");
+        self_metric(&m, "nodetel_remote_write_samples_total", &[&needle]).unwrap_or(-1.0)
     };
     let (retried, dropped) = (
         count("retried"),
