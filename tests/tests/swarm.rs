@@ -694,6 +694,8 @@ fn the_stack_file_deploys_and_its_agent_serves_the_nodes_tasks() -> anyhow::Resu
     let scrape = |path: &str| -> anyhow::Result<String> {
         let ip = agent_ip()?;
         // HTTP/1.0 by hand through nc: busybox-static's wget crashes (static NSS lookups).
+        // stdin stays open a moment: busybox nc stops reading the answer when its input ends,
+        // which cut every /metrics reply at 78 kB of 189 kB.
         let reply = dockerd.docker(&[
             "run",
             "--rm",
@@ -703,13 +705,29 @@ fn the_stack_file_deploys_and_its_agent_serves_the_nodes_tasks() -> anyhow::Resu
             "/bin/busybox",
             "sh",
             "-c",
-            &format!("printf 'GET {path} HTTP/1.0\\r\\n\\r\\n' | /bin/busybox nc -w 5 {ip} 8080"),
+            &format!("(printf 'GET {path} HTTP/1.0\\r\\n\\r\\n'; sleep 2) | /bin/busybox nc -w 5 {ip} 8080"),
         ])?;
         let (head, body) = reply.split_once("\r\n\r\n").context("no HTTP reply")?;
         ensure!(
             head.starts_with("HTTP/1.") && head.contains(" 200 "),
             "{head}"
         );
+        // nc's timeout can cut a reply short: only a whole body is the agent's answer (a cut
+        // one once held the tasks' CPU series but not the service families after them).
+        let length = head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())
+                .flatten()
+        });
+        if let Some(length) = length {
+            // The docker helper trims the output: the exposition's final newline goes with it.
+            ensure!(
+                body.len() == length || body.len() + 1 == length,
+                "reply cut short: {} of {length} bytes",
+                body.len()
+            );
+        }
         Ok(body.to_string())
     };
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -722,7 +740,8 @@ fn the_stack_file_deploys_and_its_agent_serves_the_nodes_tasks() -> anyhow::Resu
             // been exec'd in it (a clean-clone CI run scraped both tasks named at 0 CPU seconds),
             // so the wait is for two named tasks that have each been charged CPU time.
             let cpu = task_cpu(&e, &web);
-            if cpu.len() == 2 && cpu.iter().all(|&s| s > 0.0) {
+            let named = series(&e, "container_last_seen", &[(SERVICE, &web)]).len();
+            if named == 2 && cpu.len() == 2 && cpu.iter().all(|&s| s > 0.0) {
                 eprintln!("swarm stack: {web}'s tasks at {cpu:?} CPU seconds");
                 break e;
             }
