@@ -222,13 +222,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         config.event_storage_limit,
         config.event_storage_age,
     ));
-    let api = Arc::new(crate::api::ApiState::new(
+    let mut api = crate::api::ApiState::new(
         Arc::clone(&history),
         Arc::clone(&events),
         Some(registry),
         config.containerd_namespaces.clone(),
         usize::try_from(config.api_max_samples).unwrap_or(usize::MAX),
-    ));
+    );
+    api.ps = Some(crate::api::ps::Sources {
+        unified: layout.unified.clone(),
+        proc_root: config.proc_root.clone(),
+    });
+    let api = Arc::new(api);
     let fs_usage = kinds.has(crate::metric_kinds::MetricKind::Disk).then(|| {
         let registry = Arc::clone(&naming.registry);
         crate::fs_usage::FsUsage::start(
@@ -287,6 +292,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         config.http_max_connections as usize,
         config.http_idle_timeout,
     )
+    .with_interval(config.interval)
     .with_access(access);
     let server = tokio::spawn(crate::http::serve(listener, server, async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;

@@ -69,6 +69,12 @@ pub fn procfs(data: &[u8]) {
     let _ = machine::meminfo_kb(t, "MemTotal");
     let _ = machine::parse_size(t);
     let _ = crate::fs_usage::parse_diskstats(t);
+    // A process's stat line, as /api/v2.0/ps formats it.
+    if let Some(st) = crate::api::ps::parse_stat(t) {
+        let _ = crate::api::ps::status(1, &st);
+        let _ = crate::api::ps::cpu_time(st.utime.saturating_add(st.stime));
+        let _ = crate::api::ps::start_time(st.start, st.vsize);
+    }
     // The host's mount table: a container id read from it is always a plain path component.
     let mounts = crate::fs_usage::mounts::parse(t);
     for id in crate::fs_usage::mounts::rootfs_layers(&mounts).keys() {

@@ -846,3 +846,24 @@ pub fn event(e: &crate::events::Event) -> Value {
         "event_data": data,
     })
 }
+
+/// What only nodetel measures, for its own UI (`?nodetel=true` on a v1 container request; left
+/// out otherwise, so cAdvisor's clients get cAdvisor's answer): the run-queue histogram as the
+/// kernel program bins it, cumulative (a reader takes differences between two answers).
+pub fn extensions(c: &ContainerSample) -> Value {
+    let runqueue = c.runqueue_latency.as_ref().map(|h| {
+        // Bucket b holds waits of at most 2^b µs; the last one the rest (`null`: +Inf).
+        let last = h.buckets.len().saturating_sub(1);
+        let buckets: Vec<Value> = h
+            .buckets
+            .iter()
+            .enumerate()
+            .map(|(b, n)| {
+                let le = (b < last).then(|| (1u64 << b.min(63)) as f64 * 1e-6);
+                json!({"le_seconds": le, "count": n})
+            })
+            .collect();
+        json!({"buckets": buckets, "sum_seconds": h.sum_ns as f64 * 1e-9, "count": h.count})
+    });
+    json!({"runqueue_latency": runqueue})
+}

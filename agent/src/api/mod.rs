@@ -3,12 +3,13 @@
 //! container name can never lead a read outside the cgroup tree. Names are still normalised
 //! and `..` refused, so that a hostile path gets a clear 404 rather than a lookup.
 pub mod json;
+pub mod ps;
 pub mod reply;
 pub mod request;
 pub mod rfc3339;
 
 use std::{
-    collections::{BTreeMap, HashMap},
+    collections::HashMap,
     convert::Infallible,
     io::Write as _,
     sync::{Arc, RwLock},
@@ -46,6 +47,7 @@ const V2_TYPES: &[&str] = &[
     "summary",
     "stats",
     "spec",
+    "ps",
     "machinestats",
 ];
 
@@ -59,6 +61,8 @@ pub struct ApiState {
     pub containerd_namespaces: Vec<String>,
     /// Samples x containers one request may ask for (`--api-max-samples`).
     pub max_samples: usize,
+    /// Where `/api/v2.0/ps` reads processes (`None`: answered with an error, as in the fuzzer).
+    pub ps: Option<ps::Sources>,
     streams: Arc<Semaphore>,
 }
 
@@ -84,6 +88,7 @@ impl ApiState {
             registry,
             containerd_namespaces,
             max_samples,
+            ps: None,
             streams: Arc::new(Semaphore::new(MAX_STREAMS)),
         }
     }
@@ -286,7 +291,11 @@ fn route(
             "containers" => {
                 let c = view.get(&name)?;
                 check_work(state, 1, range, kind)?;
-                write_json(reply, &view.info_v1(c, range))
+                let mut info = view.info_v1(c, range);
+                if params.bool("nodetel")? == Some(true) {
+                    info["nodetel"] = json::extensions(c);
+                }
+                write_json(reply, &info)
             }
             "subcontainers" => {
                 let c = view.get(&name)?;
@@ -312,6 +321,31 @@ fn route(
         check_work(state, 1, range, kind)?;
         let samples = view.samples(root, range);
         return write_json(reply, &json::machine_stats(&samples, Has::of(root)));
+    }
+    if kind == "ps" {
+        // One container, whatever `recursive` says (as cAdvisor).
+        let c = *view
+            .select(
+                &name,
+                &V2Options {
+                    recursive: false,
+                    ..opts
+                },
+            )?
+            .first()
+            .ok_or_else(|| ApiError::not_found(format!("unknown container {name:?}")))?;
+        let src = state
+            .ps
+            .as_ref()
+            .ok_or_else(|| ApiError::internal("process listing is not available here"))?;
+        return match ps::list(src, &c.path) {
+            Ok(list) => write_json(reply, &Value::Array(list)),
+            Err((true, m)) => Err(ApiError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                message: m,
+            }),
+            Err((false, m)) => Err(ApiError::internal(format!("process listing failed: {m}"))),
+        };
     }
     let mut selected = view.select(&name, &opts)?;
     selected.retain(|c| !(version == "v2.1" && kind == "stats" && c.path == "/"));
@@ -511,57 +545,6 @@ fn events(req: EventsRequest, state: &ApiState, reply: &mut Reply) -> Result<(),
 }
 
 /// The minimal page at `/containers/`: the endpoints, for a human with a browser.
-pub fn index_page(snap: Option<&Snapshot>) -> Response<Body> {
-    let mut names: BTreeMap<&str, &str> = BTreeMap::new();
-    if let Some(s) = snap {
-        for c in &s.containers {
-            names.insert(c.path.as_str(), c.identity.name.as_str());
-        }
-    }
-    let mut html = String::from(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>nodetel</title></head><body>\
-         <h1>nodetel</h1><p>Prometheus metrics: <a href=\"/metrics\">/metrics</a> · health: \
-         <a href=\"/healthz\">/healthz</a></p><h2>cAdvisor API</h2><ul>",
-    );
-    for e in [
-        "/api/v1.3/machine",
-        "/api/v1.3/containers/",
-        "/api/v1.3/subcontainers/",
-        "/api/v1.3/docker/",
-        "/api/v1.3/events?all_events=true",
-        "/api/v2.0/version",
-        "/api/v2.0/attributes",
-        "/api/v2.0/machine",
-        "/api/v2.0/spec/?recursive=true",
-        "/api/v2.0/stats/?count=1",
-        "/api/v2.0/summary/",
-        "/api/v2.0/events?all_events=true",
-        "/api/v2.1/machinestats",
-        "/api/v2.1/stats/?count=1",
-    ] {
-        html += &format!("<li><a href=\"{e}\">{e}</a></li>");
-    }
-    html += &format!("</ul><h2>Cgroups ({})</h2><ul>", names.len());
-    for (path, name) in names {
-        let path = html_escape(path);
-        let label = if name.is_empty() {
-            String::new()
-        } else {
-            format!(" ({})", html_escape(name))
-        };
-        html += &format!("<li><a href=\"/api/v1.3/containers{path}\">{path}</a>{label}</li>");
-    }
-    html += "</ul></body></html>\n";
-    full(StatusCode::OK, "text/html; charset=utf-8", html)
-}
-
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
 /// How long a client may take to send its request body.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 /// The largest request body read (the v1 body is a few dozen bytes).

@@ -89,7 +89,7 @@ impl Params {
     }
 
     /// Go's `strconv.ParseBool`.
-    fn bool(&self, k: &str) -> Result<Option<bool>, ApiError> {
+    pub fn bool(&self, k: &str) -> Result<Option<bool>, ApiError> {
         match self.get(k) {
             None => Ok(None),
             Some("1" | "t" | "T" | "TRUE" | "true" | "True") => Ok(Some(true)),
