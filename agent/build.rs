@@ -1,8 +1,12 @@
-//! Builds the kernel programs (agent-ebpf) with the nightly and embeds the object in the agent.
+//! Builds the kernel programs (agent-ebpf) with the nightly and embeds the object in the agent,
+//! and fetches the web UI's charting library (see `ui_vendor.rs`).
 //!
 //! `NODETEL_SKIP_EBPF=1` writes an empty placeholder instead, so `cargo check`, clippy and unit
 //! tests work on machines without the eBPF toolchain; such a binary refuses to start.
 use std::{env, fs, path::PathBuf};
+
+#[path = "build/ui_vendor.rs"]
+mod ui_vendor;
 
 use anyhow::{Context as _, anyhow};
 
@@ -11,6 +15,7 @@ const OBJECT: &str = "nodetel-ebpf";
 fn main() -> anyhow::Result<()> {
     println!("cargo:rerun-if-env-changed=NODETEL_SKIP_EBPF");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").context("OUT_DIR not set")?);
+    ui_vendor::vendor(&out_dir)?;
     let skip = env::var("NODETEL_SKIP_EBPF").is_ok_and(|v| v == "1" || v == "true");
     if skip {
         println!("cargo:warning=NODETEL_SKIP_EBPF set: building without kernel programs");

@@ -139,6 +139,8 @@ pub struct Server {
     pub idle_timeout: Duration,
     /// --web-config-file: TLS, users, headers, rate limit.
     pub access: Option<Arc<Access>>,
+    /// The collection interval: how often the UI's pages ask for new figures.
+    pub interval: Duration,
     api_workers: Arc<Semaphore>,
     scrapes: Arc<Semaphore>,
 }
@@ -162,9 +164,16 @@ impl Server {
             max_connections,
             idle_timeout,
             access: None,
+            interval: stale_after / 5,
             api_workers: Arc::new(Semaphore::new(API_WORKERS)),
             scrapes: Arc::new(Semaphore::new(SCRAPES_IN_FLIGHT)),
         }
+    }
+
+    /// The UI polls at the collection interval.
+    pub fn with_interval(mut self, interval: Duration) -> Self {
+        self.interval = interval;
+        self
     }
 
     /// Serves under `--web-config-file`'s TLS, users, headers and rate limit.
@@ -403,15 +412,25 @@ async fn route(req: Request<Incoming>, server: &Server) -> Response<Body> {
             }
             None => text(StatusCode::SERVICE_UNAVAILABLE, "no snapshot yet\n"),
         },
+        // cAdvisor's redirect, relative so that it holds under a path prefix too.
         "/" => {
-            let mut resp = text(StatusCode::TEMPORARY_REDIRECT, "see /containers/\n");
+            let mut resp = text(StatusCode::TEMPORARY_REDIRECT, "see containers/\n");
             resp.headers_mut().insert(
                 header::LOCATION,
-                header::HeaderValue::from_static("/containers/"),
+                header::HeaderValue::from_static("containers/"),
             );
             resp
         }
-        "/containers" | "/containers/" => api::index_page(current.as_ref().map(|p| &*p.snapshot)),
+        p if crate::ui::is_page(p) => crate::ui::page(p, server.interval),
+        p if p.starts_with("/static/") => {
+            let gzip = req
+                .headers()
+                .get(header::ACCEPT_ENCODING)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(crate::prepared::accepts_gzip);
+            crate::ui::asset(p, gzip)
+                .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "no such file\n"))
+        }
         "/healthz" => match current {
             None => text(
                 StatusCode::SERVICE_UNAVAILABLE,

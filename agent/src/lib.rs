@@ -28,6 +28,7 @@ pub mod prune;
 pub mod push;
 pub mod snapshot;
 pub mod tls_client;
+pub mod ui;
 pub mod unix_time;
 
 #[cfg(test)]
