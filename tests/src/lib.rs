@@ -18,6 +18,7 @@ use std::{
 
 use anyhow::{Context as _, bail};
 
+pub mod browser;
 pub mod cadvisor;
 pub mod image;
 pub mod matrix;

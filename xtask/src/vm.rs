@@ -52,6 +52,8 @@ const HOST_ONLY_TESTS: &[&str] = &[
     "pid_namespace",
     // A Prometheus receiver, which the guest does not carry.
     "push",
+    // Chromium and chromedriver, which the guest does not carry.
+    "web_ui",
     "containerd_scale",
     "api",
     "api_load",
