@@ -7,6 +7,11 @@
   'use strict';
 
   const ROOT = new URL(document.baseURI).pathname;
+  // Requests resolve against the base without any user:password@ the page was opened with
+  // (fetch refuses such URLs); the browser sends the credentials it has for the origin.
+  const API_BASE = new URL(document.baseURI);
+  API_BASE.username = '';
+  API_BASE.password = '';
   const ROUTE = decodeURIComponent(
     location.pathname.startsWith(ROOT) ? location.pathname.slice(ROOT.length) : '');
   const INTERVAL = Math.max(250, Number(document.body.dataset.intervalMs) || 1000);
@@ -26,7 +31,7 @@
     return (v < 0 ? '-' : '') + x.toFixed(i === 0 ? 0 : x < 10 ? 2 : 1) + ' ' + u[i];
   }
   const fmtRate = v => ok(v) ? fmtBytes(v) + '/s' : dash;
-  const fmtCores = v => ok(v) ? v.toFixed(v < 0.1 ? 3 : 2) + ' cores' : dash;
+  const fmtCores = v => !ok(v) ? dash : v === 0 ? '0 cores' : v.toFixed(v < 0.1 ? 3 : 2) + ' cores';
   const fmtPerSec = v => ok(v) ? (v < 10 ? v.toFixed(2) : v.toFixed(0)) + '/s' : dash;
   const fmtPct = v => ok(v) ? v.toFixed(1) + ' %' : dash;
   function fmtSecs(s) {
@@ -88,7 +93,7 @@
     }
     let r;
     try {
-      r = await fetch(url, opts);
+      r = await fetch(new URL(url, API_BASE), opts);
     } catch (e) {
       const err = new Error(e.name === 'AbortError' ? `no answer in ${REQUEST_TIMEOUT / 1000} s` : e.message);
       err.unreachable = true;
@@ -119,6 +124,35 @@
       setTimeout(run, every);
     };
     return run();
+  }
+
+  /** Follows an event stream (`stream=true`: one JSON object per line), reconnecting after
+   *  two intervals whenever it ends; a partial line is bounded at 1 MiB. */
+  async function follow(url, onEvent) {
+    for (;;) {
+      try {
+        const r = await fetch(new URL(url, API_BASE), { cache: 'no-store' });
+        if (!r.ok) throw new Error(`${r.status}`);
+        const reader = r.body.getReader();
+        const dec = new TextDecoder();
+        let buf = '';
+        for (;;) {
+          const { value, done } = await reader.read();
+          if (done) break;
+          buf += dec.decode(value, { stream: true });
+          let i;
+          while ((i = buf.indexOf('\n')) >= 0) {
+            const line = buf.slice(0, i).trim();
+            buf = buf.slice(i + 1);
+            if (line) onEvent(JSON.parse(line));
+          }
+          if (buf.length > 1 << 20) buf = '';
+        }
+      } catch (e) {
+        // The agent gone or restarting: the poll's status line says so; try again.
+      }
+      await new Promise(r => setTimeout(r, INTERVAL * 2));
+    }
   }
 
   /* ---------- theme ---------- */
@@ -170,7 +204,7 @@
             }
             return s;
           })],
-          axes: [axis, { ...axis, size: 80, values: (u, vals) => vals.map(fmt) }],
+          axes: [axis, { ...axis, size: 90, values: (u, vals) => vals.map(fmt) }],
           scales: { y: { range: (u, lo, hi) => [Math.min(0, lo), Math.max(hi, opts.min || 0) * 1.05 || 1] } },
           cursor: { drag: { x: false, y: false } },
         }, c.data, holder);
@@ -277,21 +311,18 @@
 
   /* ---------- the container page (also the machine's and a pod's) ---------- */
   async function containerPage(name, what) {
-    const [info, specs] = await Promise.all([
-      api(`api/v1.3/containers${encPath(name)}?nodetel=true`, { num_stats: POINTS }),
-      api(`api/v2.0/spec${encPath(name)}`),
-    ]);
-    const spec2 = specs[name] || Object.values(specs)[0] || {};
+    const info = await api(`api/v1.3/containers${encPath(name)}?nodetel=true`, { num_stats: POINTS });
     const spec = info.spec || {};
     const d = describe(name, { ...spec, aliases: info.aliases });
     const l = spec.labels || {};
     const isRoot = name === '/';
+    if (isRoot && !what.title) what = { ...what, title: 'Machine' };
     document.title = `${what.title || d.name} · nodetel`;
     main.replaceChildren(h('h1', {}, what.kind ? `${what.kind}: ` : '', what.title || d.name));
 
     const cpuLimit = spec.cpu && spec.cpu.quota > 0 && spec.cpu.period > 0
       ? `${(spec.cpu.quota / spec.cpu.period).toFixed(2)} cores (quota ${spec.cpu.quota} µs per ${spec.cpu.period} µs)` : 'none';
-    const pids = spec2.processes && spec2.processes.limit;
+    const pids = spec.processes && spec.processes.limit;
     if (isRoot) {
       const [machine, attrs] = await Promise.all([api('api/v1.3/machine'), api('api/v2.0/attributes')]);
       main.append(h('section', { 'aria-labelledby': 'm' }, h('h2', { id: 'm' }, 'Machine'), facts([
@@ -304,7 +335,7 @@
       ])));
     } else {
       main.append(h('section', { 'aria-labelledby': 'about' }, h('h2', { id: 'about' }, 'About'), facts([
-        ['cgroup', name], ['Names', (info.aliases || []).join(', ') || null],
+        ['cgroup', name], ['Names', what.kind === 'Pod' ? null : (info.aliases || []).join(', ') || null],
         ['Image', spec.image], ['Runtime', info.namespace],
         ['Pod', d.pod ? link(`pods/${encodeURIComponent(d.ns)}/${encodeURIComponent(d.pod)}`, `${d.ns}/${d.pod}`) : null],
         ['Swarm service', d.service ? link(`swarm/services/${encodeURIComponent(d.service)}`, d.service) : null],
@@ -317,6 +348,12 @@
           Object.entries(l).map(([k, v]) => h('span', { class: 'tag' }, `${k}=${v}`))) : null],
       ])));
     }
+
+    // The machine page leads with what an operator looks for first: the busiest containers.
+    const subSec = h('section', { 'aria-labelledby': 'subs' }, h('h2', { id: 'subs' }, isRoot ? 'Top containers' : 'Subcontainers'));
+    const subTable = table(subSec, isRoot ? 'Every cgroup on the node' : 'cgroups below this one', CONTAINER_COLUMNS, { sort: 'cpu' });
+    const leadWithTable = isRoot || what.kind === 'Pod';
+    if (leadWithTable) main.append(subSec);
 
     const sec = (id, title) => {
       const s = h('section', { 'aria-labelledby': id }, h('h2', { id }, title));
@@ -338,7 +375,9 @@
     const cMem = chart(memG, 'Memory', memLimit ? ['usage', 'working set', 'limit'] : ['usage', 'working set'], fmtBytes);
     const cMem2 = chart(memG, 'Memory: cache and RSS', ['cache', 'rss'], fmtBytes);
     const netG = sec('network', 'Network');
+    netG.append(h('p', { class: 'note' }, 'No traffic of this cgroup seen yet (or the network kind is off).'));
     const ioG = sec('blkio', 'Block I/O');
+    ioG.append(h('p', { class: 'note' }, 'No block I/O of this cgroup seen yet (or the diskIO kind is off).'));
     const oomS = sec('oom', 'OOM kills');
     const cOom = chart(oomS, 'OOM kills', ['kills'], v => ok(v) ? String(v) : dash, { points: true, min: 1 });
     const oomList = h('ol', { class: 'timeline', 'aria-label': 'OOM kills, newest first' });
@@ -347,7 +386,11 @@
     // Per-interface and per-device charts appear with their first sample.
     const perKey = new Map();
     const keyed = (parent, key, title, labels, fmt) => {
-      if (!perKey.has(key)) perKey.set(key, chart(parent, title, labels, fmt));
+      if (!perKey.has(key)) {
+        const note = parent.querySelector(':scope > p.note');
+        if (note) note.remove();
+        perKey.set(key, chart(parent, title, labels, fmt));
+      }
       return perKey.get(key);
     };
 
@@ -446,9 +489,7 @@
     ], { sort: 'percent_cpu', max: 200 });
 
     // Subcontainers, sortable and filterable.
-    const subSec = h('section', { 'aria-labelledby': 'subs' }, h('h2', { id: 'subs' }, isRoot ? 'Top containers' : 'Subcontainers'));
-    main.append(subSec);
-    const subTable = table(subSec, isRoot ? 'Every cgroup on the node' : 'cgroups below this one', CONTAINER_COLUMNS, { sort: 'cpu' });
+    if (!leadWithTable) main.append(subSec);
 
     if (isRoot) {
       const fsSec = h('section', { 'aria-labelledby': 'fs' }, h('h2', { id: 'fs' }, 'Filesystems'));
@@ -462,35 +503,37 @@
         : h('p', { class: 'note' }, 'No filesystem figures (the disk kind is off).'));
     }
 
+    // OOM kills: the last hour at once, then each as the kernel reports it (the event stream,
+    // so a kill shows within moments, not at the next poll).
     const seenOom = new Set();
+    const addOom = e => {
+      const key = `${e.timestamp}|${e.container_name}|${JSON.stringify(e.event_data)}`;
+      if (seenOom.has(key)) return;
+      seenOom.add(key);
+      if (seenOom.size > 4 * POINTS) seenOom.delete(seenOom.values().next().value);
+      cOom.data[0].push(Date.parse(e.timestamp) / 1000);
+      cOom.data[1].push(1);
+      const order = cOom.data[0].map((t, i) => i).sort((x, y) => cOom.data[0][x] - cOom.data[0][y]).slice(-POINTS);
+      cOom.data = [order.map(i => cOom.data[0][i]), order.map(() => 1)];
+      cOom.u.setData(cOom.data);
+      const v = (e.event_data || {}).oom || {};
+      const note = oomList.querySelector('li.note');
+      if (note) note.remove();
+      oomList.prepend(h('li', {}, h('time', { datetime: e.timestamp }, new Date(e.timestamp).toLocaleString()), ': ',
+        h('strong', {}, v.process_name || 'a process'), v.pid ? ` (pid ${v.pid})` : '', ' in ',
+        link(containerHref(e.container_name), e.container_name)));
+      while (oomList.children.length > POINTS) oomList.lastChild.remove();
+    };
+    const oomQuery = `api/v1.3/events${encPath(name)}?oom_kill_events=true&subcontainers=true`;
     const start = new Date(Date.now() - 3600e3).toISOString();
+    (await api(`${oomQuery}&max_events=${POINTS}&start_time=${encodeURIComponent(start)}`)).forEach(addOom);
+    if (!oomList.children.length) oomList.append(h('li', { class: 'note' }, 'None in the last hour.'));
+    follow(`${oomQuery}&stream=true`, addOom);
     let tick = 0;
     poll(async () => {
       const now = await api(`api/v1.3/containers${encPath(name)}?nodetel=true`, { num_stats: 3 });
       for (const s of now.stats || []) pushStats(s);
       pushRunqueue(Date.now(), rqOf(now));
-      const events = await api(`api/v1.3/events${encPath(name)}?oom_kill_events=true&subcontainers=true&max_events=100&start_time=${encodeURIComponent(start)}`);
-      let fresh = false;
-      for (const e of events) {
-        const key = `${e.timestamp}|${e.container_name}|${JSON.stringify(e.event_data)}`;
-        if (seenOom.has(key)) continue;
-        seenOom.add(key);
-        fresh = true;
-        cOom.data[0].push(Date.parse(e.timestamp) / 1000);
-        cOom.data[1].push(1);
-        const v = (e.event_data || {}).oom || {};
-        oomList.prepend(h('li', {}, h('time', { datetime: e.timestamp }, new Date(e.timestamp).toLocaleString()), ': ',
-          h('strong', {}, v.process_name || 'a process'), v.pid ? ` (pid ${v.pid})` : '', ' in ',
-          link(containerHref(e.container_name), e.container_name)));
-      }
-      if (fresh) {
-        const order = cOom.data[0].map((t, i) => i).sort((a, b) => cOom.data[0][a] - cOom.data[0][b]).slice(-POINTS);
-        cOom.data = [order.map(i => cOom.data[0][i]), order.map(() => 1)];
-        while (oomList.children.length > POINTS) oomList.lastChild.remove();
-        cOom.u.setData(cOom.data);
-      }
-      if (!oomList.children.length) oomList.replaceChildren(h('li', { class: 'note' }, 'None in the last hour.'));
-      else if (oomList.querySelector('li.note')) oomList.querySelector('li.note').remove();
       // Tables at most once a second (each answer covers every subcontainer).
       if (tick++ % Math.max(1, Math.round(1000 / INTERVAL)) === 0) {
         subTable.set((await usage(name)).filter(r => r.path !== name));

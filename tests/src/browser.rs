@@ -45,6 +45,8 @@ impl Browser {
         }
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            // The TLS test's agent serves a certificate of the test's own CA.
+            "acceptInsecureCerts": true,
             "goog:loggingPrefs": {"browser": "ALL"},
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
@@ -151,6 +153,15 @@ impl Browser {
             .to_string();
         self.session_call("POST", &format!("/element/{id}/click"), Some(&json!({})))?;
         Ok(())
+    }
+
+    /// A Chrome DevTools Protocol command through chromedriver (e.g. extra request headers).
+    pub fn cdp(&self, cmd: &str, params: Value) -> anyhow::Result<Value> {
+        self.session_call(
+            "POST",
+            "/goog/cdp/execute",
+            Some(&json!({"cmd": cmd, "params": params})),
+        )
     }
 
     /// Console messages at level SEVERE since the last call (errors, failed loads).

@@ -123,48 +123,53 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
     for name in ["ui-busy", "ui-idle", "ui-pod-app", "ui-oom"] {
         let _ = dockerd.docker(&["rm", "-f", name]);
     }
-    // The busy loop under its own command name, so that the process list can be checked.
-    dockerd.docker(&[
-        "run",
-        "-d",
-        "--name",
+    let run = |name: &str, flags: &[&str], cmd: &[&str]| {
+        let mut args = vec!["run", "-d", "--name", name];
+        args.extend(flags);
+        args.push(IMAGE);
+        args.extend(cmd);
+        dockerd.docker(&args)
+    };
+    // The busy loop under its own command name, so that the process list can be checked. The
+    // busy and idle containers carry the labels Docker puts on Swarm tasks: two services of one
+    // stack, as the UI's Swarm pages group them.
+    run(
         "ui-busy",
-        IMAGE,
-        "sh",
-        "-c",
-        "cp /bin/busybox /tmp/busybox-spin && exec /tmp/busybox-spin sh -c 'while :; do :; done'",
-    ])?;
-    dockerd.docker(&["run", "-d", "--name", "ui-idle", IMAGE, "sleep", "3600"])?;
-    dockerd.docker(&[
-        "run",
-        "-d",
-        "--name",
+        &[
+            "--label=com.docker.swarm.service.name=ui-stack_web",
+            "--label=com.docker.stack.namespace=ui-stack",
+        ],
+        &[
+            "sh",
+            "-c",
+            "cp /bin/busybox /tmp/busybox-spin && exec /tmp/busybox-spin sh -c 'while :; do :; done'",
+        ],
+    )?;
+    run(
+        "ui-idle",
+        &[
+            "--label=com.docker.swarm.service.name=ui-stack_db",
+            "--label=com.docker.stack.namespace=ui-stack",
+        ],
+        &["sleep", "3600"],
+    )?;
+    // A pod's container under a pod cgroup named as the kubelet names it (pod<uid>).
+    run(
         "ui-pod-app",
-        "--label",
-        "io.kubernetes.pod.name=ui-pod",
-        "--label",
-        "io.kubernetes.pod.namespace=ui-ns",
-        "--label",
-        "io.kubernetes.pod.uid=ui-pod-uid",
-        "--label",
-        "io.kubernetes.container.name=app",
-        IMAGE,
-        "sleep",
-        "3600",
-    ])?;
-    dockerd.docker(&[
-        "run",
-        "-d",
-        "--name",
+        &[
+            "--cgroup-parent=/kubepods/pod5b0e3c1a-1111-4a2b-9c3d-0123456789ab",
+            "--label=io.kubernetes.pod.name=ui-pod",
+            "--label=io.kubernetes.pod.namespace=ui-ns",
+            "--label=io.kubernetes.pod.uid=5b0e3c1a-1111-4a2b-9c3d-0123456789ab",
+            "--label=io.kubernetes.container.name=app",
+        ],
+        &["sleep", "3600"],
+    )?;
+    run(
         "ui-oom",
-        "--memory",
-        "24m",
-        "--memory-swap",
-        "24m",
-        IMAGE,
-        "sleep",
-        "3600",
-    ])?;
+        &["--memory=24m", "--memory-swap=24m"],
+        &["sleep", "3600"],
+    )?;
     // The OOM tracepoint's layout is read from tracefs, which this host does not mount by itself.
     let agent = Agent::start_with_runtime(
         INTERVAL,
@@ -313,7 +318,31 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
     b.screenshot(&dir.join("container-oom.png"))?;
     no_console_errors(&b, "OOM container page")?;
 
-    // Swarm page (no Swarm here: empty tables, no error) and the Docker list.
+    // The Swarm pages: the stack's two services, the busy one's CPU, a service's task.
+    b.goto(&format!("{base}swarm/"))?;
+    let web = b.wait_for(
+        "the busy service with one task above 0.5 cores",
+        "const tr = [...document.querySelectorAll('tbody tr')].find(tr => tr.cells[0].textContent === 'ui-stack_web'); \
+         return tr && tr.cells[2].textContent === '1' && parseFloat(tr.cells[3].textContent) > 0.5 && tr.innerText",
+        Duration::from_secs(15),
+    )?;
+    b.wait_for(
+        "the stack with two services and two tasks",
+        "const tr = [...document.querySelectorAll('tbody tr')].find(tr => tr.cells[0].textContent === 'ui-stack'); \
+         return tr && tr.cells[1].textContent === '2' && tr.cells[2].textContent === '2'",
+        Duration::from_secs(5),
+    )?;
+    eprintln!("swarm page: {web}");
+    b.screenshot(&dir.join("swarm.png"))?;
+    b.click("#main a[href='swarm/services/ui-stack_web']")?;
+    b.wait_for(
+        "the service's task",
+        "return [...document.querySelectorAll('tbody a')].some(a => a.textContent === 'ui-busy')",
+        Duration::from_secs(10),
+    )?;
+    no_console_errors(&b, "Swarm pages")?;
+
+    // The Docker list.
     b.goto(&format!("{base}docker/"))?;
     b.wait_for(
         "Docker list",
@@ -332,6 +361,42 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
     )?;
     no_console_errors(&b, "page under a path prefix")?;
 
+    // Under --web-config-file's TLS and basic auth: the page and every API request it makes
+    // carry the credentials the browser holds for the origin (sent here as a header on every
+    // request, as a browser does after its login prompt); without them, 401.
+    let tls = tls_agent(&dockerd)?;
+    let secure = format!("https://{}/", tls.addr);
+    b.goto(&format!("{secure}containers/"))?;
+    // Headless chromium cancels the login prompt and shows nothing: no page was served.
+    let served = b.eval("return !!window.nodetel")?;
+    anyhow::ensure!(
+        served == serde_json::json!(false),
+        "a page was served without credentials"
+    );
+    let _ = b.console_errors()?; // the 401 itself
+    b.cdp("Network.enable", serde_json::json!({}))?;
+    let basic = format!("Basic {}", base64_encode(&format!("{USER}:{PASSWORD}")));
+    b.cdp(
+        "Network.setExtraHTTPHeaders",
+        serde_json::json!({"headers": {"Authorization": basic}}),
+    )?;
+    b.goto(&format!("{secure}docker/ui-busy"))?;
+    b.wait_for(
+        "busy container over TLS with basic auth",
+        "const c = window.nodetel && nodetel.charts.get('CPU usage'); return c && c.data[1].some(v => v > 0.5)",
+        Duration::from_secs(15),
+    )?;
+    no_console_errors(&b, "page over TLS with basic auth")?;
+    // Back to the plain agent (which ignores the header) before the TLS one goes: a request
+    // refused with 401 would wait on headless chromium's login prompt.
+    b.goto(&format!("{base}docker/ui-busy"))?;
+    b.wait_for(
+        "busy container page again",
+        "const c = window.nodetel && nodetel.charts.get('CPU usage'); return c && c.data[1].some(v => v > 0.5)",
+        Duration::from_secs(15),
+    )?;
+    drop(tls);
+
     // The agent gone: a clear message, not a spinner.
     drop(agent);
     b.wait_for(
@@ -346,4 +411,68 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
         dockerd.docker(&["rm", "-f", name])?;
     }
     Ok(())
+}
+
+const USER: &str = "operator";
+const PASSWORD: &str = "ui-test-password";
+
+/// An agent serving HTTPS (a self-signed certificate) with one basic-auth user, beside the
+/// plain one, over the same dockerd.
+fn tls_agent(dockerd: &Dockerd) -> anyhow::Result<Agent> {
+    let dir = Path::new("/var/lib/nodetel-test/web-ui-tls");
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir)?;
+    let cert = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into()])?;
+    std::fs::write(dir.join("server.crt"), cert.cert.pem())?;
+    std::fs::write(dir.join("server.key"), cert.signing_key.serialize_pem())?;
+    let hash = bcrypt::hash(PASSWORD, 10)?;
+    let web = dir.join("web.yml");
+    std::fs::write(
+        &web,
+        format!(
+            "tls_server_config:\n  cert_file: {}\n  key_file: {}\nbasic_auth_users:\n  {USER}: {hash}\n",
+            dir.join("server.crt").display(),
+            dir.join("server.key").display()
+        ),
+    )?;
+    let web = web.display().to_string();
+    let socket = dockerd.socket.display().to_string();
+    // Docker's socket only, as Agent::start_with_runtime gives it (not the host's runtimes).
+    let agent = Agent::spawn(
+        INTERVAL,
+        &[
+            "--web.config.file",
+            &web,
+            "--docker-socket",
+            &socket,
+            "--containerd-socket",
+            "",
+            "--podman-socket",
+            "",
+            "--crio-socket",
+            "",
+        ],
+    )?;
+    // Ready once it has named the busy container (asked over TLS with the credentials).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = std::process::Command::new("curl")
+            .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "-u"])
+            .arg(format!("{USER}:{PASSWORD}"))
+            .arg(format!("https://{}/api/v1.3/docker/ui-busy", agent.addr))
+            .output()?;
+        if out.stdout == b"200" {
+            return Ok(agent);
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "TLS agent did not name ui-busy in 30 s"
+        );
+        thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn base64_encode(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
 }
