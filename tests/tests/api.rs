@@ -652,10 +652,14 @@ fn cadvisor_api_against_a_real_docker_container() -> anyhow::Result<()> {
         pct >= 99.0,
         "only {pct:.1} % of cAdvisor's key paths answered"
     );
+    // Whether any cgroup has block I/O figures depends on what the host did before the test
+    // (on a fresh machine with an idle disk none had: blkio's v1 files read "Total 0" even
+    // after 4 MiB of O_DIRECT writes in a cgroup here), so those two entries may match nothing.
+    let host_dependent = |path: &str| path.starts_with(".diskio.");
     let unused: Vec<_> = ALLOWED
         .iter()
         .enumerate()
-        .filter(|(i, _)| !used.contains(i))
+        .filter(|(i, e)| !used.contains(i) && !host_dependent(e.2))
         .map(|(_, e)| e)
         .collect();
     assert!(
