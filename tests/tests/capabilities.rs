@@ -27,6 +27,9 @@ struct Seen {
     interfaces: Vec<String>,
     processes: Option<f64>,
     namespace_errors: f64,
+    /// `/api/v2.0/ps/<workload>`: (user, command, fd_count) of each process (not compared
+    /// between runs: the workload's `sleep`s come and go).
+    ps: Vec<(String, String, u64)>,
 }
 
 impl Seen {
@@ -103,7 +106,22 @@ fn observe(caps: &[String], cg: &TestCgroup) -> anyhow::Result<Seen> {
         .filter_map(|l| label(l, "interface"))
         .collect();
     interfaces.sort();
+    let (_, ps) = http_get(&agent.addr, &format!("/api/v2.0/ps{}", cg.rel))?;
+    let ps: Vec<(String, String, u64)> = serde_json::from_str::<serde_json::Value>(&ps)
+        .ok()
+        .and_then(|v| v.as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|p| {
+            (
+                p["user"].as_str().unwrap_or("").to_string(),
+                p["cmd"].as_str().unwrap_or("").to_string(),
+                p["fd_count"].as_u64().unwrap_or(0),
+            )
+        })
+        .collect();
     Ok(Seen {
+        ps,
         started: true,
         programs_missing: e
             .0
@@ -188,6 +206,14 @@ fn each_daemonset_capability_is_needed_and_the_set_is_enough() -> anyhow::Result
         full.namespace_errors == 0.0,
         "{} namespace reads refused with the full set",
         full.namespace_errors
+    );
+    // cAdvisor's process list of the workload (another user's processes) with their open files.
+    anyhow::ensure!(
+        full.ps
+            .iter()
+            .any(|(user, cmd, fds)| user == "65534" && cmd == "sh" && *fds >= 3),
+        "the workload's shell is not in /api/v2.0/ps with its open files: {:?}",
+        full.ps
     );
 
     let mut table = String::from("\nwhat the agent cannot see without each capability:\n");

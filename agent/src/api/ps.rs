@@ -163,6 +163,18 @@ fn read_small(path: &Path) -> Option<String> {
     Some(text)
 }
 
+/// Open files of a process. Since Linux 6.2 `stat` of `/proc/<pid>/fd` gives the count as its
+/// size, which needs only ptrace access (CAP_SYS_PTRACE, in the DaemonSet's set), while listing
+/// the directory of another user's process also needs CAP_DAC_READ_SEARCH (not in it): measured
+/// under the DaemonSet's capabilities, listing was refused and `stat` gave 5 for a `sleep` of
+/// uid 65534 (`ls` as root: 5). Older kernels report size 0: the listing, where it is allowed.
+fn fd_count(fd_dir: &Path) -> usize {
+    match fs::metadata(fd_dir) {
+        Ok(m) if m.len() > 0 => usize::try_from(m.len()).unwrap_or(usize::MAX),
+        _ => fs::read_dir(fd_dir).map_or(0, |d| d.count()),
+    }
+}
+
 /// Host facts `ps` needs, read once an answer.
 struct Host {
     boot_secs: u64,
@@ -266,7 +278,7 @@ pub fn list(src: &Sources, path: &str) -> Result<Vec<Value>, (bool, String)> {
         } else {
             0.0
         };
-        let fd_count = fs::read_dir(dir.join("fd")).map_or(0, |d| d.count());
+        let fd_count = fd_count(&dir.join("fd"));
         let cgroup_path = if path == "/" {
             read_small(&dir.join("cgroup"))
                 .and_then(|t| {
