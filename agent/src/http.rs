@@ -374,12 +374,7 @@ async fn route(req: Request<Incoming>, server: &Server) -> Response<Body> {
                 let Some(permit) = turn(&server.scrapes, SCRAPE_WAIT, server).await else {
                     return busy("scrapes");
                 };
-                let gzip = req
-                    .headers()
-                    .get(header::ACCEPT_ENCODING)
-                    .and_then(|v| v.to_str().ok())
-                    .is_some_and(crate::prepared::accepts_gzip);
-                let body = if gzip {
+                let body = if wants_gzip(&req) {
                     // Compressed off the async threads, once per pass whoever asks first.
                     let prepared = Arc::clone(&p);
                     tokio::task::spawn_blocking(move || prepared.gzipped())
@@ -422,15 +417,8 @@ async fn route(req: Request<Incoming>, server: &Server) -> Response<Body> {
             resp
         }
         p if crate::ui::is_page(p) => crate::ui::page(p, server.interval),
-        p if p.starts_with("/static/") => {
-            let gzip = req
-                .headers()
-                .get(header::ACCEPT_ENCODING)
-                .and_then(|v| v.to_str().ok())
-                .is_some_and(crate::prepared::accepts_gzip);
-            crate::ui::asset(p, gzip)
-                .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "no such file\n"))
-        }
+        p if p.starts_with("/static/") => crate::ui::asset(p, wants_gzip(&req))
+            .unwrap_or_else(|| text(StatusCode::NOT_FOUND, "no such file\n")),
         "/healthz" => match current {
             None => text(
                 StatusCode::SERVICE_UNAVAILABLE,
@@ -447,6 +435,14 @@ async fn route(req: Request<Incoming>, server: &Server) -> Response<Body> {
             "not found; try /metrics, /healthz or /api\n",
         ),
     }
+}
+
+/// The client takes a gzipped body (`Accept-Encoding`).
+fn wants_gzip(req: &Request<Incoming>) -> bool {
+    req.headers()
+        .get(header::ACCEPT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(crate::prepared::accepts_gzip)
 }
 
 /// Waits up to `wait` for one of `slots`.

@@ -23,6 +23,8 @@ use nodetel_integration_tests::{
 use serde_json::Value;
 
 const TEST: &str = "web_ui";
+/// The open page's CPU chart has a point above half a core.
+const BUSY_CHART: &str = "const c = window.nodetel && nodetel.charts.get('CPU usage'); return c && c.data[1].some(v => v > 0.5)";
 const INTERVAL: Duration = Duration::from_secs(1);
 
 fn shots() -> PathBuf {
@@ -241,7 +243,7 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
     b.goto(&format!("{base}docker/ui-busy"))?;
     b.wait_for(
         "busy container's CPU chart above 0.5 cores",
-        "const c = window.nodetel && nodetel.charts.get('CPU usage'); return c && c.data[1].some(v => v > 0.5)",
+        BUSY_CHART,
         Duration::from_secs(15),
     )?;
     b.wait_for(
@@ -356,7 +358,7 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
     b.goto(&format!("http://{proxy}/nodetel/docker/ui-busy"))?;
     b.wait_for(
         "busy container through the prefix proxy",
-        "const c = window.nodetel && nodetel.charts.get('CPU usage'); return c && c.data[1].some(v => v > 0.5)",
+        BUSY_CHART,
         Duration::from_secs(15),
     )?;
     no_console_errors(&b, "page under a path prefix")?;
@@ -383,7 +385,7 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
     b.goto(&format!("{secure}docker/ui-busy"))?;
     b.wait_for(
         "busy container over TLS with basic auth",
-        "const c = window.nodetel && nodetel.charts.get('CPU usage'); return c && c.data[1].some(v => v > 0.5)",
+        BUSY_CHART,
         Duration::from_secs(15),
     )?;
     no_console_errors(&b, "page over TLS with basic auth")?;
@@ -392,7 +394,7 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
     b.goto(&format!("{base}docker/ui-busy"))?;
     b.wait_for(
         "busy container page again",
-        "const c = window.nodetel && nodetel.charts.get('CPU usage'); return c && c.data[1].some(v => v > 0.5)",
+        BUSY_CHART,
         Duration::from_secs(15),
     )?;
     drop(tls);

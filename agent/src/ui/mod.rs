@@ -110,16 +110,23 @@ at <a href=\"api/v2.0/stats/?count=1\">the JSON API</a>.</noscript></main>\
 <script src=\"static/uPlot.iife.min.js?v={v}\"></script>\
 <script src=\"static/app.js?v={v}\"></script></body></html>\n"
     );
-    let mut resp = full(StatusCode::OK, "text/html; charset=utf-8", html);
-    let h = resp.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("no-cache"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        header::HeaderValue::from_static("nosniff"),
-    );
+    with_headers(
+        full(StatusCode::OK, "text/html; charset=utf-8", html),
+        &[
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+    )
+}
+
+fn with_headers(
+    mut resp: Response<Body>,
+    headers: &[(header::HeaderName, &'static str)],
+) -> Response<Body> {
+    for (name, value) in headers {
+        resp.headers_mut()
+            .insert(name.clone(), header::HeaderValue::from_static(value));
+    }
     resp
 }
 
@@ -134,34 +141,26 @@ pub fn asset(path: &str, accepts_gzip: bool) -> Option<Response<Body>> {
         let all = GZIPPED.get_or_init(|| {
             ASSETS
                 .iter()
-                .map(|a| crate::prepared::gzip(a.bytes))
+                .map(|a| crate::prepared::gzip_at(a.bytes, flate2::Compression::best()))
                 .collect()
         });
         all[i].clone()
     } else {
         Bytes::from_static(a.bytes)
     };
-    let mut resp = full(StatusCode::OK, a.content_type, body);
-    let h = resp.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        header::HeaderValue::from_static("public, max-age=31536000, immutable"),
+    let resp = with_headers(
+        full(StatusCode::OK, a.content_type, body),
+        &[
+            (header::CACHE_CONTROL, "public, max-age=31536000, immutable"),
+            (header::VARY, "Accept-Encoding"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
     );
-    h.insert(
-        header::VARY,
-        header::HeaderValue::from_static("Accept-Encoding"),
-    );
-    h.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        header::HeaderValue::from_static("nosniff"),
-    );
-    if accepts_gzip {
-        h.insert(
-            header::CONTENT_ENCODING,
-            header::HeaderValue::from_static("gzip"),
-        );
-    }
-    Some(resp)
+    Some(if accepts_gzip {
+        with_headers(resp, &[(header::CONTENT_ENCODING, "gzip")])
+    } else {
+        resp
+    })
 }
 
 /// Bytes the browser fetches for a first page view, gzipped (the README's page weight figure).
@@ -174,7 +173,7 @@ pub fn page_weight() -> (usize, usize) {
     let gz: usize = ASSETS
         .iter()
         .filter(|a| !a.name.ends_with("LICENSE"))
-        .map(|a| crate::prepared::gzip(a.bytes).len())
+        .map(|a| crate::prepared::gzip_at(a.bytes, flate2::Compression::best()).len())
         .sum();
     (raw, gz)
 }
