@@ -293,6 +293,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
         config.http_idle_timeout,
     )
     .with_interval(config.interval)
+    .with_url_prefix(config.url_base_prefix.clone())
     .with_access(access);
     let server = tokio::spawn(crate::http::serve(listener, server, async move {
         let _ = stop_rx.wait_for(|stop| *stop).await;

@@ -124,6 +124,13 @@ pub struct Config {
     )]
     pub web_config_file: Option<PathBuf>,
 
+    /// The path prefix a reverse proxy serves the agent under (cAdvisor's --url_base_prefix,
+    /// e.g. /nodetel). The pages need none (their URLs are relative, so a proxy that strips the
+    /// prefix just works); set it when the proxy forwards the prefix unstripped: paths under it
+    /// are then served as without it.
+    #[arg(long, alias = "url_base_prefix", env = "NODETEL_URL_BASE_PREFIX", default_value = "", value_parser = parse_url_prefix)]
+    pub url_base_prefix: String,
+
     /// Container events (OOM, OOM kill, creation, deletion) kept for the events API.
     #[arg(long, env = "NODETEL_EVENT_STORAGE_LIMIT", default_value_t = 10_000)]
     pub event_storage_limit: usize,
@@ -560,6 +567,25 @@ pub enum LabelModeArg {
     Standalone,
 }
 
+/// `/a/b` (a trailing `/` dropped), or empty; no `..`, no query, nothing but a path.
+fn parse_url_prefix(s: &str) -> Result<String, String> {
+    let p = s.trim_end_matches('/');
+    if p.is_empty() {
+        return Ok(String::new());
+    }
+    if !p.starts_with('/')
+        || p.split('/').any(|seg| seg == ".." || seg == ".")
+        || !p
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/-_.~".contains(&b))
+    {
+        return Err(format!(
+            "{s:?} is not a path prefix such as /nodetel (letters, digits, - _ . ~ and /)"
+        ));
+    }
+    Ok(p.to_string())
+}
+
 impl Config {
     pub fn label_mode(&self) -> crate::metrics::LabelChoice {
         use crate::metrics::{LabelChoice, LabelMode};
@@ -649,6 +675,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn url_prefixes() {
+        assert_eq!(parse_url_prefix(""), Ok(String::new()));
+        assert_eq!(parse_url_prefix("/"), Ok(String::new()));
+        assert_eq!(parse_url_prefix("/nodetel/"), Ok("/nodetel".into()));
+        assert_eq!(parse_url_prefix("/a/b-c_d.e~f"), Ok("/a/b-c_d.e~f".into()));
+        for bad in ["nodetel", "/a/../b", "/a?x=1", "/a b", "/a/./b", "/ä"] {
+            assert!(parse_url_prefix(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn durations() {

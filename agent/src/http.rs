@@ -141,6 +141,8 @@ pub struct Server {
     pub access: Option<Arc<Access>>,
     /// The collection interval: how often the UI's pages ask for new figures.
     pub interval: Duration,
+    /// --url-base-prefix: served as if absent (empty: none).
+    pub url_prefix: String,
     api_workers: Arc<Semaphore>,
     scrapes: Arc<Semaphore>,
 }
@@ -165,6 +167,7 @@ impl Server {
             idle_timeout,
             access: None,
             interval: stale_after / 5,
+            url_prefix: String::new(),
             api_workers: Arc::new(Semaphore::new(API_WORKERS)),
             scrapes: Arc::new(Semaphore::new(SCRAPES_IN_FLIGHT)),
         }
@@ -174,6 +177,24 @@ impl Server {
     pub fn with_interval(mut self, interval: Duration) -> Self {
         self.interval = interval;
         self
+    }
+
+    /// Paths under `prefix` (validated by the flag's parser) are served as without it.
+    pub fn with_url_prefix(mut self, prefix: String) -> Self {
+        self.url_prefix = prefix;
+        self
+    }
+
+    /// The path as the agent's routes know it: without --url-base-prefix, where it has one.
+    fn local_path<'a>(&self, path: &'a str) -> &'a str {
+        if self.url_prefix.is_empty() {
+            return path;
+        }
+        match path.strip_prefix(self.url_prefix.as_str()) {
+            Some("") => "/",
+            Some(rest) if rest.starts_with('/') => rest,
+            _ => path,
+        }
     }
 
     /// Serves under `--web-config-file`'s TLS, users, headers and rate limit.
@@ -324,7 +345,7 @@ async fn guarded(req: Request<Incoming>, server: &Server) -> Response<Body> {
         return route(req, server).await;
     };
     let active = access.current();
-    let mut resp = if req.uri().path() == "/healthz" {
+    let mut resp = if server.local_path(req.uri().path()) == "/healthz" {
         route(req, server).await
     } else {
         let auth = req
@@ -361,7 +382,7 @@ async fn route(req: Request<Incoming>, server: &Server) -> Response<Body> {
         return text(StatusCode::METHOD_NOT_ALLOWED, "only GET, HEAD and POST\n");
     }
     let current = server.latest.borrow().clone();
-    let path = req.uri().path().to_string();
+    let path = server.local_path(req.uri().path()).to_string();
     if path == "/api" || path.starts_with("/api/") {
         return api_answer(req, path, current, server).await;
     }
@@ -410,10 +431,16 @@ async fn route(req: Request<Incoming>, server: &Server) -> Response<Body> {
         // cAdvisor's redirect, relative so that it holds under a path prefix too.
         "/" => {
             let mut resp = text(StatusCode::TEMPORARY_REDIRECT, "see containers/\n");
-            resp.headers_mut().insert(
-                header::LOCATION,
-                header::HeaderValue::from_static("containers/"),
-            );
+            // Relative to what the client asked for: `/`, `/prefix/` (stripped by a proxy or
+            // by --url-base-prefix) and `/prefix` alike reach `<prefix>/containers/`.
+            let location = match req.uri().path().rsplit('/').next() {
+                Some(last) if !last.is_empty() => {
+                    header::HeaderValue::from_str(&format!("{last}/containers/"))
+                        .unwrap_or_else(|_| header::HeaderValue::from_static("containers/"))
+                }
+                _ => header::HeaderValue::from_static("containers/"),
+            };
+            resp.headers_mut().insert(header::LOCATION, location);
             resp
         }
         p if crate::ui::is_page(p) => crate::ui::page(p, server.interval),

@@ -47,8 +47,8 @@ fn no_console_errors(b: &Browser, page: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// A reverse proxy serving the agent under `/nodetel/` (the prefix stripped, as an ingress
-/// with a rewrite does), one request per connection.
+/// A reverse proxy serving the agent under two prefixes (see [`forward`]), one request per
+/// connection.
 fn prefix_proxy(agent: String) -> anyhow::Result<String> {
     let listener = TcpListener::bind("127.0.0.1:0")?;
     let addr = listener.local_addr()?.to_string();
@@ -93,7 +93,13 @@ fn forward(mut client: TcpStream, agent: &str) -> anyhow::Result<()> {
     let request_line = lines.next().context("no request line")?;
     let mut parts = request_line.split(' ');
     let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
-    let Some(rest) = path.strip_prefix("/nodetel/") else {
+    // /strip/...: the prefix taken off (an ingress with a rewrite); /nodetel/...: forwarded as
+    // it is, to an agent started with --url-base-prefix=/nodetel.
+    let rest = if let Some(rest) = path.strip_prefix("/strip/") {
+        rest.to_string()
+    } else if path == "/nodetel" || path.starts_with("/nodetel/") {
+        path.trim_start_matches('/').to_string()
+    } else {
         client.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
         return Ok(());
     };
@@ -177,7 +183,7 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
         INTERVAL,
         "--docker-socket",
         &dockerd.socket,
-        &["--mount-tracefs"],
+        &["--mount-tracefs", "--url-base-prefix=/nodetel"],
     )?;
     let base = format!("http://{}/", agent.addr);
     let b = Browser::start()?;
@@ -353,15 +359,31 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
     )?;
     no_console_errors(&b, "Docker list")?;
 
-    // Behind a reverse proxy under /nodetel/: the same page, every URL relative.
+    // Behind a reverse proxy under a path prefix, stripped by the proxy (every URL in the page
+    // is relative) or forwarded to the agent as it is (--url-base-prefix): the same page, and
+    // the machine page reached from `/` under the prefix.
     let proxy = prefix_proxy(agent.addr.clone())?;
-    b.goto(&format!("http://{proxy}/nodetel/docker/ui-busy"))?;
-    b.wait_for(
-        "busy container through the prefix proxy",
-        BUSY_CHART,
-        Duration::from_secs(15),
-    )?;
-    no_console_errors(&b, "page under a path prefix")?;
+    // (`/nodetel` without its slash too: the agent sees it whole and redirects into it.)
+    for (prefix, root) in [("strip", "strip/"), ("nodetel", "nodetel")] {
+        b.goto(&format!("http://{proxy}/{prefix}/docker/ui-busy"))?;
+        b.wait_for(
+            &format!("busy container through the proxy under /{prefix}/"),
+            BUSY_CHART,
+            Duration::from_secs(15),
+        )?;
+        b.goto(&format!("http://{proxy}/{root}"))?;
+        b.wait_for(
+            &format!("machine page through the proxy under /{prefix}/"),
+            "return document.querySelector('h1') && document.querySelector('h1').textContent === 'Machine'",
+            Duration::from_secs(10),
+        )?;
+        anyhow::ensure!(
+            b.url()?.ends_with(&format!("/{prefix}/containers/")),
+            "/{prefix}/ redirected to {}",
+            b.url()?
+        );
+        no_console_errors(&b, &format!("pages under /{prefix}/"))?;
+    }
 
     // Under --web-config-file's TLS and basic auth: the page and every API request it makes
     // carry the credentials the browser holds for the origin (sent here as a header on every
