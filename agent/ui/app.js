@@ -17,6 +17,9 @@
   const INTERVAL = Math.max(250, Number(document.body.dataset.intervalMs) || 1000);
   const POINTS = 120;
   const REQUEST_TIMEOUT = 10000;
+  // Tables (every container's last two samples, every process) are refreshed at most this
+  // often: on a 300-cgroup node one refresh is 600 samples of JSON.
+  const TABLE_EVERY = Math.max(INTERVAL, 5000);
   const main = document.getElementById('main');
   const statusEl = document.getElementById('status');
 
@@ -274,20 +277,30 @@
     const name = kc && pod ? `${ns}/${pod}/${kc}` : alias || path;
     return {
       path, name, pod, ns, uid: l['io.kubernetes.pod.uid'], image: spec && spec.image,
+      runtime: spec && spec.namespace, id: spec && spec.aliases && spec.aliases[spec.aliases.length - 1],
       service: l['com.docker.swarm.service.name'], stack: l['com.docker.stack.namespace'],
       search: [path, name, spec && spec.image, pod, ns, ...Object.entries(l).map(([k, v]) => `${k}=${v}`)].join(' '),
     };
   }
 
+  /** Specs of every container under `path`: asked again after 30 s, or at once when a
+   *  container without one appears (so a new container is named in the next table). */
+  let specCache = { path: null, at: 0, specs: {} };
+  async function specsOf(path, paths) {
+    const c = specCache;
+    if (c.path === path && Date.now() - c.at < 30000 && paths.every(p => p in c.specs)) return c.specs;
+    const specs = await api(`api/v2.0/spec${encPath(path)}?recursive=true`);
+    specCache = { path, at: Date.now(), specs };
+    return specs;
+  }
+
   /** CPU cores and memory of every container under `path`, from the last two samples. */
   async function usage(path) {
-    const [specs, stats] = await Promise.all([
-      api(`api/v2.0/spec${encPath(path)}?recursive=true`),
-      api(`api/v2.0/stats${encPath(path)}?recursive=true&count=2`),
-    ]);
+    const stats = await api(`api/v2.0/stats${encPath(path)}?recursive=true&count=2`);
+    const specs = await specsOf(path, Object.keys(stats));
     const rows = [];
-    for (const [p, spec] of Object.entries(specs)) {
-      const s = stats[p] || [];
+    for (const [p, s] of Object.entries(stats)) {
+      const spec = specs[p] || {};
       const a = s[s.length - 2], b = s[s.length - 1];
       let cpu = null;
       if (a && b && a.cpu && b.cpu) {
@@ -534,8 +547,7 @@
       const now = await api(`api/v1.3/containers${encPath(name)}?nodetel=true`, { num_stats: 3 });
       for (const s of now.stats || []) pushStats(s);
       pushRunqueue(Date.now(), rqOf(now));
-      // Tables at most once a second (each answer covers every subcontainer).
-      if (tick++ % Math.max(1, Math.round(1000 / INTERVAL)) === 0) {
+      if (tick++ % Math.max(1, Math.round(TABLE_EVERY / INTERVAL)) === 0) {
         subTable.set((await usage(name)).filter(r => r.path !== name));
         try {
           psTable.set((await api(`api/v2.0/ps${encPath(name)}`)).map(p => ({ ...p, search: `${p.cmd} ${p.pid} ${p.user} ${p.cgroup_path}` })));
@@ -570,7 +582,7 @@
         pods.set(k, p);
       }
       t.set([...pods.values()]);
-    });
+    }, TABLE_EVERY);
   }
 
   async function podPage(ns, pod) {
@@ -592,7 +604,7 @@
     const sec = h('section', { 'aria-labelledby': 'subs' }, h('h2', { id: 'subs' }, 'Containers'));
     main.append(sec);
     const t = table(sec, `Containers of ${ns}/${pod}`, CONTAINER_COLUMNS, { sort: 'cpu' });
-    return poll(async () => t.set((await usage('/')).filter(r => r.ns === ns && r.pod === pod)));
+    return poll(async () => t.set((await usage('/')).filter(r => r.ns === ns && r.pod === pod)), TABLE_EVERY);
   }
 
   async function dockerPage(id) {
@@ -607,11 +619,7 @@
       { key: 'name', title: 'Container', cell: r => link(`docker/${encodeURIComponent(r.id)}`, r.name) },
       ...CONTAINER_COLUMNS.slice(1),
     ], { sort: 'cpu' });
-    await poll(async () => {
-      const docker = await api('api/v1.3/docker/', { num_stats: 1 });
-      const rows = await usage('/');
-      t.set(rows.filter(r => docker[r.path]).map(r => ({ ...r, id: docker[r.path].id || r.path.split('/').pop() })));
-    });
+    await poll(async () => t.set((await usage('/')).filter(r => r.runtime === 'docker' && r.id)), TABLE_EVERY);
   }
 
   async function swarmPage(kind, name) {
@@ -637,7 +645,7 @@
         { key: 'service', title: 'Service', cell: r => link(`swarm/services/${encodeURIComponent(r.service)}`, r.service) },
         ...CONTAINER_COLUMNS.slice(1),
       ], { sort: 'cpu' });
-      return poll(async () => t.set((await usage('/')).filter(r => r[group] === name)));
+      return poll(async () => t.set((await usage('/')).filter(r => r[group] === name)), TABLE_EVERY);
     }
     main.append(h('h2', {}, 'Services'));
     const svc = table(main, 'Swarm services with tasks on this node', [
@@ -656,7 +664,7 @@
       const rows = await usage('/');
       svc.set(sum(rows, 'service'));
       stacks.set(sum(rows, 'stack'));
-    });
+    }, TABLE_EVERY);
   }
 
   /* ---------- routing ---------- */

@@ -155,6 +155,20 @@ impl Browser {
         Ok(())
     }
 
+    /// Presses and releases one key (a WebDriver key code such as `\u{E004}`, Tab), sent to
+    /// whatever has the focus, as a keyboard would.
+    pub fn key(&self, key: &str) -> anyhow::Result<()> {
+        self.session_call(
+            "POST",
+            "/actions",
+            Some(
+                &json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+                {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}]}]}),
+            ),
+        )?;
+        Ok(())
+    }
+
     /// A Chrome DevTools Protocol command through chromedriver (e.g. extra request headers).
     pub fn cdp(&self, cmd: &str, params: Value) -> anyhow::Result<Value> {
         self.session_call(

@@ -26,6 +26,9 @@ const TEST: &str = "web_ui";
 /// The open page's CPU chart has a point above half a core.
 const BUSY_CHART: &str = "const c = window.nodetel && nodetel.charts.get('CPU usage'); return c && c.data[1].some(v => v > 0.5)";
 const INTERVAL: Duration = Duration::from_secs(1);
+/// WebDriver's key codes.
+const TAB: &str = "\u{E004}";
+const ENTER: &str = "\u{E007}";
 
 fn shots() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/ui-screenshots")
@@ -131,6 +134,9 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
     for name in ["ui-busy", "ui-idle", "ui-pod-app", "ui-oom"] {
         let _ = dockerd.docker(&["rm", "-f", name]);
     }
+    // Docker leaves the pod container's parent cgroups behind; a `/kubepods` left on the host
+    // would make every later agent's auto label mode take the host for a Kubernetes node.
+    let _pod_cgroups = PodCgroups::new(&dockerd);
     let run = |name: &str, flags: &[&str], cmd: &[&str]| {
         let mut args = vec!["run", "-d", "--name", name];
         args.extend(flags);
@@ -162,13 +168,17 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
         &["sleep", "3600"],
     )?;
     // A pod's container under a pod cgroup named as the kubelet names it (pod<uid>).
+    let (parent, uid_label) = (
+        format!("--cgroup-parent=/kubepods/pod{POD_UID}"),
+        format!("--label=io.kubernetes.pod.uid={POD_UID}"),
+    );
     run(
         "ui-pod-app",
         &[
-            "--cgroup-parent=/kubepods/pod5b0e3c1a-1111-4a2b-9c3d-0123456789ab",
+            parent.as_str(),
             "--label=io.kubernetes.pod.name=ui-pod",
             "--label=io.kubernetes.pod.namespace=ui-ns",
-            "--label=io.kubernetes.pod.uid=5b0e3c1a-1111-4a2b-9c3d-0123456789ab",
+            uid_label.as_str(),
             "--label=io.kubernetes.container.name=app",
         ],
         &["sleep", "3600"],
@@ -293,6 +303,28 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
     );
     no_console_errors(&b, "busy container page")?;
 
+    // From the keyboard: the first Tab reaches the skip link, Enter moves the focus to the
+    // content. The theme button switches to dark (charts redrawn in its colours) and back.
+    b.key(TAB)?;
+    let focused = b.eval("return document.activeElement.className")?;
+    anyhow::ensure!(focused == "skip", "the first Tab focused {focused}");
+    b.key(ENTER)?;
+    b.wait_for(
+        "the focus on the content after the skip link",
+        "return document.activeElement.id === 'main'",
+        Duration::from_secs(2),
+    )?;
+    b.click("#theme")?;
+    b.wait_for(
+        "the dark theme",
+        "return document.documentElement.dataset.theme === 'dark' && getComputedStyle(document.body).backgroundColor === 'rgb(13, 17, 23)'",
+        Duration::from_secs(2),
+    )?;
+    thread::sleep(INTERVAL);
+    b.screenshot(&dir.join("container-busy-dark.png"))?;
+    b.click("#theme")?;
+    no_console_errors(&b, "keyboard and theme")?;
+
     // The idle container: near zero.
     b.goto(&format!("{base}docker/ui-idle"))?;
     b.wait_for(
@@ -348,6 +380,7 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
         "return [...document.querySelectorAll('tbody a')].some(a => a.textContent === 'ui-busy')",
         Duration::from_secs(10),
     )?;
+    b.screenshot(&dir.join("swarm-service.png"))?;
     no_console_errors(&b, "Swarm pages")?;
 
     // The Docker list.
@@ -357,6 +390,7 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
         "return [...document.querySelectorAll('#main a')].some(a => a.textContent.includes('ui-idle'))",
         Duration::from_secs(10),
     )?;
+    b.screenshot(&dir.join("docker.png"))?;
     no_console_errors(&b, "Docker list")?;
 
     // Behind a reverse proxy under a path prefix, stripped by the proxy (every URL in the page
@@ -499,4 +533,45 @@ fn tls_agent(dockerd: &Dockerd) -> anyhow::Result<Agent> {
 fn base64_encode(s: &str) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+const POD_UID: &str = "5b0e3c1a-1111-4a2b-9c3d-0123456789ab";
+
+/// Removes, when dropped (the test passed or not), the pod container and the `kubepods/pod<uid>`
+/// cgroups Docker made for it in every hierarchy, and `kubepods` itself where the test made it.
+struct PodCgroups<'a> {
+    dockerd: &'a Dockerd,
+    hierarchies: Vec<(PathBuf, bool)>,
+}
+
+impl<'a> PodCgroups<'a> {
+    fn new(dockerd: &'a Dockerd) -> Self {
+        let mut roots = vec![PathBuf::from("/sys/fs/cgroup")];
+        if let Ok(dir) = std::fs::read_dir("/sys/fs/cgroup") {
+            roots.extend(dir.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+        let hierarchies = roots
+            .into_iter()
+            .map(|r| {
+                let had = r.join("kubepods").exists();
+                (r, had)
+            })
+            .collect();
+        PodCgroups {
+            dockerd,
+            hierarchies,
+        }
+    }
+}
+
+impl Drop for PodCgroups<'_> {
+    fn drop(&mut self) {
+        let _ = self.dockerd.docker(&["rm", "-f", "ui-pod-app"]);
+        for (root, had) in &self.hierarchies {
+            let _ = std::fs::remove_dir(root.join("kubepods").join(format!("pod{POD_UID}")));
+            if !had {
+                let _ = std::fs::remove_dir(root.join("kubepods"));
+            }
+        }
+    }
 }

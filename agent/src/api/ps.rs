@@ -198,7 +198,7 @@ impl Host {
                     .find_map(|l| l.strip_prefix("MemTotal:"))
                     .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
             })
-            .map_or(0, |kb| kb * 1024);
+            .map_or(0, |kb| kb.saturating_mul(1024));
         Host {
             boot_secs,
             now_secs: crate::unix_time::secs(SystemTime::now()) as u64,
@@ -263,8 +263,8 @@ pub fn list(src: &Sources, path: &str) -> Result<Vec<Value>, (bool, String)> {
         let user = read_small(&dir.join("status"))
             .and_then(|t| uid(&t))
             .map_or_else(String::new, |u| u.to_string());
-        let started = host.boot_secs + st.start / USER_HZ;
-        let cpu_ticks = st.utime + st.stime;
+        let started = host.boot_secs.saturating_add(st.start / USER_HZ);
+        let cpu_ticks = st.utime.saturating_add(st.stime);
         let elapsed = host.now_secs.saturating_sub(started);
         // procps: CPU time over the time since start, in percent (lifetime, not recent).
         let percent_cpu = if elapsed > 0 {
@@ -272,7 +272,7 @@ pub fn list(src: &Sources, path: &str) -> Result<Vec<Value>, (bool, String)> {
         } else {
             0.0
         };
-        let rss = st.rss * host.page_size;
+        let rss = st.rss.saturating_mul(host.page_size);
         let percent_mem = if host.mem_total > 0 {
             rss as f64 * 100.0 / host.mem_total as f64
         } else {
