@@ -21,6 +21,10 @@
   // often: on a 300-cgroup node one refresh is 600 samples of JSON.
   const TABLE_EVERY = Math.max(INTERVAL, 5000);
   const main = document.getElementById('main');
+  // A fragment resolves against <base href> (the UI's root), not this page: the skip link
+  // names this page's own path, or it would leave the page.
+  const skip = document.querySelector('a.skip');
+  if (skip) skip.href = location.pathname + location.search + '#main';
   const statusEl = document.getElementById('status');
 
   /* ---------- formatting ---------- */

@@ -314,6 +314,11 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
         "return document.activeElement.id === 'main'",
         Duration::from_secs(2),
     )?;
+    anyhow::ensure!(
+        b.url()?.ends_with("/docker/ui-busy#main"),
+        "the skip link left the page for {}",
+        b.url()?
+    );
     b.click("#theme")?;
     b.wait_for(
         "the dark theme",
