@@ -382,30 +382,7 @@ fn kube_prometheus_rules_and_dashboards_agree_with_cadvisor() -> anyhow::Result<
     // the whole window and extrapolates by up to a scrape interval at each end, which falls
     // differently for two servers scraping at different phases (measured: 0.066 vs 0.060 CPUs
     // for a steady 0.2 after 100 s). A full window and a scrape more: both cover it all.
-    //
-    // Meanwhile the host writes to the disk the containers' layers are on: cAdvisor copies that
-    // device's /proc/diskstats into each container's container_fs_* series (the explained
-    // difference below), so an idle disk during a CI run made both sides zero and left that
-    // explanation matching nothing (a failure of its own). 1 MiB synced a second keeps the
-    // difference real.
-    let writing = Arc::new(AtomicBool::new(true));
-    let writer = {
-        let writing = Arc::clone(&writing);
-        let file = work.join("disk-activity");
-        thread::spawn(move || {
-            let block = vec![0x5au8; 1 << 20];
-            while writing.load(Ordering::Relaxed) {
-                if let Ok(mut f) = fs::File::create(&file) {
-                    let _ = f.write_all(&block).and_then(|()| f.sync_all());
-                }
-                thread::sleep(Duration::from_secs(1));
-            }
-            let _ = fs::remove_file(&file);
-        })
-    };
     thread::sleep(Duration::from_secs(340));
-    writing.store(false, Ordering::Relaxed);
-    let _ = writer.join();
 
     if let Ok(exprs) = std::env::var("NODETEL_KP_DEBUG") {
         for expr in exprs.split(';') {
@@ -557,10 +534,14 @@ fn kube_prometheus_rules_and_dashboards_agree_with_cadvisor() -> anyhow::Result<
     dockerd.docker(&["network", "rm", "kp-bridge"])?;
     anyhow::ensure!(records >= 8, "only {records} container rules found");
     // An explanation that explained nothing is stale: it would hide the next real difference.
+    // Except container_fs_: whether cAdvisor's copies of a device's diskstats differ from
+    // nodetel's own-I/O figures in the window depends on the host, not on nodetel (two
+    // clean-clone CI runs here found the storage panels empty on both, one of them while the
+    // test wrote 1 MiB + fsync a second to the disk; earlier runs found 5 of them different).
     let stale: Vec<&str> = EXPLAINED
         .iter()
         .zip(&explained)
-        .filter(|(_, n)| **n == 0)
+        .filter(|((m, _), n)| **n == 0 && *m != "container_fs_")
         .map(|((m, _), _)| *m)
         .collect();
     anyhow::ensure!(
