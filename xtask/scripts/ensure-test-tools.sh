@@ -24,7 +24,7 @@ want /bin/busybox busybox-static    # the image of those tests, and the VM's use
 want c++ g++                        # libfuzzer-sys compiles libFuzzer (cargo xtask fuzz)
 want cc gcc                         # tikv-jemalloc-sys builds jemalloc from C (the agent's allocator)
 want make make                      # ... with its own configure and make
-want curl curl                      # TLS and basic-auth tests: a real client
+want curl curl                      # TLS and basic-auth tests: a real client; the build fetches uPlot
 want openssl openssl                # ... and the certificate a TLS port serves
 want strace strace                  # the API test watches the agent's file calls
 want perf linux-perf                # the benchmark's context-switch test

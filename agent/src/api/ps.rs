@@ -226,7 +226,14 @@ fn pids(src: &Sources, path: &str) -> Result<Vec<u32>, String> {
             .unified
             .join(path.trim_start_matches('/'))
             .join("cgroup.procs");
-        let text = fs::read_to_string(&file).map_err(|e| format!("reading {file:?}: {e}"))?;
+        // At most one pid past the limit is read (pid_max is at most 2^22: 7 digits and '\n').
+        let mut text = String::new();
+        fs::File::open(&file)
+            .and_then(|f| {
+                f.take((MAX_PROCESSES as u64 + 1) * 8)
+                    .read_to_string(&mut text)
+            })
+            .map_err(|e| format!("reading {file:?}: {e}"))?;
         for l in text.lines() {
             if let Ok(pid) = l.trim().parse() {
                 out.push(pid);

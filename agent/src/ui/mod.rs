@@ -163,21 +163,6 @@ pub fn asset(path: &str, accepts_gzip: bool) -> Option<Response<Body>> {
     })
 }
 
-/// Bytes the browser fetches for a first page view, gzipped (the README's page weight figure).
-pub fn page_weight() -> (usize, usize) {
-    let raw: usize = ASSETS
-        .iter()
-        .filter(|a| !a.name.ends_with("LICENSE"))
-        .map(|a| a.bytes.len())
-        .sum();
-    let gz: usize = ASSETS
-        .iter()
-        .filter(|a| !a.name.ends_with("LICENSE"))
-        .map(|a| crate::prepared::gzip_at(a.bytes, flate2::Compression::best()).len())
-        .sum();
-    (raw, gz)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -199,7 +184,5 @@ mod tests {
         assert!(!is_page("/api/v1.3/containers/"));
         assert!(asset("/static/app.js", false).is_some());
         assert!(asset("/static/../Cargo.toml", false).is_none());
-        let (raw, gz) = page_weight();
-        assert!(gz < raw && gz > 10_000, "{raw} {gz}");
     }
 }
