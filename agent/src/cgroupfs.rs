@@ -16,7 +16,7 @@ use crate::{
         memory::{self, MachineUsage, MemorySpec, MemoryStats},
         pids::{self, ProcessStats},
         psi::{self, PressureStats},
-        read::{FileCounts, Files, ReadError},
+        read::{Files, ReadError},
         tasks::{self, LoadAverage, TaskLoad, TaskStates},
     },
     metric_kinds::{MetricKind, MetricKinds},
@@ -194,29 +194,12 @@ impl CgroupfsReader {
         self
     }
 
-    /// Cumulative: host processes the procfs scan could not place in a cgroup (only where the
-    /// agent does not share the host's pid namespace).
-    pub fn host_processes_unplaced(&self) -> u64 {
-        self.host_pids.as_ref().map_or(0, |h| h.skipped)
-    }
-
-    /// Cumulative: cgroups whose thread states waited for a later pass (see
-    /// [`tasks::THREAD_READS_PER_PASS`]).
-    pub fn task_reads_deferred(&self) -> u64 {
-        self.load.deferred
-    }
-
     /// Reuses the sample of a quiet cgroup for up to `passes` passes (0: never).
     pub fn reuse_quiet_for(mut self, passes: u64) -> Self {
         self.quiet.every = passes;
         // Held until the next refresh reads them again (within the open-files budget).
         self.files.keep_unread_for(passes + 1);
         self
-    }
-
-    /// Cumulative: cgroups whose files were not read because they were quiet.
-    pub fn reused(&self) -> u64 {
-        self.quiet.reused
     }
 
     pub fn layout(&self) -> &Layout {
@@ -227,20 +210,18 @@ impl CgroupfsReader {
         &self.kinds
     }
 
-    pub fn errors(&self) -> u64 {
-        self.skipped.0
+    /// The reader's own counters, into the agent's health figures.
+    pub fn report(&self, stats: &mut crate::snapshot::AgentStats) {
+        stats.cgroupfs_errors = self.skipped.0;
+        stats.cgroupfs_files = self.files.counts();
+        stats.cgroupfs_files_held = self.files.held() as u64;
+        stats.cgroupfs_reused = self.quiet.reused;
+        stats.task_reads_deferred = self.load.deferred;
+        stats.host_processes_unplaced = self.host_pids.as_ref().map_or(0, |h| h.skipped);
     }
 
-    pub fn file_counts(&self) -> FileCounts {
-        self.files.counts()
-    }
-
-    /// cgroupfs files held open right now.
-    pub fn files_held(&self) -> usize {
-        self.files.held()
-    }
-
-    /// One sample per cgroup of `tree`, without the eBPF figures (the caller adds them).
+    /// One sample per cgroup of `tree`, without the kernel-backed kinds' figures (each kind adds
+    /// its own, see `sources`).
     /// `quiet`: cgroups whose tasks have not run since the last pass (see [`QuietReuse`]).
     pub fn read_all(
         &mut self,
@@ -642,6 +623,13 @@ fn dir_mtime(dir: &Path, skipped: &mut Skipped) -> Option<f64> {
 mod tests {
     use std::sync::Arc;
 
+    /// The reader's counters as the agent reports them.
+    fn counters(reader: &CgroupfsReader) -> crate::snapshot::AgentStats {
+        let mut stats = crate::snapshot::AgentStats::default();
+        reader.report(&mut stats);
+        stats
+    }
+
     use super::*;
     use crate::{
         machine::{self, Roots},
@@ -671,7 +659,6 @@ mod tests {
             containers,
             agent: AgentStats::default(),
             machine: Arc::new(machine),
-            oom_events: Default::default(),
             labels: Default::default(),
         })
         .lines()
@@ -708,10 +695,10 @@ mod tests {
         for name in ["v2", "hybrid"] {
             let (tree, mut reader) = reader_at(&fixture(name));
             let first = reader.read_all(&tree, 1.0, &HashSet::new());
-            let opened = reader.file_counts().opens;
-            assert!(opened > 0 && reader.files_held() as u64 == opened);
+            let opened = counters(&reader).cgroupfs_files.opens;
+            assert!(opened > 0 && counters(&reader).cgroupfs_files_held == opened);
             let second = reader.read_all(&tree, 1.0, &HashSet::new());
-            assert_eq!(reader.file_counts().opens, opened, "{name}");
+            assert_eq!(counters(&reader).cgroupfs_files.opens, opened, "{name}");
             assert_eq!(format!("{first:?}"), format!("{second:?}"), "{name}");
         }
     }
@@ -782,7 +769,7 @@ mod tests {
             seen[..seen.len() - 1].iter().all(|u| *u == Some(4242)),
             "{seen:?}"
         );
-        assert!(reader.reused() > 0);
+        assert!(counters(&reader).cgroupfs_reused > 0);
     }
 
     #[test]
@@ -841,7 +828,7 @@ mod tests {
         let all: HashSet<u64> = tree.cgroups.iter().map(|c| c.id).collect();
         reader.read_all(&tree, 1.0, &all);
         reader.read_all(&tree, 2.0, &all);
-        assert_eq!(reader.reused(), 0);
+        assert_eq!(counters(&reader).cgroupfs_reused, 0);
     }
 
     #[test]
@@ -863,6 +850,6 @@ mod tests {
             got, None,
             "a garbled memory.stat yields no figures, not zeroes"
         );
-        assert_eq!(reader.errors(), 1);
+        assert_eq!(counters(&reader).cgroupfs_errors, 1);
     }
 }

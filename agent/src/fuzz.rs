@@ -9,7 +9,7 @@ use std::{
 
 use crate::{
     api::{ApiState, Reply},
-    cgroup, identity, machine, net,
+    cgroup, identity, machine,
     prepared::Prepared,
     snapshot::{AgentStats, ContainerSample, Snapshot},
 };
@@ -61,10 +61,10 @@ pub fn cgroupfs(data: &[u8]) {
 pub fn procfs(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let t = text.as_ref();
-    let _ = net::netdev::parse(t);
-    let _ = net::netns::parse_snmp6_index(t);
-    let _ = net::netns::parse_dev_mcast(t);
-    let _ = net::netns::parse_igmp(t);
+    let _ = crate::sources::network::netdev::parse(t);
+    let _ = crate::sources::network::netns::parse_snmp6_index(t);
+    let _ = crate::sources::network::netns::parse_dev_mcast(t);
+    let _ = crate::sources::network::netns::parse_igmp(t);
     let _ = machine::parse_cpu_list(t);
     let _ = machine::meminfo_kb(t, "MemTotal");
     let _ = machine::parse_size(t);
@@ -87,7 +87,7 @@ pub fn tracefs(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
     let (field, format) = text.split_once('\n').unwrap_or(("pid", text.as_ref()));
     let _ = crate::ebpf::parse_field_offset(format, field);
-    let _ = crate::ebpf::parse_record(data);
+    let _ = crate::sources::oom::records::parse_record(data);
 }
 
 /// A BTF blob: parsed, then asked for the offsets the programs need.
@@ -179,7 +179,6 @@ fn fixture() -> &'static (Arc<Prepared>, ApiState) {
             ],
             agent: AgentStats::default(),
             machine: Arc::new(crate::machine::MachineInfo::default()),
-            oom_events: Arc::new(Vec::new()),
             labels: Arc::new(crate::metrics::LabelMode::default()),
         };
         let history = Arc::new(RwLock::new(crate::history::History::new(5, None)));

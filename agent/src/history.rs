@@ -223,7 +223,7 @@ pub struct DeviceKey {
     pub name: Arc<str>,
 }
 
-fn iface_row(i: &crate::net::InterfaceStats) -> IfaceRow {
+fn iface_row(i: &crate::snapshot::InterfaceStats) -> IfaceRow {
     let v = |x: Option<u64>| x.unwrap_or(0).min(ABSENT - 1);
     [
         v(i.rx_bytes),
@@ -556,8 +556,7 @@ mod tests {
     use super::*;
     use crate::{
         cgroup::{io::DeviceIo, memory::MemoryStats},
-        net::InterfaceStats,
-        snapshot::AgentStats,
+        snapshot::{AgentStats, InterfaceStats},
     };
 
     fn snap(at_s: u64, cgroups: &[(u64, u64, &[&str])]) -> Snapshot {
@@ -598,7 +597,6 @@ mod tests {
                 ..AgentStats::default()
             },
             machine: Default::default(),
-            oom_events: Default::default(),
             labels: Default::default(),
         }
     }

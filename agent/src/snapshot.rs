@@ -10,7 +10,6 @@ use crate::{
         pids::ProcessStats,
         psi::PressureStats,
     },
-    ebpf::KernelStats,
     machine::MachineInfo,
 };
 
@@ -49,7 +48,7 @@ pub struct ContainerSample {
     pub oom_kills: Option<u64>,
     /// Interfaces with this cgroup's traffic (see `net` for who gets which figures); `None` when
     /// the network kind is off.
-    pub network: Option<Vec<crate::net::InterfaceStats>>,
+    pub network: Option<Vec<InterfaceStats>>,
     /// Run-queue time and run periods, hierarchical like `cpu_usage_ns`; `None` when the
     /// scheduler programs are not attached or the `sched` kind is off.
     pub schedstat: Option<Schedstat>,
@@ -124,7 +123,7 @@ pub struct AgentStats {
     pub program_stats: Vec<crate::ebpf::ProgramStats>,
     /// Cumulative: scheduler entries deleted because their cgroup was removed.
     pub sched_entries_forgotten: u64,
-    pub network: crate::net::NetStats,
+    pub network: NetStats,
     /// The filesystem usage walker's cost and freshness (zero when the `disk` kind is off).
     pub fs_usage: crate::fs_usage::WalkStats,
     /// Per runtime resolver, in precedence order (empty when none is configured).
@@ -195,24 +194,71 @@ pub struct Snapshot {
     pub containers: Vec<ContainerSample>,
     pub agent: AgentStats,
     pub machine: std::sync::Arc<MachineInfo>,
-    /// The latest OOM kills, oldest first (bounded), for the event API.
-    pub oom_events: std::sync::Arc<Vec<OomEvent>>,
     /// Which label set container series carry.
-    pub labels: std::sync::Arc<crate::metrics::LabelMode>,
+    pub labels: std::sync::Arc<LabelMode>,
 }
 
-/// One OOM kill, as the agent records it.
-#[derive(Clone, Debug, PartialEq)]
-pub struct OomEvent {
-    pub time: SystemTime,
-    /// Process id (tgid) and thread id of the victim.
-    pub pid: u32,
-    pub tid: u32,
-    pub process_name: String,
-    pub cgroup_id: u64,
-    /// The victim's cgroup path; `None` when the cgroup came and went between two walks.
-    pub cgroup: Option<String>,
-    /// The allocating task that ran the OOM killer, and its cgroup.
-    pub trigger_pid: u32,
-    pub trigger_cgroup: Option<String>,
+/// Which labels container series carry (see `metrics::labels`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum LabelMode {
+    #[default]
+    Kubelet,
+    Standalone {
+        /// Runtime label keys to export; `None` exports all (cAdvisor's default).
+        whitelist: Option<Vec<String>>,
+    },
+}
+
+/// One interface of one cgroup. A `None` is a figure nodetel does not have for it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct InterfaceStats {
+    pub name: String,
+    pub rx_bytes: Option<u64>,
+    pub rx_packets: Option<u64>,
+    pub rx_errors: Option<u64>,
+    pub rx_dropped: Option<u64>,
+    pub tx_bytes: Option<u64>,
+    pub tx_packets: Option<u64>,
+    pub tx_errors: Option<u64>,
+    pub tx_dropped: Option<u64>,
+}
+
+/// The network reader's own health figures (cumulative, except `namespaces`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Network namespaces in use at the last pass.
+    pub namespaces: u64,
+    /// Device-index lookups (when a namespace's devices changed, or traffic named an index
+    /// the last lookup did not have).
+    pub index_lookups: u64,
+    /// Devices of the last pass whose index no file of their namespace gave: their traffic is
+    /// shown as `ifindex:N`, and that namespace's traffic entries are never judged dead.
+    pub unindexed_devices: u64,
+    /// Namespace reads or lookups that failed (the namespace vanished, or no privilege).
+    pub errors: u64,
+}
+
+/// The programs' own counters, summed over CPUs (cumulative).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelStats {
+    pub cpu_map_full: u64,
+    pub cpu_map_full_ns: u64,
+    pub cgroup_read_failed: u64,
+    /// Context switches seen by the CPU program: from the CPU drain, not the STATS array.
+    pub switches: u64,
+    pub state_mismatch: u64,
+    pub state_mismatch_ns: u64,
+    /// Switch-outs whose runtime delta was not trusted, and the ns it exceeded the elapsed time.
+    pub runtime_clamped: u64,
+    pub runtime_clamped_ns: u64,
+    /// Switch-outs whose tick-dated clock was stale (the precise clock read instead).
+    pub tick_stale: u64,
+    pub oom_kills: u64,
+    pub oom_events_lost: u64,
+    pub oom_marked_only: u64,
+    pub oom_uncounted: u64,
+    pub net_map_full: u64,
+    pub net_map_full_bytes: u64,
+    pub sched_map_full: u64,
+    pub cgroup_changes: u64,
 }

@@ -19,7 +19,6 @@ pub struct Cgroup {
     pub path: String,
     /// Parent's id; `None` for the root.
     pub parent: Option<u64>,
-    pub depth: u32,
 }
 
 /// All cgroups seen in one walk, in walk order (parents before children).
@@ -69,7 +68,6 @@ impl Tree {
             id: meta.ino(),
             path: "/".into(),
             parent: None,
-            depth: 0,
         });
         let mut stack = vec![Pending {
             dir: root.to_path_buf(),
@@ -132,7 +130,6 @@ impl Tree {
                     id: *ino,
                     path: rel.clone(),
                     parent: Some(at.id),
-                    depth,
                 });
                 if let Some(r) = &raw {
                     tree.raw.insert(*ino, r.clone());
@@ -273,7 +270,6 @@ mod tests {
             .ino();
         let c1 = tree.get(c1_ino).expect("c1 by inode");
         assert_eq!(c1.path, "/kubepods/burstable/pod1/c1");
-        assert_eq!(c1.depth, 4);
         let parent = tree.get(c1.parent.expect("has parent")).expect("parent");
         assert_eq!(parent.path, "/kubepods/burstable/pod1");
         let root_cg = tree.get(tree.cgroups[0].id).expect("root");
@@ -322,7 +318,8 @@ mod tests {
             ids.push(ino(&at));
         }
         let deepest_exported = ids[MAX_DEPTH as usize - 2];
-        assert_eq!(tree.get(deepest_exported).map(|c| c.depth), Some(MAX_DEPTH));
+        let segments = |id| tree.get(id).map(|c| c.path.matches('/').count() as u32);
+        assert_eq!(segments(deepest_exported), Some(MAX_DEPTH));
         assert!(tree.exported(deepest_exported));
         for id in &ids[MAX_DEPTH as usize - 1..] {
             assert!(tree.contains(*id), "a folded cgroup is still in the tree");

@@ -289,19 +289,9 @@ impl Probes {
             .all(|p| self.is_attached(p))
     }
 
-    /// Both traffic programs are in place, so a missing key means no traffic.
-    pub fn counts_traffic(&self) -> bool {
-        self.is_attached(PROG_NET_INGRESS) && self.is_attached(PROG_NET_EGRESS)
-    }
-
     /// The context-switch program is in place and reads the scheduler's wait figures.
     pub fn measures_runqueue(&self) -> bool {
         self.runqueue && self.is_attached(PROG_SCHED_SWITCH)
-    }
-
-    /// Both OOM programs are in place, so a zero count means no kill.
-    pub fn counts_oom_kills(&self) -> bool {
-        self.is_attached(PROG_SIGNAL_GENERATE) && self.is_attached(PROG_MARK_VICTIM)
     }
 }
 

@@ -1,15 +1,10 @@
-//! The kernel side as userspace sees it: loading and attaching the programs, and draining maps.
-mod drain;
+//! The kernel side as userspace sees it: loading and attaching the programs, and the map access
+//! every kind shares. Each kind's own maps are read in its folder under `sources/`.
 mod loader;
-mod net;
-mod oom;
-mod sched;
+mod maps;
 
-pub use drain::{CpuDrain, KernelStats, monotonic_ns};
 pub use loader::{LoadError, LoadOptions, NotAttached, Probes, ProgramStats, TRACEFS};
-pub use net::{DeviceTraffic, Traffic, entries_of, fold_traffic};
-pub use oom::comm_str;
-pub use sched::{SchedCounters, SchedDrain};
-// The fuzz entry points (crate::fuzz) reach these parsers of kernel-provided text and records.
+pub use maps::monotonic_ns;
+pub(crate) use maps::{deleted, each_entry, missing};
+// The fuzz entry points (crate::fuzz) reach this parser of kernel-provided text.
 pub(crate) use loader::parse_field_offset;
-pub(crate) use oom::parse_record;

@@ -1,5 +1,5 @@
 //! What a cgroup path alone says about its owner: the container id and runtime, the Kubernetes
-//! pod UID, the containerd namespace, the systemd unit. Every runtime and cgroup driver names its
+//! pod UID, the containerd namespace. Every runtime and cgroup driver names its
 //! directories differently; this is the one place that knows them all, for v1 and v2 alike (the
 //! path relative to the hierarchy root is the same in both).
 //!
@@ -30,8 +30,6 @@ pub struct PathInfo<'a> {
     pub pod_uid_raw: Option<&'a str>,
     /// The containerd namespace of a `/<namespace>/<id>` container.
     pub containerd_namespace: Option<&'a str>,
-    /// The systemd unit a `.service` or `.scope` cgroup is (not set for containers).
-    pub unit: Option<&'a str>,
 }
 
 impl PathInfo<'_> {
@@ -98,9 +96,6 @@ pub fn parse<'a>(path: &'a str, containerd_namespaces: &[String]) -> PathInfo<'a
                 _ => None,
             }
         });
-    if info.container.is_none() && (last.ends_with(".service") || last.ends_with(".scope")) {
-        info.unit = Some(last);
-    }
     info
 }
 
@@ -169,7 +164,6 @@ mod tests {
         container: Option<(Runtime, &'static str)>,
         pod: Option<&'static str>,
         ns: Option<&'static str>,
-        unit: Option<String>,
     }
 
     fn case(layout: &'static str, path: String) -> Case {
@@ -179,7 +173,6 @@ mod tests {
             container: None,
             pod: None,
             ns: None,
-            unit: None,
         }
     }
 
@@ -313,7 +306,6 @@ mod tests {
             },
             Case {
                 pod: Some(UID),
-                unit: Some(format!("crio-conmon-{ID}.scope")),
                 ..case(
                     "CRI-O monitor beside a container",
                     format!("/kubepods.slice/kubepods-pod{UID_}.slice/crio-conmon-{ID}.scope"),
@@ -353,11 +345,9 @@ mod tests {
                 )
             },
             Case {
-                unit: Some("cron.service".into()),
                 ..case("systemd service", "/system.slice/cron.service".into())
             },
             Case {
-                unit: Some("session-3.scope".into()),
                 ..case(
                     "login session",
                     "/user.slice/user-1000.slice/session-3.scope".into(),
@@ -365,7 +355,6 @@ mod tests {
             },
             case("a slice", "/system.slice".into()),
             Case {
-                unit: Some("docker-notanid.scope".into()),
                 ..case(
                     "a unit that only looks like docker",
                     "/system.slice/docker-notanid.scope".into(),
@@ -388,13 +377,6 @@ mod tests {
             assert_eq!(got.container, c.container, "{}: {}", c.layout, c.path);
             assert_eq!(got.pod_uid().as_deref(), c.pod, "{}: {}", c.layout, c.path);
             assert_eq!(got.containerd_namespace, c.ns, "{}: {}", c.layout, c.path);
-            assert_eq!(
-                got.unit.map(String::from),
-                c.unit,
-                "{}: {}",
-                c.layout,
-                c.path
-            );
         }
     }
 

@@ -199,8 +199,7 @@ mod tests {
             pids::ProcessStats,
             psi::{Pressure, PressureStats},
         },
-        net::InterfaceStats,
-        snapshot::{AgentStats, Identity, RunqueueLatency, Schedstat},
+        snapshot::{AgentStats, Identity, InterfaceStats, RunqueueLatency, Schedstat},
     };
 
     fn snapshot() -> Snapshot {
@@ -414,7 +413,6 @@ mod tests {
                 boot_id: "163af18a-b764-4094-8815-81fbbedb3fac".into(),
                 details: Default::default(),
             }),
-            oom_events: Default::default(),
             labels: Default::default(),
         }
     }

@@ -12,16 +12,7 @@ use std::{
 };
 
 use crate::snapshot::ContainerSample;
-
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub enum LabelMode {
-    #[default]
-    Kubelet,
-    Standalone {
-        /// Runtime label keys to export; `None` exports all (cAdvisor's default).
-        whitelist: Option<Vec<String>>,
-    },
-}
+pub use crate::snapshot::LabelMode;
 
 const LABEL_PREFIX: &str = "container_label_";
 

@@ -330,7 +330,6 @@ mod tests {
                 ..AgentStats::default()
             },
             machine: Default::default(),
-            oom_events: Default::default(),
             labels: Default::default(),
         }
     }

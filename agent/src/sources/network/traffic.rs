@@ -1,15 +1,14 @@
 //! Reading the per-cgroup traffic counters (see agent-ebpf/src/net.rs).
 use std::collections::HashMap;
 
-use aya::maps::{MapError, PerCpuHashMap};
+use aya::{
+    Ebpf,
+    maps::{MapError, PerCpuHashMap},
+};
 use nodetel_common::{MAP_NET_TRAFFIC, NET_EGRESS, NET_INGRESS, NetCounters, NetKey};
 
-use crate::net::TrafficEntry;
-
-use super::{
-    Probes,
-    drain::{deleted, each_entry, missing},
-};
+use super::reader::TrafficEntry;
+use crate::ebpf::{deleted, each_entry, missing};
 
 /// One cgroup's traffic through one device, both directions (cumulative).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -27,58 +26,54 @@ pub struct DeviceTraffic {
 /// cgroup id -> its traffic per device, sorted by namespace and ifindex.
 pub type Traffic = HashMap<u64, Vec<DeviceTraffic>>;
 
-impl Probes {
-    /// Sums the traffic map over CPUs; also how many entries it held.
-    pub fn drain_traffic(&self) -> Result<(Traffic, u64), MapError> {
-        let map = self
-            .ebpf
-            .map(MAP_NET_TRAFFIC)
-            .ok_or_else(|| missing(MAP_NET_TRAFFIC))?;
-        let traffic: PerCpuHashMap<_, NetKey, NetCounters> = PerCpuHashMap::try_from(map)?;
-        let mut out = Traffic::new();
-        let mut entries = 0;
-        each_entry(&traffic, |key, per_cpu| {
-            entries += 1;
-            let sum = per_cpu
-                .iter()
-                .fold(NetCounters::default(), |a, v| NetCounters {
-                    bytes: a.bytes.saturating_add(v.bytes),
-                    packets: a.packets.saturating_add(v.packets),
-                });
-            add(&mut out, key, sum);
-        })?;
-        for devices in out.values_mut() {
-            devices.sort_by_key(|d| (d.netns, d.ifindex));
-        }
-        Ok((out, entries))
+/// Sums the traffic map over CPUs; also how many entries it held.
+pub fn drain(ebpf: &Ebpf) -> Result<(Traffic, u64), MapError> {
+    let map = ebpf
+        .map(MAP_NET_TRAFFIC)
+        .ok_or_else(|| missing(MAP_NET_TRAFFIC))?;
+    let traffic: PerCpuHashMap<_, NetKey, NetCounters> = PerCpuHashMap::try_from(map)?;
+    let mut out = Traffic::new();
+    let mut entries = 0;
+    each_entry(&traffic, |key, per_cpu| {
+        entries += 1;
+        let sum = per_cpu
+            .iter()
+            .fold(NetCounters::default(), |a, v| NetCounters {
+                bytes: a.bytes.saturating_add(v.bytes),
+                packets: a.packets.saturating_add(v.packets),
+            });
+        add(&mut out, key, sum);
+    })?;
+    for devices in out.values_mut() {
+        devices.sort_by_key(|d| (d.netns, d.ifindex));
     }
+    Ok((out, entries))
+}
 
-    /// Deletes the given traffic entries, both directions of each. Returns how many were
-    /// deleted.
-    pub fn forget_traffic(&mut self, entries: &[TrafficEntry]) -> Result<usize, MapError> {
-        if entries.is_empty() {
-            return Ok(0);
-        }
-        let map = self
-            .ebpf
-            .map_mut(MAP_NET_TRAFFIC)
-            .ok_or_else(|| missing(MAP_NET_TRAFFIC))?;
-        let mut map: PerCpuHashMap<_, NetKey, NetCounters> = PerCpuHashMap::try_from(map)?;
-        let mut removed = 0;
-        for e in entries {
-            for direction in [NET_INGRESS, NET_EGRESS] {
-                let key = NetKey {
-                    cgroup_id: e.cgroup_id,
-                    netns: e.netns,
-                    ifindex: e.ifindex,
-                    direction,
-                    _pad: 0,
-                };
-                removed += usize::from(deleted(map.remove(&key))?);
-            }
-        }
-        Ok(removed)
+/// Deletes the given traffic entries, both directions of each. Returns how many were
+/// deleted.
+pub fn forget(ebpf: &mut Ebpf, entries: &[TrafficEntry]) -> Result<usize, MapError> {
+    if entries.is_empty() {
+        return Ok(0);
     }
+    let map = ebpf
+        .map_mut(MAP_NET_TRAFFIC)
+        .ok_or_else(|| missing(MAP_NET_TRAFFIC))?;
+    let mut map: PerCpuHashMap<_, NetKey, NetCounters> = PerCpuHashMap::try_from(map)?;
+    let mut removed = 0;
+    for e in entries {
+        for direction in [NET_INGRESS, NET_EGRESS] {
+            let key = NetKey {
+                cgroup_id: e.cgroup_id,
+                netns: e.netns,
+                ifindex: e.ifindex,
+                direction,
+                _pad: 0,
+            };
+            removed += usize::from(deleted(map.remove(&key))?);
+        }
+    }
+    Ok(removed)
 }
 
 /// Every entry of the given cgroups (removed ones).
@@ -97,7 +92,7 @@ pub fn entries_of(traffic: &Traffic, cgroups: &[u64]) -> Vec<TrafficEntry> {
 
 /// The same traffic with each cgroup's devices re-keyed to `into(cgroup)` (rows of one device
 /// merged): folded cgroups shown as their exported ancestor.
-pub fn fold_traffic(traffic: &Traffic, into: impl Fn(u64) -> u64) -> Traffic {
+pub fn fold(traffic: &Traffic, into: impl Fn(u64) -> u64) -> Traffic {
     let mut out = Traffic::new();
     for (id, devices) in traffic {
         let rows = out.entry(into(*id)).or_default();

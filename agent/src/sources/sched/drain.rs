@@ -1,13 +1,13 @@
 //! Reading the scheduler maps (see agent-ebpf/src/sched.rs).
 use std::collections::HashMap;
 
-use aya::maps::{MapError, PerCpuArray, PerCpuHashMap};
+use aya::{
+    Ebpf,
+    maps::{MapError, PerCpuArray, PerCpuHashMap},
+};
 use nodetel_common::{HistKey, MAP_RUNNING, MAP_SCHED_HIST, RUNQ_BUCKETS, RunState, RunqBucket};
 
-use super::{
-    Probes,
-    drain::{deleted, each_entry, missing},
-};
+use crate::ebpf::{deleted, each_entry, missing};
 
 /// A cgroup's own run-queue figures, summed over its buckets and CPUs (cumulative).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -62,79 +62,72 @@ impl SchedDrain {
     }
 }
 
-impl Probes {
-    pub fn drain_sched(&self) -> Result<SchedDrain, MapError> {
-        let mut out = SchedDrain::default();
-        let map = self
-            .ebpf
-            .map(MAP_SCHED_HIST)
-            .ok_or_else(|| missing(MAP_SCHED_HIST))?;
-        let hist: PerCpuHashMap<_, HistKey, RunqBucket> = PerCpuHashMap::try_from(map)?;
-        let mut entries = 0;
-        each_entry(&hist, |key, per_cpu| {
-            entries += 1;
-            let Some(slot) = usize::try_from(key.bucket)
-                .ok()
-                .filter(|b| *b < RUNQ_BUCKETS as usize)
-            else {
-                return;
-            };
-            let (n, ns) = per_cpu.iter().fold((0u64, 0u64), |(n, ns), v| {
-                (n.saturating_add(v.count), ns.saturating_add(v.wait_ns))
-            });
-            out.add(key.cgroup_id, slot, n, ns);
-        })?;
-        out.entries = entries;
-        // Read after the map: what a CPU flushes in between is in one of the two reads or, when
-        // the map's key was read before the flush, in neither (see `hold`), never in both.
-        let map = self
-            .ebpf
-            .map(MAP_RUNNING)
-            .ok_or_else(|| missing(MAP_RUNNING))?;
-        let running: PerCpuArray<_, RunState> = PerCpuArray::try_from(map)?;
-        for s in running.get(&0, 0)?.iter() {
-            let p = &s.pending;
-            if p.cgroup_id == 0 || p.bucket_mask == 0 {
-                continue;
-            }
-            for (slot, b) in p.buckets.iter().enumerate() {
-                if b.count != 0 {
-                    out.add(p.cgroup_id, slot, b.count, b.wait_ns);
-                }
+pub fn drain(ebpf: &Ebpf) -> Result<SchedDrain, MapError> {
+    let mut out = SchedDrain::default();
+    let map = ebpf
+        .map(MAP_SCHED_HIST)
+        .ok_or_else(|| missing(MAP_SCHED_HIST))?;
+    let hist: PerCpuHashMap<_, HistKey, RunqBucket> = PerCpuHashMap::try_from(map)?;
+    let mut entries = 0;
+    each_entry(&hist, |key, per_cpu| {
+        entries += 1;
+        let Some(slot) = usize::try_from(key.bucket)
+            .ok()
+            .filter(|b| *b < RUNQ_BUCKETS as usize)
+        else {
+            return;
+        };
+        let (n, ns) = per_cpu.iter().fold((0u64, 0u64), |(n, ns), v| {
+            (n.saturating_add(v.count), ns.saturating_add(v.wait_ns))
+        });
+        out.add(key.cgroup_id, slot, n, ns);
+    })?;
+    out.entries = entries;
+    // Read after the map: what a CPU flushes in between is in one of the two reads or, when
+    // the map's key was read before the flush, in neither (see `hold`), never in both.
+    let map = ebpf.map(MAP_RUNNING).ok_or_else(|| missing(MAP_RUNNING))?;
+    let running: PerCpuArray<_, RunState> = PerCpuArray::try_from(map)?;
+    for s in running.get(&0, 0)?.iter() {
+        let p = &s.pending;
+        if p.cgroup_id == 0 || p.bucket_mask == 0 {
+            continue;
+        }
+        for (slot, b) in p.buckets.iter().enumerate() {
+            if b.count != 0 {
+                out.add(p.cgroup_id, slot, b.count, b.wait_ns);
             }
         }
-        Ok(out)
     }
+    Ok(out)
+}
 
-    /// Deletes the scheduler entries of removed cgroups. Returns how many.
-    pub fn forget_sched(&mut self, gone: &[u64], drain: &SchedDrain) -> Result<usize, MapError> {
-        if gone.is_empty() {
-            return Ok(0);
-        }
-        let mut removed = 0;
-        let map = self
-            .ebpf
-            .map_mut(MAP_SCHED_HIST)
-            .ok_or_else(|| missing(MAP_SCHED_HIST))?;
-        let mut hist: PerCpuHashMap<_, HistKey, RunqBucket> = PerCpuHashMap::try_from(map)?;
-        for id in gone {
-            let Some(buckets) = drain.buckets.get(id) else {
-                continue;
-            };
-            for (b, n) in buckets.iter().enumerate() {
-                if *n == 0 {
-                    continue;
-                }
-                let key = HistKey {
-                    cgroup_id: *id,
-                    bucket: b as u32,
-                    _pad: 0,
-                };
-                removed += usize::from(deleted(hist.remove(&key))?);
-            }
-        }
-        Ok(removed)
+/// Deletes the scheduler entries of removed cgroups. Returns how many.
+pub fn forget(ebpf: &mut Ebpf, gone: &[u64], drain: &SchedDrain) -> Result<usize, MapError> {
+    if gone.is_empty() {
+        return Ok(0);
     }
+    let mut removed = 0;
+    let map = ebpf
+        .map_mut(MAP_SCHED_HIST)
+        .ok_or_else(|| missing(MAP_SCHED_HIST))?;
+    let mut hist: PerCpuHashMap<_, HistKey, RunqBucket> = PerCpuHashMap::try_from(map)?;
+    for id in gone {
+        let Some(buckets) = drain.buckets.get(id) else {
+            continue;
+        };
+        for (b, n) in buckets.iter().enumerate() {
+            if *n == 0 {
+                continue;
+            }
+            let key = HistKey {
+                cgroup_id: *id,
+                bucket: b as u32,
+                _pad: 0,
+            };
+            removed += usize::from(deleted(hist.remove(&key))?);
+        }
+    }
+    Ok(removed)
 }
 
 #[cfg(test)]

@@ -5,11 +5,12 @@
 //! - when a cgroup is removed, its time is folded into its nearest live ancestor, so a parent's
 //!   counter never goes down because a child went away (the kernel keeps it in the parent too);
 //! - the exported value never decreases: a drain that raced a context switch may momentarily see
-//!   less than the previous one (see `ebpf::drain`), and a counter going back would read as a
+//!   less than the previous one (see `drain`), and a counter going back would read as a
 //!   reset to Prometheus.
 use std::collections::HashMap;
 
-use crate::{cgroup::Tree, ebpf::CpuDrain};
+use super::drain::CpuDrain;
+use crate::cgroup::Tree;
 
 #[derive(Debug, Default)]
 pub struct CpuAccountant {
@@ -116,7 +117,6 @@ mod tests {
                     id,
                     path: path.into(),
                     parent,
-                    depth: path.matches('/').count() as u32,
                 })
                 .collect(),
         )
@@ -182,7 +182,6 @@ mod tests {
                         id,
                         path: format!("/{id}"),
                         parent,
-                        depth: 0,
                     })
                     .collect();
                 let out = acc.update(&Tree::from_cgroups(nodes), &drain(&committed, &in_flight));

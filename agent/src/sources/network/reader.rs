@@ -1,4 +1,4 @@
-//! Per-container network figures, with cAdvisor's semantics: a namespace's device counters.
+//! Per-container network figures from the namespaces' devices and the traffic map, with cAdvisor's semantics: a namespace's device counters.
 //!
 //! Who gets what:
 //! - A namespace's owner, the oldest cgroup in it (the pod sandbox, or a container alone in its
@@ -14,52 +14,18 @@
 //!   `--network-loopback` keeps the sockets' traffic over `lo`.
 //!
 //! Each namespace's `net/dev` is read once per pass, whatever the number of containers in it.
-pub mod netdev;
-pub mod netns;
-mod share;
-
 use std::{
     collections::{HashMap, HashSet},
     path::PathBuf,
     time::{Duration, Instant},
 };
 
-use crate::{
-    ebpf::{DeviceTraffic, Traffic},
-    snapshot::ContainerSample,
+use super::{
+    netdev::{self, DeviceCounters},
+    netns, share,
+    traffic::{DeviceTraffic, Traffic},
 };
-use netdev::DeviceCounters;
-
-/// One interface of one cgroup. A `None` is a figure nodetel does not have for it.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct InterfaceStats {
-    pub name: String,
-    pub rx_bytes: Option<u64>,
-    pub rx_packets: Option<u64>,
-    pub rx_errors: Option<u64>,
-    pub rx_dropped: Option<u64>,
-    pub tx_bytes: Option<u64>,
-    pub tx_packets: Option<u64>,
-    pub tx_errors: Option<u64>,
-    pub tx_dropped: Option<u64>,
-}
-
-/// The reader's own health figures (cumulative, except `namespaces`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct NetStats {
-    /// Network namespaces in use at the last pass.
-    pub namespaces: u64,
-    /// Device-index lookups (when a namespace's devices changed, or traffic named an index
-    /// the last lookup did not have).
-    pub index_lookups: u64,
-    /// Devices of the last pass whose index no file of their namespace gave: their traffic is
-    /// shown as `ifindex:N`, and that namespace's traffic entries are never judged dead.
-    pub unindexed_devices: u64,
-    /// Namespace reads or lookups that failed (the namespace vanished, or no privilege).
-    pub errors: u64,
-    /// Lines of `net/dev` that could not be parsed.
-    pub skipped_lines: u64,
-}
+use crate::snapshot::{ContainerSample, InterfaceStats, NetStats};
 
 /// Device names of one namespace and their indexes, as of the last lookup.
 struct Names {
@@ -455,7 +421,9 @@ impl NetworkReader {
         match std::fs::read_to_string(&path) {
             Ok(text) => {
                 let (d, bad) = netdev::parse(&text);
-                self.stats.skipped_lines += bad;
+                if bad > 0 {
+                    tracing::debug!(lines = bad, "unparsable lines of net/dev skipped");
+                }
                 Some(d)
             }
             Err(e) => {

@@ -1,43 +1,37 @@
 //! Reading the OOM kill counts and records the kernel programs leave (see agent-ebpf/src/oom.rs).
 use std::collections::HashMap;
 
-use aya::maps::{MapError, PerCpuHashMap};
+use aya::{
+    Ebpf,
+    maps::{MapData, MapError, PerCpuHashMap, RingBuf},
+};
 use nodetel_common::{MAP_OOM_KILLS, OomKill};
 
-use super::{
-    Probes,
-    drain::{each_entry, missing},
-};
+use crate::ebpf::{each_entry, missing};
 
-impl Probes {
-    /// cgroup id -> OOM kills of a victim in that cgroup, summed over CPUs (cumulative).
-    pub fn drain_oom_kills(&self) -> Result<HashMap<u64, u64>, MapError> {
-        let map = self
-            .ebpf
-            .map(MAP_OOM_KILLS)
-            .ok_or_else(|| missing(MAP_OOM_KILLS))?;
-        let kills: PerCpuHashMap<_, u64, u64> = PerCpuHashMap::try_from(map)?;
-        let mut out = HashMap::new();
-        each_entry(&kills, |id, per_cpu| {
-            out.insert(id, per_cpu.iter().fold(0u64, |a, v| a.saturating_add(*v)));
-        })?;
-        Ok(out)
-    }
+/// cgroup id -> OOM kills of a victim in that cgroup, summed over CPUs (cumulative).
+pub fn drain_counts(ebpf: &Ebpf) -> Result<HashMap<u64, u64>, MapError> {
+    let map = ebpf
+        .map(MAP_OOM_KILLS)
+        .ok_or_else(|| missing(MAP_OOM_KILLS))?;
+    let kills: PerCpuHashMap<_, u64, u64> = PerCpuHashMap::try_from(map)?;
+    let mut out = HashMap::new();
+    each_entry(&kills, |id, per_cpu| {
+        out.insert(id, per_cpu.iter().fold(0u64, |a, v| a.saturating_add(*v)));
+    })?;
+    Ok(out)
+}
 
-    /// Every kill record written since the last call, oldest first.
-    pub fn take_oom_events(&mut self) -> Vec<OomKill> {
-        let mut out = Vec::new();
-        let Some(ring) = self.oom_events.as_mut() else {
-            return out;
-        };
-        while let Some(item) = ring.next() {
-            match parse_record(&item) {
-                Some(k) => out.push(k),
-                None => tracing::debug!(len = item.len(), "short OOM record skipped"),
-            }
+/// Every kill record written since the last call, oldest first.
+pub fn take(ring: &mut RingBuf<MapData>) -> Vec<OomKill> {
+    let mut out = Vec::new();
+    while let Some(item) = ring.next() {
+        match parse_record(&item) {
+            Some(k) => out.push(k),
+            None => tracing::debug!(len = item.len(), "short OOM record skipped"),
         }
-        out
     }
+    out
 }
 
 pub(crate) fn parse_record(bytes: &[u8]) -> Option<OomKill> {

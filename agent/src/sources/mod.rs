@@ -1,0 +1,72 @@
+//! The kernel-backed kinds. Each folder holds one kind whole: its map access and drain, its
+//! per-cgroup state and the pruning of removed cgroups' entries, and how it fills a sample. The
+//! collector knows none of that: it asks every enabled kind the same things, in the same order,
+//! each pass (see [`Source`]).
+pub mod cpu;
+pub mod network;
+pub mod oom;
+pub mod sched;
+
+use std::{collections::HashSet, path::PathBuf};
+
+use crate::{
+    cgroup::Tree,
+    ebpf::Probes,
+    events::EventStore,
+    metric_kinds::{MetricKind, MetricKinds},
+    snapshot::{AgentStats, ContainerSample},
+};
+
+/// What one pass knows once the cgroup tree is walked.
+pub struct Pass<'a> {
+    pub tree: &'a Tree,
+    /// The previous walk: a cgroup removed since (an OOM victim's, often) is looked up there.
+    pub last_tree: &'a Tree,
+    /// Cgroups whose cgroupfs figures may be reused this pass: their tasks did not run (see
+    /// `--quiet-cgroup-refresh`). Empty unless the CPU kind has this pass's figures.
+    pub quiet: HashSet<u64>,
+    pub stats: &'a mut AgentStats,
+    pub events: &'a EventStore,
+}
+
+/// What the collector may ask of a kernel-backed kind. A kind that fails a step says so in the
+/// log and its counters, and holds its last figures; the other kinds are not affected.
+pub trait Source: Send {
+    /// Before any map is read (the network kind reads device counters here, see
+    /// `network::reader`).
+    fn prepare(&mut self) {}
+    /// Reads the kind's maps. Every kind drains BEFORE the tree is walked: a key the walk then
+    /// does not find belongs to a removed cgroup, so deleting it cannot lose a live cgroup's
+    /// figures (see `cpu::account`).
+    fn drain(&mut self, probes: &Probes, stats: &mut AgentStats);
+    /// With this pass's walk: sums or holds the figures, deletes removed cgroups' entries, and
+    /// adds cgroups to (or takes them out of) the quiet set.
+    fn account(&mut self, probes: &mut Probes, pass: &mut Pass<'_>);
+    /// Puts the kind's figures on the samples read from cgroupfs.
+    fn fill(
+        &mut self,
+        probes: &mut Probes,
+        containers: &mut [ContainerSample],
+        pass: &mut Pass<'_>,
+    );
+}
+
+/// The kinds to run, in the order they are asked: CPU first (it makes the quiet set the OOM kind
+/// then trims).
+pub fn enabled(
+    probes: &mut Probes,
+    kinds: &MetricKinds,
+    proc_root: PathBuf,
+) -> Vec<Box<dyn Source>> {
+    let mut out: Vec<Box<dyn Source>> = vec![
+        Box::new(cpu::Cpu::new(probes, kinds.has(MetricKind::Cpu))),
+        Box::new(oom::Oom::new(probes, kinds.has(MetricKind::OomEvent))),
+    ];
+    if kinds.has(MetricKind::Sched) && probes.measures_runqueue() {
+        out.push(Box::new(sched::Sched::default()));
+    }
+    if kinds.has(MetricKind::Network) {
+        out.push(Box::new(network::Network::new(probes, proc_root)));
+    }
+    out
+}
