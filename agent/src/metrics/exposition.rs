@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::{
-    families::{AGENT_FAMILIES, CONTAINER_FAMILIES, Extra, MACHINE_FAMILIES, Value},
+    families::{AGENT_FAMILIES, Extra, MACHINE_FAMILIES, Value, container_families},
     services::SERVICE_FAMILIES,
 };
 use crate::snapshot::{ContainerSample, Snapshot};
@@ -36,7 +36,7 @@ pub fn render_sized(snapshot: &Snapshot, expected: usize) -> String {
         .iter()
         .map(|c| super::labels::base(&snapshot.labels, &names, c))
         .collect();
-    for family in CONTAINER_FAMILIES {
+    for family in container_families() {
         let mut header = false;
         for (c, base) in containers.iter().zip(&bases) {
             let mut emit_as = |name: &str, extra: Extra<'_>, value: f64| {

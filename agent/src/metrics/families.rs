@@ -5,6 +5,7 @@
 use crate::{
     machine::MachineInfo,
     snapshot::{AgentStats, ContainerSample},
+    sources,
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -56,13 +57,12 @@ pub struct Histogram {
     pub count: u64,
 }
 
-/// The run-queue histogram's bounds: bucket b is 2^b µs, the last +Inf (see RUNQ_BUCKETS).
-fn runqueue_histogram(c: &ContainerSample) -> Option<Histogram> {
-    let h = c.runqueue_latency.as_ref()?;
-    let last = h.buckets.len().checked_sub(1)?;
+/// A histogram of the kernel's log2 buckets: bucket b counts values of at most 2^b µs, the
+/// last one the rest (+Inf). `buckets` are per bucket, not cumulative.
+pub fn log2_us_histogram(buckets: &[u64], sum_ns: u64, count: u64) -> Option<Histogram> {
+    let last = buckets.len().checked_sub(1)?;
     let mut seen = 0u64;
-    let buckets = h
-        .buckets
+    let buckets = buckets
         .iter()
         .enumerate()
         .map(|(b, n)| {
@@ -77,12 +77,12 @@ fn runqueue_histogram(c: &ContainerSample) -> Option<Histogram> {
         .collect();
     Some(Histogram {
         buckets,
-        sum: h.sum_ns as f64 / NS_PER_S,
-        count: h.count,
+        sum: sum_ns as f64 / NS_PER_S,
+        count,
     })
 }
 
-const NS_PER_S: f64 = 1e9;
+pub const NS_PER_S: f64 = 1e9;
 
 /// A byte or event count as a sample value.
 fn num(v: Option<u64>) -> Option<f64> {
@@ -98,15 +98,61 @@ fn has_quota(c: &ContainerSample) -> bool {
     c.cpu_spec.quota_us.is_some()
 }
 
-pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
-    ContainerFamily {
-        name: "container_cpu_usage_seconds_total",
-        help: "Cumulative cpu time consumed in seconds.",
-        kind: Kind::Counter,
-        // Per-CPU series are a v1-only cAdvisor feature; eBPF counts per cgroup, like v2.
-        extra: &[("cpu", "total")],
-        value: Value::One(|c| c.cpu_usage_ns.map(|v| v as f64 / NS_PER_S)),
-    },
+/// A gauge of one figure of each filesystem (`device`-labelled).
+macro_rules! per_filesystem {
+    ($name:literal, $help:literal, $field:ident) => {
+        ContainerFamily {
+            name: $name,
+            help: $help,
+            kind: Kind::Gauge,
+            extra: &[],
+            value: Value::Many(|c, emit| {
+                for f in c.filesystems.iter().flatten() {
+                    emit(&[("device", &f.device)], f.$field as f64);
+                }
+            }),
+        }
+    };
+}
+
+/// A counter of one block I/O figure of each device (`device`-labelled).
+macro_rules! per_device_io {
+    ($name:literal, $help:literal, $field:ident) => {
+        ContainerFamily {
+            name: $name,
+            help: $help,
+            kind: Kind::Counter,
+            extra: &[],
+            value: Value::Many(|c, emit| {
+                for d in c.io.iter().flatten() {
+                    emit(&[("device", &d.device)], d.$field as f64);
+                }
+            }),
+        }
+    };
+}
+
+/// Every container family, in the order they are written (cAdvisor's, which the golden files
+/// keep): the kernel-backed kinds' families are declared in their folders under `sources/`.
+static CONTAINER_FAMILIES: &[&[ContainerFamily]] = &[
+    sources::cpu::families::FAMILIES,
+    CGROUPFS,
+    sources::network::families::FAMILIES,
+    sources::sched::families::SCHEDSTAT,
+    TASKS,
+    sources::sched::families::LATENCY,
+    sources::oom::families::FAMILIES,
+    LIFETIME,
+];
+
+/// Every container family, in the order they are written.
+pub fn container_families() -> impl Iterator<Item = &'static ContainerFamily> {
+    CONTAINER_FAMILIES.iter().copied().flatten()
+}
+
+/// Figures read from cgroupfs: CPU (the controller's), memory, filesystems, block I/O,
+/// processes, pressure.
+static CGROUPFS: &[ContainerFamily] = &[
     ContainerFamily {
         name: "container_cpu_user_seconds_total",
         help: "Cumulative user cpu time consumed in seconds.",
@@ -365,94 +411,42 @@ pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
         extra: &[],
         value: Value::One(|c| limit(c.memory_spec.reservation)),
     },
-    ContainerFamily {
-        name: "container_fs_inodes_free",
-        help: "Number of available Inodes",
-        kind: Kind::Gauge,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for f in c.filesystems.iter().flatten() {
-                emit(&[("device", &f.device)], f.inodes_free as f64);
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_fs_inodes_total",
-        help: "Number of Inodes",
-        kind: Kind::Gauge,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for f in c.filesystems.iter().flatten() {
-                emit(&[("device", &f.device)], f.inodes as f64);
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_fs_limit_bytes",
-        help: "Number of bytes that can be consumed by the container on this filesystem.",
-        kind: Kind::Gauge,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for f in c.filesystems.iter().flatten() {
-                emit(&[("device", &f.device)], f.capacity as f64);
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_fs_usage_bytes",
-        help: "Number of bytes that are consumed by the container on this filesystem.",
-        kind: Kind::Gauge,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for f in c.filesystems.iter().flatten() {
-                emit(&[("device", &f.device)], f.usage as f64);
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_fs_reads_bytes_total",
-        help: "Cumulative count of bytes read",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for d in c.io.iter().flatten() {
-                emit(&[("device", &d.device)], d.read_bytes as f64);
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_fs_reads_total",
-        help: "Cumulative count of reads completed",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for d in c.io.iter().flatten() {
-                emit(&[("device", &d.device)], d.reads as f64);
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_fs_writes_bytes_total",
-        help: "Cumulative count of bytes written",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for d in c.io.iter().flatten() {
-                emit(&[("device", &d.device)], d.write_bytes as f64);
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_fs_writes_total",
-        help: "Cumulative count of writes completed",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for d in c.io.iter().flatten() {
-                emit(&[("device", &d.device)], d.writes as f64);
-            }
-        }),
-    },
+    per_filesystem!(
+        "container_fs_inodes_free",
+        "Number of available Inodes",
+        inodes_free
+    ),
+    per_filesystem!("container_fs_inodes_total", "Number of Inodes", inodes),
+    per_filesystem!(
+        "container_fs_limit_bytes",
+        "Number of bytes that can be consumed by the container on this filesystem.",
+        capacity
+    ),
+    per_filesystem!(
+        "container_fs_usage_bytes",
+        "Number of bytes that are consumed by the container on this filesystem.",
+        usage
+    ),
+    per_device_io!(
+        "container_fs_reads_bytes_total",
+        "Cumulative count of bytes read",
+        read_bytes
+    ),
+    per_device_io!(
+        "container_fs_reads_total",
+        "Cumulative count of reads completed",
+        reads
+    ),
+    per_device_io!(
+        "container_fs_writes_bytes_total",
+        "Cumulative count of bytes written",
+        write_bytes
+    ),
+    per_device_io!(
+        "container_fs_writes_total",
+        "Cumulative count of writes completed",
+        writes
+    ),
     ContainerFamily {
         name: "container_blkio_device_usage_total",
         help: "Blkio Device bytes usage",
@@ -553,135 +547,10 @@ pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
         extra: &[],
         value: Value::One(|c| c.pressure.io.map(|p| p.some_us as f64 / 1e6)),
     },
-    ContainerFamily {
-        name: "container_network_receive_bytes_total",
-        help: "Cumulative count of bytes received",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for i in c.network.iter().flatten() {
-                if let Some(v) = i.rx_bytes {
-                    emit(&[("interface", &i.name)], v as f64);
-                }
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_network_receive_packets_total",
-        help: "Cumulative count of packets received",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for i in c.network.iter().flatten() {
-                if let Some(v) = i.rx_packets {
-                    emit(&[("interface", &i.name)], v as f64);
-                }
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_network_receive_packets_dropped_total",
-        help: "Cumulative count of packets dropped while receiving",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for i in c.network.iter().flatten() {
-                if let Some(v) = i.rx_dropped {
-                    emit(&[("interface", &i.name)], v as f64);
-                }
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_network_receive_errors_total",
-        help: "Cumulative count of errors encountered while receiving",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for i in c.network.iter().flatten() {
-                if let Some(v) = i.rx_errors {
-                    emit(&[("interface", &i.name)], v as f64);
-                }
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_network_transmit_bytes_total",
-        help: "Cumulative count of bytes transmitted",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for i in c.network.iter().flatten() {
-                if let Some(v) = i.tx_bytes {
-                    emit(&[("interface", &i.name)], v as f64);
-                }
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_network_transmit_packets_total",
-        help: "Cumulative count of packets transmitted",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for i in c.network.iter().flatten() {
-                if let Some(v) = i.tx_packets {
-                    emit(&[("interface", &i.name)], v as f64);
-                }
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_network_transmit_packets_dropped_total",
-        help: "Cumulative count of packets dropped while transmitting",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for i in c.network.iter().flatten() {
-                if let Some(v) = i.tx_dropped {
-                    emit(&[("interface", &i.name)], v as f64);
-                }
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_network_transmit_errors_total",
-        help: "Cumulative count of errors encountered while transmitting",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::Many(|c, emit| {
-            for i in c.network.iter().flatten() {
-                if let Some(v) = i.tx_errors {
-                    emit(&[("interface", &i.name)], v as f64);
-                }
-            }
-        }),
-    },
-    ContainerFamily {
-        name: "container_cpu_schedstat_run_seconds_total",
-        help: "Time duration the processes of the container have run on the CPU.",
-        kind: Kind::Counter,
-        extra: &[],
-        // The same figure as container_cpu_usage_seconds_total: both are the scheduler's.
-        value: Value::One(|c| {
-            c.schedstat?;
-            c.cpu_usage_ns.map(|ns| ns as f64 / NS_PER_S)
-        }),
-    },
-    ContainerFamily {
-        name: "container_cpu_schedstat_runqueue_seconds_total",
-        help: "Time duration processes of the container have been waiting on a runqueue.",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::One(|c| c.schedstat.map(|s| s.runqueue_ns as f64 / NS_PER_S)),
-    },
-    ContainerFamily {
-        name: "container_cpu_schedstat_run_periods_total",
-        help: "Number of times processes of the cgroup have run on the cpu",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::One(|c| c.schedstat.map(|s| s.run_periods as f64)),
-    },
+];
+
+/// Load averages and thread states (`cpuLoad`).
+static TASKS: &[ContainerFamily] = &[
     ContainerFamily {
         name: "container_cpu_load_average_10s",
         help: "Value of container cpu load average over the last 10 seconds.",
@@ -717,20 +586,10 @@ pub static CONTAINER_FAMILIES: &[ContainerFamily] = &[
             }
         }),
     },
-    ContainerFamily {
-        name: "nodetel_container_runqueue_latency_seconds",
-        help: "Run-queue waits of the cgroup's own tasks (not its descendants'), from wakeup or preemption to running, in log2 buckets built in the kernel.",
-        kind: Kind::Histogram,
-        extra: &[],
-        value: Value::Histogram(runqueue_histogram),
-    },
-    ContainerFamily {
-        name: "container_oom_events_total",
-        help: "Count of out of memory events observed for the container",
-        kind: Kind::Counter,
-        extra: &[],
-        value: Value::One(|c| c.oom_kills.map(|n| n as f64)),
-    },
+];
+
+/// When a cgroup was seen last, and when it started.
+static LIFETIME: &[ContainerFamily] = &[
     ContainerFamily {
         name: "container_last_seen",
         help: "Last time a container was seen by the exporter",
@@ -1416,8 +1275,7 @@ mod tests {
 
     #[test]
     fn names_are_unique_and_valid() {
-        let mut names: Vec<&str> = CONTAINER_FAMILIES
-            .iter()
+        let mut names: Vec<&str> = container_families()
             .map(|f| f.name)
             .chain(AGENT_FAMILIES.iter().map(|f| f.name))
             .chain(MACHINE_FAMILIES.iter().map(|f| f.name))

@@ -1,10 +1,10 @@
 //! Prometheus exposition: the table of families and the text writer.
 mod exposition;
-mod families;
+pub mod families;
 mod labels;
 mod services;
 
 pub use exposition::{CONTENT_TYPE, render, render_sized};
-pub use families::{AGENT_FAMILIES, CONTAINER_FAMILIES, Kind};
+pub use families::{AGENT_FAMILIES, Kind, container_families};
 pub use labels::{LabelChoice, LabelMode, SWARM_AND_COMPOSE};
 pub use services::SERVICE_FAMILIES;

@@ -3,6 +3,7 @@
 //! not move had no task running, so nothing in its cgroupfs files that needs one can have changed.
 pub mod account;
 pub mod drain;
+pub mod families;
 
 use std::collections::HashMap;
 

@@ -1,6 +1,7 @@
 //! The `network` kind: per-container interface figures, from each namespace's device counters
 //! and the bytes each cgroup's sockets passed (the cgroup_skb programs, agent-ebpf/src/net.rs);
 //! who gets which figures is in `reader`.
+pub mod families;
 pub mod netdev;
 pub mod netns;
 pub mod reader;

@@ -1,6 +1,7 @@
 //! The `oom_event` kind: OOM kills per victim cgroup, counted in the kernel when the victim is
 //! both marked and sent SIGKILL (agent-ebpf/src/oom.rs), and each kill's record (victim, process,
 //! the task that hit the limit) turned into cAdvisor's `oom` and `oomKill` events.
+pub mod families;
 pub mod records;
 
 use std::{

@@ -2,6 +2,7 @@
 //! waits, from the context-switch program's scheduler figures (agent-ebpf/src/sched.rs). Totals
 //! are summed up the tree as CPU time is; the histogram is each cgroup's own tasks'.
 pub mod drain;
+pub mod families;
 
 use std::collections::HashMap;
 
