@@ -60,7 +60,7 @@ pub fn net_offsets() -> Option<(u32, u32)> {
 /// BTF and emits a fault-tolerant load that reads 0 from a bad address. A helper call per field
 /// cost about 40 ns on the context-switch path; this costs about one.
 #[inline(always)]
-unsafe fn read_at<T: Copy>(base: *const u8, off: u32) -> Result<T, i32> {
+pub unsafe fn read_at<T: Copy>(base: *const u8, off: u32) -> Result<T, i32> {
     if base.is_null() {
         return Err(-1);
     }

@@ -201,6 +201,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .collect(),
         mount_tracefs: config.mount_tracefs,
         sched: kinds.has(crate::metric_kinds::MetricKind::Sched),
+        blkio: kinds.has(crate::metric_kinds::MetricKind::Blkio),
         loopback: config.network_loopback,
         bpf_stats: config.bpf_stats,
         sched_switch_floor: config.bench_sched_switch_floor,

@@ -404,6 +404,7 @@ impl CgroupfsReader {
                 schedstat: None,
                 runqueue_latency: None,
                 filesystems: None,
+                blkio: None,
             });
             if self.quiet.every > 0
                 && let Some(sample) = containers.last()

@@ -40,7 +40,7 @@ pub struct Config {
     )]
     pub machine_id_file: Vec<PathBuf>,
 
-    /// Only these metric kinds (cAdvisor's names: cpu, memory, diskIO, process, pressure, oom_event, network, sched);
+    /// Only these metric kinds (cAdvisor's names: cpu, memory, diskIO, process, pressure, oom_event, network, sched; and nodetel's blkio);
     /// when given, --disable-metrics is ignored, as in cAdvisor.
     #[arg(
         long,
@@ -52,14 +52,16 @@ pub struct Config {
 
     /// Metric kinds to leave out; their cgroupfs files are then never read. The default is
     /// cAdvisor 0.38.7's for the kinds nodetel shares with it (`process`, `sched` off; it had no
-    /// `pressure`), so a node costs Prometheus no more series than cAdvisor did; an empty value
-    /// (`--disable-metrics=`) turns every kind on.
+    /// `pressure`), so a node costs Prometheus no more series than cAdvisor did, and `blkio`
+    /// (nodetel's per-container block I/O latency) off: it costs 0.83 µs per bio, 1.7 % of a 4 KiB
+    /// direct read here (README, Block I/O latency). An empty value (`--disable-metrics=`) turns
+    /// every kind on.
     #[arg(
         long,
         alias = "disable_metrics",
         env = "NODETEL_DISABLE_METRICS",
         value_delimiter = ',',
-        default_value = "process,sched,pressure"
+        default_value = "process,sched,pressure,blkio"
     )]
     pub disable_metrics: Vec<String>,
 

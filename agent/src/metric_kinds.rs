@@ -15,10 +15,12 @@ pub enum MetricKind {
     Sched,
     Disk,
     CpuLoad,
+    /// nodetel's own: per-container block I/O latency from the block layer's tracepoints.
+    Blkio,
 }
 
 impl MetricKind {
-    pub const ALL: [MetricKind; 10] = [
+    pub const ALL: [MetricKind; 11] = [
         MetricKind::Cpu,
         MetricKind::Memory,
         MetricKind::DiskIo,
@@ -29,6 +31,7 @@ impl MetricKind {
         MetricKind::Sched,
         MetricKind::Disk,
         MetricKind::CpuLoad,
+        MetricKind::Blkio,
     ];
 
     pub fn name(self) -> &'static str {
@@ -43,6 +46,7 @@ impl MetricKind {
             MetricKind::Sched => "sched",
             MetricKind::Disk => "disk",
             MetricKind::CpuLoad => "cpuLoad",
+            MetricKind::Blkio => "blkio",
         }
     }
 }

@@ -54,6 +54,9 @@ pub struct ContainerSample {
     pub schedstat: Option<Schedstat>,
     /// Run-queue waits of this cgroup's own tasks; `None` when it has had none (a pod cgroup).
     pub runqueue_latency: Option<RunqueueLatency>,
+    /// Block I/O latency per disk and operation, of the bios charged to this cgroup itself (not
+    /// its descendants); `None` when the `blkio` kind is off or its programs are not attached.
+    pub blkio: Option<Vec<BlkioLatency>>,
     /// Filesystems: a container's writable layer, the root's host filesystems; `None` when the
     /// `disk` kind is off or nothing was found (yet: a layer's first walk takes a moment).
     pub filesystems: Option<Vec<crate::fs_usage::FsStats>>,
@@ -72,6 +75,47 @@ pub struct RunqueueLatency {
     pub buckets: Vec<u64>,
     pub sum_ns: u64,
     pub count: u64,
+}
+
+/// One cgroup's completed bios on one disk for one operation (cumulative).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BlkioLatency {
+    pub major: u32,
+    pub minor: u32,
+    /// `/dev/<name>`, as the other per-device figures name it.
+    pub device: String,
+    /// `read`, `write`, `discard` or `flush`.
+    pub op: &'static str,
+    pub count: u64,
+    pub bytes: u64,
+    /// Submission to completion, summed.
+    pub latency_ns: u64,
+    /// Bios per log2 latency bucket (bucket b: under 2^b µs), not cumulative.
+    pub buckets: Vec<u64>,
+}
+
+/// The `blkio` kind's own figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlkioHealth {
+    /// Histogram map entries at the last drain, and its capacity.
+    pub map_entries: u64,
+    pub map_capacity: u64,
+    /// Bios in flight at the last pass.
+    pub in_flight: u64,
+    /// Cumulative: in-flight entries deleted because their completion never came.
+    pub lost_completions: u64,
+    /// Cumulative, from the kernel: requests with more bios than the program follows (the rest
+    /// not counted), bios not counted because the histogram map was full, bios whose cgroup or
+    /// disk could not be read, and bios not timed because the in-flight map was full.
+    pub beyond_request: u64,
+    pub map_full: u64,
+    pub unreadable: u64,
+    pub in_flight_full: u64,
+    /// Histogram entries whose cgroup has no v2 cgroup to be shown under (hybrid hosts), at the
+    /// last pass.
+    pub unplaced: u64,
+    /// Cumulative: entries deleted because their cgroup was removed.
+    pub entries_forgotten: u64,
 }
 
 /// The agent's own health figures.
@@ -124,6 +168,8 @@ pub struct AgentStats {
     /// Cumulative: scheduler entries deleted because their cgroup was removed.
     pub sched_entries_forgotten: u64,
     pub network: NetStats,
+    /// The `blkio` kind's own figures (`None` when it is off or not attached).
+    pub blkio: Option<BlkioHealth>,
     /// The filesystem usage walker's cost and freshness (zero when the `disk` kind is off).
     pub fs_usage: crate::fs_usage::WalkStats,
     /// Per runtime resolver, in precedence order (empty when none is configured).
@@ -180,6 +226,7 @@ impl Default for AgentStats {
             program_stats: Vec::new(),
             network: Default::default(),
             fs_usage: Default::default(),
+            blkio: None,
             identity: Vec::new(),
             pods: Default::default(),
             panics: Default::default(),

@@ -63,6 +63,41 @@ pub const SCHED_HIST_ENTRIES: u32 = 16384;
 /// 2^25 µs, 33.5 s); the last one counts longer waits (+Inf).
 pub const RUNQ_BUCKETS: u32 = 27;
 
+/// Per-CPU hash: [`BlkioKey`] -> [`BlkioBucket`]: completed bios of one cgroup, device and
+/// operation whose latency fell in that bucket (cumulative).
+pub const MAP_BLKIO_HIST: &str = "BLKIO_HIST";
+/// Hash: bio address -> `bpf_ktime_get_ns()` at its submission (`block_bio_queue`), until its
+/// completion. Entries whose completion never came are pruned by userspace.
+pub const MAP_BLKIO_INFLIGHT: &str = "BLKIO_INFLIGHT";
+/// Capacity of [`MAP_BLKIO_INFLIGHT`]: bios in flight at once, node-wide (a busy NVMe queue holds
+/// a few thousand).
+pub const BLKIO_INFLIGHT_ENTRIES: u32 = 16_384;
+/// `tp_btf/block_bio_queue` (a bio enters the block layer, where io.stat counts it),
+/// `tp_btf/block_rq_complete` (a request-based device completed bios) and
+/// `tp_btf/block_bio_complete` (a bio-based device such as device-mapper completed one):
+/// per-cgroup block I/O latency.
+pub const PROG_BLOCK_BIO_QUEUE: &str = "block_bio_queue";
+pub const PROG_BLOCK_RQ_COMPLETE: &str = "block_rq_complete";
+pub const PROG_BLOCK_BIO_COMPLETE: &str = "block_bio_complete";
+/// Bios of one request followed at its completion (a request merged from more leaves the rest
+/// uncounted, and counts it in [`STAT_BLKIO_BEYOND_REQUEST`]).
+pub const BLKIO_BIOS_PER_REQUEST: u32 = 64;
+/// The global holding the [`BlkioOffsets`].
+pub const GLOBAL_BLKIO_OFFSETS: &str = "BLKIO_OFFSETS";
+/// Capacity of [`MAP_BLKIO_HIST`]: a cgroup uses one entry per device, operation and latency
+/// bucket it has seen (a busy one 10-30).
+pub const BLKIO_HIST_ENTRIES: u32 = 32_768;
+/// Latency buckets, as [`RUNQ_BUCKETS`]: bucket `b` < `BLKIO_BUCKETS` - 1 counts latencies of
+/// less than 2^b µs (and at least 2^(b-1)); the last one the rest.
+pub const BLKIO_BUCKETS: u32 = 27;
+/// [`BlkioKey::op`]: what io.stat calls reads (every operation that is not one of the others).
+pub const BLKIO_READ: u16 = 0;
+/// Writes with data (`REQ_OP_WRITE` and the other write operations but discard).
+pub const BLKIO_WRITE: u16 = 1;
+pub const BLKIO_DISCARD: u16 = 2;
+/// Cache flushes: `REQ_OP_FLUSH`, or a write with no data (a pre-flush).
+pub const BLKIO_FLUSH: u16 = 3;
+
 /// Default capacity of [`MAP_CPU_NS`]; userspace may resize it at load time.
 pub const DEFAULT_CPU_NS_ENTRIES: u32 = 16_384;
 
@@ -102,8 +137,16 @@ pub const STAT_RUNTIME_CLAMPED_NS: u32 = 14;
 /// Switch-outs whose runtime delta exceeded the tick-dated elapsed time but not the precise one:
 /// the tick clock was stale (jiffies lagging), and the delta was charged.
 pub const STAT_TICK_STALE: u32 = 15;
+/// Requests completed with more bios than [`BLKIO_BIOS_PER_REQUEST`]: the rest not counted.
+pub const STAT_BLKIO_BEYOND_REQUEST: u32 = 16;
+/// Bios not counted because [`MAP_BLKIO_HIST`] was full.
+pub const STAT_BLKIO_MAP_FULL: u32 = 17;
+/// Completed bios whose cgroup or disk could not be read: not counted.
+pub const STAT_BLKIO_UNREADABLE: u32 = 18;
+/// Bios not timed because [`MAP_BLKIO_INFLIGHT`] was full.
+pub const STAT_BLKIO_INFLIGHT_FULL: u32 = 19;
 /// Number of slots in [`MAP_STATS`].
-pub const STAT_SLOTS: u32 = 16;
+pub const STAT_SLOTS: u32 = 20;
 
 /// What one CPU runs since the last context switch, and what it has not yet written to the
 /// shared maps.
@@ -236,6 +279,60 @@ pub struct HistKey {
 }
 const _: () = assert!(core::mem::size_of::<HistKey>() == 16);
 
+/// Key of [`MAP_BLKIO_HIST`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct BlkioKey {
+    pub cgroup_id: u64,
+    pub dev: u32,
+    /// `BLKIO_READ` .. `BLKIO_FLUSH`.
+    pub op: u16,
+    /// 0 ..= [`BLKIO_BUCKETS`] - 1.
+    pub bucket: u16,
+}
+const _: () = assert!(core::mem::size_of::<BlkioKey>() == 16);
+
+/// Value of [`MAP_BLKIO_HIST`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlkioBucket {
+    pub count: u64,
+    pub bytes: u64,
+    /// Submission to completion, summed.
+    pub latency_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<BlkioBucket>() == 24);
+
+/// Offsets the block I/O programs follow from a `struct bio` (filled from BTF like
+/// [`KernelOffsets`]; the cgroup's `kn->id` uses that struct's two offsets).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlkioOffsets {
+    /// `bio.bi_opf`
+    pub bio_opf: u32,
+    /// `bio.bi_iter` + `bvec_iter.bi_size`
+    pub bio_size: u32,
+    /// `bio.bi_bdev`
+    pub bio_bdev: u32,
+    /// `block_device.bd_disk`
+    pub bdev_disk: u32,
+    /// `gendisk.major`, `gendisk.first_minor`
+    pub disk_major: u32,
+    pub disk_first_minor: u32,
+    /// `bio.bi_blkg`
+    pub bio_blkg: u32,
+    /// `blkcg_gq.blkcg`
+    pub blkg_blkcg: u32,
+    /// `blkcg.css` + `cgroup_subsys_state.cgroup`
+    pub blkcg_cgroup: u32,
+    /// `request.bio` (the first bio not yet completed), `bio.bi_next` (the next one)
+    pub rq_bio: u32,
+    pub bio_next: u32,
+    /// 1 once userspace filled the struct.
+    pub valid: u32,
+}
+const _: () = assert!(core::mem::size_of::<BlkioOffsets>() == 48);
+
 /// Byte offsets of the kernel struct fields the programs follow from a `task_struct` to its cgroup
 /// v2 id. Rust eBPF objects carry no CO-RE relocations, so the agent reads these from
 /// `/sys/kernel/btf/vmlinux` at start-up and writes them into the program's read-only data: the
@@ -308,4 +405,10 @@ mod pod {
     unsafe impl aya::Pod for super::RunqBucket {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::HistKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::BlkioKey {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::BlkioBucket {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::BlkioOffsets {}
 }

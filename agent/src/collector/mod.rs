@@ -51,7 +51,7 @@ impl Collector {
         events: Arc<EventStore>,
     ) -> Self {
         let stats = probes.initial_stats();
-        let sources = crate::sources::enabled(&mut probes, &kinds, roots.proc_root.clone());
+        let sources = crate::sources::enabled(&mut probes, &kinds, &roots, &layout);
         let reader = CgroupfsReader::new(
             layout,
             roots.proc_root.clone(),

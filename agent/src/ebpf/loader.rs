@@ -9,7 +9,8 @@ use aya::{
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, TracePoint},
 };
 use nodetel_common::{
-    GLOBAL_OFFSETS, MAP_CPU_NS, MAP_NET_TRAFFIC, MAP_OOM_EVENTS, MAP_SCHED_HIST,
+    GLOBAL_BLKIO_OFFSETS, GLOBAL_OFFSETS, MAP_CPU_NS, MAP_NET_TRAFFIC, MAP_OOM_EVENTS,
+    MAP_SCHED_HIST, PROG_BLOCK_BIO_COMPLETE, PROG_BLOCK_BIO_QUEUE, PROG_BLOCK_RQ_COMPLETE,
     PROG_CGROUP_ATTACH, PROG_CGROUP_MKDIR, PROG_CGROUP_RENAME, PROG_CGROUP_RMDIR, PROG_MARK_VICTIM,
     PROG_NET_EGRESS, PROG_NET_INGRESS, PROG_SCHED_SWITCH, PROG_SCHED_SWITCH_FLOOR,
     PROG_SIGNAL_GENERATE,
@@ -73,6 +74,8 @@ pub struct LoadOptions {
     pub cgroup2_root: Option<PathBuf>,
     /// Measure run-queue waits and run periods at each switch (the `sched` kind).
     pub sched: bool,
+    /// Time every bio per cgroup (the `blkio` kind).
+    pub blkio: bool,
     /// Count traffic over `lo` too (`--network-loopback`).
     pub loopback: bool,
     /// Turn on the kernel's per-program run time accounting (`--bpf-stats`).
@@ -132,8 +135,26 @@ impl Probes {
         if OBJECT.is_empty() {
             return Err(LoadError::NoObject);
         }
-        let mut offsets = Btf::from_file(&opts.btf_path)?.kernel_offsets()?;
+        let btf = Btf::from_file(&opts.btf_path)?;
+        let mut offsets = btf.kernel_offsets()?;
         let mut not_attached = Vec::new();
+        let blkio_offsets = if opts.blkio {
+            btf.blkio_offsets().unwrap_or_else(|e| {
+                for program in [
+                    PROG_BLOCK_BIO_QUEUE,
+                    PROG_BLOCK_RQ_COMPLETE,
+                    PROG_BLOCK_BIO_COMPLETE,
+                ] {
+                    not_attached.push(NotAttached {
+                        program,
+                        reason: format!("this kernel's BTF: {e}"),
+                    });
+                }
+                nodetel_common::BlkioOffsets::default()
+            })
+        } else {
+            nodetel_common::BlkioOffsets::default()
+        };
         ensure_tracefs(&opts.tracefs, opts.mount_tracefs);
         match tracepoint_field_offset(&opts.tracefs, "oom", "mark_victim", "pid") {
             Ok(off) => offsets.tp_mark_victim_pid = off,
@@ -161,6 +182,7 @@ impl Probes {
         tracing::debug!(?offsets, "kernel struct offsets from BTF");
         let mut ebpf = EbpfLoader::new()
             .override_global(GLOBAL_OFFSETS, &offsets, true)
+            .override_global(GLOBAL_BLKIO_OFFSETS, &blkio_offsets, true)
             .map_max_entries(MAP_CPU_NS, opts.cpu_map_entries)
             .map_max_entries(MAP_NET_TRAFFIC, opts.net_map_entries)
             .map_max_entries(MAP_SCHED_HIST, opts.sched_map_entries)
@@ -185,6 +207,11 @@ impl Probes {
             (PROG_SIGNAL_GENERATE, Attach::Btf("signal_generate")),
             (PROG_MARK_VICTIM, Attach::Classic("oom", "mark_victim")),
         ];
+        if opts.blkio {
+            programs.push((PROG_BLOCK_BIO_QUEUE, Attach::Btf("block_bio_queue")));
+            programs.push((PROG_BLOCK_RQ_COMPLETE, Attach::Btf("block_rq_complete")));
+            programs.push((PROG_BLOCK_BIO_COMPLETE, Attach::Btf("block_bio_complete")));
+        }
         if let Some(root) = &opts.cgroup2_root {
             programs.push((
                 PROG_NET_INGRESS,
@@ -217,6 +244,17 @@ impl Probes {
         // Counting OOM kills needs both halves.
         if attached.contains(&PROG_SIGNAL_GENERATE) != attached.contains(&PROG_MARK_VICTIM) {
             tracing::warn!("only one of the two OOM programs attached; OOM kills are not counted");
+        }
+        let blkio = [
+            PROG_BLOCK_BIO_QUEUE,
+            PROG_BLOCK_RQ_COMPLETE,
+            PROG_BLOCK_BIO_COMPLETE,
+        ];
+        let blkio_attached = blkio.iter().filter(|p| attached.contains(p)).count();
+        if blkio_attached != 0 && blkio_attached != blkio.len() {
+            tracing::warn!(
+                "not all three block I/O programs attached; block I/O latency is not measured"
+            );
         }
         if attached.contains(&PROG_NET_INGRESS) != attached.contains(&PROG_NET_EGRESS) {
             tracing::warn!(

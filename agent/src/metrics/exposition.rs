@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use super::{
-    families::{AGENT_FAMILIES, Extra, MACHINE_FAMILIES, Value, container_families},
+    families::{Extra, MACHINE_FAMILIES, Value, agent_families, container_families},
     services::SERVICE_FAMILIES,
 };
 use crate::snapshot::{ContainerSample, Snapshot};
@@ -59,19 +59,18 @@ pub fn render_sized(snapshot: &Snapshot, expected: usize) -> String {
                     }
                 }
                 Value::Many(each) => each(c, &mut |extra, v| emit_as(family.name, extra, v)),
-                Value::Histogram(get) => {
-                    let Some(h) = get(c) else {
-                        continue;
-                    };
+                Value::Histogram(each) => each(c, &mut |extra, h| {
                     let bucket = format!("{}_bucket", family.name);
                     for (le, n) in &h.buckets {
                         let mut le_text = String::new();
                         write_value(&mut le_text, *le);
-                        emit_as(&bucket, &[("le", &le_text)], *n as f64);
+                        let mut labels = extra.to_vec();
+                        labels.push(("le", &le_text));
+                        emit_as(&bucket, &labels, *n as f64);
                     }
-                    emit_as(&format!("{}_sum", family.name), &[], h.sum);
-                    emit_as(&format!("{}_count", family.name), &[], h.count as f64);
-                }
+                    emit_as(&format!("{}_sum", family.name), extra, h.sum);
+                    emit_as(&format!("{}_count", family.name), extra, h.count as f64);
+                }),
             }
         }
     }
@@ -92,7 +91,7 @@ pub fn render_sized(snapshot: &Snapshot, expected: usize) -> String {
         ];
         write_sample(&mut out, family.name, &labels, value as f64);
     }
-    for family in AGENT_FAMILIES {
+    for family in agent_families() {
         let series = (family.series)(&snapshot.agent);
         write_owned(
             &mut out,
@@ -307,6 +306,7 @@ mod tests {
                 run_periods: 4200,
             }),
             // Figures of cAdvisor's sample for a container that wrote 50 MiB into its layer.
+            blkio: None,
             filesystems: Some(vec![crate::fs_usage::FsStats {
                 device: "/dev/vda".into(),
                 major: 254,

@@ -40,14 +40,18 @@ pub type Extra<'a> = &'a [(&'static str, &'a str)];
 /// Where a [`Value::Many`] getter puts each of its series.
 pub type Emit<'e> = &'e mut dyn FnMut(Extra<'_>, f64);
 
+/// Where a [`Value::Histogram`] getter puts each of its histograms.
+pub type EmitHistogram<'e> = &'e mut dyn FnMut(Extra<'_>, Histogram);
+
 pub enum Value {
     /// At most one series per cgroup.
     One(fn(&ContainerSample) -> Option<f64>),
     /// Several series per cgroup (per device, per failure type): the getter calls `emit` for
     /// each with its own extra labels.
     Many(fn(&ContainerSample, Emit<'_>)),
-    /// A histogram (family kind `Histogram`): `_bucket{le}`, `_sum` and `_count` series.
-    Histogram(fn(&ContainerSample) -> Option<Histogram>),
+    /// Histograms (family kind `Histogram`): `_bucket{le}`, `_sum` and `_count` series, one set
+    /// per call of `emit`, each with its own extra labels (none for one per cgroup).
+    Histogram(fn(&ContainerSample, EmitHistogram<'_>)),
 }
 
 /// One cgroup's histogram: cumulative counts by upper bound (the last bound +Inf).
@@ -143,6 +147,8 @@ static CONTAINER_FAMILIES: &[&[ContainerFamily]] = &[
     sources::sched::families::LATENCY,
     sources::oom::families::FAMILIES,
     LIFETIME,
+    // Beyond cAdvisor's: nodetel's own kinds, after cAdvisor's families.
+    sources::blkio::families::FAMILIES,
 ];
 
 /// Every container family, in the order they are written.
@@ -683,7 +689,14 @@ fn cpu_map(v: f64) -> AgentSeries {
     vec![(vec![("map", "cpu_ns".to_string())], v)]
 }
 
-pub static AGENT_FAMILIES: &[AgentFamily] = &[
+/// Every agent family, in the order they are written: the kinds' own health after the agent's.
+pub fn agent_families() -> impl Iterator<Item = &'static AgentFamily> {
+    [AGENT, sources::blkio::families::AGENT]
+        .into_iter()
+        .flatten()
+}
+
+static AGENT: &[AgentFamily] = &[
     // cAdvisor's name, help and labels: dashboards' version tables read it. cadvisorVersion is
     // nodetel's (as the API's `cadvisor_version`); no revision is built in.
     AgentFamily {
@@ -1277,7 +1290,7 @@ mod tests {
     fn names_are_unique_and_valid() {
         let mut names: Vec<&str> = container_families()
             .map(|f| f.name)
-            .chain(AGENT_FAMILIES.iter().map(|f| f.name))
+            .chain(agent_families().map(|f| f.name))
             .chain(MACHINE_FAMILIES.iter().map(|f| f.name))
             .collect();
         let n = names.len();

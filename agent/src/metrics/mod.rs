@@ -5,6 +5,6 @@ mod labels;
 mod services;
 
 pub use exposition::{CONTENT_TYPE, render, render_sized};
-pub use families::{AGENT_FAMILIES, Kind, container_families};
+pub use families::{Kind, agent_families, container_families};
 pub use labels::{LabelChoice, LabelMode, SWARM_AND_COMPOSE};
 pub use services::SERVICE_FAMILIES;

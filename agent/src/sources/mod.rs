@@ -2,12 +2,13 @@
 //! per-cgroup state and the pruning of removed cgroups' entries, and how it fills a sample. The
 //! collector knows none of that: it asks every enabled kind the same things, in the same order,
 //! each pass (see [`Source`]).
+pub mod blkio;
 pub mod cpu;
 pub mod network;
 pub mod oom;
 pub mod sched;
 
-use std::{collections::HashSet, path::PathBuf};
+use std::collections::HashSet;
 
 use crate::{
     cgroup::Tree,
@@ -56,8 +57,10 @@ pub trait Source: Send {
 pub fn enabled(
     probes: &mut Probes,
     kinds: &MetricKinds,
-    proc_root: PathBuf,
+    roots: &crate::machine::Roots,
+    layout: &crate::cgroup::Layout,
 ) -> Vec<Box<dyn Source>> {
+    let proc_root = roots.proc_root.clone();
     let mut out: Vec<Box<dyn Source>> = vec![
         Box::new(cpu::Cpu::new(probes, kinds.has(MetricKind::Cpu))),
         Box::new(oom::Oom::new(probes, kinds.has(MetricKind::OomEvent))),
@@ -67,6 +70,12 @@ pub fn enabled(
     }
     if kinds.has(MetricKind::Network) {
         out.push(Box::new(network::Network::new(probes, proc_root)));
+    }
+    if kinds.has(MetricKind::Blkio) {
+        let v1 = layout.v1_blkio.clone();
+        if let Some(b) = blkio::Blkio::new(probes, v1, roots.sys_root.clone()) {
+            out.push(Box::new(b));
+        }
     }
     out
 }

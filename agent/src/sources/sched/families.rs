@@ -35,8 +35,12 @@ pub static LATENCY: &[ContainerFamily] = &[ContainerFamily {
     help: "Run-queue waits of the cgroup's own tasks (not its descendants'), from wakeup or preemption to running, in log2 buckets built in the kernel.",
     kind: Kind::Histogram,
     extra: &[],
-    value: Value::Histogram(|c| {
-        let h = c.runqueue_latency.as_ref()?;
-        log2_us_histogram(&h.buckets, h.sum_ns, h.count)
+    value: Value::Histogram(|c, emit| {
+        let Some(h) = c.runqueue_latency.as_ref() else {
+            return;
+        };
+        if let Some(h) = log2_us_histogram(&h.buckets, h.sum_ns, h.count) {
+            emit(&[], h);
+        }
     }),
 }];

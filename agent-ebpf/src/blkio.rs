@@ -1,0 +1,244 @@
+//! Per-cgroup block I/O latency. Each bio is stamped when it enters the block layer
+//! (`block_bio_queue`, once per bio, where io.stat counts it) and charged at its completion to
+//! the cgroup the kernel charges it to (`bio->bi_blkg->blkcg`, buffered writeback included), per
+//! whole disk and operation, with its latency in a log2 bucket. Timing the bio, not the request,
+//! keeps what a stacked device adds (a device-mapper target's delay) in that device's figures,
+//! and counts what io.stat counts. (The kernel's own stamp, `bio->bi_issue`, cannot stand in:
+//! since 6.12 it is written only where blk-iolatency is enabled.)
+//!
+//! Completion is seen in one of two places: a request-based device (SCSI, NVMe, virtio, loop)
+//! completes its bios through its requests, traced by `block_rq_complete` (the block layer clears
+//! the bios' own completion trace there); a bio-based one (device-mapper, md) completes each bio
+//! through `bio_endio`, traced by `block_bio_complete`.
+use aya_ebpf::helpers::bpf_ktime_get_ns;
+use nodetel_common::{
+    BLKIO_BIOS_PER_REQUEST, BLKIO_BUCKETS, BLKIO_DISCARD, BLKIO_FLUSH, BLKIO_READ, BLKIO_WRITE,
+    BlkioBucket, BlkioKey, BlkioOffsets, STAT_BLKIO_BEYOND_REQUEST, STAT_BLKIO_INFLIGHT_FULL,
+    STAT_BLKIO_MAP_FULL, STAT_BLKIO_UNREADABLE,
+};
+
+use crate::{
+    maps::{BLKIO_HIST, BLKIO_INFLIGHT, atomic_add, stat_add, upsert},
+    task::{self, read_at},
+};
+
+/// Filled by the agent before load; `valid == 0` means "not filled" (the programs do nothing).
+#[unsafe(no_mangle)]
+static BLKIO_OFFSETS: BlkioOffsets = BlkioOffsets {
+    bio_opf: 0,
+    bio_size: 0,
+    bio_bdev: 0,
+    bdev_disk: 0,
+    disk_major: 0,
+    disk_first_minor: 0,
+    bio_blkg: 0,
+    blkg_blkcg: 0,
+    blkcg_cgroup: 0,
+    rq_bio: 0,
+    bio_next: 0,
+    valid: 0,
+};
+
+/// `REQ_OP_*` values (`include/linux/blk_types.h`, stable since 4.10).
+const REQ_OP_MASK: u32 = 0xff;
+const REQ_OP_FLUSH: u32 = 2;
+const REQ_OP_DISCARD: u32 = 3;
+
+#[inline(always)]
+fn offsets() -> BlkioOffsets {
+    // SAFETY: a volatile read of a plain static the loader rewrites before the program runs.
+    unsafe { core::ptr::read_volatile(&BLKIO_OFFSETS) }
+}
+
+/// Adds bios of one key to the map. Not inlined: a copy per loop iteration was too large to
+/// verify.
+#[inline(never)]
+fn flush(key: &BlkioKey, count: u64, bytes: u64, latency_ns: u64) {
+    if count == 0 {
+        return;
+    }
+    let init = BlkioBucket {
+        count,
+        bytes,
+        latency_ns,
+    };
+    let counted = upsert(&BLKIO_HIST, key, &init, |v| {
+        // SAFETY: `v` points into this CPU's map value (see atomic_add).
+        unsafe {
+            atomic_add(&raw mut (*v).count, count);
+            atomic_add(&raw mut (*v).bytes, bytes);
+            atomic_add(&raw mut (*v).latency_ns, latency_ns);
+        }
+    });
+    if !counted {
+        stat_add(STAT_BLKIO_MAP_FULL, count);
+    }
+}
+
+/// What the bios of one request share: cgroup, disk and operation code (the block layer merges no
+/// bios across cgroups or operations).
+#[derive(Clone, Copy)]
+struct Owner {
+    cgroup_id: u64,
+    dev: u32,
+    opf: u32,
+}
+
+/// A bio enters the block layer: remember when. A bio address reused before its completion was
+/// seen replaces the stale entry.
+#[inline(always)]
+pub fn on_queue(bio: *const u8) {
+    let now = unsafe { bpf_ktime_get_ns() };
+    if BLKIO_INFLIGHT.insert(&(bio as u64), &now, 0).is_err() {
+        stat_add(STAT_BLKIO_INFLIGHT_FULL, 1);
+    }
+}
+
+/// When the bio was submitted, forgetting it; `None` for a bio submitted before the programs
+/// were attached (or not stamped: the map was full).
+#[inline(always)]
+fn take_start(bio: *const u8) -> Option<u64> {
+    let key = bio as u64;
+    // SAFETY: the value is copied out at once; only this bio's completion deletes the key.
+    let start = unsafe { BLKIO_INFLIGHT.get(&key) }.copied()?;
+    let _ = BLKIO_INFLIGHT.remove(&key);
+    Some(start)
+}
+
+/// A request completes `nr_bytes`: its bios from the first, as far as those bytes go (a partial
+/// completion leaves the bio it ends in for a later call). Kept to few branches: the verifier
+/// walks every iteration of the loop.
+#[inline(always)]
+pub fn on_request_complete(rq: *const u8, nr_bytes: u32) {
+    let off = offsets();
+    if off.valid == 0 {
+        return;
+    }
+    // SAFETY: see task::read_at; a null or unreadable pointer ends the walk.
+    let Ok(mut bio) = (unsafe { read_at::<*const u8>(rq, off.rq_bio) }) else {
+        return;
+    };
+    let Ok(owner) = owner(bio, &off) else {
+        stat_add(STAT_BLKIO_UNREADABLE, 1);
+        return;
+    };
+    let now = unsafe { bpf_ktime_get_ns() };
+    // The operation is the request's; a write bio with no data is a flush.
+    let (op, write) = operation(owner.opf);
+    let mut left = u64::from(nr_bytes);
+    let mut key = BlkioKey {
+        cgroup_id: owner.cgroup_id,
+        dev: owner.dev,
+        op,
+        bucket: u16::MAX,
+    };
+    for _ in 0..BLKIO_BIOS_PER_REQUEST {
+        if bio.is_null() {
+            break;
+        }
+        // SAFETY: as above; `bio` is not null.
+        let (size, next) = unsafe {
+            (
+                core::ptr::read_volatile(bio.wrapping_add(off.bio_size as usize) as *const u32),
+                core::ptr::read_volatile(
+                    bio.wrapping_add(off.bio_next as usize) as *const *const u8
+                ),
+            )
+        };
+        if u64::from(size) > left {
+            break;
+        }
+        left -= u64::from(size);
+        let Some(start) = take_start(bio) else {
+            bio = next;
+            continue;
+        };
+        let latency = now.saturating_sub(start);
+        key.op = if write && size == 0 { BLKIO_FLUSH } else { op };
+        key.bucket = bucket(latency);
+        // One update per bio: batching bios of one bucket made the verifier's walk of the loop
+        // branch on every comparison, past its limit.
+        flush(&key, 1, u64::from(size), latency);
+        bio = next;
+    }
+    // More bios than the walk follows: the rest are not counted (and counted here).
+    if !bio.is_null() && left > 0 {
+        stat_add(STAT_BLKIO_BEYOND_REQUEST, 1);
+    }
+}
+
+/// The operation of a request or bio by its flags, and whether it writes (a write without data
+/// is a flush).
+#[inline(always)]
+fn operation(opf: u32) -> (u16, bool) {
+    match opf & REQ_OP_MASK {
+        REQ_OP_DISCARD => (BLKIO_DISCARD, false),
+        REQ_OP_FLUSH => (BLKIO_FLUSH, false),
+        o if o & 1 == 1 => (BLKIO_WRITE, true),
+        _ => (BLKIO_READ, false),
+    }
+}
+
+/// A bio-based device completed a bio.
+#[inline(always)]
+pub fn on_bio_complete(bio: *const u8) {
+    let off = offsets();
+    if off.valid == 0 {
+        return;
+    }
+    let Some(start) = take_start(bio) else {
+        return;
+    };
+    let Ok(owner) = owner(bio, &off) else {
+        stat_add(STAT_BLKIO_UNREADABLE, 1);
+        return;
+    };
+    // SAFETY: see task::read_at.
+    let Ok(size) = (unsafe { read_at::<u32>(bio, off.bio_size) }) else {
+        stat_add(STAT_BLKIO_UNREADABLE, 1);
+        return;
+    };
+    let latency = unsafe { bpf_ktime_get_ns() }.saturating_sub(start);
+    let (op, write) = operation(owner.opf);
+    let key = BlkioKey {
+        cgroup_id: owner.cgroup_id,
+        dev: owner.dev,
+        op: if write && size == 0 { BLKIO_FLUSH } else { op },
+        bucket: bucket(latency),
+    };
+    flush(&key, 1, u64::from(size), latency);
+}
+
+/// The bio's cgroup, whole disk and operation flags.
+#[inline(always)]
+fn owner(bio: *const u8, off: &BlkioOffsets) -> Result<Owner, i32> {
+    let kernel = task::offsets();
+    // SAFETY: see task::read_at; every pointer is checked before it is followed.
+    unsafe {
+        let blkg: *const u8 = read_at(bio, off.bio_blkg)?;
+        let blkcg: *const u8 = read_at(blkg, off.blkg_blkcg)?;
+        let cgroup: *const u8 = read_at(blkcg, off.blkcg_cgroup)?;
+        let kn: *const u8 = read_at(cgroup, kernel.cgroup_kn)?;
+        let cgroup_id: u64 = read_at(kn, kernel.kernfs_node_id)?;
+        let bdev: *const u8 = read_at(bio, off.bio_bdev)?;
+        let disk: *const u8 = read_at(bdev, off.bdev_disk)?;
+        let major: i32 = read_at(disk, off.disk_major)?;
+        let minor: i32 = read_at(disk, off.disk_first_minor)?;
+        Ok(Owner {
+            cgroup_id,
+            dev: ((major as u32) << 20) | (minor as u32 & 0xfffff),
+            opf: read_at(bio, off.bio_opf)?,
+        })
+    }
+}
+
+/// As the run-queue histogram: bucket b holds [2^(b-1), 2^b) µs, bucket 0 under 1 µs.
+#[inline(always)]
+fn bucket(ns: u64) -> u16 {
+    let bits = 64 - (ns / 1000).leading_zeros();
+    if bits >= BLKIO_BUCKETS - 1 {
+        (BLKIO_BUCKETS - 1) as u16
+    } else {
+        bits as u16
+    }
+}
