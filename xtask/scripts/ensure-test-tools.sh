@@ -33,6 +33,9 @@ want influxd influxdb               # push: cAdvisor's InfluxDB schema into a re
 want victoria-metrics victoria-metrics  # push: remote write and line protocol into VictoriaMetrics
 want tinyproxy tinyproxy           # push: a node whose only way out is an HTTP proxy
 want nsenter util-linux             # ... the agent in that network namespace, /sys left as it is
+want fio fio                        # the benchmark's block I/O load (blkio programs' cost)
+want dmsetup dmsetup                # the VM's block I/O latency test: a dm-delay device
+want losetup mount                  # ... over loop devices
 want /usr/bin/chromium chromium     # the web UI in a real headless browser
 want chromedriver chromium-driver   # ... driven over WebDriver
 want 'py:import venv, ensurepip' python3-venv  # the deploy check's PyPI tools

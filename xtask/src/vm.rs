@@ -23,10 +23,11 @@ const DEFAULT_KERNEL_META: &str = "linux-image-cloud-amd64";
 const RESULT_MARKER: &str = "nodetel-vm-result:";
 /// Tools the tests call, packed when the host has them (absent ones make those tests fail
 /// under NODETEL_REQUIRE_PRIVILEGED, as on the host).
-const GUEST_TOOLS: &[&str] = &["bpftool", "promtool", "ip"];
+const GUEST_TOOLS: &[&str] = &["bpftool", "promtool", "ip", "dmsetup", "losetup"];
 /// Modules in load order: a virtio disk (Debian's cloud kernel builds virtio as modules), which
-/// gives the guest a real block device for the I/O tests (its root is tmpfs), and veth for the
-/// network-namespace test.
+/// gives the guest a real block device for the I/O tests (its root is tmpfs), veth for the
+/// network-namespace test, and loop devices behind a device-mapper `delay` target for the block
+/// I/O latency test (this host's kernel has no device-mapper).
 const GUEST_MODULES: &[&str] = &[
     "drivers/virtio/virtio_ring.ko",
     "drivers/virtio/virtio.ko",
@@ -35,6 +36,9 @@ const GUEST_MODULES: &[&str] = &[
     "drivers/virtio/virtio_pci.ko",
     "drivers/block/virtio_blk.ko",
     "drivers/net/veth.ko",
+    "drivers/block/loop.ko",
+    "drivers/md/dm-mod.ko",
+    "drivers/md/dm-delay.ko",
 ];
 const DISK_MIB: u64 = 256;
 /// Test binaries that need a container runtime (dockerd, containerd, runc and their images):

@@ -847,23 +847,43 @@ pub fn event(e: &crate::events::Event) -> Value {
     })
 }
 
-/// What only nodetel measures, for its own UI (`?nodetel=true` on a v1 container request; left
-/// out otherwise, so cAdvisor's clients get cAdvisor's answer): the run-queue histogram as the
-/// kernel program bins it, cumulative (a reader takes differences between two answers).
+/// What only nodetel measures, for its own UI and tools (`?nodetel=true` on a v1 container
+/// request; left out otherwise, so cAdvisor's clients get cAdvisor's answer): the run-queue
+/// histogram and the block I/O latency per disk and operation, as the kernel programs bin them,
+/// cumulative (a reader takes differences between two answers).
 pub fn extensions(c: &ContainerSample) -> Value {
     let runqueue = c.runqueue_latency.as_ref().map(|h| {
-        // Bucket b holds waits of at most 2^b µs; the last one the rest (`null`: +Inf).
-        let last = h.buckets.len().saturating_sub(1);
-        let buckets: Vec<Value> = h
-            .buckets
-            .iter()
-            .enumerate()
-            .map(|(b, n)| {
-                let le = (b < last).then(|| (1u64 << b.min(63)) as f64 * 1e-6);
-                json!({"le_seconds": le, "count": n})
-            })
-            .collect();
-        json!({"buckets": buckets, "sum_seconds": h.sum_ns as f64 * 1e-9, "count": h.count})
+        json!({"buckets": log2_buckets(&h.buckets), "sum_seconds": h.sum_ns as f64 * 1e-9, "count": h.count})
     });
-    json!({"runqueue_latency": runqueue})
+    let blkio = c.blkio.as_ref().map(|rows| {
+        rows.iter()
+            .map(|r| {
+                json!({
+                    "device": r.device,
+                    "major": r.major,
+                    "minor": r.minor,
+                    "operation": r.op,
+                    "ios": r.count,
+                    "bytes": r.bytes,
+                    "latency_sum_seconds": r.latency_ns as f64 * 1e-9,
+                    "latency_buckets": log2_buckets(&r.buckets),
+                })
+            })
+            .collect::<Vec<Value>>()
+    });
+    json!({"runqueue_latency": runqueue, "blkio": blkio})
+}
+
+/// A kernel log2 histogram: bucket b counts values under 2^b µs (cumulative over time, not over
+/// buckets); the last one the rest (`le_seconds: null`, +Inf).
+fn log2_buckets(buckets: &[u64]) -> Vec<Value> {
+    let last = buckets.len().saturating_sub(1);
+    buckets
+        .iter()
+        .enumerate()
+        .map(|(b, n)| {
+            let le = (b < last).then(|| (1u64 << b.min(63)) as f64 * 1e-6);
+            json!({"le_seconds": le, "count": n})
+        })
+        .collect()
 }
