@@ -73,6 +73,16 @@ fn agent_io(e: &Exposition, id: &str, device: &str, op: &str) -> (f64, f64, f64)
     )
 }
 
+/// The agent's writes as io.stat counts them: a flush (the empty write `sync` ends with, which
+/// nodetel shows as `flush`) is one of io.stat's `wios`.
+fn writes(e: &Exposition, id: &str, device: &str) -> (f64, f64, f64) {
+    let (w, f) = (
+        agent_io(e, id, device, "write"),
+        agent_io(e, id, device, "flush"),
+    );
+    (w.0 + f.0, w.1 + f.1, w.2 + f.2)
+}
+
 /// A scratch directory on a real block device (not tmpfs), removed on drop.
 struct Scratch(PathBuf);
 
@@ -156,10 +166,7 @@ fn direct_io_per_cgroup_equals_the_kernels_accounting() -> anyhow::Result<()> {
             agent_io(&e1, &cg.rel, &device, "read"),
             agent_io(&e0, &cg.rel, &device, "read"),
         );
-        let w = (
-            agent_io(&e1, &cg.rel, &device, "write"),
-            agent_io(&e0, &cg.rel, &device, "write"),
-        );
+        let w = (writes(&e1, &cg.rel, &device), writes(&e0, &cg.rel, &device));
         let got = [r.0.0 - r.1.0, w.0.0 - w.1.0, r.0.1 - r.1.1, w.0.1 - w.1.1];
         eprintln!(
             "{} on {device}: kernel (rios, wios, rbytes, wbytes) {kernel:?}, agent {got:?}",
@@ -205,8 +212,8 @@ fn buffered_writeback_is_charged_to_the_writer() -> anyhow::Result<()> {
     let after = kernel_io(&mut cg, &dev)?;
     std::thread::sleep(agent.interval);
     let e1 = agent.next_metrics()?;
-    let (ios1, bytes1, _) = agent_io(&e1, &cg.rel, &device, "write");
-    let (ios0, bytes0, _) = agent_io(&e0, &cg.rel, &device, "write");
+    let (ios1, bytes1, _) = writes(&e1, &cg.rel, &device);
+    let (ios0, bytes0, _) = writes(&e0, &cg.rel, &device);
     let kernel = (after[1] - before[1], after[3] - before[3]);
     eprintln!(
         "writeback of 8 MiB: kernel {kernel:?}, agent {:?}",

@@ -193,6 +193,12 @@ fn every_dashboard_panel_has_data_for_real_containers() -> anyhow::Result<()> {
             "direct writes",
         ),
         (
+            "Block I/O latency p50, p99",
+            "B",
+            "dash-disk",
+            "its direct writes' latency",
+        ),
+        (
             "Network (received, sent)",
             "A",
             "dash-net",

@@ -6,6 +6,7 @@
 //! user+system CPU from /proc, its eBPF programs' run time (kernel.bpf_stats_enabled), RSS, and
 //! its cgroup's memory (which includes the kernel memory it pins, such as open cgroupfs files).
 //! Figures are reported, never asserted: the targets are printed beside them.
+mod blkio;
 mod floor;
 mod pipe;
 mod population;
@@ -85,6 +86,9 @@ fn main() -> anyhow::Result<()> {
         }
         if measure_pipe {
             pipe = Some(pipe_rounds(&args, &docker_socket, &agent_cgroup, n)?);
+        }
+        if i == 0 {
+            report.blkio = blkio::run(&args, &docker_socket, &agent_cgroup)?;
         }
         size.floor = result.floor_per_cgroup.as_ref().map(|files| {
             eprintln!("bench: timing the read floor");

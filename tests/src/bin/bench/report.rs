@@ -246,6 +246,7 @@ pub struct Report {
     pub sizes: Vec<SizeResult>,
     pub pipe: Option<PipeResult>,
     pub push: Option<PushResult>,
+    pub blkio: Option<crate::blkio::BlkioResult>,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -258,6 +259,7 @@ impl Report {
             sizes: Vec::new(),
             pipe: None,
             push: None,
+            blkio: None,
         }
     }
 
@@ -304,6 +306,20 @@ impl Report {
                     "spool_bytes_per_minute_of_outage": p.spool_per_minute(),
                 })
             }),
+            "blkio": self.blkio.as_ref().map(|b| json!({
+                "fio_seconds": b.seconds,
+                "read_4k_direct_latency_us_without_agent": b.latency_us_without,
+                "read_4k_direct_latency_us_with_blkio": b.latency_us_with,
+                "reads_with_blkio": b.reads_with,
+                "programs": b.programs.iter().map(|p| json!({
+                    "name": p.name,
+                    "runs": p.runs,
+                    "ns_per_run": if p.runs > 0 { p.run_ns as f64 / p.runs as f64 } else { 0.0 },
+                })).collect::<Vec<_>>(),
+                "ns_per_bio": b.ns_per_bio(),
+                "percent_of_a_read": b.percent_of_read(),
+                "on_by_default_budget_percent": 1.0,
+            })),
             "sched_pipe": self.pipe.as_ref().map(|p| json!({
                 "usecs_per_op_without_agent": p.off.0,
                 "usecs_per_op_with_nodetel": p.on.0,
@@ -512,6 +528,36 @@ impl Report {
                 p.influx.requests,
                 p.spool_per_minute() / 1e6,
                 p.spool_files,
+            );
+        }
+        if let Some(b) = &self.blkio {
+            let _ = writeln!(
+                t,
+                "\n| blkio under fio 4 KiB random direct reads ({} s) | read latency µs without agent | with blkio | ns per bio (per program) | % of a read (budget 1 %) |",
+                b.seconds
+            );
+            let _ = writeln!(t, "|---|---|---|---|---|");
+            let per: Vec<String> = b
+                .programs
+                .iter()
+                .map(|p| {
+                    let ns = if p.runs > 0 {
+                        p.run_ns as f64 / p.runs as f64
+                    } else {
+                        0.0
+                    };
+                    format!("{} {ns:.0}", p.name)
+                })
+                .collect();
+            let _ = writeln!(
+                t,
+                "| {} reads | {:.1} | {:.1} | **{:.0}** ({}) | **{:.2}** |",
+                b.reads_with,
+                b.latency_us_without,
+                b.latency_us_with,
+                b.ns_per_bio(),
+                per.join(", "),
+                b.percent_of_read(),
             );
         }
         t.push_str(&self.targets());
