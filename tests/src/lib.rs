@@ -469,6 +469,25 @@ pub fn block_device_of(path: &Path) -> anyhow::Result<(String, String)> {
     Ok((dev, format!("/dev/{name}")))
 }
 
+/// Fields of the cgroup v2 `io.stat` line of device `dev` (`major:minor`) in `dir`, in this
+/// order; zeros when the device has no line (no I/O yet).
+pub fn io_stat<const N: usize>(dir: &Path, dev: &str, keys: [&str; N]) -> anyhow::Result<[f64; N]> {
+    let text = std::fs::read_to_string(dir.join("io.stat"))?;
+    let Some(line) = text.lines().find(|l| l.starts_with(&format!("{dev} "))) else {
+        return Ok([0.0; N]);
+    };
+    let mut out = [0.0; N];
+    for (v, k) in out.iter_mut().zip(keys) {
+        *v = line
+            .split_ascii_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{k}=")))
+            .with_context(|| format!("no {k} in `{line}`"))?
+            .parse::<f64>()
+            .with_context(|| format!("{k} in `{line}`"))?;
+    }
+    Ok(out)
+}
+
 /// A cgroup made for one test under the cgroup2 root, removed (with its processes) on drop.
 pub struct TestCgroup {
     pub rel: String,

@@ -33,6 +33,7 @@ pub struct Row {
 const GT: &str = "ground_truth.rs::every_figure_is_within_the_kernels_bracket";
 const TASKS: &str = "processes.rs::thread_states_and_load_averages_of_a_known_workload";
 const HIST: &str = "ground_truth.rs::runqueue_waits_of_a_known_length_land_in_their_bucket";
+const BLKIO: &str = "blkio.rs::direct_io_per_cgroup_equals_the_kernels_accounting";
 
 const fn k(
     family: &'static str,
@@ -413,6 +414,25 @@ pub static ROWS: &[Row] = &[
         &[],
         "`io.stat` `rbytes`, `wbytes`",
         "`blkio.throttle.io_service_bytes_recursive`, every operation; under BFQ `blkio.bfq.*`",
+    ),
+    // Block I/O latency (the `blkio` kind)
+    live(
+        "nodetel_container_blkio_ios_total",
+        &[],
+        "`io.stat` `rios`, `wios` (v2) and `blkio.throttle.io_serviced` (v1) deltas of two cgroups' direct I/O, exactly; writeback charged to the writer (v2)",
+        BLKIO,
+    ),
+    live(
+        "nodetel_container_blkio_bytes_total",
+        &[],
+        "`io.stat` `rbytes`, `wbytes` (v2) and `blkio.throttle.io_service_bytes` (v1) deltas, exactly",
+        BLKIO,
+    ),
+    live(
+        "nodetel_container_blkio_latency_seconds",
+        &[],
+        "reads of a device-mapper `delay` device of 20 ms in the 16.4-65.5 ms buckets, of an undelayed loop device under 2 ms (VM)",
+        "blkio.rs::a_known_device_delay_lands_in_its_bucket",
     ),
     // Filesystem usage
     live(

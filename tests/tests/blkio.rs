@@ -31,23 +31,7 @@ fn kernel_io(cg: &mut TestCgroup, dev: &str) -> anyhow::Result<[f64; 4]> {
             get("blkio.throttle.io_service_bytes", "Write")?,
         ]);
     }
-    let text = std::fs::read_to_string(cg.dir.join("io.stat"))?;
-    let Some(line) = text.lines().find(|l| l.starts_with(&format!("{dev} "))) else {
-        return Ok([0.0; 4]);
-    };
-    let field = |k: &str| -> anyhow::Result<f64> {
-        line.split_ascii_whitespace()
-            .find_map(|f| f.strip_prefix(&format!("{k}=")))
-            .with_context(|| format!("no {k} in `{line}`"))?
-            .parse::<f64>()
-            .with_context(|| format!("{k} in `{line}`"))
-    };
-    Ok([
-        field("rios")?,
-        field("wios")?,
-        field("rbytes")?,
-        field("wbytes")?,
-    ])
+    nodetel_integration_tests::io_stat(&cg.dir, dev, ["rios", "wios", "rbytes", "wbytes"])
 }
 
 /// The agent's (ios, bytes, histogram count) for one cgroup, disk and operation; zeros when the

@@ -22,18 +22,8 @@ fn kernel_writes(dir: &Path, v1: bool, dev: &str) -> anyhow::Result<(f64, f64)> 
             get("blkio.throttle.io_serviced_recursive")?,
         ));
     }
-    let text = std::fs::read_to_string(dir.join("io.stat"))?;
-    let Some(line) = text.lines().find(|l| l.starts_with(&format!("{dev} "))) else {
-        return Ok((0.0, 0.0));
-    };
-    let field = |k: &str| -> anyhow::Result<f64> {
-        line.split_ascii_whitespace()
-            .find_map(|f| f.strip_prefix(&format!("{k}=")))
-            .with_context(|| format!("no {k} in `{line}`"))?
-            .parse::<f64>()
-            .with_context(|| format!("{k} in `{line}`"))
-    };
-    Ok((field("wbytes")?, field("wios")?))
+    let [bytes, ios] = nodetel_integration_tests::io_stat(dir, dev, ["wbytes", "wios"])?;
+    Ok((bytes, ios))
 }
 
 #[test]

@@ -306,7 +306,23 @@ mod tests {
                 run_periods: 4200,
             }),
             // Figures of cAdvisor's sample for a container that wrote 50 MiB into its layer.
-            blkio: None,
+            blkio: Some(vec![crate::snapshot::BlkioLatency {
+                major: 8,
+                minor: 0,
+                device: "/dev/sda".into(),
+                op: "read",
+                count: 12,
+                bytes: 49_152,
+                latency_ns: 2_400_000,
+                // 10 reads in [128, 256) µs, 2 in [16.4, 32.8) ms.
+                buckets: (0..27u64)
+                    .map(|b| match b {
+                        8 => 10,
+                        15 => 2,
+                        _ => 0,
+                    })
+                    .collect(),
+            }]),
             filesystems: Some(vec![crate::fs_usage::FsStats {
                 device: "/dev/vda".into(),
                 major: 254,

@@ -33,9 +33,17 @@ pub fn histogram(r: &BlkioLatency) -> Histogram {
     }
 }
 
-fn each(c: &crate::snapshot::ContainerSample, mut f: impl FnMut(&BlkioLatency, &str, &str)) {
+/// Calls `f` with each disk and operation of the cgroup and its labels.
+fn each(c: &crate::snapshot::ContainerSample, mut f: impl FnMut(&BlkioLatency, Extra<'_>)) {
     for r in c.blkio.iter().flatten() {
-        f(r, &r.major.to_string(), &r.minor.to_string());
+        let (major, minor) = (r.major.to_string(), r.minor.to_string());
+        let labels = [
+            ("device", r.device.as_str()),
+            ("major", major.as_str()),
+            ("minor", minor.as_str()),
+            ("operation", r.op),
+        ];
+        f(r, &labels);
     }
 }
 
@@ -45,51 +53,21 @@ pub static FAMILIES: &[ContainerFamily] = &[
         help: "Block I/Os (bios) of the cgroup's own tasks completed, per disk and operation, as io.stat counts them.",
         kind: Kind::Counter,
         extra: &[],
-        value: Value::Many(|c, emit| {
-            each(c, |r, major, minor| {
-                let labels = [
-                    ("device", r.device.as_str()),
-                    ("major", major),
-                    ("minor", minor),
-                    ("operation", r.op),
-                ];
-                emit(&labels, r.count as f64)
-            })
-        }),
+        value: Value::Many(|c, emit| each(c, |r, labels| emit(labels, r.count as f64))),
     },
     ContainerFamily {
         name: "nodetel_container_blkio_bytes_total",
         help: "Bytes of the cgroup's own completed block I/Os, per disk and operation.",
         kind: Kind::Counter,
         extra: &[],
-        value: Value::Many(|c, emit| {
-            each(c, |r, major, minor| {
-                let labels = [
-                    ("device", r.device.as_str()),
-                    ("major", major),
-                    ("minor", minor),
-                    ("operation", r.op),
-                ];
-                emit(&labels, r.bytes as f64)
-            })
-        }),
+        value: Value::Many(|c, emit| each(c, |r, labels| emit(labels, r.bytes as f64))),
     },
     ContainerFamily {
         name: "nodetel_container_blkio_latency_seconds",
         help: "Latency of the cgroup's own block I/Os, from submission to the block layer to completion, per disk and operation, in buckets built in the kernel.",
         kind: Kind::Histogram,
         extra: &[],
-        value: Value::Histogram(|c, emit| {
-            each(c, |r, major, minor| {
-                let labels = [
-                    ("device", r.device.as_str()),
-                    ("major", major),
-                    ("minor", minor),
-                    ("operation", r.op),
-                ];
-                emit(&labels, histogram(r))
-            })
-        }),
+        value: Value::Histogram(|c, emit| each(c, |r, labels| emit(labels, histogram(r)))),
     },
 ];
 
