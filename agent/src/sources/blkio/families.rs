@@ -2,7 +2,7 @@
 //! bytes, and their latency as a histogram.
 use crate::{
     metrics::families::{
-        AgentFamily, AgentSeries, ContainerFamily, Histogram, Kind, NS_PER_S, Value,
+        AgentFamily, AgentSeries, ContainerFamily, Extra, Histogram, Kind, NS_PER_S, Value,
     },
     snapshot::{BlkioHealth, BlkioLatency},
 };
