@@ -29,6 +29,7 @@ use tokio::{
     sync::{OwnedSemaphorePermit, Semaphore, watch},
 };
 
+pub use crate::snapshot::health::{HttpCounts, WebConfigCounts};
 use crate::{
     access::{Access, Decision},
     api::{self, ApiState, Body, Reply},
@@ -77,29 +78,6 @@ pub struct HttpStats {
     pub web_config_reload_failures: AtomicU64,
     /// 1 when the last load of --web-config-file succeeded; 0 after a failed reload.
     pub web_config_valid: AtomicU64,
-}
-
-/// A copy for the snapshot.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct HttpCounts {
-    pub open: u64,
-    pub refused: u64,
-    pub queue_timeouts: u64,
-    pub tls_failures: u64,
-    pub plain_on_tls: u64,
-    pub auth_missing: u64,
-    pub auth_denied: u64,
-    pub auth_throttled: u64,
-    pub rate_limited: u64,
-    /// None without --web-config-file.
-    pub web_config: Option<WebConfigCounts>,
-}
-
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct WebConfigCounts {
-    pub reloads: u64,
-    pub reload_failures: u64,
-    pub valid: bool,
 }
 
 impl HttpStats {

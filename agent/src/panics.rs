@@ -6,6 +6,7 @@
 //! This is why the release profile keeps `panic = "unwind"`: with `abort`, any panic that
 //! hostile input still reaches (a tenant's cgroup, a runtime's answer, a request) would kill
 //! every node's agent at once and crash-loop it; caught, it costs one pass or one request.
+pub use crate::snapshot::health::PanicCounts;
 use std::{
     any::Any,
     sync::{
@@ -40,13 +41,6 @@ pub struct Panics {
     counts: [AtomicU64; 3],
     /// The latest cause, for `/healthz` (one line, bounded).
     last: Mutex<Option<String>>,
-}
-
-/// A copy for the snapshot.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct PanicCounts {
-    pub counts: [u64; 3],
-    pub last: Option<String>,
 }
 
 /// Longest cause kept: a panic message can quote outside data.

@@ -12,46 +12,14 @@ use super::{
     parse::{self, ParseError},
     read::Files,
 };
+pub use crate::snapshot::cgroup::Throttling;
+pub use crate::snapshot::cgroup::{CpuSpec, CpuStats};
 
 /// Linux's USER_HZ, the unit of v1 `cpuacct.stat`: 100 on every architecture Kubernetes runs on.
 const USER_HZ: u64 = 100;
 /// CFS shares range for the v2 weight conversion (the kernel's and runc's formula).
 const MIN_SHARES: u64 = 2;
 const MAX_SHARES: u64 = 262_144;
-
-/// Cumulative CPU accounting of one cgroup, from cgroupfs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CpuStats {
-    /// `usage_usec` (v2) in ns. The exported usage is eBPF's; this is the kernel's own figure.
-    pub usage_ns: Option<u64>,
-    pub user_ns: Option<u64>,
-    pub system_ns: Option<u64>,
-    pub throttling: Option<Throttling>,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Throttling {
-    pub periods: u64,
-    pub throttled_periods: u64,
-    pub throttled_ns: u64,
-    /// Periods in which the cgroup ran past its quota on saved-up burst (`cpu.max.burst`, v1
-    /// `cpu.cfs_burst_us`) and the time it did, from 5.14: 0 before, when no burst can happen.
-    pub bursts: u64,
-    pub burst_ns: u64,
-}
-
-/// CPU limits (cAdvisor's `spec.cpu`).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct CpuSpec {
-    /// CFS shares; on v2 converted from `cpu.weight` as runc and cAdvisor do.
-    pub shares: Option<u64>,
-    pub period_us: Option<u64>,
-    /// `None` when unlimited (`max` / -1).
-    pub quota_us: Option<u64>,
-    /// The CPUs its tasks may run on, as the kernel lists them (`0-3,6`): v2
-    /// `cpuset.cpus.effective`, v1 `cpuset.cpus` (cAdvisor's `spec.cpu.mask`).
-    pub mask: Option<std::sync::Arc<str>>,
-}
 
 /// The longest CPU list accepted: `0-8191` at worst takes 9 characters per CPU, and the
 /// kernel prints ranges; past this a file is not a CPU list.

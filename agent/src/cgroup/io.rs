@@ -10,22 +10,7 @@ use super::{
     parse::ParseError,
     read::{Files, ReadError},
 };
-
-/// One device's cumulative I/O for a cgroup and its descendants.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct DeviceIo {
-    pub major: u32,
-    pub minor: u32,
-    /// `/dev/<name>` from sysfs, filled by the caller.
-    pub device: String,
-    pub read_bytes: u64,
-    pub write_bytes: u64,
-    pub reads: u64,
-    pub writes: u64,
-    /// Bytes per operation as cAdvisor names them (`Read`, `Write`, and on v1 also `Sync`,
-    /// `Async`, `Discard`, `Total`): `container_blkio_device_usage_total`.
-    pub bytes_by_op: Vec<(&'static str, u64)>,
-}
+pub use crate::snapshot::cgroup::DeviceIo;
 
 /// `None`: this cgroup has no I/O accounting here (file absent); `Some(empty)`: no I/O yet.
 pub fn read_v2(files: &mut Files, dir: &Path) -> Result<Option<Vec<DeviceIo>>, ReadError> {

@@ -7,37 +7,7 @@
 use std::path::Path;
 
 use super::read::{Files, ReadError};
-
-/// One cgroup's memory figures, in bytes or events. `None` where this kernel or hierarchy does
-/// not provide the figure: the family is then absent, never a made-up zero.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct MemoryStats {
-    pub usage: Option<u64>,
-    pub max_usage: Option<u64>,
-    pub failcnt: Option<u64>,
-    pub cache: Option<u64>,
-    pub rss: Option<u64>,
-    pub swap: Option<u64>,
-    pub mapped_file: Option<u64>,
-    pub kernel: Option<u64>,
-    pub active_file: Option<u64>,
-    pub inactive_file: Option<u64>,
-    /// Page faults of this cgroup alone (`container` scope) and of its subtree (`hierarchy`).
-    pub pgfault: Option<u64>,
-    pub pgmajfault: Option<u64>,
-    pub pgfault_hierarchy: Option<u64>,
-    pub pgmajfault_hierarchy: Option<u64>,
-    /// v2 `memory.events`.
-    pub events_high: Option<u64>,
-    pub events_max: Option<u64>,
-    /// v2-only `memory.stat` figures.
-    pub file_dirty: Option<u64>,
-    pub file_writeback: Option<u64>,
-    pub pgscan: Option<u64>,
-    pub pgsteal: Option<u64>,
-    pub workingset_refault_file: Option<u64>,
-    pub workingset_refault_anon: Option<u64>,
-}
+pub use crate::snapshot::cgroup::{MemorySpec, MemoryStats};
 
 impl MemoryStats {
     /// usage - inactive_file, floored at 0 (cAdvisor: the inactive file pages can be reclaimed
@@ -46,14 +16,6 @@ impl MemoryStats {
         let usage = self.usage?;
         Some(usage.saturating_sub(self.inactive_file.unwrap_or(0)))
     }
-}
-
-/// Memory limits (cAdvisor's `spec.memory`); `u64::MAX` is unlimited.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct MemorySpec {
-    pub limit: Option<u64>,
-    pub swap_limit: Option<u64>,
-    pub reservation: Option<u64>,
 }
 
 /// Reads a cgroup v2 directory. The root has no `memory.current`: its usage is the machine's,

@@ -6,18 +6,7 @@
 use std::path::Path;
 
 use super::read::{Files, ReadError};
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct ProcessStats {
-    /// Processes in this cgroup itself (lines of `cgroup.procs`), as cAdvisor counts them.
-    pub processes: Option<u64>,
-    /// One of those processes (the first listed): its namespaces are the cgroup's.
-    pub first_pid: Option<u32>,
-    /// Tasks (threads) in the subtree: `pids.current`.
-    pub threads: Option<u64>,
-    /// `pids.max`; `u64::MAX` when unlimited.
-    pub threads_max: Option<u64>,
-}
+pub use crate::snapshot::cgroup::ProcessStats;
 
 /// `procs_dir`: the v2 directory (every v2 cgroup has `cgroup.procs`); `pids_dir`: where the
 /// pids controller's files are (the same directory on v2, the v1 pids hierarchy on hybrid hosts).

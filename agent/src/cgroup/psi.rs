@@ -10,33 +10,14 @@ use super::{
     parse::ParseError,
     read::{Files, ReadError},
 };
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Pressure {
-    pub some_us: u64,
-    /// Absent for `cpu.pressure` on kernels before 5.13.
-    pub full_us: Option<u64>,
-    pub some_avg: Averages,
-    pub full_avg: Option<Averages>,
-}
-
-/// `avg10`, `avg60`, `avg300` in hundredths of a percent: the kernel prints `%lu.%02lu`, so
-/// these are its figures exactly, at most 10000.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Averages(pub [u16; 3]);
+pub use crate::snapshot::cgroup::Averages;
+pub use crate::snapshot::cgroup::{Pressure, PressureStats};
 
 impl Averages {
     /// As cAdvisor's JSON has them: percent.
     pub fn percent(&self) -> [f64; 3] {
         self.0.map(|h| f64::from(h) / 100.0)
     }
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct PressureStats {
-    pub cpu: Option<Pressure>,
-    pub memory: Option<Pressure>,
-    pub io: Option<Pressure>,
 }
 
 impl PressureStats {

@@ -10,6 +10,7 @@ use std::{
 };
 
 use super::parse::{self, ParseError};
+pub use crate::snapshot::health::FileCounts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReadError {
@@ -19,15 +20,6 @@ pub enum ReadError {
     /// A file exists but cannot be read for another reason than the cgroup going away.
     #[error("`{file}`: {source}")]
     Io { file: String, source: io::Error },
-}
-
-/// Cumulative counts of what [`Files`] did, for the agent's self-metrics.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct FileCounts {
-    /// `open(2)` calls: after the first pass only new cgroups (and recreated ones) need any.
-    pub opens: u64,
-    /// Reads of files that could not be kept open because the budget was spent.
-    pub uncached_reads: u64,
 }
 
 /// The cgroupfs files of the cgroups being watched, kept open between passes.

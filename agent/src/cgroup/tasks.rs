@@ -20,29 +20,12 @@ use std::{
 };
 
 use super::read::{Files, ReadError};
+pub use crate::snapshot::cgroup::{TaskLoad, TaskStates};
 
 /// Thread stat files read per pass at most, over all cgroups: about 4 µs each (open, render,
 /// close: measured on this host), so a node with more threads than this in busy cgroups spends
 /// at most ~65 ms a pass here, and the cgroups past the budget keep their previous states.
 pub const THREAD_READS_PER_PASS: usize = 16_384;
-
-/// One cgroup's task states and the load averages made of them, as served.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TaskLoad {
-    pub states: TaskStates,
-    /// Running threads, smoothed (thousandths: cAdvisor's `load_average`).
-    pub load_milli: u64,
-    /// Uninterruptible threads, smoothed (thousandths: `load_d_average`).
-    pub load_d_milli: u64,
-}
-
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct TaskStates {
-    pub running: u64,
-    pub sleeping: u64,
-    pub stopped: u64,
-    pub uninterruptible: u64,
-}
 
 impl TaskStates {
     fn count(&mut self, state: u8) {

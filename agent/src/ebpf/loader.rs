@@ -17,6 +17,7 @@ use nodetel_common::{
 };
 
 use crate::btf::{Btf, BtfError};
+pub use crate::snapshot::health::{NotAttached, ProgramStats};
 
 /// The object built from `agent-ebpf` by `build.rs`; empty when built with NODETEL_SKIP_EBPF.
 static OBJECT: &[u8] = aya::include_bytes_aligned!(concat!(env!("OUT_DIR"), "/nodetel-ebpf"));
@@ -84,13 +85,6 @@ pub struct LoadOptions {
     pub sched_switch_floor: bool,
 }
 
-/// A program that could not be loaded or attached, and why.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NotAttached {
-    pub program: &'static str,
-    pub reason: String,
-}
-
 /// The loaded object with its programs attached.
 pub struct Probes {
     pub ebpf: Ebpf,
@@ -109,14 +103,6 @@ pub struct Probes {
     /// `sched_switch` reads the scheduler's per-task wait figures (asked for, and this kernel
     /// keeps them).
     runqueue: bool,
-}
-
-/// One program's cost as the kernel measured it (cumulative, since `--bpf-stats` took effect).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProgramStats {
-    pub program: &'static str,
-    pub run_ns: u64,
-    pub runs: u64,
 }
 
 enum Attach<'a> {

@@ -21,32 +21,8 @@ use std::{
 pub use layers::Layer;
 pub use worker::WalkStats;
 
+pub use crate::snapshot::cgroup::FsStats;
 use crate::{identity::Namer, snapshot::ContainerSample};
-
-/// One filesystem as a container sees it: cAdvisor's `FsStats`.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct FsStats {
-    /// The device as the mount table names it (`/dev/vda1`).
-    pub device: Arc<str>,
-    pub major: u32,
-    pub minor: u32,
-    /// The filesystem's size (cAdvisor's `capacity`, `container_fs_limit_bytes`).
-    pub capacity: u64,
-    /// A container: its writable layer and its runtime's files for it (logs, config); the root:
-    /// the filesystem's used bytes.
-    pub usage: u64,
-    /// A container: its writable layer alone.
-    pub base_usage: u64,
-    /// Bytes an unprivileged writer may still allocate on the filesystem.
-    pub available: u64,
-    /// A container: inodes its writable layer holds (cAdvisor's meaning); the root: the
-    /// filesystem's inode count.
-    pub inodes: u64,
-    pub inodes_free: u64,
-    /// The device's `/proc/diskstats` line: reads, reads merged, sectors read, read ms, writes,
-    /// writes merged, sectors written, write ms, I/Os in flight, I/O ms, weighted I/O ms.
-    pub disk: [u64; 11],
-}
 
 /// What the collector asks of it: each pass, fill the samples' `filesystems`.
 pub struct FsUsage {

@@ -13,6 +13,7 @@ use super::{
     layers::Layer,
     walk::{DirUsage, dir_usage},
 };
+pub use crate::snapshot::health::WalkStats;
 
 /// Entries one walk examines at most: a tenant who fills its layer with small files gets a
 /// lower bound (said in `nodetel_fs_usage_incomplete_walks_total`), not an agent that walks for
@@ -30,22 +31,6 @@ pub struct Figure {
     pub base: DirUsage,
     pub extra: DirUsage,
     pub at: Instant,
-}
-
-/// The walker's cost and freshness, for the agent's own metrics.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct WalkStats {
-    /// Layers found for live containers.
-    pub layers: u64,
-    pub walks: u64,
-    /// Walks of a layer that could not be opened.
-    pub errors: u64,
-    /// Walks that could not count everything (refused, too deep, the budget spent).
-    pub incomplete: u64,
-    pub entries: u64,
-    pub seconds: f64,
-    /// Age of the oldest figure served.
-    pub oldest_seconds: f64,
 }
 
 #[derive(Default)]

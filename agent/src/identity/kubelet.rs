@@ -15,41 +15,11 @@ use super::{
     registry::{Registry, Source},
     session::Reconnect,
 };
+pub use crate::snapshot::health::{PodContainer, PodInfo};
 
 /// A `/pods` answer larger than this is refused (a node's pod list is a few MiB at most).
 const MAX_BODY: usize = 64 << 20;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// One pod as the kubelet reports it.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PodInfo {
-    pub uid: String,
-    pub name: String,
-    pub namespace: String,
-    /// The controlling owner, with a ReplicaSet made from a Deployment reported as the
-    /// Deployment (what users mean by "owner"); empty for bare pods.
-    pub owner_kind: String,
-    pub owner_name: String,
-    pub node: String,
-    /// The pod's containers the kubelet has started (init, app and ephemeral), for runtimes no
-    /// resolver of ours talks to (CRI-O, cri-dockerd).
-    pub containers: Vec<PodContainer>,
-}
-
-/// One container of a pod, from the kubelet's container statuses.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PodContainer {
-    /// The runtime's container id: the part of `containerID` after `<runtime>://`, which is the
-    /// id in the container's cgroup path.
-    pub id: String,
-    /// `cri-o`, `containerd`, `docker`: the scheme of `containerID`.
-    pub runtime: String,
-    /// The container's name in the pod spec.
-    pub name: String,
-    /// The image as the runtime reports it.
-    pub image: String,
-    pub restart_count: u32,
-}
 
 impl PodContainer {
     /// The name the runtime itself gives the container, which is what cAdvisor shows as `name`:

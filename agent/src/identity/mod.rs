@@ -12,7 +12,7 @@ pub mod path;
 pub mod registry;
 mod session;
 
-use std::{collections::BTreeMap, sync::Arc};
+pub use crate::snapshot::identity::Identity;
 
 pub use naming::Namer;
 pub use registry::{ContainerMeta, Registry, ResolverStats, Source};
@@ -22,17 +22,3 @@ pub const K8S_POD_NAME: &str = "io.kubernetes.pod.name";
 pub const K8S_POD_NAMESPACE: &str = "io.kubernetes.pod.namespace";
 pub const K8S_POD_UID: &str = "io.kubernetes.pod.uid";
 pub const K8S_CONTAINER_NAME: &str = "io.kubernetes.container.name";
-
-/// Who a cgroup belongs to. Empty strings where unknown: that is what cAdvisor and the kubelet
-/// emit for cgroups that are not containers, and dashboards tell containers apart by
-/// `image!=""` and `name!=""`, so a slice or service never gets a name or an image.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Identity {
-    pub name: String,
-    pub image: String,
-    pub container: String,
-    pub pod: String,
-    pub namespace: String,
-    /// The runtime's labels (standalone label mode and the JSON API).
-    pub labels: Arc<BTreeMap<String, String>>,
-}

@@ -21,6 +21,7 @@ use std::{
 use tokio::sync::watch;
 
 use super::{kubelet::PodInfo, path::Runtime};
+pub use crate::snapshot::health::ResolverStats;
 
 /// A wanted id that no resolver found is asked for again after this long.
 const RETRY_WANTED_AFTER: Duration = Duration::from_secs(30);
@@ -70,17 +71,6 @@ pub struct ContainerMeta {
     /// The image reference the container was created from.
     pub image: String,
     pub labels: Arc<BTreeMap<String, String>>,
-}
-
-/// A resolver's health, for the agent's own metrics.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ResolverStats {
-    pub resolver: &'static str,
-    /// Connected and answering.
-    pub up: bool,
-    /// Cumulative failed connections and requests on a socket that exists.
-    pub errors: u64,
-    pub containers: u64,
 }
 
 struct Want {

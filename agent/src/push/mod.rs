@@ -26,6 +26,7 @@ use hyper::{StatusCode, header};
 use tokio::sync::{Notify, watch};
 
 use crate::prepared::Prepared;
+pub use crate::snapshot::health::TargetStats;
 use queue::{Batch, Store};
 use spool::Lost;
 use target::Target;
@@ -50,28 +51,6 @@ pub struct Receiver {
     pub store: Store,
     /// What opening a spool left by a previous run cost (batches past the bound).
     pub lost: Lost,
-}
-
-/// One receiver's counts, shared between its sender and the self-metrics.
-#[derive(Clone, Debug, Default)]
-pub struct TargetStats {
-    pub url: String,
-    pub samples_sent: u64,
-    pub samples_retried: u64,
-    /// The queue (or the spool) was full: its oldest batch went.
-    pub samples_dropped_queue_full: u64,
-    /// The spool could not write or read a batch back.
-    pub samples_dropped_spool_error: u64,
-    /// The receiver refused them (4xx other than 429).
-    pub samples_dropped_rejected: u64,
-    /// Series lines of the exposition that could not be read (0 expected).
-    pub lines_unreadable: u64,
-    pub queue_batches: u64,
-    pub queue_bytes: u64,
-    /// The queue is the spool on disk.
-    pub spooled: bool,
-    /// Unix seconds of the oldest sample not yet sent (0: nothing waiting).
-    pub oldest_unsent: f64,
 }
 
 struct Shared {

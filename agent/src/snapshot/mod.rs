@@ -1,19 +1,17 @@
 //! The snapshot: everything one collection pass learned, immutable once built. The HTTP layer
-//! serves it (and its pre-rendered exposition) without touching the kernel or cgroupfs.
+//! serves it (and its pre-rendered exposition) without touching the kernel or cgroupfs. This is
+//! the model: it imports no reader (the readers fill its types; `cgroup`, `health`, `identity`
+//! and `machine` below hold the ones they share with it).
 use std::time::SystemTime;
 
-use crate::{
-    cgroup::{
-        cpu::{CpuSpec, CpuStats},
-        io::DeviceIo,
-        memory::{MemorySpec, MemoryStats},
-        pids::ProcessStats,
-        psi::PressureStats,
-    },
-    machine::MachineInfo,
-};
+pub mod cgroup;
+pub mod health;
+pub mod identity;
+pub mod machine;
 
-pub use crate::identity::Identity;
+use cgroup::{CpuSpec, CpuStats, DeviceIo, MemorySpec, MemoryStats, PressureStats, ProcessStats};
+pub use identity::Identity;
+use machine::MachineInfo;
 
 /// One cgroup's figures.
 #[derive(Clone, Debug, Default)]
@@ -32,7 +30,7 @@ pub struct ContainerSample {
     pub processes: ProcessStats,
     /// Thread states and load averages (`cpuLoad`); `None` when the kind is off or the agent
     /// cannot see the host's pids.
-    pub tasks: Option<crate::cgroup::tasks::TaskLoad>,
+    pub tasks: Option<cgroup::TaskLoad>,
     /// Per-device block I/O; `None` where this host keeps none for the cgroup.
     pub io: Option<Vec<DeviceIo>>,
     pub pressure: PressureStats,
@@ -59,7 +57,7 @@ pub struct ContainerSample {
     pub blkio: Option<Vec<BlkioLatency>>,
     /// Filesystems: a container's writable layer, the root's host filesystems; `None` when the
     /// `disk` kind is off or nothing was found (yet: a layer's first walk takes a moment).
-    pub filesystems: Option<Vec<crate::fs_usage::FsStats>>,
+    pub filesystems: Option<Vec<cgroup::FsStats>>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -124,7 +122,7 @@ pub struct AgentStats {
     /// When the last pass drained the maps.
     pub taken_at: SystemTime,
     pub programs_attached: Vec<&'static str>,
-    pub programs_not_attached: Vec<crate::ebpf::NotAttached>,
+    pub programs_not_attached: Vec<health::NotAttached>,
     pub cpu_map_entries: u64,
     /// Traffic and run-queue histogram map fill at the last drain, and their capacities.
     pub net_map_entries: u64,
@@ -139,7 +137,7 @@ pub struct AgentStats {
     /// Cumulative: cgroupfs files that existed but could not be read or parsed.
     pub cgroupfs_errors: u64,
     /// Cumulative: opens and uncached reads of cgroupfs files.
-    pub cgroupfs_files: crate::cgroup::read::FileCounts,
+    pub cgroupfs_files: health::FileCounts,
     /// cgroupfs files held open between passes.
     pub cgroupfs_files_held: u64,
     /// Cumulative: cgroup reads saved because the cgroup was quiet.
@@ -150,7 +148,7 @@ pub struct AgentStats {
     /// `cgroup::host_pids`; 0 where the agent shares the host's pid namespace).
     pub host_processes_unplaced: u64,
     /// Each remote write receiver's counts (empty when push is off).
-    pub push: Vec<crate::push::TargetStats>,
+    pub push: Vec<health::TargetStats>,
     /// Cumulative: cgroup directories that vanished during a walk.
     pub walk_skipped: u64,
     /// Cumulative: passes that reused the last walk because no cgroup was made or removed.
@@ -164,22 +162,22 @@ pub struct AgentStats {
     /// Cumulative: traffic entries deleted because their cgroup was removed.
     pub net_entries_forgotten: u64,
     /// Per-program run time (`--bpf-stats`), empty when off.
-    pub program_stats: Vec<crate::ebpf::ProgramStats>,
+    pub program_stats: Vec<health::ProgramStats>,
     /// Cumulative: scheduler entries deleted because their cgroup was removed.
     pub sched_entries_forgotten: u64,
     pub network: NetStats,
     /// The `blkio` kind's own figures (`None` when it is off or not attached).
     pub blkio: Option<BlkioHealth>,
     /// The filesystem usage walker's cost and freshness (zero when the `disk` kind is off).
-    pub fs_usage: crate::fs_usage::WalkStats,
+    pub fs_usage: health::WalkStats,
     /// Per runtime resolver, in precedence order (empty when none is configured).
-    pub identity: Vec<crate::identity::ResolverStats>,
+    pub identity: Vec<health::ResolverStats>,
     /// The kubelet's pods (`nodetel_pod_info`); empty without `--kubelet-url`.
-    pub pods: std::sync::Arc<Vec<crate::identity::kubelet::PodInfo>>,
+    pub pods: std::sync::Arc<Vec<health::PodInfo>>,
     /// Panics caught so far, by place, and the latest cause.
-    pub panics: crate::panics::PanicCounts,
+    pub panics: health::PanicCounts,
     /// The HTTP layer's connection counters.
-    pub http: crate::http::HttpCounts,
+    pub http: health::HttpCounts,
     /// Kernel, OS and Docker versions (`cadvisor_version_info`, the API's `version`).
     pub versions: Versions,
 }
