@@ -10,17 +10,56 @@
 //! completes its bios through its requests, traced by `block_rq_complete` (the block layer clears
 //! the bios' own completion trace there); a bio-based one (device-mapper, md) completes each bio
 //! through `bio_endio`, traced by `block_bio_complete`.
-use aya_ebpf::helpers::bpf_ktime_get_ns;
+use aya_ebpf::{
+    helpers::bpf_ktime_get_ns,
+    macros::{btf_tracepoint, map},
+    maps::{HashMap, PerCpuHashMap},
+    programs::BtfTracePointContext,
+};
 use nodetel_common::{
-    BLKIO_BIOS_PER_REQUEST, BLKIO_BUCKETS, BLKIO_DISCARD, BLKIO_FLUSH, BLKIO_READ, BLKIO_WRITE,
-    BlkioBucket, BlkioKey, BlkioOffsets, STAT_BLKIO_BEYOND_REQUEST, STAT_BLKIO_INFLIGHT_FULL,
-    STAT_BLKIO_MAP_FULL, STAT_BLKIO_UNREADABLE,
+    BLKIO_BIOS_PER_REQUEST, BLKIO_BUCKETS, BLKIO_DISCARD, BLKIO_FLUSH, BLKIO_HIST_ENTRIES,
+    BLKIO_INFLIGHT_ENTRIES, BLKIO_READ, BLKIO_WRITE, BlkioBucket, BlkioKey, BlkioOffsets,
+    STAT_BLKIO_BEYOND_REQUEST, STAT_BLKIO_INFLIGHT_FULL, STAT_BLKIO_MAP_FULL,
+    STAT_BLKIO_UNREADABLE,
 };
 
 use crate::{
-    maps::{BLKIO_HIST, BLKIO_INFLIGHT, atomic_add, stat_add, upsert},
+    maps::{atomic_add, stat_add, upsert},
     task::{self, read_at},
 };
+
+/// A plain hash, not an LRU: a full map refuses (and counts) a new bio rather than silently
+/// evicting one in flight; userspace prunes entries whose completion never came.
+#[map(name = "BLKIO_INFLIGHT")]
+pub static BLKIO_INFLIGHT: HashMap<u64, u64> = HashMap::with_max_entries(BLKIO_INFLIGHT_ENTRIES, 0);
+
+#[map(name = "BLKIO_HIST")]
+pub static BLKIO_HIST: PerCpuHashMap<BlkioKey, BlkioBucket> =
+    PerCpuHashMap::with_max_entries(BLKIO_HIST_ENTRIES, 0);
+
+/// `tp_btf/block_bio_queue(struct bio *bio)`: a bio enters the block layer.
+#[btf_tracepoint(function = "block_bio_queue")]
+pub fn block_bio_queue(ctx: BtfTracePointContext) -> i32 {
+    on_queue(ctx.arg(0));
+    0
+}
+
+/// `tp_btf/block_rq_complete(struct request *rq, blk_status_t error, unsigned int nr_bytes)`: a
+/// request-based device completed `nr_bytes` of a request.
+#[btf_tracepoint(function = "block_rq_complete")]
+pub fn block_rq_complete(ctx: BtfTracePointContext) -> i32 {
+    let nr_bytes: u32 = ctx.arg(2);
+    on_request_complete(ctx.arg(0), nr_bytes);
+    0
+}
+
+/// `tp_btf/block_bio_complete(struct request_queue *q, struct bio *bio)`: a bio-based device
+/// (device-mapper, md) completed a bio.
+#[btf_tracepoint(function = "block_bio_complete")]
+pub fn block_bio_complete(ctx: BtfTracePointContext) -> i32 {
+    on_bio_complete(ctx.arg(1));
+    0
+}
 
 /// Filled by the agent before load; `valid == 0` means "not filled" (the programs do nothing).
 #[unsafe(no_mangle)]

@@ -1,4 +1,5 @@
-//! nodetel's kernel programs. Only the attributed entry points live here; the logic is in modules.
+//! nodetel's kernel programs. The first kinds' entry points live here with their logic in modules;
+//! a kind added since keeps its maps, entry points and logic in its own module (`blkio`).
 #![no_std]
 #![no_main]
 // 64-bit atomics: the BPF target's core has no AtomicU64, but LLVM lowers the intrinsic to the
@@ -99,30 +100,6 @@ pub fn net_ingress(ctx: SkBuffContext) -> i32 {
 pub fn net_egress(ctx: SkBuffContext) -> i32 {
     net::count(&ctx, NET_EGRESS);
     1
-}
-
-/// `tp_btf/block_bio_queue(struct bio *bio)`: a bio enters the block layer.
-#[btf_tracepoint(function = "block_bio_queue")]
-pub fn block_bio_queue(ctx: BtfTracePointContext) -> i32 {
-    blkio::on_queue(ctx.arg(0));
-    0
-}
-
-/// `tp_btf/block_rq_complete(struct request *rq, blk_status_t error, unsigned int nr_bytes)`: a
-/// request-based device completed `nr_bytes` of a request.
-#[btf_tracepoint(function = "block_rq_complete")]
-pub fn block_rq_complete(ctx: BtfTracePointContext) -> i32 {
-    let nr_bytes: u32 = ctx.arg(2);
-    blkio::on_request_complete(ctx.arg(0), nr_bytes);
-    0
-}
-
-/// `tp_btf/block_bio_complete(struct request_queue *q, struct bio *bio)`: a bio-based device
-/// (device-mapper, md) completed a bio.
-#[btf_tracepoint(function = "block_bio_complete")]
-pub fn block_bio_complete(ctx: BtfTracePointContext) -> i32 {
-    blkio::on_bio_complete(ctx.arg(1));
-    0
 }
 
 #[cfg(not(test))]

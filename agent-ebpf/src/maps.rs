@@ -2,12 +2,11 @@
 //! that the agent overrides at load time (`--cpu-map-entries`).
 use aya_ebpf::{
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
+    maps::{LruHashMap, PerCpuArray, PerCpuHashMap, RingBuf},
 };
 use nodetel_common::{
-    BLKIO_HIST_ENTRIES, BLKIO_INFLIGHT_ENTRIES, BlkioBucket, BlkioKey, DEFAULT_CPU_NS_ENTRIES,
-    HistKey, NET_TRAFFIC_ENTRIES, NetCounters, NetKey, OOM_KILLS_ENTRIES, OomKill, RunState,
-    RunqBucket, SCHED_HIST_ENTRIES, STAT_SLOTS,
+    DEFAULT_CPU_NS_ENTRIES, HistKey, NET_TRAFFIC_ENTRIES, NetCounters, NetKey, OOM_KILLS_ENTRIES,
+    OomKill, RunState, RunqBucket, SCHED_HIST_ENTRIES, STAT_SLOTS,
 };
 
 #[map(name = "CPU_NS")]
@@ -37,15 +36,6 @@ pub static NET_TRAFFIC: PerCpuHashMap<NetKey, NetCounters> =
 #[map(name = "SCHED_HIST")]
 pub static SCHED_HIST: PerCpuHashMap<HistKey, RunqBucket> =
     PerCpuHashMap::with_max_entries(SCHED_HIST_ENTRIES, 0);
-
-/// A plain hash, not an LRU: a full map refuses (and counts) a new bio rather than silently
-/// evicting one in flight; userspace prunes entries whose completion never came.
-#[map(name = "BLKIO_INFLIGHT")]
-pub static BLKIO_INFLIGHT: HashMap<u64, u64> = HashMap::with_max_entries(BLKIO_INFLIGHT_ENTRIES, 0);
-
-#[map(name = "BLKIO_HIST")]
-pub static BLKIO_HIST: PerCpuHashMap<BlkioKey, BlkioBucket> =
-    PerCpuHashMap::with_max_entries(BLKIO_HIST_ENTRIES, 0);
 
 #[map(name = "STATS")]
 pub static STATS: PerCpuArray<u64> = PerCpuArray::with_max_entries(STAT_SLOTS, 0);

@@ -201,10 +201,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
             .collect(),
         mount_tracefs: config.mount_tracefs,
         sched: kinds.has(crate::metric_kinds::MetricKind::Sched),
-        blkio: kinds.has(crate::metric_kinds::MetricKind::Blkio),
+        kinds: crate::sources::programs(&kinds, config.bench_sched_switch_floor),
         loopback: config.network_loopback,
         bpf_stats: config.bpf_stats,
-        sched_switch_floor: config.bench_sched_switch_floor,
         cgroup2_root: kinds
             .has(crate::metric_kinds::MetricKind::Network)
             .then(|| layout.unified.clone()),

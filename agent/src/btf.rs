@@ -227,27 +227,6 @@ impl Btf {
             + self.member_offset("sched_info", member)?)
     }
 
-    /// The offsets the block I/O programs follow from a `struct bio`; an error on a kernel
-    /// without the block cgroup controller (`CONFIG_BLK_CGROUP`: no `bi_blkg`).
-    pub fn blkio_offsets(&self) -> Result<nodetel_common::BlkioOffsets, BtfError> {
-        Ok(nodetel_common::BlkioOffsets {
-            bio_opf: self.member_offset("bio", "bi_opf")?,
-            bio_size: self.member_offset("bio", "bi_iter")?
-                + self.member_offset("bvec_iter", "bi_size")?,
-            bio_bdev: self.member_offset("bio", "bi_bdev")?,
-            bdev_disk: self.member_offset("block_device", "bd_disk")?,
-            disk_major: self.member_offset("gendisk", "major")?,
-            disk_first_minor: self.member_offset("gendisk", "first_minor")?,
-            bio_blkg: self.member_offset("bio", "bi_blkg")?,
-            blkg_blkcg: self.member_offset("blkcg_gq", "blkcg")?,
-            blkcg_cgroup: self.member_offset("blkcg", "css")?
-                + self.member_offset("cgroup_subsys_state", "cgroup")?,
-            rq_bio: self.member_offset("request", "bio")?,
-            bio_next: self.member_offset("bio", "bi_next")?,
-            valid: 1,
-        })
-    }
-
     /// The offsets the kernel programs need to go from a `task_struct` to its cgroup v2 id.
     pub fn kernel_offsets(&self) -> Result<KernelOffsets, BtfError> {
         Ok(KernelOffsets {

@@ -384,7 +384,6 @@ impl CgroupfsReader {
                 cgroup_id: cg.id,
                 path: cg.path.clone(),
                 identity: Default::default(),
-                cpu_usage_ns: None,
                 cpu,
                 cpu_spec,
                 memory,
@@ -399,12 +398,9 @@ impl CgroupfsReader {
                 start_time,
                 seen_at,
                 quiet: false,
-                oom_kills: None,
-                network: None,
-                schedstat: None,
-                runqueue_latency: None,
-                filesystems: None,
-                blkio: None,
+                // The kernel-backed kinds' and the filesystem walker's figures are theirs to
+                // fill (see `sources`): absent until they do.
+                ..ContainerSample::default()
             });
             if self.quiet.every > 0
                 && let Some(sample) = containers.last()

@@ -333,6 +333,39 @@ pub struct BlkioOffsets {
 }
 const _: () = assert!(core::mem::size_of::<BlkioOffsets>() == 48);
 
+impl BlkioOffsets {
+    /// The struct's bytes as the program reads them: `repr(C)` of twelve `u32`, no padding, so
+    /// its fields' native-endian bytes in declaration order (the loader writes them into the
+    /// object's read-only data).
+    pub fn to_ne_bytes(&self) -> [u8; 48] {
+        let fields = [
+            self.bio_opf,
+            self.bio_size,
+            self.bio_bdev,
+            self.bdev_disk,
+            self.disk_major,
+            self.disk_first_minor,
+            self.bio_blkg,
+            self.blkg_blkcg,
+            self.blkcg_cgroup,
+            self.rq_bio,
+            self.bio_next,
+            self.valid,
+        ];
+        let mut out = [0u8; 48];
+        let mut i = 0;
+        while i < fields.len() {
+            let b = fields[i].to_ne_bytes();
+            out[i * 4] = b[0];
+            out[i * 4 + 1] = b[1];
+            out[i * 4 + 2] = b[2];
+            out[i * 4 + 3] = b[3];
+            i += 1;
+        }
+        out
+    }
+}
+
 /// Byte offsets of the kernel struct fields the programs follow from a `task_struct` to its cgroup
 /// v2 id. Rust eBPF objects carry no CO-RE relocations, so the agent reads these from
 /// `/sys/kernel/btf/vmlinux` at start-up and writes them into the program's read-only data: the

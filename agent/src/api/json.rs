@@ -848,35 +848,16 @@ pub fn event(e: &crate::events::Event) -> Value {
 }
 
 /// What only nodetel measures, for its own UI and tools (`?nodetel=true` on a v1 container
-/// request; left out otherwise, so cAdvisor's clients get cAdvisor's answer): the run-queue
-/// histogram and the block I/O latency per disk and operation, as the kernel programs bin them,
-/// cumulative (a reader takes differences between two answers).
+/// request; left out otherwise, so cAdvisor's clients get cAdvisor's answer): each kind's
+/// figures as the kernel programs bin them, cumulative (a reader takes differences between two
+/// answers).
 pub fn extensions(c: &ContainerSample) -> Value {
-    let runqueue = c.runqueue_latency.as_ref().map(|h| {
-        json!({"buckets": log2_buckets(&h.buckets), "sum_seconds": h.sum_ns as f64 * 1e-9, "count": h.count})
-    });
-    let blkio = c.blkio.as_ref().map(|rows| {
-        rows.iter()
-            .map(|r| {
-                json!({
-                    "device": r.device,
-                    "major": r.major,
-                    "minor": r.minor,
-                    "operation": r.op,
-                    "ios": r.count,
-                    "bytes": r.bytes,
-                    "latency_sum_seconds": r.latency_ns as f64 * 1e-9,
-                    "latency_buckets": log2_buckets(&r.buckets),
-                })
-            })
-            .collect::<Vec<Value>>()
-    });
-    json!({"runqueue_latency": runqueue, "blkio": blkio})
+    crate::sources::json_extensions(c)
 }
 
 /// A kernel log2 histogram: bucket b counts values under 2^b µs (cumulative over time, not over
 /// buckets); the last one the rest (`le_seconds: null`, +Inf).
-fn log2_buckets(buckets: &[u64]) -> Vec<Value> {
+pub fn log2_buckets(buckets: &[u64]) -> Vec<Value> {
     let last = buckets.len().saturating_sub(1);
     buckets
         .iter()

@@ -9,11 +9,9 @@ use aya::{
     programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, TracePoint},
 };
 use nodetel_common::{
-    GLOBAL_BLKIO_OFFSETS, GLOBAL_OFFSETS, MAP_CPU_NS, MAP_NET_TRAFFIC, MAP_OOM_EVENTS,
-    MAP_SCHED_HIST, PROG_BLOCK_BIO_COMPLETE, PROG_BLOCK_BIO_QUEUE, PROG_BLOCK_RQ_COMPLETE,
-    PROG_CGROUP_ATTACH, PROG_CGROUP_MKDIR, PROG_CGROUP_RENAME, PROG_CGROUP_RMDIR, PROG_MARK_VICTIM,
-    PROG_NET_EGRESS, PROG_NET_INGRESS, PROG_SCHED_SWITCH, PROG_SCHED_SWITCH_FLOOR,
-    PROG_SIGNAL_GENERATE,
+    GLOBAL_OFFSETS, MAP_CPU_NS, MAP_NET_TRAFFIC, MAP_OOM_EVENTS, MAP_SCHED_HIST, PROG_CGROUP_MKDIR,
+    PROG_CGROUP_RENAME, PROG_CGROUP_RMDIR, PROG_MARK_VICTIM, PROG_NET_EGRESS, PROG_NET_INGRESS,
+    PROG_SCHED_SWITCH, PROG_SIGNAL_GENERATE,
 };
 
 use crate::btf::{Btf, BtfError};
@@ -75,15 +73,25 @@ pub struct LoadOptions {
     pub cgroup2_root: Option<PathBuf>,
     /// Measure run-queue waits and run periods at each switch (the `sched` kind).
     pub sched: bool,
-    /// Time every bio per cgroup (the `blkio` kind).
-    pub blkio: bool,
+    /// Each enabled kind's programs, in attach order (see `sources::programs`).
+    pub kinds: Vec<KindPrograms>,
     /// Count traffic over `lo` too (`--network-loopback`).
     pub loopback: bool,
     /// Turn on the kernel's per-program run time accounting (`--bpf-stats`).
     pub bpf_stats: bool,
-    /// Attach the empty `sched_switch_floor` in place of `sched_switch` (benchmarking only).
-    pub sched_switch_floor: bool,
 }
+
+/// One kind's kernel programs, in attach order, and the read-only data they need from the
+/// running kernel's BTF: a global of the object and how to make its bytes. When the BTF lacks
+/// what it needs, none of the kind's programs is attached, each with the reason.
+#[derive(Clone, Debug)]
+pub struct KindPrograms {
+    pub programs: Vec<(&'static str, Attach)>,
+    pub global: Option<(&'static str, GlobalFromBtf)>,
+}
+
+/// Makes a global's bytes from the running kernel's BTF.
+pub type GlobalFromBtf = fn(&Btf) -> Result<Vec<u8>, BtfError>;
 
 /// The loaded object with its programs attached.
 pub struct Probes {
@@ -105,10 +113,15 @@ pub struct Probes {
     runqueue: bool,
 }
 
-enum Attach<'a> {
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug)]
+pub enum Attach {
+    /// A BTF-typed tracepoint (`tp_btf`).
     Btf(&'static str),
+    /// A classic tracepoint: category, name.
     Classic(&'static str, &'static str),
-    CgroupSkb(&'a std::path::Path, CgroupSkbAttachType),
+    /// The cgroup v2 root (`LoadOptions::cgroup2_root`), one direction.
+    CgroupSkb(CgroupSkbAttachType),
 }
 
 impl Probes {
@@ -124,23 +137,25 @@ impl Probes {
         let btf = Btf::from_file(&opts.btf_path)?;
         let mut offsets = btf.kernel_offsets()?;
         let mut not_attached = Vec::new();
-        let blkio_offsets = if opts.blkio {
-            btf.blkio_offsets().unwrap_or_else(|e| {
-                for program in [
-                    PROG_BLOCK_BIO_QUEUE,
-                    PROG_BLOCK_RQ_COMPLETE,
-                    PROG_BLOCK_BIO_COMPLETE,
-                ] {
-                    not_attached.push(NotAttached {
-                        program,
-                        reason: format!("this kernel's BTF: {e}"),
-                    });
+        let mut globals = Vec::new();
+        let mut programs = Vec::new();
+        for kind in &opts.kinds {
+            if let Some((name, make)) = kind.global {
+                match make(&btf) {
+                    Ok(bytes) => globals.push((name, bytes)),
+                    Err(e) => {
+                        for (program, _) in &kind.programs {
+                            not_attached.push(NotAttached {
+                                program,
+                                reason: format!("this kernel's BTF: {e}"),
+                            });
+                        }
+                        continue;
+                    }
                 }
-                nodetel_common::BlkioOffsets::default()
-            })
-        } else {
-            nodetel_common::BlkioOffsets::default()
-        };
+            }
+            programs.extend(kind.programs.iter().copied());
+        }
         ensure_tracefs(&opts.tracefs, opts.mount_tracefs);
         match tracepoint_field_offset(&opts.tracefs, "oom", "mark_victim", "pid") {
             Ok(off) => offsets.tp_mark_victim_pid = off,
@@ -166,48 +181,18 @@ impl Probes {
             );
         }
         tracing::debug!(?offsets, "kernel struct offsets from BTF");
-        let mut ebpf = EbpfLoader::new()
+        let mut loader = EbpfLoader::new();
+        loader
             .override_global(GLOBAL_OFFSETS, &offsets, true)
-            .override_global(GLOBAL_BLKIO_OFFSETS, &blkio_offsets, true)
             .map_max_entries(MAP_CPU_NS, opts.cpu_map_entries)
             .map_max_entries(MAP_NET_TRAFFIC, opts.net_map_entries)
-            .map_max_entries(MAP_SCHED_HIST, opts.sched_map_entries)
-            .load(OBJECT)?;
+            .map_max_entries(MAP_SCHED_HIST, opts.sched_map_entries);
+        for (name, bytes) in &globals {
+            loader.override_global(name, bytes.as_slice(), true);
+        }
+        let mut ebpf = loader.load(OBJECT)?;
         let kernel_btf = AyaBtf::parse_file(&opts.btf_path, aya::Endianness::default())?;
         let mut attached = Vec::new();
-        // Migration first: attached after sched_switch, a move in between would be missed. The
-        // SIGKILL recorder before mark_victim, which needs what it records.
-        let mut programs = vec![
-            (PROG_CGROUP_ATTACH, Attach::Btf("cgroup_attach_task")),
-            (PROG_CGROUP_MKDIR, Attach::Btf("cgroup_mkdir")),
-            (PROG_CGROUP_RMDIR, Attach::Btf("cgroup_rmdir")),
-            (PROG_CGROUP_RENAME, Attach::Btf("cgroup_rename")),
-            (
-                if opts.sched_switch_floor {
-                    PROG_SCHED_SWITCH_FLOOR
-                } else {
-                    PROG_SCHED_SWITCH
-                },
-                Attach::Btf("sched_switch"),
-            ),
-            (PROG_SIGNAL_GENERATE, Attach::Btf("signal_generate")),
-            (PROG_MARK_VICTIM, Attach::Classic("oom", "mark_victim")),
-        ];
-        if opts.blkio {
-            programs.push((PROG_BLOCK_BIO_QUEUE, Attach::Btf("block_bio_queue")));
-            programs.push((PROG_BLOCK_RQ_COMPLETE, Attach::Btf("block_rq_complete")));
-            programs.push((PROG_BLOCK_BIO_COMPLETE, Attach::Btf("block_bio_complete")));
-        }
-        if let Some(root) = &opts.cgroup2_root {
-            programs.push((
-                PROG_NET_INGRESS,
-                Attach::CgroupSkb(root, CgroupSkbAttachType::Ingress),
-            ));
-            programs.push((
-                PROG_NET_EGRESS,
-                Attach::CgroupSkb(root, CgroupSkbAttachType::Egress),
-            ));
-        }
         for (name, how) in programs {
             if not_attached.iter().any(|n: &NotAttached| n.program == name) {
                 continue;
@@ -215,9 +200,16 @@ impl Probes {
             let done = match how {
                 Attach::Btf(tp) => attach_btf_tracepoint(&mut ebpf, name, tp, &kernel_btf),
                 Attach::Classic(category, tp) => attach_tracepoint(&mut ebpf, name, category, tp),
-                Attach::CgroupSkb(root, direction) => {
-                    attach_cgroup_skb(&mut ebpf, name, root, direction)
-                }
+                Attach::CgroupSkb(direction) => match &opts.cgroup2_root {
+                    Some(root) => attach_cgroup_skb(&mut ebpf, name, root, direction),
+                    None => {
+                        not_attached.push(NotAttached {
+                            program: name,
+                            reason: "no cgroup v2 root to attach to".into(),
+                        });
+                        continue;
+                    }
+                },
             };
             match done {
                 Ok(()) => attached.push(name),
@@ -230,17 +222,6 @@ impl Probes {
         // Counting OOM kills needs both halves.
         if attached.contains(&PROG_SIGNAL_GENERATE) != attached.contains(&PROG_MARK_VICTIM) {
             tracing::warn!("only one of the two OOM programs attached; OOM kills are not counted");
-        }
-        let blkio = [
-            PROG_BLOCK_BIO_QUEUE,
-            PROG_BLOCK_RQ_COMPLETE,
-            PROG_BLOCK_BIO_COMPLETE,
-        ];
-        let blkio_attached = blkio.iter().filter(|p| attached.contains(p)).count();
-        if blkio_attached != 0 && blkio_attached != blkio.len() {
-            tracing::warn!(
-                "not all three block I/O programs attached; block I/O latency is not measured"
-            );
         }
         if attached.contains(&PROG_NET_INGRESS) != attached.contains(&PROG_NET_EGRESS) {
             tracing::warn!(

@@ -3,7 +3,9 @@
 mod loader;
 mod maps;
 
-pub use loader::{LoadError, LoadOptions, NotAttached, Probes, ProgramStats, TRACEFS};
+pub use loader::{
+    Attach, KindPrograms, LoadError, LoadOptions, NotAttached, Probes, ProgramStats, TRACEFS,
+};
 pub use maps::monotonic_ns;
 pub(crate) use maps::{deleted, each_entry, missing};
 // The fuzz entry points (crate::fuzz) reach this parser of kernel-provided text.

@@ -136,29 +136,14 @@ macro_rules! per_device_io {
     };
 }
 
-/// Every container family, in the order they are written (cAdvisor's, which the golden files
-/// keep): the kernel-backed kinds' families are declared in their folders under `sources/`.
-static CONTAINER_FAMILIES: &[&[ContainerFamily]] = &[
-    sources::cpu::families::FAMILIES,
-    CGROUPFS,
-    sources::network::families::FAMILIES,
-    sources::sched::families::SCHEDSTAT,
-    TASKS,
-    sources::sched::families::LATENCY,
-    sources::oom::families::FAMILIES,
-    LIFETIME,
-    // Beyond cAdvisor's: nodetel's own kinds, after cAdvisor's families.
-    sources::blkio::families::FAMILIES,
-];
-
 /// Every container family, in the order they are written.
 pub fn container_families() -> impl Iterator<Item = &'static ContainerFamily> {
-    CONTAINER_FAMILIES.iter().copied().flatten()
+    sources::container_families(CGROUPFS, TASKS, LIFETIME)
 }
 
 /// Figures read from cgroupfs: CPU (the controller's), memory, filesystems, block I/O,
 /// processes, pressure.
-static CGROUPFS: &[ContainerFamily] = &[
+pub static CGROUPFS: &[ContainerFamily] = &[
     ContainerFamily {
         name: "container_cpu_user_seconds_total",
         help: "Cumulative user cpu time consumed in seconds.",
@@ -556,7 +541,7 @@ static CGROUPFS: &[ContainerFamily] = &[
 ];
 
 /// Load averages and thread states (`cpuLoad`).
-static TASKS: &[ContainerFamily] = &[
+pub static TASKS: &[ContainerFamily] = &[
     ContainerFamily {
         name: "container_cpu_load_average_10s",
         help: "Value of container cpu load average over the last 10 seconds.",
@@ -595,7 +580,7 @@ static TASKS: &[ContainerFamily] = &[
 ];
 
 /// When a cgroup was seen last, and when it started.
-static LIFETIME: &[ContainerFamily] = &[
+pub static LIFETIME: &[ContainerFamily] = &[
     ContainerFamily {
         name: "container_last_seen",
         help: "Last time a container was seen by the exporter",

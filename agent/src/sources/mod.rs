@@ -12,9 +12,10 @@ use std::collections::HashSet;
 
 use crate::{
     cgroup::Tree,
-    ebpf::Probes,
+    ebpf::{Attach, KindPrograms, Probes},
     events::EventStore,
     metric_kinds::{MetricKind, MetricKinds},
+    metrics::families::{AgentFamily, ContainerFamily},
     snapshot::{AgentStats, ContainerSample},
 };
 
@@ -50,6 +51,66 @@ pub trait Source: Send {
         containers: &mut [ContainerSample],
         pass: &mut Pass<'_>,
     );
+}
+
+/// Every container family, in the order they are written: cAdvisor's order (which the golden
+/// files keep), the kinds' own families among the cgroupfs ones (`cgroupfs`, `tasks`,
+/// `lifetime`, from `metrics::families`) where cAdvisor puts them, and families of kinds
+/// cAdvisor does not have after all of cAdvisor's.
+pub fn container_families(
+    cgroupfs: &'static [ContainerFamily],
+    tasks: &'static [ContainerFamily],
+    lifetime: &'static [ContainerFamily],
+) -> impl Iterator<Item = &'static ContainerFamily> {
+    [
+        cpu::families::FAMILIES,
+        cgroupfs,
+        network::families::FAMILIES,
+        sched::families::SCHEDSTAT,
+        tasks,
+        sched::families::LATENCY,
+        oom::families::FAMILIES,
+        lifetime,
+        // Beyond cAdvisor's.
+        blkio::families::FAMILIES,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The kinds' own health families, written after the agent's.
+pub static AGENT_FAMILIES: &[&[AgentFamily]] = &[blkio::families::AGENT];
+
+/// What only nodetel measures, per cgroup, for the JSON API's `?nodetel=true` extension: each
+/// kind's object under its key.
+pub fn json_extensions(c: &ContainerSample) -> serde_json::Value {
+    serde_json::json!({
+        "runqueue_latency": sched::json(c),
+        "blkio": blkio::json(c),
+    })
+}
+
+/// The kernel programs of the kinds `kinds` enables, in attach order, with the cgroup tree's own
+/// (they count mkdir, rmdir and rename, so the collector walks only when the tree changed).
+pub fn programs(kinds: &MetricKinds, sched_switch_floor: bool) -> Vec<KindPrograms> {
+    use nodetel_common::{PROG_CGROUP_MKDIR, PROG_CGROUP_RENAME, PROG_CGROUP_RMDIR};
+    let tree = KindPrograms {
+        programs: vec![
+            (PROG_CGROUP_MKDIR, Attach::Btf("cgroup_mkdir")),
+            (PROG_CGROUP_RMDIR, Attach::Btf("cgroup_rmdir")),
+            (PROG_CGROUP_RENAME, Attach::Btf("cgroup_rename")),
+        ],
+        global: None,
+    };
+    // CPU and OOM always: CPU time decides which cgroups are quiet, OOM kills which are not.
+    let mut out = vec![tree, cpu::programs(sched_switch_floor), oom::programs()];
+    if kinds.has(MetricKind::Blkio) {
+        out.push(blkio::programs());
+    }
+    if kinds.has(MetricKind::Network) {
+        out.push(network::programs());
+    }
+    out
 }
 
 /// The kinds to run, in the order they are asked: CPU first (it makes the quiet set the OOM kind

@@ -6,6 +6,9 @@
 pub mod drain;
 pub mod families;
 mod hierarchy;
+mod programs;
+
+pub use programs::programs;
 
 use std::collections::HashMap;
 
@@ -52,7 +55,13 @@ impl Blkio {
             PROG_BLOCK_RQ_COMPLETE,
             PROG_BLOCK_BIO_COMPLETE,
         ];
-        if !programs.iter().all(|p| probes.is_attached(p)) {
+        let attached = programs.iter().filter(|p| probes.is_attached(p)).count();
+        if attached != programs.len() {
+            if attached > 0 {
+                tracing::warn!(
+                    "not all three block I/O programs attached; block I/O latency is not measured"
+                );
+            }
             return None;
         }
         Some(Blkio {
@@ -188,4 +197,26 @@ impl Blkio {
         self.health.unplaced = unplaced;
         out
     }
+}
+
+/// Per disk and operation, the cgroup's bios, bytes and full kernel histogram, for the JSON
+/// extension (`null` when the kind is off).
+pub fn json(c: &ContainerSample) -> serde_json::Value {
+    let Some(rows) = c.blkio.as_ref() else {
+        return serde_json::Value::Null;
+    };
+    rows.iter()
+        .map(|r| {
+            serde_json::json!({
+                "device": r.device,
+                "major": r.major,
+                "minor": r.minor,
+                "operation": r.op,
+                "ios": r.count,
+                "bytes": r.bytes,
+                "latency_sum_seconds": r.latency_ns as f64 * 1e-9,
+                "latency_buckets": crate::api::json::log2_buckets(&r.buckets),
+            })
+        })
+        .collect()
 }

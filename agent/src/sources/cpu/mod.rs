@@ -7,15 +7,32 @@ pub mod families;
 
 use std::collections::HashMap;
 
-use nodetel_common::{MAP_CPU_NS, PROG_SCHED_SWITCH};
+use nodetel_common::{MAP_CPU_NS, PROG_CGROUP_ATTACH, PROG_SCHED_SWITCH, PROG_SCHED_SWITCH_FLOOR};
 
 use super::{Pass, Source};
 use crate::{
-    ebpf::Probes,
+    ebpf::{Attach, KindPrograms, Probes},
     snapshot::{AgentStats, ContainerSample},
 };
 use account::CpuAccountant;
 use drain::CpuDrain;
+
+/// Migration first: attached after `sched_switch`, a move in between would be missed.
+/// `floor`: the empty `sched_switch_floor` in place of `sched_switch` (benchmarking only).
+pub fn programs(floor: bool) -> KindPrograms {
+    let switch = if floor {
+        PROG_SCHED_SWITCH_FLOOR
+    } else {
+        PROG_SCHED_SWITCH
+    };
+    KindPrograms {
+        programs: vec![
+            (PROG_CGROUP_ATTACH, Attach::Btf("cgroup_attach_task")),
+            (switch, Attach::Btf("sched_switch")),
+        ],
+        global: None,
+    }
+}
 
 pub struct Cpu {
     /// The switch program is attached: without it there are no figures (and no quiet cgroups).

@@ -14,11 +14,23 @@ use nodetel_common::{PROG_NET_EGRESS, PROG_NET_INGRESS};
 
 use super::{Pass, Source};
 use crate::{
-    ebpf::Probes,
+    ebpf::{Attach, KindPrograms, Probes},
     snapshot::{AgentStats, ContainerSample},
 };
 use reader::NetworkReader;
 use traffic::Traffic;
+
+/// Both directions, on the cgroup v2 root.
+pub fn programs() -> KindPrograms {
+    use aya::programs::CgroupSkbAttachType::{Egress, Ingress};
+    KindPrograms {
+        programs: vec![
+            (PROG_NET_INGRESS, Attach::CgroupSkb(Ingress)),
+            (PROG_NET_EGRESS, Attach::CgroupSkb(Egress)),
+        ],
+        global: None,
+    }
+}
 
 pub struct Network {
     reader: NetworkReader,

@@ -15,7 +15,7 @@ use nodetel_common::{MAP_OOM_KILLS, OomKill, PROG_MARK_VICTIM, PROG_SIGNAL_GENER
 
 use super::{Pass, Source};
 use crate::{
-    ebpf::{Probes, monotonic_ns},
+    ebpf::{Attach, KindPrograms, Probes, monotonic_ns},
     events::{Event, EventKind, Victim},
     snapshot::{AgentStats, ContainerSample},
 };
@@ -23,6 +23,18 @@ use records::comm_str;
 
 /// Passes a cgroup is read every pass after an OOM kill in it, whatever its CPU time says.
 const SETTLE_PASSES: u32 = 5;
+
+/// The SIGKILL recorder before `mark_victim`, which needs what it records. (The loader reads
+/// `mark_victim`'s record layout from tracefs, and attaches neither without it.)
+pub fn programs() -> KindPrograms {
+    KindPrograms {
+        programs: vec![
+            (PROG_SIGNAL_GENERATE, Attach::Btf("signal_generate")),
+            (PROG_MARK_VICTIM, Attach::Classic("oom", "mark_victim")),
+        ],
+        global: None,
+    }
+}
 
 pub struct Oom {
     /// Both programs are attached, so a cgroup without a count had no kill.

@@ -95,3 +95,15 @@ impl Source for Sched {
         }
     }
 }
+
+/// The run-queue histogram for the JSON extension (`null` when the cgroup has none).
+pub fn json(c: &ContainerSample) -> serde_json::Value {
+    let Some(h) = c.runqueue_latency.as_ref() else {
+        return serde_json::Value::Null;
+    };
+    serde_json::json!({
+        "buckets": crate::api::json::log2_buckets(&h.buckets),
+        "sum_seconds": h.sum_ns as f64 * 1e-9,
+        "count": h.count,
+    })
+}
