@@ -164,6 +164,36 @@ fn direct_io_per_cgroup_equals_the_kernels_accounting() -> anyhow::Result<()> {
         assert_eq!(r.0.2, r.0.0, "every read is in the histogram");
         assert_eq!(w.0.2, w.0.0, "every write is in the histogram");
     }
+
+    // Removed cgroups: their series go, and so do their kernel entries (not left to fill the map).
+    let forgotten = |e: &Exposition| {
+        e.scalar("nodetel_blkio_entries_forgotten_total")
+            .unwrap_or(0.0)
+    };
+    let before_removal = forgotten(&e1);
+    let rels = [a.rel.clone(), b.rel.clone()];
+    drop(a);
+    drop(b);
+    let mut e2 = agent.next_metrics()?;
+    for _ in 0..4 {
+        if forgotten(&e2) > before_removal {
+            break;
+        }
+        e2 = agent.next_metrics()?;
+    }
+    for rel in &rels {
+        assert!(
+            e2.lines_of("nodetel_container_blkio_ios_total", rel)
+                .is_empty(),
+            "{rel}'s series outlived it"
+        );
+    }
+    assert!(
+        forgotten(&e2) >= before_removal + 3.0,
+        "the removed cgroups' entries (3 keys of reads and writes at least) were not deleted: {} -> {}",
+        before_removal,
+        forgotten(&e2)
+    );
     Ok(())
 }
 

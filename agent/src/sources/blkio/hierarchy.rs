@@ -27,6 +27,9 @@ pub enum Charges {
         root: PathBuf,
         paths: HashMap<u64, String>,
         since_walk: u32,
+        /// The v2 tree's size at the last walk: a change (cgroups made or removed, in every
+        /// hierarchy alike) asks for a new one, so a removed cgroup's entries go at once.
+        tree_len: usize,
     },
 }
 
@@ -39,29 +42,35 @@ impl Charges {
                 root,
                 paths: HashMap::new(),
                 since_walk: REWALK_EVERY,
+                tree_len: 0,
             },
             None => Charges::Unified,
         }
     }
 
-    /// Readies the id map for these charged ids: walks the v1 tree again when one is unknown, or
-    /// after [`REWALK_EVERY`] passes.
-    pub fn refresh<'a>(&mut self, ids: impl Iterator<Item = &'a u64>) {
+    /// Readies the id map for these charged ids: walks the v1 tree again when one is unknown,
+    /// when the v2 tree changed size, or after [`REWALK_EVERY`] passes.
+    pub fn refresh<'a>(&mut self, ids: impl Iterator<Item = &'a u64>, tree: &Tree) {
         let Charges::V1 {
             root,
             paths,
             since_walk,
+            tree_len,
         } = self
         else {
             return;
         };
         *since_walk += 1;
         let mut ids = ids;
-        if *since_walk < REWALK_EVERY && ids.all(|id| paths.contains_key(id)) {
+        if *since_walk < REWALK_EVERY
+            && *tree_len == tree.len()
+            && ids.all(|id| paths.contains_key(id))
+        {
             return;
         }
         *paths = walk(root);
         *since_walk = 0;
+        *tree_len = tree.len();
     }
 
     /// The v2 cgroup a charged id stands for: `None` when it names a removed cgroup, or (hybrid)
@@ -135,7 +144,7 @@ mod tests {
         let ino = |p: &str| std::fs::metadata(dir.join(p)).expect("stat").ino();
         let mut charges = Charges::new(Some(dir.clone()));
         let (abc, lone) = (ino("docker/abc"), ino("only-v1"));
-        charges.refresh([abc].iter());
+        charges.refresh([abc].iter(), &Tree::default());
         let tree = Tree::from_cgroups(vec![
             crate::cgroup::Cgroup {
                 id: 1,
@@ -158,7 +167,7 @@ mod tests {
         assert!(charges.exists(lone, &tree));
         std::fs::remove_dir(dir.join("only-v1")).expect("rmdir");
         // An unknown id asks for a new walk; the removed one is gone after it.
-        charges.refresh([abc, 999_999_999].iter());
+        charges.refresh([abc, 999_999_999].iter(), &tree);
         assert!(!charges.exists(lone, &tree));
         assert!(charges.exists(abc, &tree));
         let _ = std::fs::remove_dir_all(&dir);

@@ -100,7 +100,8 @@ impl Source for Blkio {
 
     fn account(&mut self, probes: &mut Probes, pass: &mut Pass<'_>) {
         if let Some(d) = self.drained.take() {
-            self.charges.refresh(d.ops.keys().map(|(id, _, _)| id));
+            self.charges
+                .refresh(d.ops.keys().map(|(id, _, _)| id), pass.tree);
             // Drained before the walk: a charged cgroup that no longer exists is a removed one.
             let gone: Vec<OpKey> = d
                 .ops
