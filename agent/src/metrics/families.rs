@@ -102,34 +102,39 @@ fn has_quota(c: &ContainerSample) -> bool {
     c.cpu_spec.quota_us.is_some()
 }
 
-/// A gauge of one figure of each filesystem (`device`-labelled).
-macro_rules! per_filesystem {
-    ($name:literal, $help:literal, $field:ident) => {
-        ContainerFamily {
-            name: $name,
-            help: $help,
-            kind: Kind::Gauge,
-            extra: &[],
-            value: Value::Many(|c, emit| {
-                for f in c.filesystems.iter().flatten() {
-                    emit(&[("device", &f.device)], f.$field as f64);
-                }
-            }),
-        }
-    };
+/// A sample value from a figure: a count, or one nodetel may not have (no series then).
+pub trait Figure: Copy {
+    fn sample(self) -> Option<f64>;
 }
 
-/// A counter of one block I/O figure of each device (`device`-labelled).
-macro_rules! per_device_io {
-    ($name:literal, $help:literal, $field:ident) => {
-        ContainerFamily {
+impl Figure for u64 {
+    fn sample(self) -> Option<f64> {
+        Some(self as f64)
+    }
+}
+
+impl Figure for Option<u64> {
+    fn sample(self) -> Option<f64> {
+        self.map(|v| v as f64)
+    }
+}
+
+/// A family of one figure of each row of a per-row sample field (each filesystem, I/O device,
+/// interface), labelled by the row's key: `per_row!(name, help, Gauge, filesystems, "device",
+/// device, inodes_free)`.
+#[macro_export]
+macro_rules! per_row {
+    ($name:literal, $help:literal, $kind:ident, $rows:ident, $label:literal, $key:ident, $field:ident) => {
+        $crate::metrics::families::ContainerFamily {
             name: $name,
             help: $help,
-            kind: Kind::Counter,
+            kind: $crate::metrics::families::Kind::$kind,
             extra: &[],
-            value: Value::Many(|c, emit| {
-                for d in c.io.iter().flatten() {
-                    emit(&[("device", &d.device)], d.$field as f64);
+            value: $crate::metrics::families::Value::Many(|c, emit| {
+                for r in c.$rows.iter().flatten() {
+                    if let Some(v) = $crate::metrics::families::Figure::sample(r.$field) {
+                        emit(&[($label, &r.$key)], v);
+                    }
                 }
             }),
         }
@@ -402,40 +407,76 @@ pub static CGROUPFS: &[ContainerFamily] = &[
         extra: &[],
         value: Value::One(|c| limit(c.memory_spec.reservation)),
     },
-    per_filesystem!(
+    per_row!(
         "container_fs_inodes_free",
         "Number of available Inodes",
+        Gauge,
+        filesystems,
+        "device",
+        device,
         inodes_free
     ),
-    per_filesystem!("container_fs_inodes_total", "Number of Inodes", inodes),
-    per_filesystem!(
+    per_row!(
+        "container_fs_inodes_total",
+        "Number of Inodes",
+        Gauge,
+        filesystems,
+        "device",
+        device,
+        inodes
+    ),
+    per_row!(
         "container_fs_limit_bytes",
         "Number of bytes that can be consumed by the container on this filesystem.",
+        Gauge,
+        filesystems,
+        "device",
+        device,
         capacity
     ),
-    per_filesystem!(
+    per_row!(
         "container_fs_usage_bytes",
         "Number of bytes that are consumed by the container on this filesystem.",
+        Gauge,
+        filesystems,
+        "device",
+        device,
         usage
     ),
-    per_device_io!(
+    per_row!(
         "container_fs_reads_bytes_total",
         "Cumulative count of bytes read",
+        Counter,
+        io,
+        "device",
+        device,
         read_bytes
     ),
-    per_device_io!(
+    per_row!(
         "container_fs_reads_total",
         "Cumulative count of reads completed",
+        Counter,
+        io,
+        "device",
+        device,
         reads
     ),
-    per_device_io!(
+    per_row!(
         "container_fs_writes_bytes_total",
         "Cumulative count of bytes written",
+        Counter,
+        io,
+        "device",
+        device,
         write_bytes
     ),
-    per_device_io!(
+    per_row!(
         "container_fs_writes_total",
         "Cumulative count of writes completed",
+        Counter,
+        io,
+        "device",
+        device,
         writes
     ),
     ContainerFamily {
