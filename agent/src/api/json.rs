@@ -854,17 +854,3 @@ pub fn event(e: &crate::events::Event) -> Value {
 pub fn extensions(c: &ContainerSample) -> Value {
     crate::sources::json_extensions(c)
 }
-
-/// A kernel log2 histogram: bucket b counts values under 2^b µs (cumulative over time, not over
-/// buckets); the last one the rest (`le_seconds: null`, +Inf).
-pub fn log2_buckets(buckets: &[u64]) -> Vec<Value> {
-    let last = buckets.len().saturating_sub(1);
-    buckets
-        .iter()
-        .enumerate()
-        .map(|(b, n)| {
-            let le = (b < last).then(|| (1u64 << b.min(63)) as f64 * 1e-6);
-            json!({"le_seconds": le, "count": n})
-        })
-        .collect()
-}

@@ -109,15 +109,19 @@ impl Probes {
         }
     }
 
-    fn kernel_stats(&self) -> Result<KernelStats, MapError> {
+    /// One self-counter of the programs (`STAT_*`), summed over CPUs. A kind reads its own
+    /// slots with it.
+    pub fn stat(&self, slot: u32) -> Result<u64, MapError> {
         let map = self.ebpf.map(MAP_STATS).ok_or_else(|| missing(MAP_STATS))?;
         let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
-        let slot = |i: u32| -> Result<u64, MapError> {
-            Ok(stats
-                .get(&i, 0)?
-                .iter()
-                .fold(0u64, |a, v| a.saturating_add(*v)))
-        };
+        Ok(stats
+            .get(&slot, 0)?
+            .iter()
+            .fold(0u64, |a, v| a.saturating_add(*v)))
+    }
+
+    fn kernel_stats(&self) -> Result<KernelStats, MapError> {
+        let slot = |i: u32| self.stat(i);
         Ok(KernelStats {
             cpu_map_full: slot(STAT_CPU_MAP_FULL)?,
             cpu_map_full_ns: slot(STAT_CPU_MAP_FULL_NS)?,

@@ -113,6 +113,20 @@ pub fn programs(kinds: &MetricKinds, sched_switch_floor: bool) -> Vec<KindProgra
     out
 }
 
+/// A kernel log2 histogram: bucket b counts values under 2^b µs (cumulative over time, not over
+/// buckets); the last one the rest (`le_seconds: null`, +Inf).
+pub fn log2_buckets(buckets: &[u64]) -> Vec<serde_json::Value> {
+    let last = buckets.len().saturating_sub(1);
+    buckets
+        .iter()
+        .enumerate()
+        .map(|(b, n)| {
+            let le = (b < last).then(|| (1u64 << b.min(63)) as f64 * 1e-6);
+            serde_json::json!({"le_seconds": le, "count": n})
+        })
+        .collect()
+}
+
 /// The kinds to run, in the order they are asked: CPU first (it makes the quiet set the OOM kind
 /// then trims).
 pub fn enabled(

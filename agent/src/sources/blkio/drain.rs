@@ -3,11 +3,9 @@ use std::collections::HashMap;
 
 use aya::{
     Ebpf,
-    maps::{HashMap as BpfHashMap, MapError, PerCpuArray, PerCpuHashMap},
+    maps::{HashMap as BpfHashMap, MapError, PerCpuHashMap},
 };
-use nodetel_common::{
-    BLKIO_BUCKETS, BlkioBucket, BlkioKey, MAP_BLKIO_HIST, MAP_BLKIO_INFLIGHT, MAP_STATS,
-};
+use nodetel_common::{BLKIO_BUCKETS, BlkioBucket, BlkioKey, MAP_BLKIO_HIST, MAP_BLKIO_INFLIGHT};
 
 use crate::ebpf::{deleted, each_entry, missing};
 
@@ -132,16 +130,6 @@ pub fn prune_in_flight(
         pruned += u64::from(deleted(in_flight.remove(&bio))?);
     }
     Ok((left, pruned))
-}
-
-/// The programs' block I/O self-counters (`STAT_BLKIO_*`), summed over CPUs.
-pub fn stat(ebpf: &Ebpf, slot: u32) -> Result<u64, MapError> {
-    let map = ebpf.map(MAP_STATS).ok_or_else(|| missing(MAP_STATS))?;
-    let stats: PerCpuArray<_, u64> = PerCpuArray::try_from(map)?;
-    Ok(stats
-        .get(&slot, 0)?
-        .iter()
-        .fold(0u64, |a, v| a.saturating_add(*v)))
 }
 
 #[cfg(test)]

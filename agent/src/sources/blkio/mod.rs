@@ -131,7 +131,7 @@ impl Source for Blkio {
             (&mut self.health.unreadable, STAT_BLKIO_UNREADABLE),
             (&mut self.health.in_flight_full, STAT_BLKIO_INFLIGHT_FULL),
         ] {
-            if let Ok(v) = drain::stat(&probes.ebpf, slot) {
+            if let Ok(v) = probes.stat(slot) {
                 *field = v;
             }
         }
@@ -216,7 +216,7 @@ pub fn json(c: &ContainerSample) -> serde_json::Value {
                 "ios": r.count,
                 "bytes": r.bytes,
                 "latency_sum_seconds": r.latency_ns as f64 * 1e-9,
-                "latency_buckets": crate::api::json::log2_buckets(&r.buckets),
+                "latency_buckets": super::log2_buckets(&r.buckets),
             })
         })
         .collect()

@@ -102,7 +102,7 @@ pub fn json(c: &ContainerSample) -> serde_json::Value {
         return serde_json::Value::Null;
     };
     serde_json::json!({
-        "buckets": crate::api::json::log2_buckets(&h.buckets),
+        "buckets": super::log2_buckets(&h.buckets),
         "sum_seconds": h.sum_ns as f64 * 1e-9,
         "count": h.count,
     })
