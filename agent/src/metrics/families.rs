@@ -717,8 +717,8 @@ fn cpu_map(v: f64) -> AgentSeries {
 
 /// Every agent family, in the order they are written: the kinds' own health after the agent's.
 pub fn agent_families() -> impl Iterator<Item = &'static AgentFamily> {
-    [AGENT, sources::blkio::families::AGENT]
-        .into_iter()
+    std::iter::once(AGENT)
+        .chain(sources::AGENT_FAMILIES.iter().copied())
         .flatten()
 }
 
