@@ -53,8 +53,8 @@ pub struct Config {
     /// Metric kinds to leave out; their cgroupfs files are then never read. The default is
     /// cAdvisor 0.38.7's for the kinds nodetel shares with it (`process`, `sched` off; it had no
     /// `pressure`), so a node costs Prometheus no more series than cAdvisor did, and `blkio`
-    /// (nodetel's per-container block I/O latency) off: it costs 0.8-1 µs per bio, 1.6-1.8 % of a
-    /// 4 KiB direct read here (README, Block I/O latency). An empty value (`--disable-metrics=`) turns
+    /// (nodetel's per-container block I/O latency) off: it costs about 1 µs per bio, 2 % of a 4 KiB
+    /// direct read here (README, Block I/O latency). An empty value (`--disable-metrics=`) turns
     /// every kind on.
     #[arg(
         long,

@@ -429,6 +429,18 @@ pub static ROWS: &[Row] = &[
         BLKIO,
     ),
     live(
+        "nodetel_container_blkio_queue_seconds_total",
+        &[],
+        "Little's law on a loop device limited to 4 requests: 32 direct readers spend most of their latency queued, a reader alone under a quarter",
+        "blkio.rs::queue_time_is_the_wait_for_a_request",
+    ),
+    live(
+        "nodetel_container_blkio_service_seconds_total",
+        &[],
+        "the rest of the latency sum: non-zero for both cgroups of the queue test, all of a reader's latency alone but its queue share",
+        "blkio.rs::queue_time_is_the_wait_for_a_request",
+    ),
+    live(
         "nodetel_container_blkio_latency_seconds",
         &[],
         "reads of a device-mapper `delay` device of 20 ms in the 16.4-65.5 ms buckets, of an undelayed loop device under 2 ms (VM)",

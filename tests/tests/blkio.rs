@@ -34,22 +34,25 @@ fn kernel_io(cg: &mut TestCgroup, dev: &str) -> anyhow::Result<[f64; 4]> {
     nodetel_integration_tests::io_stat(&cg.dir, dev, ["rios", "wios", "rbytes", "wbytes"])
 }
 
-/// The agent's (ios, bytes, histogram count) for one cgroup, disk and operation; zeros when the
-/// series is absent (no such I/O yet).
+/// One family's value for one cgroup, disk and operation; 0 when the series is absent (no such
+/// I/O yet).
+fn value(e: &Exposition, family: &str, id: &str, device: &str, op: &str) -> f64 {
+    let needles = [
+        format!("id=\"{id}\""),
+        format!("device=\"{device}\""),
+        format!("operation=\"{op}\""),
+    ];
+    e.0.lines()
+        .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{'))
+        .find(|l| needles.iter().all(|n| l.contains(n.as_str())))
+        .and_then(|l| l.rsplit_once(' '))
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// The agent's (ios, bytes, histogram count) for one cgroup, disk and operation.
 fn agent_io(e: &Exposition, id: &str, device: &str, op: &str) -> (f64, f64, f64) {
-    let get = |family: &str| {
-        let needles = [
-            format!("id=\"{id}\""),
-            format!("device=\"{device}\""),
-            format!("operation=\"{op}\""),
-        ];
-        e.0.lines()
-            .filter(|l| l.starts_with(family) && l[family.len()..].starts_with('{'))
-            .find(|l| needles.iter().all(|n| l.contains(n.as_str())))
-            .and_then(|l| l.rsplit_once(' '))
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0.0)
-    };
+    let get = |family: &str| value(e, family, id, device, op);
     (
         get("nodetel_container_blkio_ios_total"),
         get("nodetel_container_blkio_bytes_total"),
@@ -406,5 +409,113 @@ fn a_known_device_delay_lands_in_its_bucket() -> anyhow::Result<()> {
         total(&fast_b)
     );
     drop(dm);
+    Ok(())
+}
+
+/// A block device's request limit (`queue/nr_requests`), put back on drop.
+struct RequestLimit {
+    file: PathBuf,
+    was: String,
+}
+
+impl RequestLimit {
+    fn set(device: &str, limit: u32) -> anyhow::Result<RequestLimit> {
+        let name = device.trim_start_matches("/dev/");
+        let file = Path::new("/sys/block").join(name).join("queue/nr_requests");
+        let was = std::fs::read_to_string(&file)?.trim().to_string();
+        std::fs::write(&file, limit.to_string())?;
+        Ok(RequestLimit { file, was })
+    }
+}
+
+impl Drop for RequestLimit {
+    fn drop(&mut self) {
+        let _ = std::fs::write(&self.file, &self.was);
+    }
+}
+
+/// (queue, service, latency sum) seconds of one cgroup's reads on one disk.
+fn split(e: &Exposition, id: &str, device: &str) -> (f64, f64, f64) {
+    let get = |family: &str| value(e, family, id, device, "read");
+    (
+        get("nodetel_container_blkio_queue_seconds_total"),
+        get("nodetel_container_blkio_service_seconds_total"),
+        get("nodetel_container_blkio_latency_seconds_sum"),
+    )
+}
+
+/// Queue time is measured where the kernel queues. A loop device limited to 4 requests
+/// (`nr_requests`, the kernel's minimum) read by 32 direct readers at once: at most 4 bios are
+/// with the driver, so by Little's law about 28 of 32 wait for a request, and most of the
+/// deep cgroup's latency is queue time; one reader alone on another loop device waits for
+/// nothing, and its latency is almost all service.
+#[test]
+fn queue_time_is_the_wait_for_a_request() -> anyhow::Result<()> {
+    if !privileged("queue_time_is_the_wait_for_a_request")
+        || !require_tool("queue_time_is_the_wait_for_a_request", "losetup")
+    {
+        return Ok(());
+    }
+    let scratch = Scratch::new("blkio-queue")?;
+    let (deep_file, alone_file) = (scratch.0.join("deep.img"), scratch.0.join("alone.img"));
+    for f in [&deep_file, &alone_file] {
+        run(&format!(
+            "dd if=/dev/zero of={} bs=1M count=16 2>/dev/null",
+            f.display()
+        ))?;
+    }
+    let (deep_dev, alone_dev) = (Loop::new(&deep_file)?, Loop::new(&alone_file)?);
+    let _limit = RequestLimit::set(&deep_dev.0, 4)?;
+
+    let agent = Agent::start(Duration::from_millis(500), &[BLKIO_ON])?;
+    let mut deep = TestCgroup::create("blkio-deep")?;
+    let mut alone = TestCgroup::create("blkio-alone")?;
+    // On a hybrid host the bios are charged to the v1 blkio cgroup: the readers join one.
+    for cg in [&mut deep, &mut alone] {
+        cg.v1("blkio")?;
+    }
+    // 32 readers of 4 KiB blocks, each its own 512 KiB of the device.
+    let readers = (0..32)
+        .map(|i| {
+            format!(
+                "dd if={} of=/dev/null bs=4k count=128 skip={} iflag=direct 2>/dev/null &",
+                deep_dev.0,
+                i * 128
+            )
+        })
+        .collect::<String>();
+    let mut d = deep.spawn(&format!("{readers} wait"))?;
+    let mut a = alone.spawn(&format!(
+        "dd if={} of=/dev/null bs=4k count=1024 iflag=direct 2>/dev/null",
+        alone_dev.0
+    ))?;
+    assert!(d.wait()?.success() && a.wait()?.success(), "dd failed");
+    std::thread::sleep(agent.interval);
+    let e = agent.next_metrics()?;
+
+    let (dq, ds, dl) = split(&e, &deep.rel, &deep_dev.0);
+    let (aq, as_, al) = split(&e, &alone.rel, &alone_dev.0);
+    let reads = |id: &str, dev: &str| agent_io(&e, id, dev, "read").0;
+    eprintln!(
+        "deep ({} reads, 4 requests): queue {dq:.4} s, service {ds:.4} s, latency {dl:.4} s\n\
+         alone ({} reads): queue {aq:.4} s, service {as_:.4} s, latency {al:.4} s",
+        reads(&deep.rel, &deep_dev.0),
+        reads(&alone.rel, &alone_dev.0),
+    );
+    assert!(
+        reads(&deep.rel, &deep_dev.0) >= 32.0 * 128.0 && reads(&alone.rel, &alone_dev.0) >= 1024.0,
+        "reads missing"
+    );
+    assert!(ds > 0.0 && as_ > 0.0, "no service time");
+    assert!(
+        dq >= 0.5 * dl,
+        "32 readers on 4 requests: only {:.0} % of their latency was queue time",
+        100.0 * dq / dl
+    );
+    assert!(
+        aq <= 0.25 * al,
+        "a reader alone: {:.0} % of its latency was queue time",
+        100.0 * aq / al
+    );
     Ok(())
 }

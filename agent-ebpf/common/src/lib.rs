@@ -66,8 +66,9 @@ pub const RUNQ_BUCKETS: u32 = 27;
 /// Per-CPU hash: [`BlkioKey`] -> [`BlkioBucket`]: completed bios of one cgroup, device and
 /// operation whose latency fell in that bucket (cumulative).
 pub const MAP_BLKIO_HIST: &str = "BLKIO_HIST";
-/// Hash: bio address -> `bpf_ktime_get_ns()` at its submission (`block_bio_queue`), until its
-/// completion. Entries whose completion never came are pruned by userspace.
+/// Hash: bio address -> [`BlkioInFlight`]: when it was submitted (`block_bio_queue`) and when its
+/// request was issued to the driver (`block_rq_issue`), until its completion. Entries whose
+/// completion never came are pruned by userspace.
 pub const MAP_BLKIO_INFLIGHT: &str = "BLKIO_INFLIGHT";
 /// Capacity of [`MAP_BLKIO_INFLIGHT`]: bios in flight at once, node-wide (a busy NVMe queue holds
 /// a few thousand).
@@ -77,6 +78,8 @@ pub const BLKIO_INFLIGHT_ENTRIES: u32 = 16_384;
 /// `tp_btf/block_bio_complete` (a bio-based device such as device-mapper completed one):
 /// per-cgroup block I/O latency.
 pub const PROG_BLOCK_BIO_QUEUE: &str = "block_bio_queue";
+/// `tp_btf/block_rq_issue`: a request-based device's driver was handed a request.
+pub const PROG_BLOCK_RQ_ISSUE: &str = "block_rq_issue";
 pub const PROG_BLOCK_RQ_COMPLETE: &str = "block_rq_complete";
 pub const PROG_BLOCK_BIO_COMPLETE: &str = "block_bio_complete";
 /// Bios of one request followed at its completion (a request merged from more leaves the rest
@@ -145,8 +148,12 @@ pub const STAT_BLKIO_MAP_FULL: u32 = 17;
 pub const STAT_BLKIO_UNREADABLE: u32 = 18;
 /// Bios not timed because [`MAP_BLKIO_INFLIGHT`] was full.
 pub const STAT_BLKIO_INFLIGHT_FULL: u32 = 19;
+/// Bios of a request-based device completed with no issue time (beyond the first
+/// [`BLKIO_BIOS_PER_REQUEST`] of their request at its issue, or completed without one): their
+/// whole latency is counted as service time.
+pub const STAT_BLKIO_ISSUE_UNSEEN: u32 = 20;
 /// Number of slots in [`MAP_STATS`].
-pub const STAT_SLOTS: u32 = 20;
+pub const STAT_SLOTS: u32 = 21;
 
 /// What one CPU runs since the last context switch, and what it has not yet written to the
 /// shared maps.
@@ -292,6 +299,16 @@ pub struct BlkioKey {
 }
 const _: () = assert!(core::mem::size_of::<BlkioKey>() == 16);
 
+/// Value of [`MAP_BLKIO_INFLIGHT`] (`bpf_ktime_get_ns()` values).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BlkioInFlight {
+    pub submitted_ns: u64,
+    /// 0 until the bio's request is issued (again after a requeue: the newest issue).
+    pub issued_ns: u64,
+}
+const _: () = assert!(core::mem::size_of::<BlkioInFlight>() == 16);
+
 /// Value of [`MAP_BLKIO_HIST`].
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -300,8 +317,11 @@ pub struct BlkioBucket {
     pub bytes: u64,
     /// Submission to completion, summed.
     pub latency_ns: u64,
+    /// The part of it before the request was issued to the driver (0 on a bio-based device,
+    /// which has no requests); the rest is service time.
+    pub queue_ns: u64,
 }
-const _: () = assert!(core::mem::size_of::<BlkioBucket>() == 24);
+const _: () = assert!(core::mem::size_of::<BlkioBucket>() == 32);
 
 /// Offsets the block I/O programs follow from a `struct bio` (filled from BTF like
 /// [`KernelOffsets`]; the cgroup's `kn->id` uses that struct's two offsets).
@@ -442,6 +462,8 @@ mod pod {
     unsafe impl aya::Pod for super::BlkioKey {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::BlkioBucket {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::BlkioInFlight {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::BlkioOffsets {}
 }

@@ -314,6 +314,7 @@ mod tests {
                 count: 12,
                 bytes: 49_152,
                 latency_ns: 2_400_000,
+                queue_ns: 300_000,
                 // 10 reads in [128, 256) µs, 2 in [16.4, 32.8) ms.
                 buckets: (0..27u64)
                     .map(|b| match b {

@@ -88,6 +88,9 @@ pub struct BlkioLatency {
     pub bytes: u64,
     /// Submission to completion, summed.
     pub latency_ns: u64,
+    /// The part of `latency_ns` before the bio's request was issued to the driver (queue
+    /// time); the rest is service time. 0 on a bio-based device (device-mapper, md).
+    pub queue_ns: u64,
     /// Bios per log2 latency bucket (bucket b: under 2^b µs), not cumulative.
     pub buckets: Vec<u64>,
 }
@@ -102,6 +105,9 @@ pub struct BlkioHealth {
     pub in_flight: u64,
     /// Cumulative: in-flight entries deleted because their completion never came.
     pub lost_completions: u64,
+    /// Cumulative, from the kernel: bios of a request-based device completed with no issue time
+    /// (their whole latency counted as service).
+    pub issue_unseen: u64,
     /// Cumulative, from the kernel: requests with more bios than the program follows (the rest
     /// not counted), bios not counted because the histogram map was full, bios whose cgroup or
     /// disk could not be read, and bios not timed because the in-flight map was full.

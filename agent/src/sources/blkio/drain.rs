@@ -5,7 +5,9 @@ use aya::{
     Ebpf,
     maps::{HashMap as BpfHashMap, MapError, PerCpuHashMap},
 };
-use nodetel_common::{BLKIO_BUCKETS, BlkioBucket, BlkioKey, MAP_BLKIO_HIST, MAP_BLKIO_INFLIGHT};
+use nodetel_common::{
+    BLKIO_BUCKETS, BlkioBucket, BlkioInFlight, BlkioKey, MAP_BLKIO_HIST, MAP_BLKIO_INFLIGHT,
+};
 
 use crate::ebpf::{deleted, each_entry, missing};
 
@@ -15,6 +17,8 @@ pub struct OpTotals {
     pub count: u64,
     pub bytes: u64,
     pub latency_ns: u64,
+    /// The part of `latency_ns` before the request was issued.
+    pub queue_ns: u64,
     /// Per bucket, `BLKIO_BUCKETS` long.
     pub buckets: Vec<u64>,
 }
@@ -25,6 +29,7 @@ impl Default for OpTotals {
             count: 0,
             bytes: 0,
             latency_ns: 0,
+            queue_ns: 0,
             buckets: vec![0; BLKIO_BUCKETS as usize],
         }
     }
@@ -53,6 +58,7 @@ impl BlkioDrain {
         t.count = t.count.saturating_add(v.count);
         t.bytes = t.bytes.saturating_add(v.bytes);
         t.latency_ns = t.latency_ns.saturating_add(v.latency_ns);
+        t.queue_ns = t.queue_ns.saturating_add(v.queue_ns);
         t.buckets[slot] = t.buckets[slot].saturating_add(v.count);
         self.used.entry(k).or_default().push(key.bucket);
     }
@@ -72,6 +78,7 @@ pub fn drain(ebpf: &Ebpf) -> Result<BlkioDrain, MapError> {
                 count: a.count.saturating_add(v.count),
                 bytes: a.bytes.saturating_add(v.bytes),
                 latency_ns: a.latency_ns.saturating_add(v.latency_ns),
+                queue_ns: a.queue_ns.saturating_add(v.queue_ns),
             });
         out.add(key, sum);
     })?;
@@ -113,12 +120,12 @@ pub fn prune_in_flight(
     let map = ebpf
         .map_mut(MAP_BLKIO_INFLIGHT)
         .ok_or_else(|| missing(MAP_BLKIO_INFLIGHT))?;
-    let mut in_flight: BpfHashMap<_, u64, u64> = BpfHashMap::try_from(map)?;
+    let mut in_flight: BpfHashMap<_, u64, BlkioInFlight> = BpfHashMap::try_from(map)?;
     let mut stale = Vec::new();
     let mut left = 0u64;
     for item in in_flight.iter() {
         match item {
-            Ok((bio, start)) if now_ns.saturating_sub(start) > max_age_ns => stale.push(bio),
+            Ok((bio, e)) if now_ns.saturating_sub(e.submitted_ns) > max_age_ns => stale.push(bio),
             Ok(_) => left += 1,
             // Completed (deleted) between "next key" and "lookup".
             Err(MapError::KeyNotFound) => continue,
@@ -145,20 +152,21 @@ mod tests {
             op,
             bucket,
         };
-        let v = |count, bytes, latency_ns| BlkioBucket {
+        let v = |count, bytes, latency_ns, queue_ns| BlkioBucket {
             count,
             bytes,
             latency_ns,
+            queue_ns,
         };
-        d.add(key(0, 5), v(3, 12_288, 60_000));
-        d.add(key(0, 15), v(1, 4096, 20_000_000));
-        d.add(key(1, 5), v(2, 8192, 40_000));
+        d.add(key(0, 5), v(3, 12_288, 60_000, 6_000));
+        d.add(key(0, 15), v(1, 4096, 20_000_000, 1_000));
+        d.add(key(1, 5), v(2, 8192, 40_000, 0));
         // A bucket past the histogram is dropped, not a panic.
-        d.add(key(0, BLKIO_BUCKETS as u16), v(9, 9, 9));
+        d.add(key(0, BLKIO_BUCKETS as u16), v(9, 9, 9, 9));
         let read = &d.ops[&(7, 254 << 20, 0)];
         assert_eq!(
-            (read.count, read.bytes, read.latency_ns),
-            (4, 16_384, 20_060_000)
+            (read.count, read.bytes, read.latency_ns, read.queue_ns),
+            (4, 16_384, 20_060_000, 7_000)
         );
         assert_eq!((read.buckets[5], read.buckets[15]), (3, 1));
         assert_eq!(d.ops[&(7, 254 << 20, 1)].count, 2);

@@ -63,6 +63,29 @@ pub static FAMILIES: &[ContainerFamily] = &[
         value: Value::Many(|c, emit| each(c, |r, labels| emit(labels, r.bytes as f64))),
     },
     ContainerFamily {
+        name: "nodetel_container_blkio_queue_seconds_total",
+        help: "Time the cgroup's own block I/Os waited before their request was issued to the driver (for a tag, in the I/O scheduler), summed, per disk and operation. 0 on a bio-based device (device-mapper, md).",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            each(c, |r, labels| emit(labels, r.queue_ns as f64 / NS_PER_S))
+        }),
+    },
+    ContainerFamily {
+        name: "nodetel_container_blkio_service_seconds_total",
+        help: "Time the cgroup's own block I/Os spent with the driver (request issue to completion; the whole latency on a bio-based device), summed, per disk and operation.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            each(c, |r, labels| {
+                emit(
+                    labels,
+                    r.latency_ns.saturating_sub(r.queue_ns) as f64 / NS_PER_S,
+                )
+            })
+        }),
+    },
+    ContainerFamily {
         name: "nodetel_container_blkio_latency_seconds",
         help: "Latency of the cgroup's own block I/Os, from submission to the block layer to completion, per disk and operation, in buckets built in the kernel.",
         kind: Kind::Histogram,
@@ -100,6 +123,12 @@ pub static AGENT: &[AgentFamily] = &[
         help: "Block I/Os whose completion never came (in flight over 10 minutes): their entries were deleted.",
         kind: Kind::Counter,
         series: |a| health(a, |h| h.lost_completions),
+    },
+    AgentFamily {
+        name: "nodetel_blkio_issue_unseen_total",
+        help: "Block I/Os of a request-based device completed with no issue time (past the first 64 bios of their request, or never issued): their whole latency is counted as service time.",
+        kind: Kind::Counter,
+        series: |a| health(a, |h| h.issue_unseen),
     },
     AgentFamily {
         name: "nodetel_blkio_untimed_total",

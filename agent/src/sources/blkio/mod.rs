@@ -14,9 +14,9 @@ use std::collections::HashMap;
 
 use nodetel_common::{
     BLKIO_DISCARD, BLKIO_FLUSH, BLKIO_HIST_ENTRIES, BLKIO_READ, BLKIO_WRITE,
-    PROG_BLOCK_BIO_COMPLETE, PROG_BLOCK_BIO_QUEUE, PROG_BLOCK_RQ_COMPLETE,
-    STAT_BLKIO_BEYOND_REQUEST, STAT_BLKIO_INFLIGHT_FULL, STAT_BLKIO_MAP_FULL,
-    STAT_BLKIO_UNREADABLE,
+    PROG_BLOCK_BIO_COMPLETE, PROG_BLOCK_BIO_QUEUE, PROG_BLOCK_RQ_COMPLETE, PROG_BLOCK_RQ_ISSUE,
+    STAT_BLKIO_BEYOND_REQUEST, STAT_BLKIO_INFLIGHT_FULL, STAT_BLKIO_ISSUE_UNSEEN,
+    STAT_BLKIO_MAP_FULL, STAT_BLKIO_UNREADABLE,
 };
 
 use super::{Pass, Source};
@@ -52,6 +52,7 @@ impl Blkio {
     ) -> Option<Blkio> {
         let programs = [
             PROG_BLOCK_BIO_QUEUE,
+            PROG_BLOCK_RQ_ISSUE,
             PROG_BLOCK_RQ_COMPLETE,
             PROG_BLOCK_BIO_COMPLETE,
         ];
@@ -59,7 +60,7 @@ impl Blkio {
         if attached != programs.len() {
             if attached > 0 {
                 tracing::warn!(
-                    "not all three block I/O programs attached; block I/O latency is not measured"
+                    "not all four block I/O programs attached; block I/O latency is not measured"
                 );
             }
             return None;
@@ -130,6 +131,7 @@ impl Source for Blkio {
             (&mut self.health.map_full, STAT_BLKIO_MAP_FULL),
             (&mut self.health.unreadable, STAT_BLKIO_UNREADABLE),
             (&mut self.health.in_flight_full, STAT_BLKIO_INFLIGHT_FULL),
+            (&mut self.health.issue_unseen, STAT_BLKIO_ISSUE_UNSEEN),
         ] {
             if let Ok(v) = probes.stat(slot) {
                 *field = v;
@@ -176,6 +178,7 @@ impl Blkio {
                     r.count = r.count.saturating_add(t.count);
                     r.bytes = r.bytes.saturating_add(t.bytes);
                     r.latency_ns = r.latency_ns.saturating_add(t.latency_ns);
+                    r.queue_ns = r.queue_ns.saturating_add(t.queue_ns);
                     for (a, b) in r.buckets.iter_mut().zip(&t.buckets) {
                         *a = a.saturating_add(*b);
                     }
@@ -188,6 +191,7 @@ impl Blkio {
                     count: t.count,
                     bytes: t.bytes,
                     latency_ns: t.latency_ns,
+                    queue_ns: t.queue_ns,
                     buckets: t.buckets.clone(),
                 }),
             }
@@ -216,6 +220,8 @@ pub fn json(c: &ContainerSample) -> serde_json::Value {
                 "ios": r.count,
                 "bytes": r.bytes,
                 "latency_sum_seconds": r.latency_ns as f64 * 1e-9,
+                "queue_seconds": r.queue_ns as f64 * 1e-9,
+                "service_seconds": r.latency_ns.saturating_sub(r.queue_ns) as f64 * 1e-9,
                 "latency_buckets": super::log2_buckets(&r.buckets),
             })
         })

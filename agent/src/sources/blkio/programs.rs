@@ -2,7 +2,7 @@
 //! a `struct bio`, read from the running kernel's BTF.
 use nodetel_common::{
     BlkioOffsets, GLOBAL_BLKIO_OFFSETS, PROG_BLOCK_BIO_COMPLETE, PROG_BLOCK_BIO_QUEUE,
-    PROG_BLOCK_RQ_COMPLETE,
+    PROG_BLOCK_RQ_COMPLETE, PROG_BLOCK_RQ_ISSUE,
 };
 
 use crate::{
@@ -14,6 +14,7 @@ pub fn programs() -> KindPrograms {
     KindPrograms {
         programs: vec![
             (PROG_BLOCK_BIO_QUEUE, Attach::Btf("block_bio_queue")),
+            (PROG_BLOCK_RQ_ISSUE, Attach::Btf("block_rq_issue")),
             (PROG_BLOCK_RQ_COMPLETE, Attach::Btf("block_rq_complete")),
             (PROG_BLOCK_BIO_COMPLETE, Attach::Btf("block_bio_complete")),
         ],
