@@ -52,16 +52,14 @@ pub struct Config {
 
     /// Metric kinds to leave out; their cgroupfs files are then never read. The default is
     /// cAdvisor 0.38.7's for the kinds nodetel shares with it (`process`, `sched` off; it had no
-    /// `pressure`), so a node costs Prometheus no more series than cAdvisor did, and `blkio`
-    /// (nodetel's per-container block I/O latency) off: it costs about 1 µs per bio, 2 % of a 4 KiB
-    /// direct read here (README, Block I/O latency). An empty value (`--disable-metrics=`) turns
-    /// every kind on.
+    /// `pressure`), and nodetel's kinds over their cost budget (`blkio`, about 1 µs per bio: README,
+    /// Block I/O latency). An empty value (`--disable-metrics=`) turns every kind on.
     #[arg(
         long,
         alias = "disable_metrics",
         env = "NODETEL_DISABLE_METRICS",
         value_delimiter = ',',
-        default_value = "process,sched,pressure,blkio"
+        default_value = crate::metric_kinds::DEFAULT_DISABLED
     )]
     pub disable_metrics: Vec<String>,
 
