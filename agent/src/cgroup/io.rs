@@ -141,6 +141,10 @@ fn parse_dev(field: &str, line: &str) -> Result<(u32, u32), ParseError> {
     ))
 }
 
+/// Devices remembered at most; past that the cache starts over (names are read again as asked).
+/// A node has tens of block devices; a host making loop devices in a loop cannot grow it.
+const DEVICE_NAMES_MAX: usize = 4096;
+
 /// `major:minor` -> `/dev/<name>`, from `<sys>/dev/block/M:m/uevent`, remembered: devices come
 /// and go rarely, cgroups are read every second.
 #[derive(Debug)]
@@ -159,6 +163,9 @@ impl DeviceNames {
 
     /// The device's name; `/dev/block/M:m` (udev's stable link) when sysfs does not say.
     pub fn name(&mut self, major: u32, minor: u32) -> &str {
+        if self.known.len() >= DEVICE_NAMES_MAX && !self.known.contains_key(&(major, minor)) {
+            self.known.clear();
+        }
         let sys_root = &self.sys_root;
         self.known.entry((major, minor)).or_insert_with(|| {
             let uevent = sys_root.join(format!("dev/block/{major}:{minor}/uevent"));
@@ -179,6 +186,17 @@ impl DeviceNames {
 mod tests {
     use super::*;
     use crate::testutil::fixture;
+
+    #[test]
+    fn device_names_are_bounded() {
+        let mut names = DeviceNames::new(std::path::PathBuf::from("/nonexistent"));
+        for minor in 0..DEVICE_NAMES_MAX as u32 + 10 {
+            assert_eq!(names.name(7, minor), format!("/dev/block/7:{minor}"));
+            assert!(names.known.len() <= DEVICE_NAMES_MAX);
+        }
+        // Started over once: the last ten since.
+        assert_eq!(names.known.len(), 10);
+    }
 
     #[test]
     fn v2_io_stat() {
