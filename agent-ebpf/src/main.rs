@@ -14,6 +14,7 @@ mod net;
 mod oom;
 mod sched;
 mod task;
+mod tcp;
 
 use aya_ebpf::{
     macros::{btf_tracepoint, cgroup_skb, tracepoint},

@@ -446,6 +446,37 @@ pub static ROWS: &[Row] = &[
         "reads of a device-mapper `delay` device of 20 ms in the 16.4-65.5 ms buckets, of an undelayed loop device under 2 ms (VM)",
         "blkio.rs::a_known_device_delay_lands_in_its_bucket",
     ),
+    // TCP health (the `tcp_health` kind)
+    live(
+        "nodetel_container_tcp_retransmits_total",
+        &[],
+        "the sender namespace's `TcpRetransSegs` delta (`/proc/<pid>/net/snmp`, as `nstat`) under 5 % of data segments dropped by nftables, exactly; the receiver's 0 as the kernel's",
+        "tcp.rs::retransmits_equal_the_senders_retrans_segs",
+    ),
+    live(
+        "nodetel_container_tcp_connects_total",
+        &[],
+        "what the client's `connect(2)` returned: ECONNREFUSED from a closed port, ETIMEDOUT when the SYN retries ran out, success against a listener (1, 1, 3); none under another result or cgroup",
+        "tcp.rs::connects_are_counted_by_their_real_result",
+    ),
+    live(
+        "nodetel_container_tcp_resets_received_total",
+        &[],
+        "one per refused connect, for the cgroup that connected, two cgroups on the host network kept apart (3 and 1)",
+        "tcp.rs::host_network_sockets_are_charged_to_their_own_cgroup",
+    ),
+    live(
+        "nodetel_container_tcp_resets_sent_total",
+        &[],
+        "one per connection its client closed with `SO_LINGER` 0 (2), for the client's cgroup",
+        "tcp.rs::connects_are_counted_by_their_real_result",
+    ),
+    live(
+        "nodetel_container_tcp_accepts_total",
+        &[],
+        "the connections the listener's `accept(2)` returned (1; 5)",
+        "tcp.rs::connects_are_counted_by_their_real_result",
+    ),
     // Filesystem usage
     live(
         "container_fs_usage_bytes",

@@ -23,11 +23,11 @@ const DEFAULT_KERNEL_META: &str = "linux-image-cloud-amd64";
 const RESULT_MARKER: &str = "nodetel-vm-result:";
 /// Tools the tests call, packed when the host has them (absent ones make those tests fail
 /// under NODETEL_REQUIRE_PRIVILEGED, as on the host).
-const GUEST_TOOLS: &[&str] = &["bpftool", "promtool", "ip", "dmsetup", "losetup"];
+const GUEST_TOOLS: &[&str] = &["bpftool", "promtool", "ip", "dmsetup", "losetup", "nft"];
 /// Modules in load order: a virtio disk (Debian's cloud kernel builds virtio as modules), which
 /// gives the guest a real block device for the I/O tests (its root is tmpfs), veth for the
 /// network-namespace test, and loop devices behind a device-mapper `delay` target for the block
-/// I/O latency test (this host's kernel has no device-mapper).
+/// I/O latency test (this host's kernel has no device-mapper), and nftables for the TCP test.
 const GUEST_MODULES: &[&str] = &[
     "drivers/virtio/virtio_ring.ko",
     "drivers/virtio/virtio.ko",
@@ -39,6 +39,11 @@ const GUEST_MODULES: &[&str] = &[
     "drivers/block/loop.ko",
     "drivers/md/dm-mod.ko",
     "drivers/md/dm-delay.ko",
+    // nftables, for the TCP health test's known loss (numgen drops) and blackholed port.
+    "lib/libcrc32c.ko",
+    "net/netfilter/nfnetlink.ko",
+    "net/netfilter/nf_tables.ko",
+    "net/netfilter/nft_numgen.ko",
 ];
 const DISK_MIB: u64 = 256;
 /// Test binaries that need a container runtime (dockerd, containerd, runc and their images):

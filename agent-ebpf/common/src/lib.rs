@@ -101,6 +101,32 @@ pub const BLKIO_DISCARD: u16 = 2;
 /// Cache flushes: `REQ_OP_FLUSH`, or a write with no data (a pre-flush).
 pub const BLKIO_FLUSH: u16 = 3;
 
+/// Per-CPU hash: socket's cgroup v2 id -> [`TcpCounters`] (cumulative): TCP health events of the
+/// cgroup's own sockets (the cgroup `sk->sk_cgrp_data` names, the socket's creator's; an accepted
+/// connection's is its listener's).
+pub const MAP_TCP_COUNTERS: &str = "TCP_COUNTERS";
+/// Capacity of [`MAP_TCP_COUNTERS`]: one entry per cgroup whose sockets had an event.
+pub const TCP_COUNTERS_ENTRIES: u32 = 16_384;
+/// The global holding the [`TcpOffsets`].
+pub const GLOBAL_TCP_OFFSETS: &str = "TCP_OFFSETS";
+/// `tp_btf/tcp_retransmit_skb`, `tp_btf/tcp_send_reset`, `tp_btf/tcp_receive_reset`,
+/// `tp_btf/inet_sock_set_state`: the `tcp_health` kind.
+pub const PROG_TCP_RETRANSMIT_SKB: &str = "tcp_retransmit_skb";
+pub const PROG_TCP_SEND_RESET: &str = "tcp_send_reset";
+pub const PROG_TCP_RECEIVE_RESET: &str = "tcp_receive_reset";
+pub const PROG_INET_SOCK_SET_STATE: &str = "inet_sock_set_state";
+/// [`TcpCounters::counts`] slots: segments retransmitted (as the kernel's `TcpRetransSegs`
+/// counts them), resets sent and received, connects by result, connections accepted.
+pub const TCP_RETRANS_SEGS: u32 = 0;
+pub const TCP_RESETS_SENT: u32 = 1;
+pub const TCP_RESETS_RECEIVED: u32 = 2;
+pub const TCP_CONNECT_OK: u32 = 3;
+pub const TCP_CONNECT_REFUSED: u32 = 4;
+pub const TCP_CONNECT_TIMEOUT: u32 = 5;
+pub const TCP_CONNECT_OTHER: u32 = 6;
+pub const TCP_ACCEPTS: u32 = 7;
+pub const TCP_SLOTS: usize = 8;
+
 /// Default capacity of [`MAP_CPU_NS`]; userspace may resize it at load time.
 pub const DEFAULT_CPU_NS_ENTRIES: u32 = 16_384;
 
@@ -152,8 +178,12 @@ pub const STAT_BLKIO_INFLIGHT_FULL: u32 = 19;
 /// [`BLKIO_BIOS_PER_REQUEST`] of their request at its issue, or completed without one): their
 /// whole latency is counted as service time.
 pub const STAT_BLKIO_ISSUE_UNSEEN: u32 = 20;
+/// TCP events not counted because [`MAP_TCP_COUNTERS`] was full.
+pub const STAT_TCP_MAP_FULL: u32 = 21;
+/// TCP events whose socket's cgroup could not be read: not counted.
+pub const STAT_TCP_UNREADABLE: u32 = 22;
 /// Number of slots in [`MAP_STATS`].
-pub const STAT_SLOTS: u32 = 21;
+pub const STAT_SLOTS: u32 = 23;
 
 /// What one CPU runs since the last context switch, and what it has not yet written to the
 /// shared maps.
@@ -299,6 +329,59 @@ pub struct BlkioKey {
 }
 const _: () = assert!(core::mem::size_of::<BlkioKey>() == 16);
 
+/// Value of [`MAP_TCP_COUNTERS`], indexed by the `TCP_*` slots.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpCounters {
+    pub counts: [u64; TCP_SLOTS],
+}
+const _: () = assert!(core::mem::size_of::<TcpCounters>() == 64);
+
+/// Offsets the TCP programs follow from a `struct sock` and a `struct sk_buff` (from BTF, like
+/// [`BlkioOffsets`]; the cgroup's `kn->id` uses [`KernelOffsets`]' two).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpOffsets {
+    /// `sock.sk_cgrp_data` + `sock_cgroup_data.cgroup`
+    pub sk_cgroup: u32,
+    /// `sock.__sk_common` + `sock_common.skc_state` (u8)
+    pub sk_state: u32,
+    /// `sock.sk_protocol` (u16)
+    pub sk_protocol: u32,
+    /// `sock.sk_err` (int)
+    pub sk_err: u32,
+    /// `sk_buff.cb` + `tcp_skb_cb.tcp_gso_segs` (u16)
+    pub skb_gso_segs: u32,
+    /// 1 once userspace filled the struct.
+    pub valid: u32,
+}
+const _: () = assert!(core::mem::size_of::<TcpOffsets>() == 24);
+
+/// `u32` fields' native-endian bytes in order: a `repr(C)` struct of only `u32` as the program
+/// reads it (the loader writes them into the object's read-only data).
+fn pack<const N: usize>(fields: &[u32]) -> [u8; N] {
+    let mut out = [0u8; N];
+    for (chunk, f) in out.chunks_exact_mut(4).zip(fields) {
+        chunk.copy_from_slice(&f.to_ne_bytes());
+    }
+    out
+}
+
+impl TcpOffsets {
+    /// The struct's bytes as the program reads them (six `u32`, no padding).
+    pub fn to_ne_bytes(&self) -> [u8; 24] {
+        let fields = [
+            self.sk_cgroup,
+            self.sk_state,
+            self.sk_protocol,
+            self.sk_err,
+            self.skb_gso_segs,
+            self.valid,
+        ];
+        pack(&fields)
+    }
+}
+
 /// Value of [`MAP_BLKIO_INFLIGHT`] (`bpf_ktime_get_ns()` values).
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -372,17 +455,7 @@ impl BlkioOffsets {
             self.bio_next,
             self.valid,
         ];
-        let mut out = [0u8; 48];
-        let mut i = 0;
-        while i < fields.len() {
-            let b = fields[i].to_ne_bytes();
-            out[i * 4] = b[0];
-            out[i * 4 + 1] = b[1];
-            out[i * 4 + 2] = b[2];
-            out[i * 4 + 3] = b[3];
-            i += 1;
-        }
-        out
+        pack(&fields)
     }
 }
 
@@ -464,6 +537,8 @@ mod pod {
     unsafe impl aya::Pod for super::BlkioBucket {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::BlkioInFlight {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TcpCounters {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::BlkioOffsets {}
 }

@@ -336,6 +336,16 @@ mod tests {
                 inodes_free: 16_358_611,
                 disk: [0; 11],
             }]),
+            tcp: Some(crate::snapshot::TcpHealth {
+                retransmits: 42,
+                resets_sent: 1,
+                resets_received: 2,
+                connects_ok: 120,
+                connects_refused: 3,
+                connects_timeout: 1,
+                connects_other: 0,
+                accepts: 7,
+            }),
             runqueue_latency: Some(RunqueueLatency {
                 // 3 waits under 1 µs, 5 under 2 µs, 1 over 33.5 s (+Inf).
                 buckets: {

@@ -55,6 +55,9 @@ pub struct ContainerSample {
     /// Block I/O latency per disk and operation, of the bios charged to this cgroup itself (not
     /// its descendants); `None` when the `blkio` kind is off or its programs are not attached.
     pub blkio: Option<Vec<BlkioLatency>>,
+    /// TCP health of the sockets charged to this cgroup (and to cgroups folded into it); `None`
+    /// when the `tcp_health` kind is off or its programs are not attached.
+    pub tcp: Option<TcpHealth>,
     /// Filesystems: a container's writable layer, the root's host filesystems; `None` when the
     /// `disk` kind is off or nothing was found (yet: a layer's first walk takes a moment).
     pub filesystems: Option<Vec<cgroup::FsStats>>,
@@ -93,6 +96,37 @@ pub struct BlkioLatency {
     pub queue_ns: u64,
     /// Bios per log2 latency bucket (bucket b: under 2^b µs), not cumulative.
     pub buckets: Vec<u64>,
+}
+
+/// One cgroup's TCP events (cumulative).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpHealth {
+    /// Segments retransmitted, as the kernel's `TcpRetransSegs` counts them.
+    pub retransmits: u64,
+    pub resets_sent: u64,
+    pub resets_received: u64,
+    /// Connects by result: established, refused (a reset answered the SYN), timed out (the
+    /// SYN retries ran out), other (unreachable, closed before an answer, ...).
+    pub connects_ok: u64,
+    pub connects_refused: u64,
+    pub connects_timeout: u64,
+    pub connects_other: u64,
+    /// Connections accepted by the cgroup's listeners (SYN_RECV to ESTABLISHED).
+    pub accepts: u64,
+}
+
+/// The `tcp_health` kind's own figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpKindHealth {
+    /// Map entries at the last drain, and its capacity.
+    pub map_entries: u64,
+    pub map_capacity: u64,
+    /// Cumulative, from the kernel: events not counted because the map was full, and events
+    /// whose socket's cgroup could not be read.
+    pub map_full: u64,
+    pub unreadable: u64,
+    /// Cumulative: entries deleted because their cgroup was removed.
+    pub entries_forgotten: u64,
 }
 
 /// The `blkio` kind's own figures.
@@ -174,6 +208,8 @@ pub struct AgentStats {
     pub network: NetStats,
     /// The `blkio` kind's own figures (`None` when it is off or not attached).
     pub blkio: Option<BlkioHealth>,
+    /// The `tcp_health` kind's own figures (`None` when it is off or not attached).
+    pub tcp: Option<TcpKindHealth>,
     /// The filesystem usage walker's cost and freshness (zero when the `disk` kind is off).
     pub fs_usage: health::WalkStats,
     /// Per runtime resolver, in precedence order (empty when none is configured).
@@ -231,6 +267,7 @@ impl Default for AgentStats {
             network: Default::default(),
             fs_usage: Default::default(),
             blkio: None,
+            tcp: None,
             identity: Vec::new(),
             pods: Default::default(),
             panics: Default::default(),

@@ -7,6 +7,7 @@ pub mod cpu;
 pub mod network;
 pub mod oom;
 pub mod sched;
+pub mod tcp;
 
 use std::collections::HashSet;
 
@@ -73,13 +74,14 @@ pub fn container_families(
         lifetime,
         // Beyond cAdvisor's.
         blkio::families::FAMILIES,
+        tcp::families::FAMILIES,
     ]
     .into_iter()
     .flatten()
 }
 
 /// The kinds' own health families, written after the agent's.
-pub static AGENT_FAMILIES: &[&[AgentFamily]] = &[blkio::families::AGENT];
+pub static AGENT_FAMILIES: &[&[AgentFamily]] = &[blkio::families::AGENT, tcp::families::AGENT];
 
 /// What only nodetel measures, per cgroup, for the JSON API's `?nodetel=true` extension: each
 /// kind's object under its key.
@@ -87,6 +89,7 @@ pub fn json_extensions(c: &ContainerSample) -> serde_json::Value {
     serde_json::json!({
         "runqueue_latency": sched::json(c),
         "blkio": blkio::json(c),
+        "tcp": tcp::json(c),
     })
 }
 
@@ -109,6 +112,9 @@ pub fn programs(kinds: &MetricKinds, sched_switch_floor: bool) -> Vec<KindProgra
     }
     if kinds.has(MetricKind::Network) {
         out.push(network::programs());
+    }
+    if kinds.has(MetricKind::TcpHealth) {
+        out.push(tcp::programs());
     }
     out
 }
@@ -151,6 +157,11 @@ pub fn enabled(
         if let Some(b) = blkio::Blkio::new(probes, v1, roots.sys_root.clone()) {
             out.push(Box::new(b));
         }
+    }
+    if kinds.has(MetricKind::TcpHealth)
+        && let Some(t) = tcp::Tcp::new(probes)
+    {
+        out.push(Box::new(t));
     }
     out
 }

@@ -5,6 +5,11 @@
 //! udp-recv <bind> <count> <ready-file>     count datagrams until <count> or 3 s of silence
 //! tcp-serve <bind> <port-file> <in> <out>  accept one client, read <in> bytes, write <out>
 //! tcp-send <addr> <out> <in>               connect, write <out> bytes, read <in>
+//! tcp-accept <bind> <port-file> <count>    accept <count> clients, closing each at once
+//! tcp-connect <addr> <count> <secs>        connect <count> times (each given <secs>), print
+//!                                          `connects ok <n> refused <n> timeout <n> other <n>`
+//! tcp-abort <addr> <count>                 connect <count> times, each closed with a reset
+//!                                          (SO_LINGER 0)
 //! spin <cpu>                               a busy loop pinned to <cpu>, until killed
 //! spin-rt <cpu> <run_ms> <rest_ms> <count> pinned to <cpu> at SCHED_FIFO: <count> times, spin
 //!                                          <run_ms> then sleep <rest_ms> (run-queue waits of a
@@ -72,6 +77,53 @@ fn main() -> anyhow::Result<()> {
             copy_in(&mut conn, num(3)?)?;
             print_tcp_info(&conn)?;
             println!("sent");
+        }
+        "tcp-accept" => {
+            let listener = TcpListener::bind(arg(1)?)?;
+            std::fs::write(arg(2)?, listener.local_addr()?.port().to_string())?;
+            for _ in 0..num(3)? {
+                drop(listener.accept()?);
+            }
+            println!("accepted {}", num(3)?);
+        }
+        "tcp-connect" => {
+            let addr: std::net::SocketAddr = arg(1)?.parse()?;
+            let timeout = Duration::from_secs(num(3)? as u64);
+            let (mut ok, mut refused, mut timed_out, mut other) = (0, 0, 0, 0);
+            for _ in 0..num(2)? {
+                match TcpStream::connect_timeout(&addr, timeout) {
+                    Ok(_) => ok += 1,
+                    Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => refused += 1,
+                    Err(e) if e.raw_os_error() == Some(libc::ETIMEDOUT) => timed_out += 1,
+                    Err(_) => other += 1,
+                }
+            }
+            println!("connects ok {ok} refused {refused} timeout {timed_out} other {other}");
+        }
+        "tcp-abort" => {
+            for _ in 0..num(2)? {
+                let conn = TcpStream::connect(arg(1)?)?;
+                let linger = libc::linger {
+                    l_onoff: 1,
+                    l_linger: 0,
+                };
+                // SAFETY: setsockopt reads `linger`, which outlives the call, of the size given.
+                let rc = unsafe {
+                    libc::setsockopt(
+                        conn.as_raw_fd(),
+                        libc::SOL_SOCKET,
+                        libc::SO_LINGER,
+                        (&raw const linger).cast(),
+                        std::mem::size_of::<libc::linger>() as libc::socklen_t,
+                    )
+                };
+                if rc != 0 {
+                    bail!("SO_LINGER: {}", std::io::Error::last_os_error());
+                }
+                // Closing with a zero linger time sends a reset instead of a FIN.
+                drop(conn);
+            }
+            println!("aborted {}", num(2)?);
         }
         "spin" => {
             pin(num(1)?)?;

@@ -1,0 +1,169 @@
+//! Per-cgroup TCP health: retransmitted segments, resets sent and received, connects by result
+//! and accepted connections, each charged to the cgroup of the socket (`sk->sk_cgrp_data`, the
+//! cgroup v2 of the task that created it; an accepted connection inherits its listener's). Read
+//! from the socket, not the current task: retransmits and received resets happen in softirq
+//! context, on whatever task the CPU was running.
+//!
+//! A connect that fails leaves SYN_SENT for CLOSE after the kernel set the socket's error
+//! (`tcp_reset` sets ECONNREFUSED, `tcp_write_err` ETIMEDOUT when the SYN retries ran out), so the
+//! state change says why.
+use aya_ebpf::{
+    macros::{btf_tracepoint, map},
+    maps::PerCpuHashMap,
+    programs::BtfTracePointContext,
+};
+use nodetel_common::{
+    STAT_TCP_MAP_FULL, STAT_TCP_UNREADABLE, TCP_ACCEPTS, TCP_CONNECT_OK, TCP_CONNECT_OTHER,
+    TCP_CONNECT_REFUSED, TCP_CONNECT_TIMEOUT, TCP_COUNTERS_ENTRIES, TCP_RESETS_RECEIVED,
+    TCP_RESETS_SENT, TCP_RETRANS_SEGS, TCP_SLOTS, TcpCounters, TcpOffsets,
+};
+
+use crate::{
+    maps::{atomic_add, stat_add, upsert},
+    task::{self, read_at},
+};
+
+#[map(name = "TCP_COUNTERS")]
+pub static TCP_COUNTERS: PerCpuHashMap<u64, TcpCounters> =
+    PerCpuHashMap::with_max_entries(TCP_COUNTERS_ENTRIES, 0);
+
+/// Filled by the agent before load; `valid == 0` means "not filled" (the programs do nothing).
+#[unsafe(no_mangle)]
+static TCP_OFFSETS: TcpOffsets = TcpOffsets {
+    sk_cgroup: 0,
+    sk_state: 0,
+    sk_protocol: 0,
+    sk_err: 0,
+    skb_gso_segs: 0,
+    valid: 0,
+};
+
+/// `include/net/tcp_states.h`, `include/uapi/linux/in.h`, `errno.h`.
+const TCP_ESTABLISHED: i32 = 1;
+const TCP_SYN_SENT: i32 = 2;
+const TCP_SYN_RECV: i32 = 3;
+const TCP_CLOSE: i32 = 7;
+const TCP_TIME_WAIT: u8 = 6;
+const TCP_NEW_SYN_RECV: u8 = 12;
+const IPPROTO_TCP: u16 = 6;
+const ETIMEDOUT: i32 = 110;
+const ECONNREFUSED: i32 = 111;
+
+#[inline(always)]
+fn offsets() -> TcpOffsets {
+    // SAFETY: a volatile read of a plain static the loader rewrites before the program runs.
+    unsafe { core::ptr::read_volatile(&TCP_OFFSETS) }
+}
+
+/// `tp_btf/tcp_retransmit_skb(const struct sock *sk, const struct sk_buff *skb, ...)`: the
+/// segments of `skb` are sent again (`tcp_skb_pcount`, what `TcpRetransSegs` adds).
+#[btf_tracepoint(function = "tcp_retransmit_skb")]
+pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
+    let off = offsets();
+    if off.valid == 0 {
+        return 0;
+    }
+    let skb: *const u8 = ctx.arg(1);
+    // SAFETY: see task::read_at.
+    let segs = unsafe { read_at::<u16>(skb, off.skb_gso_segs) }.unwrap_or(1);
+    count(ctx.arg(0), &off, TCP_RETRANS_SEGS, u64::from(segs.max(1)));
+    0
+}
+
+/// `tp_btf/tcp_send_reset(const struct sock *sk, const struct sk_buff *skb, ...)`: a reset is
+/// sent. `sk` is NULL for a segment no socket wanted (a closed port: no cgroup to charge), and
+/// may be a time-wait or request socket, which has no cgroup: only full sockets count.
+#[btf_tracepoint(function = "tcp_send_reset")]
+pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
+    let off = offsets();
+    if off.valid == 0 {
+        return 0;
+    }
+    let sk: *const u8 = ctx.arg(0);
+    // SAFETY: see task::read_at; a null socket reads as an error.
+    match unsafe { read_at::<u8>(sk, off.sk_state) } {
+        Ok(TCP_TIME_WAIT | TCP_NEW_SYN_RECV) | Err(_) => {}
+        Ok(_) => count(sk, &off, TCP_RESETS_SENT, 1),
+    }
+    0
+}
+
+/// `tp_btf/tcp_receive_reset(struct sock *sk)`: a full socket received a valid reset.
+#[btf_tracepoint(function = "tcp_receive_reset")]
+pub fn tcp_receive_reset(ctx: BtfTracePointContext) -> i32 {
+    let off = offsets();
+    if off.valid != 0 {
+        count(ctx.arg(0), &off, TCP_RESETS_RECEIVED, 1);
+    }
+    0
+}
+
+/// `tp_btf/inet_sock_set_state(const struct sock *sk, int oldstate, int newstate)`: SYN_SENT to
+/// ESTABLISHED is a connect that worked, SYN_SENT to CLOSE one that failed (why: `sk_err`),
+/// SYN_RECV to ESTABLISHED an accepted connection.
+#[btf_tracepoint(function = "inet_sock_set_state")]
+pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
+    let off = offsets();
+    if off.valid == 0 {
+        return 0;
+    }
+    let sk: *const u8 = ctx.arg(0);
+    let old: i32 = ctx.arg(1);
+    let new: i32 = ctx.arg(2);
+    let slot = match (old, new) {
+        (TCP_SYN_SENT, TCP_ESTABLISHED) => TCP_CONNECT_OK,
+        (TCP_SYN_RECV, TCP_ESTABLISHED) => TCP_ACCEPTS,
+        (TCP_SYN_SENT, TCP_CLOSE) => {
+            // SAFETY: see task::read_at.
+            match unsafe { read_at::<i32>(sk, off.sk_err) } {
+                Ok(ECONNREFUSED) => TCP_CONNECT_REFUSED,
+                Ok(ETIMEDOUT) => TCP_CONNECT_TIMEOUT,
+                _ => TCP_CONNECT_OTHER,
+            }
+        }
+        _ => return 0,
+    };
+    // The tracepoint serves every inet protocol that keeps TCP's states (SCTP, DCCP, MPTCP's
+    // own): TCP's alone count.
+    // SAFETY: see task::read_at.
+    if unsafe { read_at::<u16>(sk, off.sk_protocol) } == Ok(IPPROTO_TCP) {
+        count(sk, &off, slot, 1);
+    }
+    0
+}
+
+/// The socket's cgroup v2 id.
+#[inline(always)]
+fn cgroup_of(sk: *const u8, off: &TcpOffsets) -> Result<u64, i32> {
+    let kernel = task::offsets();
+    // SAFETY: see task::read_at; every pointer is checked before it is followed.
+    unsafe {
+        let cgroup: *const u8 = read_at(sk, off.sk_cgroup)?;
+        let kn: *const u8 = read_at(cgroup, kernel.cgroup_kn)?;
+        read_at(kn, kernel.kernfs_node_id)
+    }
+}
+
+/// Adds `n` to the socket's cgroup's `slot`. Inlined: the verifier lets a program add an offset
+/// to a socket pointer only when it knows the offset (read from the loader's constants), which it
+/// does not in a called function.
+#[inline(always)]
+fn count(sk: *const u8, off: &TcpOffsets, slot: u32, n: u64) {
+    let Ok(id) = cgroup_of(sk, off) else {
+        stat_add(STAT_TCP_UNREADABLE, 1);
+        return;
+    };
+    let i = slot as usize;
+    if i >= TCP_SLOTS {
+        return;
+    }
+    let mut init = TcpCounters::default();
+    init.counts[i] = n;
+    let counted = upsert(&TCP_COUNTERS, &id, &init, |v| {
+        // SAFETY: `v` points into this CPU's map value (see atomic_add); `i` is in bounds.
+        unsafe { atomic_add((&raw mut (*v).counts).cast::<u64>().add(i), n) }
+    });
+    if !counted {
+        stat_add(STAT_TCP_MAP_FULL, 1);
+    }
+}

@@ -1,0 +1,96 @@
+//! The `tcp_health` kind's families: per container, the TCP events of its own sockets.
+use crate::{
+    metrics::families::{AgentFamily, AgentSeries, ContainerFamily, Kind, Value},
+    snapshot::{TcpHealth, TcpKindHealth},
+};
+
+fn one(c: &crate::snapshot::ContainerSample, f: fn(&TcpHealth) -> u64) -> Option<f64> {
+    c.tcp.as_ref().map(|t| f(t) as f64)
+}
+
+pub static FAMILIES: &[ContainerFamily] = &[
+    ContainerFamily {
+        name: "nodetel_container_tcp_retransmits_total",
+        help: "TCP segments the cgroup's sockets retransmitted, as the kernel's TcpRetransSegs counts them.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| one(c, |t| t.retransmits)),
+    },
+    ContainerFamily {
+        name: "nodetel_container_tcp_resets_sent_total",
+        help: "TCP resets the cgroup's sockets sent.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| one(c, |t| t.resets_sent)),
+    },
+    ContainerFamily {
+        name: "nodetel_container_tcp_resets_received_total",
+        help: "TCP resets the cgroup's sockets received.",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| one(c, |t| t.resets_received)),
+    },
+    ContainerFamily {
+        name: "nodetel_container_tcp_connects_total",
+        help: "TCP connects of the cgroup's sockets by result: ok (established), refused (a reset answered), timeout (the SYN retries ran out), other (unreachable, closed before an answer).",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::Many(|c, emit| {
+            if let Some(t) = c.tcp.as_ref() {
+                for (result, n) in [
+                    ("ok", t.connects_ok),
+                    ("refused", t.connects_refused),
+                    ("timeout", t.connects_timeout),
+                    ("other", t.connects_other),
+                ] {
+                    emit(&[("result", result)], n as f64);
+                }
+            }
+        }),
+    },
+    ContainerFamily {
+        name: "nodetel_container_tcp_accepts_total",
+        help: "TCP connections the cgroup's listening sockets accepted (handshakes completed).",
+        kind: Kind::Counter,
+        extra: &[],
+        value: Value::One(|c| one(c, |t| t.accepts)),
+    },
+];
+
+fn health(a: &crate::snapshot::AgentStats, f: fn(&TcpKindHealth) -> u64) -> AgentSeries {
+    a.tcp.iter().map(|h| (Vec::new(), f(h) as f64)).collect()
+}
+
+/// The kind's own health, absent when it is off.
+pub static AGENT: &[AgentFamily] = &[
+    AgentFamily {
+        name: "nodetel_tcp_map_entries",
+        help: "Entries in the TCP counters map at the last drain.",
+        kind: Kind::Gauge,
+        series: |a| health(a, |h| h.map_entries),
+    },
+    AgentFamily {
+        name: "nodetel_tcp_map_capacity",
+        help: "Maximum entries of the TCP counters map.",
+        kind: Kind::Gauge,
+        series: |a| health(a, |h| h.map_capacity),
+    },
+    AgentFamily {
+        name: "nodetel_tcp_uncounted_total",
+        help: "TCP events not counted: the counters map was full.",
+        kind: Kind::Counter,
+        series: |a| health(a, |h| h.map_full),
+    },
+    AgentFamily {
+        name: "nodetel_tcp_unreadable_total",
+        help: "TCP events whose socket's cgroup could not be read: not counted.",
+        kind: Kind::Counter,
+        series: |a| health(a, |h| h.unreadable),
+    },
+    AgentFamily {
+        name: "nodetel_tcp_entries_forgotten_total",
+        help: "TCP counter entries deleted because their cgroup was removed.",
+        kind: Kind::Counter,
+        series: |a| health(a, |h| h.entries_forgotten),
+    },
+];

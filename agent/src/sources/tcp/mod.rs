@@ -1,0 +1,205 @@
+//! The `tcp_health` kind: per-container TCP retransmits, resets, connects by result and accepts,
+//! from TCP's tracepoints (agent-ebpf/src/tcp.rs), charged to the socket's cgroup, so a pod on
+//! the host network has its own figures too. cAdvisor has none of these per container.
+pub mod families;
+mod programs;
+
+pub use programs::programs;
+
+use std::collections::HashMap;
+
+use aya::{
+    Ebpf,
+    maps::{MapError, PerCpuHashMap},
+};
+use nodetel_common::{
+    MAP_TCP_COUNTERS, STAT_TCP_MAP_FULL, STAT_TCP_UNREADABLE, TCP_ACCEPTS, TCP_CONNECT_OK,
+    TCP_CONNECT_OTHER, TCP_CONNECT_REFUSED, TCP_CONNECT_TIMEOUT, TCP_COUNTERS_ENTRIES,
+    TCP_RESETS_RECEIVED, TCP_RESETS_SENT, TCP_RETRANS_SEGS, TcpCounters,
+};
+
+use super::{Pass, Source};
+use crate::{
+    ebpf::{Probes, deleted, each_entry, missing},
+    snapshot::{AgentStats, ContainerSample, TcpHealth, TcpKindHealth},
+};
+
+pub struct Tcp {
+    /// The last successful drain: socket cgroup id -> counters summed over CPUs.
+    last: HashMap<u64, TcpCounters>,
+    drained: Option<HashMap<u64, TcpCounters>>,
+    /// This pass's figures per exported cgroup.
+    shown: HashMap<u64, TcpHealth>,
+    health: TcpKindHealth,
+}
+
+impl Tcp {
+    /// `None` when the programs are not all attached (the kind is then absent, not zero).
+    pub fn new(probes: &Probes) -> Option<Tcp> {
+        let attached = programs::PROGRAMS
+            .iter()
+            .filter(|p| probes.is_attached(p))
+            .count();
+        if attached != programs::PROGRAMS.len() {
+            if attached > 0 {
+                tracing::warn!("not all four TCP programs attached; TCP health is not measured");
+            }
+            return None;
+        }
+        Some(Tcp {
+            last: HashMap::new(),
+            drained: None,
+            shown: HashMap::new(),
+            health: TcpKindHealth {
+                map_capacity: u64::from(TCP_COUNTERS_ENTRIES),
+                ..TcpKindHealth::default()
+            },
+        })
+    }
+}
+
+fn drain(ebpf: &Ebpf) -> Result<HashMap<u64, TcpCounters>, MapError> {
+    let map = ebpf
+        .map(MAP_TCP_COUNTERS)
+        .ok_or_else(|| missing(MAP_TCP_COUNTERS))?;
+    let counters: PerCpuHashMap<_, u64, TcpCounters> = PerCpuHashMap::try_from(map)?;
+    let mut out = HashMap::new();
+    each_entry(&counters, |id, per_cpu| {
+        out.insert(id, sum(per_cpu));
+    })?;
+    Ok(out)
+}
+
+fn sum(per_cpu: &[TcpCounters]) -> TcpCounters {
+    per_cpu.iter().fold(TcpCounters::default(), |mut a, v| {
+        for (a, v) in a.counts.iter_mut().zip(v.counts) {
+            *a = a.saturating_add(v);
+        }
+        a
+    })
+}
+
+/// Deletes the entries of the given cgroups. Returns how many.
+fn forget(ebpf: &mut Ebpf, ids: &[u64]) -> Result<u64, MapError> {
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    let map = ebpf
+        .map_mut(MAP_TCP_COUNTERS)
+        .ok_or_else(|| missing(MAP_TCP_COUNTERS))?;
+    let mut counters: PerCpuHashMap<_, u64, TcpCounters> = PerCpuHashMap::try_from(map)?;
+    let mut removed = 0;
+    for id in ids {
+        removed += u64::from(deleted(counters.remove(id))?);
+    }
+    Ok(removed)
+}
+
+/// The kernel's slots, named; added into `h` (a folded cgroup's into its exported ancestor's).
+fn add(h: &mut TcpHealth, c: &TcpCounters) {
+    let at = |slot: u32| c.counts.get(slot as usize).copied().unwrap_or(0);
+    for (field, slot) in [
+        (&mut h.retransmits, TCP_RETRANS_SEGS),
+        (&mut h.resets_sent, TCP_RESETS_SENT),
+        (&mut h.resets_received, TCP_RESETS_RECEIVED),
+        (&mut h.connects_ok, TCP_CONNECT_OK),
+        (&mut h.connects_refused, TCP_CONNECT_REFUSED),
+        (&mut h.connects_timeout, TCP_CONNECT_TIMEOUT),
+        (&mut h.connects_other, TCP_CONNECT_OTHER),
+        (&mut h.accepts, TCP_ACCEPTS),
+    ] {
+        *field = field.saturating_add(at(slot));
+    }
+}
+
+impl Source for Tcp {
+    fn drain(&mut self, probes: &Probes, stats: &mut AgentStats) {
+        self.drained = drain(&probes.ebpf)
+            .map_err(|e| {
+                stats.drain_errors += 1;
+                tracing::warn!(error = %e, "failed to drain the TCP map; its figures are held this pass");
+            })
+            .ok();
+    }
+
+    fn account(&mut self, probes: &mut Probes, pass: &mut Pass<'_>) {
+        if let Some(d) = self.drained.take() {
+            // Drained before the walk: a cgroup the walk did not find is a removed one.
+            let gone: Vec<u64> = d
+                .keys()
+                .filter(|id| !pass.tree.contains(**id))
+                .copied()
+                .collect();
+            match forget(&mut probes.ebpf, &gone) {
+                Ok(n) => self.health.entries_forgotten += n,
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to delete TCP entries of removed cgroups")
+                }
+            }
+            self.health.map_entries = d.len() as u64;
+            self.last = d;
+        }
+        for (field, slot) in [
+            (&mut self.health.map_full, STAT_TCP_MAP_FULL),
+            (&mut self.health.unreadable, STAT_TCP_UNREADABLE),
+        ] {
+            if let Ok(v) = probes.stat(slot) {
+                *field = v;
+            }
+        }
+        let mut shown: HashMap<u64, TcpHealth> = HashMap::new();
+        // A cgroup not in the walk was removed (its entry was just deleted): shown under none.
+        for (id, c) in self.last.iter().filter(|(id, _)| pass.tree.contains(**id)) {
+            add(shown.entry(pass.tree.charged_to(*id)).or_default(), c);
+        }
+        self.shown = shown;
+        pass.stats.tcp = Some(self.health);
+    }
+
+    fn fill(&mut self, _: &mut Probes, containers: &mut [ContainerSample], _: &mut Pass<'_>) {
+        for c in containers {
+            c.tcp = Some(self.shown.remove(&c.cgroup_id).unwrap_or_default());
+        }
+    }
+}
+
+/// The cgroup's TCP figures for the JSON extension (`null` when the kind is off).
+pub fn json(c: &ContainerSample) -> serde_json::Value {
+    let Some(t) = c.tcp else {
+        return serde_json::Value::Null;
+    };
+    serde_json::json!({
+        "retransmits": t.retransmits,
+        "resets_sent": t.resets_sent,
+        "resets_received": t.resets_received,
+        "connects": {
+            "ok": t.connects_ok,
+            "refused": t.connects_refused,
+            "timeout": t.connects_timeout,
+            "other": t.connects_other,
+        },
+        "accepts": t.accepts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn per_cpu_values_sum_into_named_figures() {
+        let mut a = TcpCounters::default();
+        a.counts[TCP_RETRANS_SEGS as usize] = 3;
+        a.counts[TCP_CONNECT_REFUSED as usize] = 1;
+        let mut b = TcpCounters::default();
+        b.counts[TCP_RETRANS_SEGS as usize] = u64::MAX;
+        b.counts[TCP_ACCEPTS as usize] = 2;
+        let total = sum(&[a, b]);
+        let mut h = TcpHealth::default();
+        add(&mut h, &total);
+        add(&mut h, &a);
+        assert_eq!(h.retransmits, u64::MAX, "saturates, never wraps");
+        assert_eq!((h.connects_refused, h.accepts), (2, 2));
+        assert_eq!(h.connects_ok + h.resets_sent + h.connects_timeout, 0);
+    }
+}

@@ -1,0 +1,354 @@
+//! Per-container TCP health (the `tcp_health` kind) against the kernel: retransmitted segments
+//! against the sender namespace's own `TcpRetransSegs` under a known loss (nftables drops 5 % of
+//! the data segments on the receiver's side), failed connects by their real cause (a closed
+//! port's reset, SYN retries running out), accepts, and host-network sockets kept apart by
+//! cgroup.
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+    time::Duration,
+};
+
+use anyhow::{Context as _, bail, ensure};
+use nodetel_integration_tests::{
+    Agent, Exposition, TestCgroup,
+    netns::{Netns, ip, ip_bin},
+    privileged, require_tool,
+};
+
+/// The defaults plus `tcp_health` (off by default).
+const TCP_ON: &str = "--disable-metrics=process,sched,pressure,blkio";
+
+fn nettool() -> String {
+    std::env::var("NODETEL_NETTOOL").unwrap_or_else(|_| env!("CARGO_BIN_EXE_nettool").into())
+}
+
+fn temp_file(name: &str) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("nodetel-it-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_file(&p);
+    p
+}
+
+/// A family's value for one cgroup (with one more label when given); 0 when absent.
+fn tcp(e: &Exposition, family: &str, cg: &TestCgroup, label: Option<(&str, &str)>) -> f64 {
+    let family = format!("nodetel_container_tcp_{family}_total");
+    match label {
+        Some((k, v)) => e.value_where(&family, &cg.rel, k, v),
+        None => e.value(&family, &cg.rel),
+    }
+    .unwrap_or(0.0)
+}
+
+/// `TcpRetransSegs` of the network namespace `pid` is in (`/proc/<pid>/net/snmp`, what `nstat`
+/// reads).
+fn retrans_segs(pid: u32) -> anyhow::Result<f64> {
+    let snmp = std::fs::read_to_string(format!("/proc/{pid}/net/snmp"))?;
+    let mut tcp = snmp.lines().filter(|l| l.starts_with("Tcp:"));
+    let (names, values) = (
+        tcp.next().context("no Tcp: header")?,
+        tcp.next().context("no Tcp: values")?,
+    );
+    let i = names
+        .split_whitespace()
+        .position(|n| n == "RetransSegs")
+        .context("no RetransSegs")?;
+    Ok(values
+        .split_whitespace()
+        .nth(i)
+        .context("short Tcp: line")?
+        .parse()?)
+}
+
+fn nft(ns: &Netns, rules: &[&str]) -> anyhow::Result<()> {
+    for rule in rules {
+        let out = Command::new(ip_bin())
+            .args(["netns", "exec", &ns.0, "nft", rule])
+            .output()?;
+        ensure!(
+            out.status.success(),
+            "nft {rule}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Two namespaces joined by a veth pair: `a` 10.127.0.1, `b` 10.127.0.2.
+struct Pair {
+    a: Netns,
+    b: Netns,
+}
+
+fn pair(tag: &str) -> anyhow::Result<Pair> {
+    let (a, b) = (
+        Netns::create(&format!("{tag}a"))?,
+        Netns::create(&format!("{tag}b"))?,
+    );
+    let n = std::process::id() % 100_000;
+    let (va, vb) = (format!("tc{n}{tag}a"), format!("tc{n}{tag}b"));
+    ip(&["link", "add", &va, "type", "veth", "peer", "name", &vb])?;
+    ip(&["link", "set", &va, "netns", &a.0])?;
+    ip(&["link", "set", &vb, "netns", &b.0])?;
+    ip(&["-n", &a.0, "addr", "add", "10.127.0.1/24", "dev", &va])?;
+    ip(&["-n", &b.0, "addr", "add", "10.127.0.2/24", "dev", &vb])?;
+    ip(&["-n", &a.0, "link", "set", &va, "up"])?;
+    ip(&["-n", &b.0, "link", "set", &vb, "up"])?;
+    Ok(Pair { a, b })
+}
+
+fn wait_for_file(path: &Path) -> anyhow::Result<String> {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(30) {
+        if let Ok(text) = std::fs::read_to_string(path)
+            && !text.is_empty()
+        {
+            return Ok(text);
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    bail!("{} never written", path.display())
+}
+
+/// `tcp-connect`'s own count of its results (`connects ok <n> refused <n> timeout <n> other <n>`).
+fn connects(cg: &TestCgroup, ns: Option<&Netns>, addr: &str, count: u32) -> anyhow::Result<String> {
+    let out = temp_file(&format!("connects-{}", cg.rel.replace('/', "-")));
+    let prefix = ns.map_or(String::new(), |ns| {
+        format!("{} netns exec {} ", ip_bin(), ns.0)
+    });
+    let mut child = cg.spawn(&format!(
+        "exec {prefix}{} tcp-connect {addr} {count} 30 > {}",
+        nettool(),
+        out.display()
+    ))?;
+    ensure!(child.wait()?.success(), "tcp-connect failed");
+    let text = std::fs::read_to_string(&out)?;
+    let _ = std::fs::remove_file(&out);
+    Ok(text.trim().to_string())
+}
+
+/// 5 % of the data segments a sender's connection carries are dropped on the receiver's side:
+/// the sender's retransmits equal its namespace's `TcpRetransSegs` delta exactly (it is the
+/// namespace's only TCP), the receiver's are zero as the kernel's are, and the connection is
+/// one connect (sender) and one accept (receiver).
+#[test]
+fn retransmits_equal_the_senders_retrans_segs() -> anyhow::Result<()> {
+    if !privileged("retransmits_equal_the_senders_retrans_segs")
+        || !require_tool("retransmits_equal_the_senders_retrans_segs", "nft")
+    {
+        return Ok(());
+    }
+    let p = pair("rt")?;
+    // Only segments with data (over 200 bytes of IP packet): never a SYN or an ACK, so the
+    // receiver never has to retransmit a SYN-ACK (which the kernel counts too).
+    nft(
+        &p.b,
+        &[
+            "add table inet nodetel_loss",
+            "add chain inet nodetel_loss in { type filter hook input priority 0; }",
+            "add rule inet nodetel_loss in tcp dport 9000 ip length > 200 numgen random mod 20 0 drop",
+        ],
+    )?;
+    let agent = Agent::start(Duration::from_millis(500), &[TCP_ON])?;
+    let sender = TestCgroup::create("tcp-sender")?;
+    let receiver = TestCgroup::create("tcp-receiver")?;
+    let in_ns = |ns: &Netns| format!("{} netns exec {}", ip_bin(), ns.0);
+    let keep_a = sender.spawn(&format!("exec {} sleep 600", in_ns(&p.a)))?;
+    let keep_b = receiver.spawn(&format!("exec {} sleep 600", in_ns(&p.b)))?;
+    let before = (retrans_segs(keep_a.id())?, retrans_segs(keep_b.id())?);
+
+    const BYTES: usize = 4 << 20;
+    let port = temp_file("tcp-port");
+    let mut serve = receiver.spawn(&format!(
+        "exec {} {} tcp-serve 10.127.0.2:9000 {} {BYTES} 0",
+        in_ns(&p.b),
+        nettool(),
+        port.display()
+    ))?;
+    wait_for_file(&port)?;
+    let mut send = sender.spawn(&format!(
+        "exec {} {} tcp-send 10.127.0.2:9000 {BYTES} 0",
+        in_ns(&p.a),
+        nettool()
+    ))?;
+    ensure!(send.wait()?.success(), "tcp-send failed");
+    ensure!(serve.wait()?.success(), "tcp-serve failed");
+    let _ = std::fs::remove_file(&port);
+    let kernel = (
+        retrans_segs(keep_a.id())? - before.0,
+        retrans_segs(keep_b.id())? - before.1,
+    );
+    ensure!(
+        kernel.0 >= 20.0,
+        "the set-up: only {} segments retransmitted under 5 % loss",
+        kernel.0
+    );
+
+    let e = agent.scrape_until(Duration::from_secs(5), |e| {
+        tcp(e, "retransmits", &sender, None) >= kernel.0
+    })?;
+    let got = (
+        tcp(&e, "retransmits", &sender, None),
+        tcp(&e, "retransmits", &receiver, None),
+    );
+    eprintln!("retransmitted segments: kernel (sender, receiver) {kernel:?}, nodetel {got:?}");
+    assert_eq!(got, kernel, "nodetel vs TcpRetransSegs");
+    assert_eq!(
+        (
+            tcp(&e, "connects", &sender, Some(("result", "ok"))),
+            tcp(&e, "accepts", &receiver, None)
+        ),
+        (1.0, 1.0),
+        "one connection: {:?} {:?}",
+        e.lines_of("nodetel_container_tcp_connects_total", &sender.rel),
+        e.lines_of("nodetel_container_tcp_accepts_total", &receiver.rel)
+    );
+    drop((keep_a, keep_b));
+    Ok(())
+}
+
+/// A connect to a closed port is refused (and its reset received); one to a port whose SYNs are
+/// dropped times out when the SYN retries run out (1 retry here: about 3 s); three to a listener
+/// are accepted; two more are closed with a reset (SO_LINGER 0) by their client. Each counted
+/// for the cgroup that connected or listened, as the client saw it.
+#[test]
+fn connects_are_counted_by_their_real_result() -> anyhow::Result<()> {
+    if !privileged("connects_are_counted_by_their_real_result")
+        || !require_tool("connects_are_counted_by_their_real_result", "nft")
+    {
+        return Ok(());
+    }
+    let p = pair("cn")?;
+    nft(
+        &p.b,
+        &[
+            "add table inet nodetel_blackhole",
+            "add chain inet nodetel_blackhole in { type filter hook input priority 0; }",
+            "add rule inet nodetel_blackhole in tcp dport 9999 drop",
+        ],
+    )?;
+    // Per namespace: the client's SYN is sent twice, then ETIMEDOUT (1 s + 2 s).
+    let out = Command::new(ip_bin())
+        .args(["netns", "exec", &p.a.0, "sh", "-c"])
+        .arg("echo 1 > /proc/sys/net/ipv4/tcp_syn_retries")
+        .status()?;
+    ensure!(out.success(), "tcp_syn_retries");
+
+    let agent = Agent::start(Duration::from_millis(500), &[TCP_ON])?;
+    let refused = TestCgroup::create("tcp-refused")?;
+    let timeout = TestCgroup::create("tcp-timeout")?;
+    let client = TestCgroup::create("tcp-client")?;
+    let aborter = TestCgroup::create("tcp-aborter")?;
+    let server = TestCgroup::create("tcp-server")?;
+
+    let port = temp_file("accept-port");
+    let mut accept = server.spawn(&format!(
+        "exec {} netns exec {} {} tcp-accept 10.127.0.2:9100 {} 5",
+        ip_bin(),
+        p.b.0,
+        nettool(),
+        port.display()
+    ))?;
+    wait_for_file(&port)?;
+    let _ = std::fs::remove_file(&port);
+
+    let said = [
+        connects(&refused, Some(&p.a), "10.127.0.2:9", 1)?,
+        connects(&timeout, Some(&p.a), "10.127.0.2:9999", 1)?,
+        connects(&client, Some(&p.a), "10.127.0.2:9100", 3)?,
+    ];
+    let mut abort = aborter.spawn(&format!(
+        "exec {} netns exec {} {} tcp-abort 10.127.0.2:9100 2",
+        ip_bin(),
+        p.a.0,
+        nettool()
+    ))?;
+    ensure!(abort.wait()?.success(), "tcp-abort failed");
+    ensure!(accept.wait()?.success(), "tcp-accept failed");
+    eprintln!("clients say: {said:?}");
+    ensure!(
+        said == [
+            "connects ok 0 refused 1 timeout 0 other 0",
+            "connects ok 0 refused 0 timeout 1 other 0",
+            "connects ok 3 refused 0 timeout 0 other 0",
+        ],
+        "the set-up: the clients saw {said:?}"
+    );
+
+    let want = |e: &Exposition| {
+        [
+            tcp(e, "connects", &refused, Some(("result", "refused"))),
+            tcp(e, "resets_received", &refused, None),
+            tcp(e, "connects", &timeout, Some(("result", "timeout"))),
+            tcp(e, "connects", &client, Some(("result", "ok"))),
+            tcp(e, "connects", &aborter, Some(("result", "ok"))),
+            tcp(e, "resets_sent", &aborter, None),
+            tcp(e, "accepts", &server, None),
+        ]
+    };
+    const WANT: [f64; 7] = [1.0, 1.0, 1.0, 3.0, 2.0, 2.0, 5.0];
+    let e = agent.scrape_until(Duration::from_secs(5), |e| want(e) == WANT)?;
+    let lines: Vec<&str> =
+        e.0.lines()
+            .filter(|l| {
+                l.starts_with("nodetel_container_tcp_")
+                    && [&refused, &timeout, &client, &aborter, &server]
+                        .iter()
+                        .any(|cg| l.contains(&format!("id=\"{}\"", cg.rel)))
+            })
+            .collect();
+    assert_eq!(want(&e), WANT, "{lines:#?}");
+    // Nothing else: each failure under its own cause, nothing under another cgroup.
+    for (cg, result) in [
+        (&refused, "ok"),
+        (&refused, "timeout"),
+        (&timeout, "refused"),
+        (&timeout, "ok"),
+        (&client, "refused"),
+        (&client, "other"),
+        (&aborter, "other"),
+    ] {
+        assert_eq!(
+            tcp(&e, "connects", cg, Some(("result", result))),
+            0.0,
+            "{} {result}: {lines:#?}",
+            cg.rel
+        );
+    }
+    Ok(())
+}
+
+/// Two cgroups on the host's own network (as hostNetwork pods are): each sees its own sockets'
+/// events only, though they share every interface.
+#[test]
+fn host_network_sockets_are_charged_to_their_own_cgroup() -> anyhow::Result<()> {
+    if !privileged("host_network_sockets_are_charged_to_their_own_cgroup") {
+        return Ok(());
+    }
+    // A port nothing listens on: bound, then closed.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
+    let agent = Agent::start(Duration::from_millis(500), &[TCP_ON])?;
+    let x = TestCgroup::create("tcp-host-x")?;
+    let y = TestCgroup::create("tcp-host-y")?;
+    let said = [
+        connects(&x, None, &closed.to_string(), 3)?,
+        connects(&y, None, &closed.to_string(), 1)?,
+    ];
+    ensure!(
+        said == [
+            "connects ok 0 refused 3 timeout 0 other 0",
+            "connects ok 0 refused 1 timeout 0 other 0",
+        ],
+        "the set-up: {said:?}"
+    );
+    let got = |e: &Exposition| {
+        [
+            tcp(e, "connects", &x, Some(("result", "refused"))),
+            tcp(e, "resets_received", &x, None),
+            tcp(e, "connects", &y, Some(("result", "refused"))),
+            tcp(e, "resets_received", &y, None),
+        ]
+    };
+    let e = agent.scrape_until(Duration::from_secs(5), |e| got(e) == [3.0, 3.0, 1.0, 1.0])?;
+    assert_eq!(got(&e), [3.0, 3.0, 1.0, 1.0]);
+    Ok(())
+}
