@@ -40,7 +40,7 @@ pub struct Config {
     )]
     pub machine_id_file: Vec<PathBuf>,
 
-    /// Only these metric kinds (cAdvisor's names: cpu, memory, diskIO, process, pressure, oom_event, network, sched; and nodetel's blkio);
+    /// Only these metric kinds (cAdvisor's names: cpu, memory, diskIO, process, pressure, oom_event, network, sched; and nodetel's blkio, tcp_health);
     /// when given, --disable-metrics is ignored, as in cAdvisor.
     #[arg(
         long,

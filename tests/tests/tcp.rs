@@ -59,6 +59,21 @@ fn retrans_segs(pid: u32) -> anyhow::Result<f64> {
         .parse()?)
 }
 
+/// Waits until `pid` has entered `ns` (a spawned shell is in its cgroup before `ip netns exec`
+/// has moved it: the VM's emulated CPU read the first namespace's counters there once).
+fn entered(pid: u32, ns: &Netns) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    let want = std::fs::metadata(Path::new("/run/netns").join(&ns.0))?.ino();
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(10) {
+        if std::fs::metadata(format!("/proc/{pid}/ns/net")).is_ok_and(|m| m.ino() == want) {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    bail!("{pid} never entered {}", ns.0)
+}
+
 fn nft(ns: &Netns, rules: &[&str]) -> anyhow::Result<()> {
     for rule in rules {
         let out = Command::new(ip_bin())
@@ -154,6 +169,8 @@ fn retransmits_equal_the_senders_retrans_segs() -> anyhow::Result<()> {
     let in_ns = |ns: &Netns| format!("{} netns exec {}", ip_bin(), ns.0);
     let keep_a = sender.spawn(&format!("exec {} sleep 600", in_ns(&p.a)))?;
     let keep_b = receiver.spawn(&format!("exec {} sleep 600", in_ns(&p.b)))?;
+    entered(keep_a.id(), &p.a)?;
+    entered(keep_b.id(), &p.b)?;
     let before = (retrans_segs(keep_a.id())?, retrans_segs(keep_b.id())?);
 
     const BYTES: usize = 4 << 20;

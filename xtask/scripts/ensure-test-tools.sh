@@ -34,6 +34,7 @@ want victoria-metrics victoria-metrics  # push: remote write and line protocol i
 want tinyproxy tinyproxy           # push: a node whose only way out is an HTTP proxy
 want nsenter util-linux             # ... the agent in that network namespace, /sys left as it is
 want nft nftables                   # TCP health: a known loss (nftables drops 5 % of the segments)
+want wrk wrk                        # the benchmark's many-connection load (tcp_health programs' cost)
 want fio fio                        # the benchmark's block I/O load (blkio programs' cost)
 want dmsetup dmsetup                # the VM's block I/O latency test: a dm-delay device
 want losetup mount                  # ... over loop devices

@@ -14,6 +14,7 @@ mod probe;
 mod push_sink;
 mod report;
 mod scrape;
+mod tcp;
 
 use std::{
     fs,
@@ -89,6 +90,7 @@ fn main() -> anyhow::Result<()> {
         }
         if i == 0 {
             report.blkio = blkio::run(&args, &docker_socket, &agent_cgroup)?;
+            report.tcp = tcp::run(&args, &docker_socket, &agent_cgroup)?;
         }
         size.floor = result.floor_per_cgroup.as_ref().map(|files| {
             eprintln!("bench: timing the read floor");

@@ -247,6 +247,7 @@ pub struct Report {
     pub pipe: Option<PipeResult>,
     pub push: Option<PushResult>,
     pub blkio: Option<crate::blkio::BlkioResult>,
+    pub tcp: Option<crate::tcp::TcpResult>,
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -260,6 +261,7 @@ impl Report {
             pipe: None,
             push: None,
             blkio: None,
+            tcp: None,
         }
     }
 
@@ -318,6 +320,20 @@ impl Report {
                 })).collect::<Vec<_>>(),
                 "ns_per_bio": b.ns_per_bio(),
                 "percent_of_a_read": b.percent_of_read(),
+                "on_by_default_budget_percent": 1.0,
+            })),
+            "tcp_health": self.tcp.as_ref().map(|t| json!({
+                "wrk_seconds": t.seconds,
+                "connections": t.connections,
+                "programs": t.programs.iter().map(|p| json!({
+                    "name": p.name,
+                    "runs": p.runs,
+                    "ns_per_run": if p.runs > 0 { p.run_ns as f64 / p.runs as f64 } else { 0.0 },
+                })).collect::<Vec<_>>(),
+                "events_per_connection": t.events_per_connection(),
+                "ns_per_connection": t.ns_per_connection(),
+                "cpu_ns_per_connection": t.busy_ns_per_connection(),
+                "percent_of_the_loads_cpu": t.percent_of_load(),
                 "on_by_default_budget_percent": 1.0,
             })),
             "sched_pipe": self.pipe.as_ref().map(|p| json!({
@@ -528,6 +544,37 @@ impl Report {
                 p.influx.requests,
                 p.spool_per_minute() / 1e6,
                 p.spool_files,
+            );
+        }
+        if let Some(c) = &self.tcp {
+            let _ = writeln!(
+                t,
+                "\n| tcp_health under wrk, a connection per request ({} s, {CONNS} at once) | connections | program runs per connection | ns per connection (per run, per program) | CPU µs the load used per connection | % of it (budget 1 %) |",
+                c.seconds,
+                CONNS = crate::tcp::CONNECTIONS,
+            );
+            let _ = writeln!(t, "|---|---|---|---|---|---|");
+            let per: Vec<String> = c
+                .programs
+                .iter()
+                .map(|p| {
+                    let ns = if p.runs > 0 {
+                        p.run_ns as f64 / p.runs as f64
+                    } else {
+                        0.0
+                    };
+                    format!("{} {ns:.0}", p.name)
+                })
+                .collect();
+            let _ = writeln!(
+                t,
+                "| | {} | {:.1} | **{:.0}** ({}) | {:.1} | **{:.2}** |",
+                c.connections,
+                c.events_per_connection(),
+                c.ns_per_connection(),
+                per.join(", "),
+                c.busy_ns_per_connection() / 1e3,
+                c.percent_of_load(),
             );
         }
         if let Some(b) = &self.blkio {
