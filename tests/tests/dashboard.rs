@@ -204,6 +204,12 @@ fn every_dashboard_panel_has_data_for_real_containers() -> anyhow::Result<()> {
             "dash-net",
             "traffic over a bridge",
         ),
+        (
+            "TCP connects by result, retransmits",
+            "A",
+            "dash-net",
+            "its connects to dash-web",
+        ),
     ];
     let mut idle = Vec::new();
     // Each row must find its panel and query: a renamed panel fails rather than skip its check.
