@@ -7,15 +7,22 @@
 //! A connect that fails leaves SYN_SENT for CLOSE after the kernel set the socket's error
 //! (`tcp_reset` sets ECONNREFUSED, `tcp_write_err` ETIMEDOUT when the SYN retries ran out), so the
 //! state change says why.
+//!
+//! Round-trip time: the socket's smoothed RTT (`srtt_us`, what `ss -i` shows), sampled when a
+//! connection is established (then it is the handshake's round trip) and when it leaves
+//! ESTABLISHED (its last smoothed value), into a log2 histogram per cgroup: two samples per
+//! connection, at no cost while it carries data (`tcp_probe` fires for every ACK).
 use aya_ebpf::{
+    helpers::generated::bpf_skc_to_tcp_sock,
     macros::{btf_tracepoint, map},
     maps::PerCpuHashMap,
     programs::BtfTracePointContext,
 };
 use nodetel_common::{
-    STAT_TCP_MAP_FULL, STAT_TCP_UNREADABLE, TCP_ACCEPTS, TCP_CONNECT_OK, TCP_CONNECT_OTHER,
-    TCP_CONNECT_REFUSED, TCP_CONNECT_TIMEOUT, TCP_COUNTERS_ENTRIES, TCP_RESETS_RECEIVED,
-    TCP_RESETS_SENT, TCP_RETRANS_SEGS, TCP_SLOTS, TcpCounters, TcpOffsets,
+    HistKey, STAT_TCP_MAP_FULL, STAT_TCP_UNREADABLE, TCP_ACCEPTS, TCP_CONNECT_OK,
+    TCP_CONNECT_OTHER, TCP_CONNECT_REFUSED, TCP_CONNECT_TIMEOUT, TCP_COUNTERS_ENTRIES,
+    TCP_RESETS_RECEIVED, TCP_RESETS_SENT, TCP_RETRANS_SEGS, TCP_RTT_BUCKETS, TCP_RTT_ENTRIES,
+    TCP_SLOTS, TcpCounters, TcpOffsets, TcpRttBucket,
 };
 
 use crate::{
@@ -27,6 +34,10 @@ use crate::{
 pub static TCP_COUNTERS: PerCpuHashMap<u64, TcpCounters> =
     PerCpuHashMap::with_max_entries(TCP_COUNTERS_ENTRIES, 0);
 
+#[map(name = "TCP_RTT")]
+pub static TCP_RTT: PerCpuHashMap<HistKey, TcpRttBucket> =
+    PerCpuHashMap::with_max_entries(TCP_RTT_ENTRIES, 0);
+
 /// Filled by the agent before load; `valid == 0` means "not filled" (the programs do nothing).
 #[unsafe(no_mangle)]
 static TCP_OFFSETS: TcpOffsets = TcpOffsets {
@@ -35,6 +46,7 @@ static TCP_OFFSETS: TcpOffsets = TcpOffsets {
     sk_protocol: 0,
     sk_err: 0,
     skb_gso_segs: 0,
+    tp_srtt: 0,
     valid: 0,
 };
 
@@ -66,7 +78,7 @@ pub fn tcp_retransmit_skb(ctx: BtfTracePointContext) -> i32 {
     let skb: *const u8 = ctx.arg(1);
     // SAFETY: see task::read_at.
     let segs = unsafe { read_at::<u16>(skb, off.skb_gso_segs) }.unwrap_or(1);
-    count(ctx.arg(0), &off, TCP_RETRANS_SEGS, u64::from(segs.max(1)));
+    charge(ctx.arg(0), &off, TCP_RETRANS_SEGS, u64::from(segs.max(1)));
     0
 }
 
@@ -83,7 +95,7 @@ pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
     // SAFETY: see task::read_at; a null socket reads as an error.
     match unsafe { read_at::<u8>(sk, off.sk_state) } {
         Ok(TCP_TIME_WAIT | TCP_NEW_SYN_RECV) | Err(_) => {}
-        Ok(_) => count(sk, &off, TCP_RESETS_SENT, 1),
+        Ok(_) => charge(sk, &off, TCP_RESETS_SENT, 1),
     }
     0
 }
@@ -93,14 +105,15 @@ pub fn tcp_send_reset(ctx: BtfTracePointContext) -> i32 {
 pub fn tcp_receive_reset(ctx: BtfTracePointContext) -> i32 {
     let off = offsets();
     if off.valid != 0 {
-        count(ctx.arg(0), &off, TCP_RESETS_RECEIVED, 1);
+        charge(ctx.arg(0), &off, TCP_RESETS_RECEIVED, 1);
     }
     0
 }
 
 /// `tp_btf/inet_sock_set_state(const struct sock *sk, int oldstate, int newstate)`: SYN_SENT to
 /// ESTABLISHED is a connect that worked, SYN_SENT to CLOSE one that failed (why: `sk_err`),
-/// SYN_RECV to ESTABLISHED an accepted connection.
+/// SYN_RECV to ESTABLISHED an accepted connection; entering or leaving ESTABLISHED samples the
+/// round-trip time.
 #[btf_tracepoint(function = "inet_sock_set_state")]
 pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     let off = offsets();
@@ -121,15 +134,63 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
                 _ => TCP_CONNECT_OTHER,
             }
         }
+        (TCP_ESTABLISHED, _) => NO_SLOT,
         _ => return 0,
     };
     // The tracepoint serves every inet protocol that keeps TCP's states (SCTP, DCCP, MPTCP's
     // own): TCP's alone count.
     // SAFETY: see task::read_at.
-    if unsafe { read_at::<u16>(sk, off.sk_protocol) } == Ok(IPPROTO_TCP) {
-        count(sk, &off, slot, 1);
+    if unsafe { read_at::<u16>(sk, off.sk_protocol) } != Ok(IPPROTO_TCP) {
+        return 0;
+    }
+    let Ok(id) = cgroup_of(sk, &off) else {
+        stat_add(STAT_TCP_UNREADABLE, 1);
+        return 0;
+    };
+    if slot != NO_SLOT {
+        add(id, slot, 1);
+    }
+    if slot == TCP_CONNECT_OK || slot == TCP_ACCEPTS || slot == NO_SLOT {
+        sample_rtt(sk, &off, id);
     }
     0
+}
+
+/// No counter: a change that only samples the round-trip time.
+const NO_SLOT: u32 = u32::MAX;
+
+/// Adds the socket's smoothed RTT to its cgroup's histogram; nothing while it has none (no
+/// round trip measured yet).
+#[inline(always)]
+fn sample_rtt(sk: *const u8, off: &TcpOffsets, id: u64) {
+    // SAFETY: the helper takes any socket pointer the program was given and returns its
+    // `tcp_sock` or null (a request or time-wait socket).
+    let tp = unsafe { bpf_skc_to_tcp_sock(sk as *mut _) } as *const u8;
+    // SAFETY: see task::read_at; a null `tp` reads as an error.
+    let Ok(srtt8) = (unsafe { read_at::<u32>(tp, off.tp_srtt) }) else {
+        return;
+    };
+    let rtt_us = u64::from(srtt8 >> 3);
+    if rtt_us == 0 {
+        return;
+    }
+    let bits = 64 - rtt_us.leading_zeros();
+    let key = HistKey {
+        cgroup_id: id,
+        bucket: bits.min(TCP_RTT_BUCKETS - 1),
+        _pad: 0,
+    };
+    let init = TcpRttBucket { count: 1, rtt_us };
+    let counted = upsert(&TCP_RTT, &key, &init, |v| {
+        // SAFETY: `v` points into this CPU's map value (see atomic_add).
+        unsafe {
+            atomic_add(&raw mut (*v).count, 1);
+            atomic_add(&raw mut (*v).rtt_us, rtt_us);
+        }
+    });
+    if !counted {
+        stat_add(STAT_TCP_MAP_FULL, 1);
+    }
 }
 
 /// The socket's cgroup v2 id.
@@ -148,11 +209,16 @@ fn cgroup_of(sk: *const u8, off: &TcpOffsets) -> Result<u64, i32> {
 /// to a socket pointer only when it knows the offset (read from the loader's constants), which it
 /// does not in a called function.
 #[inline(always)]
-fn count(sk: *const u8, off: &TcpOffsets, slot: u32, n: u64) {
-    let Ok(id) = cgroup_of(sk, off) else {
-        stat_add(STAT_TCP_UNREADABLE, 1);
-        return;
-    };
+fn charge(sk: *const u8, off: &TcpOffsets, slot: u32, n: u64) {
+    match cgroup_of(sk, off) {
+        Ok(id) => add(id, slot, n),
+        Err(_) => stat_add(STAT_TCP_UNREADABLE, 1),
+    }
+}
+
+/// Adds `n` to cgroup `id`'s `slot`.
+#[inline(always)]
+fn add(id: u64, slot: u32, n: u64) {
     let i = slot as usize;
     if i >= TCP_SLOTS {
         return;

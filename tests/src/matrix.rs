@@ -472,6 +472,12 @@ pub static ROWS: &[Row] = &[
         "tcp.rs::connects_are_counted_by_their_real_result",
     ),
     live(
+        "nodetel_container_tcp_rtt_seconds",
+        &[],
+        "netem delaying every packet 50 ms at both ends of a veth pair: the client's and the listener's median round trip in the 65.5-131 ms bucket (VM); loopback round trips all under 2 ms",
+        "tcp.rs::round_trips_land_in_the_paths_bucket",
+    ),
+    live(
         "nodetel_container_tcp_accepts_total",
         &[],
         "the connections the listener's `accept(2)` returned (1; 5)",

@@ -176,7 +176,7 @@ fn bpftool_has_prog(id: u32) -> bool {
 /// With no kind flag the agent exports cAdvisor 0.38.7's default kinds: no `process`, `sched`
 /// or `pressure` series (about 12 per container, 29 more for a run-queue histogram), so a node
 /// costs Prometheus no more than cAdvisor did; and no `blkio` (its programs cost too much to be
-/// on by default) or `tcp_health` (1.13 % of a connection-heavy load, over the 1 % budget).
+/// on by default) or `tcp_health` (1.56 % of a connection-heavy load, over the 1 % budget).
 /// Everything else is there.
 #[test]
 fn default_metric_kinds_are_cadvisors() -> anyhow::Result<()> {

@@ -88,10 +88,12 @@ fn nft(ns: &Netns, rules: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Two namespaces joined by a veth pair: `a` 10.127.0.1, `b` 10.127.0.2.
+/// Two namespaces joined by a veth pair: `a` 10.127.0.1 (on `va`), `b` 10.127.0.2 (on `vb`).
 struct Pair {
     a: Netns,
     b: Netns,
+    va: String,
+    vb: String,
 }
 
 fn pair(tag: &str) -> anyhow::Result<Pair> {
@@ -108,7 +110,7 @@ fn pair(tag: &str) -> anyhow::Result<Pair> {
     ip(&["-n", &b.0, "addr", "add", "10.127.0.2/24", "dev", &vb])?;
     ip(&["-n", &a.0, "link", "set", &va, "up"])?;
     ip(&["-n", &b.0, "link", "set", &vb, "up"])?;
-    Ok(Pair { a, b })
+    Ok(Pair { a, b, va, vb })
 }
 
 fn wait_for_file(path: &Path) -> anyhow::Result<String> {
@@ -139,6 +141,27 @@ fn connects(cg: &TestCgroup, ns: Option<&Netns>, addr: &str, count: u32) -> anyh
     let text = std::fs::read_to_string(&out)?;
     let _ = std::fs::remove_file(&out);
     Ok(text.trim().to_string())
+}
+
+/// `tcp-accept` for `count` clients on `bind` in `cg` (and `ns`), once it listens; its port.
+fn listen(
+    cg: &TestCgroup,
+    ns: Option<&Netns>,
+    bind: &str,
+    count: u32,
+) -> anyhow::Result<(std::process::Child, String)> {
+    let port = temp_file(&format!("port-{}", cg.rel.replace('/', "-")));
+    let prefix = ns.map_or(String::new(), |ns| {
+        format!("{} netns exec {} ", ip_bin(), ns.0)
+    });
+    let child = cg.spawn(&format!(
+        "exec {prefix}{} tcp-accept {bind} {} {count}",
+        nettool(),
+        port.display()
+    ))?;
+    let number = wait_for_file(&port)?.trim().to_string();
+    let _ = std::fs::remove_file(&port);
+    Ok((child, number))
 }
 
 /// 5 % of the data segments a sender's connection carries are dropped on the receiver's side:
@@ -257,16 +280,7 @@ fn connects_are_counted_by_their_real_result() -> anyhow::Result<()> {
     let aborter = TestCgroup::create("tcp-aborter")?;
     let server = TestCgroup::create("tcp-server")?;
 
-    let port = temp_file("accept-port");
-    let mut accept = server.spawn(&format!(
-        "exec {} netns exec {} {} tcp-accept 10.127.0.2:9100 {} 5",
-        ip_bin(),
-        p.b.0,
-        nettool(),
-        port.display()
-    ))?;
-    wait_for_file(&port)?;
-    let _ = std::fs::remove_file(&port);
+    let (mut accept, _) = listen(&server, Some(&p.b), "10.127.0.2:9100", 5)?;
 
     let said = [
         connects(&refused, Some(&p.a), "10.127.0.2:9", 1)?,
@@ -367,5 +381,134 @@ fn host_network_sockets_are_charged_to_their_own_cgroup() -> anyhow::Result<()> 
     };
     let e = agent.scrape_until(Duration::from_secs(5), |e| got(e) == [3.0, 3.0, 1.0, 1.0])?;
     assert_eq!(got(&e), [3.0, 3.0, 1.0, 1.0]);
+    Ok(())
+}
+
+/// The nodetel JSON extension's round-trip histogram of one cgroup: per kernel bucket (bucket
+/// b: under 2^b µs).
+fn rtt_buckets(agent: &Agent, cg: &TestCgroup) -> anyhow::Result<Vec<u64>> {
+    let (status, body) = agent.get(&format!("/api/v1.3/containers{}?nodetel=true", cg.rel))?;
+    ensure!(status == 200, "{status}: {body}");
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    Ok(v["nodetel"]["tcp"]["rtt_buckets"]
+        .as_array()
+        .with_context(|| format!("no nodetel.tcp.rtt_buckets for {}: {body}", cg.rel))?
+        .iter()
+        .map(|b| b["count"].as_u64().unwrap_or(0))
+        .collect())
+}
+
+/// iproute2's tc (the VM's PATH finds busybox's first, which has no netem).
+fn tc_bin() -> &'static str {
+    ["/usr/sbin/tc", "/sbin/tc"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .unwrap_or("tc")
+}
+
+/// The bucket holding the median sample.
+fn median_bucket(buckets: &[u64]) -> Option<usize> {
+    let total: u64 = buckets.iter().sum();
+    let mut seen = 0;
+    buckets.iter().position(|n| {
+        seen += n;
+        total > 0 && seen * 2 >= total
+    })
+}
+
+/// Round trips where the path sets them: netem delays every packet 50 ms on both ends of a veth
+/// pair, so each connection's round trip is 100 ms, and the client's and the listener's
+/// histograms put their median in the bucket of 65.5-131 ms (bucket 17). Connections on the
+/// host's loopback land under 2 ms. netem is a module of the VM's kernel; this host's has none.
+#[test]
+fn round_trips_land_in_the_paths_bucket() -> anyhow::Result<()> {
+    if !privileged("round_trips_land_in_the_paths_bucket")
+        || !require_tool("round_trips_land_in_the_paths_bucket", "tc")
+    {
+        return Ok(());
+    }
+    let agent = Agent::start(Duration::from_millis(500), &[TCP_ON])?;
+
+    // Loopback: every round trip under 2 ms (buckets 0..=11).
+    let (lo_server, lo_client) = (
+        TestCgroup::create("rtt-lo-server")?,
+        TestCgroup::create("rtt-lo-client")?,
+    );
+    let (mut accept, port) = listen(&lo_server, None, "127.0.0.1:0", 5)?;
+    let lo = format!("127.0.0.1:{port}");
+    ensure!(
+        connects(&lo_client, None, &lo, 5)? == "connects ok 5 refused 0 timeout 0 other 0",
+        "the set-up: loopback connects"
+    );
+    ensure!(accept.wait()?.success(), "tcp-accept failed");
+    let _ = agent.scrape_until(Duration::from_secs(5), |e| {
+        e.value("nodetel_container_tcp_rtt_seconds_count", &lo_client.rel)
+            .is_some_and(|n| n >= 5.0)
+    })?;
+    for cg in [&lo_client, &lo_server] {
+        let b = rtt_buckets(&agent, cg)?;
+        eprintln!("loopback {}: {b:?}", cg.rel);
+        let total: u64 = b.iter().sum();
+        // At each end: 5 established, and up to 5 leaving ESTABLISHED.
+        assert!(total >= 5, "{}: {total} round trips", cg.rel);
+        assert_eq!(
+            b.iter().take(12).sum::<u64>(),
+            total,
+            "{}: loopback round trips over 2 ms: {b:?}",
+            cg.rel
+        );
+    }
+
+    let p = pair("rtt")?;
+    for (ns, dev) in [(&p.a, &p.va), (&p.b, &p.vb)] {
+        let out = Command::new(ip_bin())
+            .args(["netns", "exec", &ns.0, tc_bin(), "qdisc", "add", "dev", dev])
+            .args(["root", "netem", "delay", "50ms"])
+            .output()?;
+        if !out.status.success() {
+            // The VM suite's kernel has sch_netem (its /init loads it): there it is a failure.
+            if std::env::var_os("NODETEL_UNDER_EMULATION").is_some() {
+                bail!("netem: {}", String::from_utf8_lossy(&out.stderr));
+            }
+            eprintln!(
+                "round_trips_land_in_the_paths_bucket: this kernel has no netem ({}); the delayed half runs in the VM suite",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            return Ok(());
+        }
+    }
+    let (server, client) = (
+        TestCgroup::create("rtt-server")?,
+        TestCgroup::create("rtt-client")?,
+    );
+    let (mut accept, _) = listen(&server, Some(&p.b), "10.127.0.2:9200", 5)?;
+    ensure!(
+        connects(&client, Some(&p.a), "10.127.0.2:9200", 5)?
+            == "connects ok 5 refused 0 timeout 0 other 0",
+        "the set-up: delayed connects"
+    );
+    ensure!(accept.wait()?.success(), "tcp-accept failed");
+    // Closing takes a delayed round trip too: wait for the samples of both ends.
+    let _ = agent.scrape_until(Duration::from_secs(10), |e| {
+        [&client, &server].iter().all(|cg| {
+            e.value("nodetel_container_tcp_rtt_seconds_count", &cg.rel)
+                .is_some_and(|n| n >= 5.0)
+        })
+    })?;
+    for cg in [&client, &server] {
+        let b = rtt_buckets(&agent, cg)?;
+        eprintln!("netem 50 ms each way, {}: {b:?}", cg.rel);
+        assert!(
+            b.iter().sum::<u64>() >= 5,
+            "{}: round trips missing",
+            cg.rel
+        );
+        assert_eq!(
+            median_bucket(&b),
+            Some(17),
+            "{}: the median round trip is not in 65.5-131 ms: {b:?}",
+            cg.rel
+        );
+    }
     Ok(())
 }

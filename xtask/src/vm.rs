@@ -23,7 +23,9 @@ const DEFAULT_KERNEL_META: &str = "linux-image-cloud-amd64";
 const RESULT_MARKER: &str = "nodetel-vm-result:";
 /// Tools the tests call, packed when the host has them (absent ones make those tests fail
 /// under NODETEL_REQUIRE_PRIVILEGED, as on the host).
-const GUEST_TOOLS: &[&str] = &["bpftool", "promtool", "ip", "dmsetup", "losetup", "nft"];
+const GUEST_TOOLS: &[&str] = &[
+    "bpftool", "promtool", "ip", "dmsetup", "losetup", "nft", "tc",
+];
 /// Modules in load order: a virtio disk (Debian's cloud kernel builds virtio as modules), which
 /// gives the guest a real block device for the I/O tests (its root is tmpfs), veth for the
 /// network-namespace test, and loop devices behind a device-mapper `delay` target for the block
@@ -44,6 +46,8 @@ const GUEST_MODULES: &[&str] = &[
     "net/netfilter/nfnetlink.ko",
     "net/netfilter/nf_tables.ko",
     "net/netfilter/nft_numgen.ko",
+    // netem, for the TCP round-trip test's known delay.
+    "net/sched/sch_netem.ko",
 ];
 const DISK_MIB: u64 = 256;
 /// Test binaries that need a container runtime (dockerd, containerd, runc and their images):

@@ -107,6 +107,17 @@ pub const BLKIO_FLUSH: u16 = 3;
 pub const MAP_TCP_COUNTERS: &str = "TCP_COUNTERS";
 /// Capacity of [`MAP_TCP_COUNTERS`]: one entry per cgroup whose sockets had an event.
 pub const TCP_COUNTERS_ENTRIES: u32 = 16_384;
+/// Per-CPU hash: [`HistKey`] (the socket's cgroup v2 id, log2 bucket of µs) -> [`TcpRttBucket`]:
+/// smoothed round-trip times of the cgroup's connections, sampled when a connection is
+/// established (the handshake's round trip) and when it leaves ESTABLISHED (its last smoothed
+/// RTT).
+pub const MAP_TCP_RTT: &str = "TCP_RTT";
+/// Capacity of [`MAP_TCP_RTT`]: a cgroup uses one entry per bucket its round trips fell in
+/// (loopback and one region: 2-5).
+pub const TCP_RTT_ENTRIES: u32 = 32_768;
+/// RTT buckets, as [`RUNQ_BUCKETS`]: bucket `b` < `TCP_RTT_BUCKETS` - 1 counts round trips under
+/// 2^b µs (and at least 2^(b-1)); the last one the rest.
+pub const TCP_RTT_BUCKETS: u32 = 27;
 /// The global holding the [`TcpOffsets`].
 pub const GLOBAL_TCP_OFFSETS: &str = "TCP_OFFSETS";
 /// `tp_btf/tcp_retransmit_skb`, `tp_btf/tcp_send_reset`, `tp_btf/tcp_receive_reset`,
@@ -352,10 +363,22 @@ pub struct TcpOffsets {
     pub sk_err: u32,
     /// `sk_buff.cb` + `tcp_skb_cb.tcp_gso_segs` (u16)
     pub skb_gso_segs: u32,
+    /// `tcp_sock.srtt_us` (u32, the smoothed RTT in µs times 8)
+    pub tp_srtt: u32,
     /// 1 once userspace filled the struct.
     pub valid: u32,
 }
-const _: () = assert!(core::mem::size_of::<TcpOffsets>() == 24);
+const _: () = assert!(core::mem::size_of::<TcpOffsets>() == 28);
+
+/// Value of [`MAP_TCP_RTT`].
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TcpRttBucket {
+    pub count: u64,
+    /// The samples' sum, µs.
+    pub rtt_us: u64,
+}
+const _: () = assert!(core::mem::size_of::<TcpRttBucket>() == 16);
 
 /// `u32` fields' native-endian bytes in order: a `repr(C)` struct of only `u32` as the program
 /// reads it (the loader writes them into the object's read-only data).
@@ -368,14 +391,15 @@ fn pack<const N: usize>(fields: &[u32]) -> [u8; N] {
 }
 
 impl TcpOffsets {
-    /// The struct's bytes as the program reads them (six `u32`, no padding).
-    pub fn to_ne_bytes(&self) -> [u8; 24] {
+    /// The struct's bytes as the program reads them (seven `u32`, no padding).
+    pub fn to_ne_bytes(&self) -> [u8; 28] {
         let fields = [
             self.sk_cgroup,
             self.sk_state,
             self.sk_protocol,
             self.sk_err,
             self.skb_gso_segs,
+            self.tp_srtt,
             self.valid,
         ];
         pack(&fields)
@@ -539,6 +563,8 @@ mod pod {
     unsafe impl aya::Pod for super::BlkioInFlight {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::TcpCounters {}
+    // SAFETY: as above.
+    unsafe impl aya::Pod for super::TcpRttBucket {}
     // SAFETY: as above.
     unsafe impl aya::Pod for super::BlkioOffsets {}
 }

@@ -345,6 +345,16 @@ mod tests {
                 connects_timeout: 1,
                 connects_other: 0,
                 accepts: 7,
+                // 100 round trips around 100 ms (bucket 17: 65.5-131 ms), 20 on loopback.
+                rtt_buckets: (0..27u64)
+                    .map(|b| match b {
+                        5 => 20,
+                        17 => 100,
+                        _ => 0,
+                    })
+                    .collect(),
+                rtt_sum_us: 10_000_600,
+                rtt_count: 120,
             }),
             runqueue_latency: Some(RunqueueLatency {
                 // 3 waits under 1 µs, 5 under 2 µs, 1 over 33.5 s (+Inf).

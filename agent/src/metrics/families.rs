@@ -86,6 +86,32 @@ pub fn log2_us_histogram(buckets: &[u64], sum_ns: u64, count: u64) -> Option<His
     })
 }
 
+/// The classic bounds of a kernel log2 histogram, in kernel buckets: every second one from 2^6
+/// µs (64 µs, 256 µs, 1.02 ms, ... 4.19 s), 10 bounds and +Inf. The kernel keeps all 27; a
+/// classic histogram per container (and disk, operation) with all of them would be 29 series.
+const CLASSIC_BOUNDS: [usize; 10] = [6, 8, 10, 12, 14, 16, 18, 20, 22, 24];
+
+/// A kernel log2 histogram (bucket b: values under 2^b µs, not cumulative) as a classic one at
+/// [`CLASSIC_BOUNDS`]: the count at bound b is the sum of buckets 0..=b.
+pub fn log2_us_classic(buckets: &[u64], sum_s: f64, count: u64) -> Histogram {
+    let mut out = Vec::with_capacity(CLASSIC_BOUNDS.len() + 1);
+    let mut seen = 0u64;
+    let mut next = 0;
+    for b in CLASSIC_BOUNDS {
+        while next <= b && next < buckets.len() {
+            seen = seen.saturating_add(buckets[next]);
+            next += 1;
+        }
+        out.push(((1u64 << b) as f64 * 1e-6, seen));
+    }
+    out.push((f64::INFINITY, count));
+    Histogram {
+        buckets: out,
+        sum: sum_s,
+        count,
+    }
+}
+
 pub const NS_PER_S: f64 = 1e9;
 
 /// A byte or event count as a sample value.

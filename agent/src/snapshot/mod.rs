@@ -99,7 +99,7 @@ pub struct BlkioLatency {
 }
 
 /// One cgroup's TCP events (cumulative).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct TcpHealth {
     /// Segments retransmitted, as the kernel's `TcpRetransSegs` counts them.
     pub retransmits: u64,
@@ -113,6 +113,12 @@ pub struct TcpHealth {
     pub connects_other: u64,
     /// Connections accepted by the cgroup's listeners (SYN_RECV to ESTABLISHED).
     pub accepts: u64,
+    /// Smoothed round-trip times sampled as connections were established and as they left
+    /// ESTABLISHED: per log2 bucket (bucket b: under 2^b µs, not cumulative), their sum and
+    /// count. Empty buckets when there was none.
+    pub rtt_buckets: Vec<u64>,
+    pub rtt_sum_us: u64,
+    pub rtt_count: u64,
 }
 
 /// The `tcp_health` kind's own figures.

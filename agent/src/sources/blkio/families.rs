@@ -3,34 +3,14 @@
 use crate::{
     metrics::families::{
         AgentFamily, AgentSeries, ContainerFamily, Extra, Histogram, Kind, NS_PER_S, Value,
+        log2_us_classic,
     },
     snapshot::{BlkioHealth, BlkioLatency},
 };
 
-/// The latency histogram's bounds, in kernel buckets: every second log2 bucket from 2^6 µs (64
-/// µs, 256 µs, 1.02 ms, ... 4.19 s), 10 bounds and +Inf. The kernel keeps all 27; a classic
-/// histogram per container, disk and operation with all of them would be 29 series each.
-const BOUNDS: [usize; 10] = [6, 8, 10, 12, 14, 16, 18, 20, 22, 24];
-
-/// The exported histogram: cumulative counts at [`BOUNDS`] (a kernel bucket b holds latencies
-/// under 2^b µs, so the count at bound b is the sum of buckets 0..=b).
+/// The exported histogram: the kernel's buckets at the classic bounds.
 pub fn histogram(r: &BlkioLatency) -> Histogram {
-    let mut buckets = Vec::with_capacity(BOUNDS.len() + 1);
-    let mut seen = 0u64;
-    let mut next = 0;
-    for b in BOUNDS {
-        while next <= b && next < r.buckets.len() {
-            seen = seen.saturating_add(r.buckets[next]);
-            next += 1;
-        }
-        buckets.push(((1u64 << b) as f64 * 1e-6, seen));
-    }
-    buckets.push((f64::INFINITY, r.count));
-    Histogram {
-        buckets,
-        sum: r.latency_ns as f64 / NS_PER_S,
-        count: r.count,
-    }
+    log2_us_classic(&r.buckets, r.latency_ns as f64 / NS_PER_S, r.count)
 }
 
 /// Calls `f` with each disk and operation of the cgroup and its labels.

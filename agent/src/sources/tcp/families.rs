@@ -1,6 +1,6 @@
 //! The `tcp_health` kind's families: per container, the TCP events of its own sockets.
 use crate::{
-    metrics::families::{AgentFamily, AgentSeries, ContainerFamily, Kind, Value},
+    metrics::families::{AgentFamily, AgentSeries, ContainerFamily, Kind, Value, log2_us_classic},
     snapshot::{TcpHealth, TcpKindHealth},
 };
 
@@ -54,6 +54,21 @@ pub static FAMILIES: &[ContainerFamily] = &[
         kind: Kind::Counter,
         extra: &[],
         value: Value::One(|c| one(c, |t| t.accepts)),
+    },
+    ContainerFamily {
+        name: "nodetel_container_tcp_rtt_seconds",
+        help: "Smoothed round-trip time of the cgroup's TCP connections, sampled as each is established and as it leaves ESTABLISHED, in buckets built in the kernel.",
+        kind: Kind::Histogram,
+        extra: &[],
+        value: Value::Histogram(|c, emit| {
+            // Absent until a connection had a round trip: no zero histogram per container.
+            if let Some(t) = c.tcp.as_ref().filter(|t| t.rtt_count > 0) {
+                emit(
+                    &[],
+                    log2_us_classic(&t.rtt_buckets, t.rtt_sum_us as f64 * 1e-6, t.rtt_count),
+                );
+            }
+        }),
     },
 ];
 

@@ -1,6 +1,7 @@
 //! The `tcp_health` kind: per-container TCP retransmits, resets, connects by result and accepts,
 //! from TCP's tracepoints (agent-ebpf/src/tcp.rs), charged to the socket's cgroup, so a pod on
 //! the host network has its own figures too. cAdvisor has none of these per container.
+mod drain;
 pub mod families;
 mod programs;
 
@@ -8,26 +9,23 @@ pub use programs::programs;
 
 use std::collections::HashMap;
 
-use aya::{
-    Ebpf,
-    maps::{MapError, PerCpuHashMap},
-};
 use nodetel_common::{
-    MAP_TCP_COUNTERS, STAT_TCP_MAP_FULL, STAT_TCP_UNREADABLE, TCP_ACCEPTS, TCP_CONNECT_OK,
-    TCP_CONNECT_OTHER, TCP_CONNECT_REFUSED, TCP_CONNECT_TIMEOUT, TCP_COUNTERS_ENTRIES,
-    TCP_RESETS_RECEIVED, TCP_RESETS_SENT, TCP_RETRANS_SEGS, TcpCounters,
+    STAT_TCP_MAP_FULL, STAT_TCP_UNREADABLE, TCP_ACCEPTS, TCP_CONNECT_OK, TCP_CONNECT_OTHER,
+    TCP_CONNECT_REFUSED, TCP_CONNECT_TIMEOUT, TCP_COUNTERS_ENTRIES, TCP_RESETS_RECEIVED,
+    TCP_RESETS_SENT, TCP_RETRANS_SEGS, TCP_RTT_BUCKETS, TCP_RTT_ENTRIES, TcpCounters,
 };
 
 use super::{Pass, Source};
 use crate::{
-    ebpf::{Probes, deleted, each_entry, missing},
+    ebpf::Probes,
     snapshot::{AgentStats, ContainerSample, TcpHealth, TcpKindHealth},
 };
+use drain::{Rtt, TcpDrain};
 
 pub struct Tcp {
-    /// The last successful drain: socket cgroup id -> counters summed over CPUs.
-    last: HashMap<u64, TcpCounters>,
-    drained: Option<HashMap<u64, TcpCounters>>,
+    /// The last successful drain, by socket cgroup id.
+    last: TcpDrain,
+    drained: Option<TcpDrain>,
     /// This pass's figures per exported cgroup.
     shown: HashMap<u64, TcpHealth>,
     health: TcpKindHealth,
@@ -47,52 +45,15 @@ impl Tcp {
             return None;
         }
         Some(Tcp {
-            last: HashMap::new(),
+            last: TcpDrain::default(),
             drained: None,
             shown: HashMap::new(),
             health: TcpKindHealth {
-                map_capacity: u64::from(TCP_COUNTERS_ENTRIES),
+                map_capacity: u64::from(TCP_COUNTERS_ENTRIES + TCP_RTT_ENTRIES),
                 ..TcpKindHealth::default()
             },
         })
     }
-}
-
-fn drain(ebpf: &Ebpf) -> Result<HashMap<u64, TcpCounters>, MapError> {
-    let map = ebpf
-        .map(MAP_TCP_COUNTERS)
-        .ok_or_else(|| missing(MAP_TCP_COUNTERS))?;
-    let counters: PerCpuHashMap<_, u64, TcpCounters> = PerCpuHashMap::try_from(map)?;
-    let mut out = HashMap::new();
-    each_entry(&counters, |id, per_cpu| {
-        out.insert(id, sum(per_cpu));
-    })?;
-    Ok(out)
-}
-
-fn sum(per_cpu: &[TcpCounters]) -> TcpCounters {
-    per_cpu.iter().fold(TcpCounters::default(), |mut a, v| {
-        for (a, v) in a.counts.iter_mut().zip(v.counts) {
-            *a = a.saturating_add(v);
-        }
-        a
-    })
-}
-
-/// Deletes the entries of the given cgroups. Returns how many.
-fn forget(ebpf: &mut Ebpf, ids: &[u64]) -> Result<u64, MapError> {
-    if ids.is_empty() {
-        return Ok(0);
-    }
-    let map = ebpf
-        .map_mut(MAP_TCP_COUNTERS)
-        .ok_or_else(|| missing(MAP_TCP_COUNTERS))?;
-    let mut counters: PerCpuHashMap<_, u64, TcpCounters> = PerCpuHashMap::try_from(map)?;
-    let mut removed = 0;
-    for id in ids {
-        removed += u64::from(deleted(counters.remove(id))?);
-    }
-    Ok(removed)
 }
 
 /// The kernel's slots, named; added into `h` (a folded cgroup's into its exported ancestor's).
@@ -112,9 +73,21 @@ fn add(h: &mut TcpHealth, c: &TcpCounters) {
     }
 }
 
+/// `r`'s round trips added into `h`.
+fn add_rtt(h: &mut TcpHealth, r: &Rtt) {
+    if h.rtt_buckets.is_empty() {
+        h.rtt_buckets = vec![0; TCP_RTT_BUCKETS as usize];
+    }
+    for (a, b) in h.rtt_buckets.iter_mut().zip(&r.buckets) {
+        *a = a.saturating_add(*b);
+    }
+    h.rtt_sum_us = h.rtt_sum_us.saturating_add(r.sum_us);
+    h.rtt_count = h.rtt_count.saturating_add(r.count);
+}
+
 impl Source for Tcp {
     fn drain(&mut self, probes: &Probes, stats: &mut AgentStats) {
-        self.drained = drain(&probes.ebpf)
+        self.drained = drain::drain(&probes.ebpf)
             .map_err(|e| {
                 stats.drain_errors += 1;
                 tracing::warn!(error = %e, "failed to drain the TCP map; its figures are held this pass");
@@ -126,17 +99,21 @@ impl Source for Tcp {
         if let Some(d) = self.drained.take() {
             // Drained before the walk: a cgroup the walk did not find is a removed one.
             let gone: Vec<u64> = d
+                .counters
                 .keys()
+                .chain(d.rtt.keys())
                 .filter(|id| !pass.tree.contains(**id))
                 .copied()
+                .collect::<std::collections::BTreeSet<u64>>()
+                .into_iter()
                 .collect();
-            match forget(&mut probes.ebpf, &gone) {
+            match drain::forget(&mut probes.ebpf, &gone, &d) {
                 Ok(n) => self.health.entries_forgotten += n,
                 Err(e) => {
                     tracing::warn!(error = %e, "failed to delete TCP entries of removed cgroups")
                 }
             }
-            self.health.map_entries = d.len() as u64;
+            self.health.map_entries = d.entries;
             self.last = d;
         }
         for (field, slot) in [
@@ -149,8 +126,12 @@ impl Source for Tcp {
         }
         let mut shown: HashMap<u64, TcpHealth> = HashMap::new();
         // A cgroup not in the walk was removed (its entry was just deleted): shown under none.
-        for (id, c) in self.last.iter().filter(|(id, _)| pass.tree.contains(**id)) {
+        let live = |id: &&u64| pass.tree.contains(**id);
+        for (id, c) in self.last.counters.iter().filter(|(id, _)| live(id)) {
             add(shown.entry(pass.tree.charged_to(*id)).or_default(), c);
+        }
+        for (id, r) in self.last.rtt.iter().filter(|(id, _)| live(id)) {
+            add_rtt(shown.entry(pass.tree.charged_to(*id)).or_default(), r);
         }
         self.shown = shown;
         pass.stats.tcp = Some(self.health);
@@ -165,7 +146,7 @@ impl Source for Tcp {
 
 /// The cgroup's TCP figures for the JSON extension (`null` when the kind is off).
 pub fn json(c: &ContainerSample) -> serde_json::Value {
-    let Some(t) = c.tcp else {
+    let Some(t) = c.tcp.as_ref() else {
         return serde_json::Value::Null;
     };
     serde_json::json!({
@@ -179,6 +160,9 @@ pub fn json(c: &ContainerSample) -> serde_json::Value {
             "other": t.connects_other,
         },
         "accepts": t.accepts,
+        "rtt_sum_seconds": t.rtt_sum_us as f64 * 1e-6,
+        "rtt_count": t.rtt_count,
+        "rtt_buckets": super::log2_buckets(&t.rtt_buckets),
     })
 }
 
@@ -194,7 +178,7 @@ mod tests {
         let mut b = TcpCounters::default();
         b.counts[TCP_RETRANS_SEGS as usize] = u64::MAX;
         b.counts[TCP_ACCEPTS as usize] = 2;
-        let total = sum(&[a, b]);
+        let total = drain::sum_counters(&[a, b]);
         let mut h = TcpHealth::default();
         add(&mut h, &total);
         add(&mut h, &a);

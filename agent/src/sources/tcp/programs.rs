@@ -42,6 +42,7 @@ fn offsets(btf: &Btf) -> Result<TcpOffsets, BtfError> {
         sk_err: btf.member_offset("sock", "sk_err")?,
         skb_gso_segs: btf.member_offset("sk_buff", "cb")?
             + btf.member_offset("tcp_skb_cb", "tcp_gso_segs")?,
+        tp_srtt: btf.member_offset("tcp_sock", "srtt_us")?,
         valid: 1,
     })
 }
@@ -59,6 +60,6 @@ mod tests {
         };
         let o = offsets(&btf).expect("offsets");
         assert_eq!(o.valid, 1);
-        assert!(o.sk_cgroup > o.sk_state && o.skb_gso_segs > 0);
+        assert!(o.sk_cgroup > o.sk_state && o.skb_gso_segs > 0 && o.tp_srtt > o.sk_cgroup);
     }
 }

@@ -5,12 +5,11 @@
 use std::{
     path::{Path, PathBuf},
     process::Command,
-    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
 
-use crate::{AgentCommand, Args, probe, report::Program};
+use crate::{Args, kind_cost, report::Program};
 
 /// Seconds of fio per configuration.
 const SECONDS: u64 = 10;
@@ -105,32 +104,18 @@ pub fn run(
     // Lays the file out (fio writes it on first use) and warms the device.
     fio(&file.0, 1)?;
     let (without, _) = fio(&file.0, SECONDS)?;
-    let mut agent = AgentCommand::nodetel(&args.nodetel, docker_socket)?.with(&[
+    let ((with, reads), programs) = kind_cost::timed_programs(
+        args,
+        docker_socket,
+        cgroup,
         // The defaults plus `blkio`.
-        "--disable-metrics=process,sched,pressure",
-    ]);
-    agent.name = "nodetel-blkio";
-    let mut child = crate::start(args, &agent, cgroup, 0)?;
-    crate::wait_serving(&agent, &mut child)?;
-    std::thread::sleep(Duration::from_secs(2));
-    let stats = probe::BpfStats::enable()?;
-    let before = probe::bpf_programs(child.id())?;
-    let (with, reads) = fio(&file.0, SECONDS)?;
-    let after = probe::bpf_programs(child.id())?;
-    drop(stats);
-    drop(child);
-    let programs = after
-        .iter()
-        .filter(|(name, _)| name.starts_with("block_"))
-        .map(|(name, end)| {
-            let start = before.get(name).copied().unwrap_or_default();
-            Program {
-                name: name.clone(),
-                runs: end.run_cnt.saturating_sub(start.run_cnt),
-                run_ns: end.run_time_ns.saturating_sub(start.run_time_ns),
-            }
-        })
-        .collect();
+        (
+            "nodetel-blkio",
+            &["--disable-metrics=process,sched,pressure"],
+        ),
+        |name| name.starts_with("block_"),
+        || fio(&file.0, SECONDS),
+    )?;
     Ok(Some(BlkioResult {
         seconds: SECONDS,
         latency_us_without: without,

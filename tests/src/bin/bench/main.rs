@@ -8,6 +8,7 @@
 //! Figures are reported, never asserted: the targets are printed beside them.
 mod blkio;
 mod floor;
+mod kind_cost;
 mod pipe;
 mod population;
 mod probe;

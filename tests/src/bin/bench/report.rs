@@ -11,6 +11,25 @@ pub struct Program {
     pub run_ns: u64,
 }
 
+impl Program {
+    pub fn ns_per_run(&self) -> f64 {
+        if self.runs > 0 {
+            self.run_ns as f64 / self.runs as f64
+        } else {
+            0.0
+        }
+    }
+}
+
+/// `name ns-per-run` of each program, for a table cell.
+fn per_program(programs: &[Program]) -> String {
+    programs
+        .iter()
+        .map(|p| format!("{} {:.0}", p.name, p.ns_per_run()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub struct AgentResult {
     pub name: &'static str,
     pub version: String,
@@ -316,7 +335,7 @@ impl Report {
                 "programs": b.programs.iter().map(|p| json!({
                     "name": p.name,
                     "runs": p.runs,
-                    "ns_per_run": if p.runs > 0 { p.run_ns as f64 / p.runs as f64 } else { 0.0 },
+                    "ns_per_run": p.ns_per_run(),
                 })).collect::<Vec<_>>(),
                 "ns_per_bio": b.ns_per_bio(),
                 "percent_of_a_read": b.percent_of_read(),
@@ -328,7 +347,7 @@ impl Report {
                 "programs": t.programs.iter().map(|p| json!({
                     "name": p.name,
                     "runs": p.runs,
-                    "ns_per_run": if p.runs > 0 { p.run_ns as f64 / p.runs as f64 } else { 0.0 },
+                    "ns_per_run": p.ns_per_run(),
                 })).collect::<Vec<_>>(),
                 "events_per_connection": t.events_per_connection(),
                 "ns_per_connection": t.ns_per_connection(),
@@ -554,25 +573,13 @@ impl Report {
                 CONNS = crate::tcp::CONNECTIONS,
             );
             let _ = writeln!(t, "|---|---|---|---|---|---|");
-            let per: Vec<String> = c
-                .programs
-                .iter()
-                .map(|p| {
-                    let ns = if p.runs > 0 {
-                        p.run_ns as f64 / p.runs as f64
-                    } else {
-                        0.0
-                    };
-                    format!("{} {ns:.0}", p.name)
-                })
-                .collect();
             let _ = writeln!(
                 t,
                 "| | {} | {:.1} | **{:.0}** ({}) | {:.1} | **{:.2}** |",
                 c.connections,
                 c.events_per_connection(),
                 c.ns_per_connection(),
-                per.join(", "),
+                per_program(&c.programs),
                 c.busy_ns_per_connection() / 1e3,
                 c.percent_of_load(),
             );
@@ -584,18 +591,6 @@ impl Report {
                 b.seconds
             );
             let _ = writeln!(t, "|---|---|---|---|---|");
-            let per: Vec<String> = b
-                .programs
-                .iter()
-                .map(|p| {
-                    let ns = if p.runs > 0 {
-                        p.run_ns as f64 / p.runs as f64
-                    } else {
-                        0.0
-                    };
-                    format!("{} {ns:.0}", p.name)
-                })
-                .collect();
             let _ = writeln!(
                 t,
                 "| {} reads | {:.1} | {:.1} | **{:.0}** ({}) | **{:.2}** |",
@@ -603,7 +598,7 @@ impl Report {
                 b.latency_us_without,
                 b.latency_us_with,
                 b.ns_per_bio(),
-                per.join(", "),
+                per_program(&b.programs),
                 b.percent_of_read(),
             );
         }

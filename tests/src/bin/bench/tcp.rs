@@ -6,12 +6,11 @@ use std::{
     io::{Read, Write},
     net::TcpListener,
     process::Command,
-    time::Duration,
 };
 
 use anyhow::{Context as _, bail};
 
-use crate::{AgentCommand, Args, probe, report::Program};
+use crate::{Args, kind_cost, report::Program};
 
 /// Seconds of wrk.
 const SECONDS: u64 = 10;
@@ -133,34 +132,22 @@ pub fn run(
         return Ok(None);
     }
     let port = serve()?;
-    let mut agent = AgentCommand::nodetel(&args.nodetel, docker_socket)?.with(&[
+    let ((connections, busy), programs) = kind_cost::timed_programs(
+        args,
+        docker_socket,
+        cgroup,
         // The defaults plus `tcp_health`.
-        "--disable-metrics=process,sched,pressure,blkio",
-    ]);
-    agent.name = "nodetel-tcp";
-    let mut child = crate::start(args, &agent, cgroup, 0)?;
-    crate::wait_serving(&agent, &mut child)?;
-    std::thread::sleep(Duration::from_secs(2));
-    let stats = probe::BpfStats::enable()?;
-    let before = probe::bpf_programs(child.id())?;
-    let busy_before = busy_ns()?;
-    let connections = wrk(port, SECONDS)?;
-    let busy = busy_ns()?.saturating_sub(busy_before);
-    let after = probe::bpf_programs(child.id())?;
-    drop(stats);
-    drop(child);
-    let programs = after
-        .iter()
-        .filter(|(name, _)| name.starts_with("tcp_") || name.starts_with("inet_sock"))
-        .map(|(name, end)| {
-            let start = before.get(name).copied().unwrap_or_default();
-            Program {
-                name: name.clone(),
-                runs: end.run_cnt.saturating_sub(start.run_cnt),
-                run_ns: end.run_time_ns.saturating_sub(start.run_time_ns),
-            }
-        })
-        .collect();
+        (
+            "nodetel-tcp",
+            &["--disable-metrics=process,sched,pressure,blkio"],
+        ),
+        |name| name.starts_with("tcp_") || name.starts_with("inet_sock"),
+        || {
+            let busy_before = busy_ns()?;
+            let connections = wrk(port, SECONDS)?;
+            Ok((connections, busy_ns()?.saturating_sub(busy_before)))
+        },
+    )?;
     Ok(Some(TcpResult {
         seconds: SECONDS,
         connections,
