@@ -102,9 +102,11 @@ impl Spool {
         dropped
     }
 
-    /// Writes `batch` behind the others, making room by removing the oldest (the newest is
-    /// always kept, even alone past the bound). A batch stamped no later than the newest spooled
-    /// one (a clock stepped back) is written as one millisecond after it, so the order holds.
+    /// Writes `batch` behind the others, then makes room by removing the oldest (the newest is
+    /// always kept, even alone past the bound): a batch that cannot be written costs no other.
+    /// Only a full disk removes the oldest first, as the bound would, and tries once more. A
+    /// batch stamped no later than the newest spooled one (a clock stepped back) is written as
+    /// one millisecond after it, so the order holds.
     pub fn push(&mut self, batch: &Batch) -> Lost {
         let len = batch.body.len() as u64;
         let at_ms = match self.entries.back() {
@@ -116,10 +118,20 @@ impl Spool {
             samples: batch.samples,
             len,
         };
-        let full = self.shrink_to(self.max_bytes.saturating_sub(len));
         let path = self.path(&entry);
         let tmp = path.with_extension("tmp");
-        let written = std::fs::write(&tmp, &batch.body).and_then(|()| std::fs::rename(&tmp, &path));
+        let write =
+            || std::fs::write(&tmp, &batch.body).and_then(|()| std::fs::rename(&tmp, &path));
+        let mut full = 0;
+        let mut written = write();
+        if written
+            .as_ref()
+            .is_err_and(|e| e.kind() == std::io::ErrorKind::StorageFull)
+        {
+            let _ = std::fs::remove_file(&tmp);
+            full = self.shrink_to(self.max_bytes.saturating_sub(len));
+            written = write();
+        }
         if let Err(e) = written {
             let _ = std::fs::remove_file(&tmp);
             tracing::warn!(dir = %self.dir.display(), error = %e, "remote write spool: a batch could not be written: dropped");
@@ -128,6 +140,7 @@ impl Spool {
                 io: batch.samples as u64,
             };
         }
+        full += self.shrink_to(self.max_bytes.saturating_sub(len));
         self.bytes += len;
         self.entries.push_back(entry);
         Lost { full, io: 0 }
@@ -272,6 +285,22 @@ mod tests {
         let (front, lost) = s.front();
         assert_eq!((front.map(|b| b.at_ms), lost), (Some(101), 10));
         assert_eq!(s.len(), 1);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A batch that cannot be written is the only one lost: the spool full to its bound keeps
+    /// every older batch (they were removed before the write once).
+    #[test]
+    fn a_failed_write_costs_no_older_batch() {
+        let d = dir("failed");
+        let (mut s, _) = Spool::open(&d, 250).expect("open");
+        s.push(&batch(1, 100));
+        s.push(&batch(2, 100));
+        // A directory where the batch's temporary file goes: the write fails.
+        std::fs::create_dir_all(d.join("3-10.tmp")).expect("blocker");
+        assert_eq!(s.push(&batch(3, 100)), Lost { full: 0, io: 10 });
+        assert_eq!((s.len(), s.bytes(), s.oldest_ms()), (2, 200, Some(1)));
+        assert!(d.join("1-10.batch").exists() && d.join("2-10.batch").exists());
         let _ = std::fs::remove_dir_all(&d);
     }
 
