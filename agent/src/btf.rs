@@ -74,6 +74,18 @@ struct Member {
 }
 
 impl Btf {
+    /// The running kernel's BTF for a test of the fields a kind needs: `None`, said, on a
+    /// machine without it (a test that then checks nothing says so rather than pass quietly).
+    #[cfg(test)]
+    pub fn running_kernel() -> Option<Btf> {
+        let path = Path::new("/sys/kernel/btf/vmlinux");
+        if !path.exists() {
+            eprintln!("SKIP: no {} on this machine", path.display());
+            return None;
+        }
+        Some(Btf::from_file(path).expect("the running kernel's BTF parses"))
+    }
+
     /// Reads the running kernel's BTF.
     pub fn from_file(path: &Path) -> Result<Self, BtfError> {
         let data = std::fs::read(path).map_err(|source| BtfError::Read {
@@ -359,12 +371,9 @@ mod tests {
     /// The running kernel's own BTF, when there is one: offsets must be found and plausible.
     #[test]
     fn reads_the_running_kernel() {
-        let path = Path::new("/sys/kernel/btf/vmlinux");
-        if !path.exists() {
-            eprintln!("SKIP: no /sys/kernel/btf/vmlinux on this machine");
+        let Some(btf) = Btf::running_kernel() else {
             return;
-        }
-        let btf = Btf::from_file(path).expect("kernel BTF parses");
+        };
         let off = btf.kernel_offsets().expect("offsets");
         assert!(off.task_cgroups > 0 && off.cgroup_kn > 0, "{off:?}");
         assert_eq!(off.valid, 1);
