@@ -8,21 +8,33 @@
 //! (`tcp_reset` sets ECONNREFUSED, `tcp_write_err` ETIMEDOUT when the SYN retries ran out), so the
 //! state change says why.
 //!
+//! Established connections: a connection entering ESTABLISHED is added to its cgroup's opened
+//! count and remembered (socket address -> cgroup) in `ESTABLISHED_SOCKETS`; leaving ESTABLISHED
+//! adds to that cgroup's closed count only if it was remembered, so a connection established
+//! before the agent never makes the difference negative. Those connections are found once at
+//! start-up by the seed, an `iter/task_file` walk of every open file (`tcp_established_seed`).
+//! The walk and the state changes race for a connection closing while it walks: a leaving
+//! connection the walk has not counted yet leaves a tombstone while the walk runs (key 0 set),
+//! and the walk counts only sockets it could insert, so each connection is counted at most once
+//! and its close only if its opening was.
+//!
 //! Round-trip time: the socket's smoothed RTT (`srtt_us`, what `ss -i` shows), sampled when a
 //! connection is established (then it is the handshake's round trip) and when it leaves
 //! ESTABLISHED (its last smoothed value), into a log2 histogram per cgroup: two samples per
 //! connection, at no cost while it carries data (`tcp_probe` fires for every ACK).
 use aya_ebpf::{
-    helpers::generated::bpf_skc_to_tcp_sock,
+    bindings::BPF_F_NO_PREALLOC,
+    helpers::generated::{bpf_skc_to_tcp_sock, bpf_sock_from_file},
     macros::{btf_tracepoint, map},
-    maps::PerCpuHashMap,
+    maps::{HashMap, PerCpuHashMap},
     programs::BtfTracePointContext,
 };
 use nodetel_common::{
-    HistKey, STAT_TCP_MAP_FULL, STAT_TCP_UNREADABLE, TCP_ACCEPTS, TCP_CONNECT_OK,
-    TCP_CONNECT_OTHER, TCP_CONNECT_REFUSED, TCP_CONNECT_TIMEOUT, TCP_COUNTERS_ENTRIES,
+    HistKey, STAT_TCP_ESTABLISHED_UNTRACKED, STAT_TCP_MAP_FULL, STAT_TCP_UNREADABLE, TCP_ACCEPTS,
+    TCP_CONNECT_OK, TCP_CONNECT_OTHER, TCP_CONNECT_REFUSED, TCP_CONNECT_TIMEOUT,
+    TCP_COUNTERS_ENTRIES, TCP_ESTABLISHED_CLOSED, TCP_ESTABLISHED_ENTRIES, TCP_ESTABLISHED_OPENED,
     TCP_RESETS_RECEIVED, TCP_RESETS_SENT, TCP_RETRANS_SEGS, TCP_RTT_BUCKETS, TCP_RTT_ENTRIES,
-    TCP_SLOTS, TcpCounters, TcpOffsets, TcpRttBucket,
+    TCP_SLOTS, TCP_TOMBSTONE, TcpCounters, TcpOffsets, TcpRttBucket,
 };
 
 use crate::{
@@ -38,6 +50,10 @@ pub static TCP_COUNTERS: PerCpuHashMap<u64, TcpCounters> =
 pub static TCP_RTT: PerCpuHashMap<HistKey, TcpRttBucket> =
     PerCpuHashMap::with_max_entries(TCP_RTT_ENTRIES, 0);
 
+#[map(name = "TCP_ESTABLISHED")]
+pub static ESTABLISHED_SOCKETS: HashMap<u64, u64> =
+    HashMap::with_max_entries(TCP_ESTABLISHED_ENTRIES, BPF_F_NO_PREALLOC);
+
 /// Filled by the agent before load; `valid == 0` means "not filled" (the programs do nothing).
 #[unsafe(no_mangle)]
 static TCP_OFFSETS: TcpOffsets = TcpOffsets {
@@ -47,6 +63,7 @@ static TCP_OFFSETS: TcpOffsets = TcpOffsets {
     sk_err: 0,
     skb_gso_segs: 0,
     tp_srtt: 0,
+    socket_sk: 0,
     valid: 0,
 };
 
@@ -57,6 +74,11 @@ const TCP_SYN_RECV: i32 = 3;
 const TCP_CLOSE: i32 = 7;
 const TCP_TIME_WAIT: u8 = 6;
 const TCP_NEW_SYN_RECV: u8 = 12;
+const TCP_ESTABLISHED_U8: u8 = 1;
+const EEXIST: i32 = -17;
+/// `BPF_NOEXIST`, `BPF_ANY`.
+const NOEXIST: u64 = 1;
+const ANY: u64 = 0;
 const IPPROTO_TCP: u16 = 6;
 const ETIMEDOUT: i32 = 110;
 const ECONNREFUSED: i32 = 111;
@@ -150,8 +172,99 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     if slot != NO_SLOT {
         add(id, slot, 1);
     }
+    if new == TCP_ESTABLISHED {
+        entered_established(sk as u64, id);
+    } else if old == TCP_ESTABLISHED {
+        left_established(sk as u64);
+    }
     if slot == TCP_CONNECT_OK || slot == TCP_ACCEPTS || slot == NO_SLOT {
         sample_rtt(sk, &off, id);
+    }
+    0
+}
+
+/// A connection entered ESTABLISHED: counted for its cgroup, and remembered so its leaving is
+/// counted for the same one. A tombstone at its address (a socket that closed there while the
+/// seed walked) is overwritten.
+#[inline(always)]
+fn entered_established(key: u64, id: u64) {
+    let stored = match ESTABLISHED_SOCKETS.insert(&key, &id, NOEXIST) {
+        Ok(()) => true,
+        // SAFETY: a lookup in a hash map; the value is copied at once.
+        Err(EEXIST) => match unsafe { ESTABLISHED_SOCKETS.get(&key) }.copied() {
+            Some(TCP_TOMBSTONE) => ESTABLISHED_SOCKETS.insert(&key, &id, ANY).is_ok(),
+            _ => return,
+        },
+        Err(_) => false,
+    };
+    if stored {
+        add(id, TCP_ESTABLISHED_OPENED, 1);
+    } else {
+        stat_add(STAT_TCP_ESTABLISHED_UNTRACKED, 1);
+    }
+}
+
+/// A connection left ESTABLISHED: counted as closed for the cgroup its opening was counted for,
+/// if it was. While the seed walks (key 0 present) an uncounted one leaves a tombstone, so the
+/// walk, which may have read its state a moment before, does not count it.
+#[inline(always)]
+fn left_established(key: u64) {
+    // SAFETY: a lookup in a hash map; the value is copied at once.
+    match unsafe { ESTABLISHED_SOCKETS.get(&key) }.copied() {
+        Some(id) => {
+            if ESTABLISHED_SOCKETS.remove(&key).is_ok() && id != TCP_TOMBSTONE {
+                add(id, TCP_ESTABLISHED_CLOSED, 1);
+            }
+        }
+        None => {
+            // SAFETY: as above.
+            if unsafe { ESTABLISHED_SOCKETS.get(&0) }.is_some() {
+                let _ = ESTABLISHED_SOCKETS.insert(&key, &TCP_TOMBSTONE, NOEXIST);
+            }
+        }
+    }
+}
+
+/// `iter/task_file`, run once by the agent after the state-change program is attached: each open
+/// file of each task; a TCP socket in ESTABLISHED not yet remembered is counted for its cgroup.
+/// The context is `struct bpf_iter__task_file { meta; task; u32 fd (8-aligned); file; }`.
+#[unsafe(no_mangle)]
+#[unsafe(link_section = "iter/task_file")]
+pub fn tcp_established_seed(ctx: *mut core::ffi::c_void) -> i32 {
+    let off = offsets();
+    if off.valid == 0 {
+        return 0;
+    }
+    // SAFETY: a lookup in a hash map; only its presence is used.
+    if unsafe { ESTABLISHED_SOCKETS.get(&0) }.is_none() {
+        let _ = ESTABLISHED_SOCKETS.insert(&0, &0, ANY);
+    }
+    // SAFETY: the verifier checks this load against the iterator's context type: the file
+    // pointer (null at the walk's end).
+    let file = unsafe { core::ptr::read_volatile((ctx as *const *mut u8).add(3)) };
+    if file.is_null() {
+        return 0;
+    }
+    // SAFETY: the helper takes a file and returns its socket, or null when it is no socket.
+    let sock = unsafe { bpf_sock_from_file(file.cast()) } as *const u8;
+    // SAFETY: see task::read_at; a null pointer reads as an error.
+    let Ok(sk) = (unsafe { read_at::<*const u8>(sock, off.socket_sk) }) else {
+        return 0;
+    };
+    // SAFETY: as above.
+    let tcp = unsafe { read_at::<u16>(sk, off.sk_protocol) } == Ok(IPPROTO_TCP);
+    // SAFETY: as above.
+    if !tcp || unsafe { read_at::<u8>(sk, off.sk_state) } != Ok(TCP_ESTABLISHED_U8) {
+        return 0;
+    }
+    let Ok(id) = cgroup_of(sk, &off) else {
+        stat_add(STAT_TCP_UNREADABLE, 1);
+        return 0;
+    };
+    match ESTABLISHED_SOCKETS.insert(&(sk as u64), &id, NOEXIST) {
+        Ok(()) => add(id, TCP_ESTABLISHED_OPENED, 1),
+        Err(EEXIST) => {}
+        Err(_) => stat_add(STAT_TCP_ESTABLISHED_UNTRACKED, 1),
     }
     0
 }

@@ -512,3 +512,148 @@ fn round_trips_land_in_the_paths_bucket() -> anyhow::Result<()> {
     }
     Ok(())
 }
+
+/// Connections of the churn that runs while the agent starts.
+const CHURN: u32 = 20_000;
+
+/// ESTABLISHED sockets in the host namespace's `/proc/net/tcp` with `port` as their local port
+/// (`local`) or remote one: the kernel's own count of one side's connections.
+fn established_on(port: &str, local: bool) -> anyhow::Result<usize> {
+    let want = format!("{:04X}", port.parse::<u16>()?);
+    let text = std::fs::read_to_string("/proc/net/tcp")?;
+    Ok(text
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let side = if local { f.get(1) } else { f.get(2) };
+            f.get(3) == Some(&"01") && side.is_some_and(|a| a.ends_with(&format!(":{want}")))
+        })
+        .count())
+}
+
+/// The established gauge is exact from the start: connections a cgroup opened before the agent
+/// started (each socket held by two descriptors) are found by the start-up walk, later ones
+/// follow by state change, and a killed client's connections leave both its count and its
+/// peer's (CLOSE_WAIT is not ESTABLISHED), as `/proc/net/tcp` says at each step.
+#[test]
+fn established_connections_are_counted_from_before_the_start() -> anyhow::Result<()> {
+    if !privileged("established_connections_are_counted_from_before_the_start") {
+        return Ok(());
+    }
+    let server = TestCgroup::create("tcp-est-server")?;
+    let early = TestCgroup::create("tcp-est-early")?;
+    let late = TestCgroup::create("tcp-est-late")?;
+    let (port_file, count_file) = (temp_file("est-port"), temp_file("est-count"));
+    let mut hold = server.spawn(&format!(
+        "exec {} tcp-hold-accept 127.0.0.1:0 {} {}",
+        nettool(),
+        port_file.display(),
+        count_file.display()
+    ))?;
+    let port = wait_for_file(&port_file)?.trim().to_string();
+    let addr = format!("127.0.0.1:{port}");
+    let connect = |cg: &TestCgroup, n: u32, accepted: u32| -> anyhow::Result<std::process::Child> {
+        let ready = temp_file(&format!("est-ready-{n}"));
+        let child = cg.spawn(&format!(
+            "exec {} tcp-hold {addr} {n} {}",
+            nettool(),
+            ready.display()
+        ))?;
+        wait_for_file(&ready)?;
+        let _ = std::fs::remove_file(&ready);
+        // Accepted, not just queued: a connection in the accept queue has no descriptor yet.
+        let t0 = std::time::Instant::now();
+        while std::fs::read_to_string(&count_file)
+            .unwrap_or_default()
+            .trim()
+            != accepted.to_string()
+        {
+            ensure!(t0.elapsed() < Duration::from_secs(10), "never accepted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(child)
+    };
+    let mut first = connect(&early, 5, 5)?;
+    ensure!(
+        established_on(&port, true)? == 5 && established_on(&port, false)? == 5,
+        "the set-up: 5 connections each way"
+    );
+    // Connections opened and closed as fast as loopback allows while the agent starts and its
+    // walk runs: whatever the walk and the state changes race for, none is left counted.
+    let churn = TestCgroup::create("tcp-est-churn")?;
+    let churn_server = TestCgroup::create("tcp-est-churn-server")?;
+    let (mut churn_listen, churn_port) = listen(&churn_server, None, "127.0.0.1:0", CHURN)?;
+    let mut churning = churn.spawn(&format!(
+        "exec {} tcp-connect 127.0.0.1:{churn_port} {CHURN} 30 > /dev/null",
+        nettool()
+    ))?;
+    let agent = Agent::start(Duration::from_millis(500), &[TCP_ON])?;
+    ensure!(
+        churning.try_wait()?.is_none(),
+        "the churn ended before the agent started: make it longer"
+    );
+    ensure!(churning.wait()?.success() && churn_listen.wait()?.success());
+    let gauge =
+        |e: &Exposition, cg: &TestCgroup| e.value("nodetel_container_tcp_established", &cg.rel);
+    let got = |e: &Exposition| [gauge(e, &server), gauge(e, &early), gauge(e, &late)];
+    let e = agent.scrape_until(Duration::from_secs(5), |e| {
+        got(e) == [Some(5.0), Some(5.0), Some(0.0)]
+    })?;
+    assert_eq!(
+        got(&e),
+        [Some(5.0), Some(5.0), Some(0.0)],
+        "found at the start"
+    );
+    let churned = |e: &Exposition| [gauge(e, &churn), gauge(e, &churn_server)];
+    let e = agent.scrape_until(Duration::from_secs(5), |e| {
+        churned(e) == [Some(0.0), Some(0.0)]
+    })?;
+    assert_eq!(
+        churned(&e),
+        [Some(0.0), Some(0.0)],
+        "all churned connections closed"
+    );
+    println!(
+        "churn: {} connects counted ok while the agent started",
+        tcp(&e, "connects", &churn, Some(("result", "ok")))
+    );
+
+    let mut second = connect(&late, 3, 8)?;
+    assert_eq!(
+        (established_on(&port, true)?, established_on(&port, false)?),
+        (8, 8)
+    );
+    let e = agent.scrape_until(Duration::from_secs(5), |e| {
+        got(e) == [Some(8.0), Some(5.0), Some(3.0)]
+    })?;
+    assert_eq!(got(&e), [Some(8.0), Some(5.0), Some(3.0)], "3 more");
+
+    first.kill()?;
+    first.wait()?;
+    let t0 = std::time::Instant::now();
+    while established_on(&port, false)? != 3 {
+        ensure!(
+            t0.elapsed() < Duration::from_secs(10),
+            "the kill closed nothing"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        established_on(&port, true)?,
+        3,
+        "the peers are in CLOSE_WAIT"
+    );
+    let e = agent.scrape_until(Duration::from_secs(5), |e| {
+        got(e) == [Some(3.0), Some(0.0), Some(3.0)]
+    })?;
+    assert_eq!(got(&e), [Some(3.0), Some(0.0), Some(3.0)], "5 closed");
+    for c in [&mut second, &mut hold] {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    for f in [&port_file, &count_file] {
+        let _ = std::fs::remove_file(f);
+    }
+    Ok(())
+}

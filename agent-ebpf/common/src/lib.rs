@@ -136,7 +136,24 @@ pub const TCP_CONNECT_REFUSED: u32 = 4;
 pub const TCP_CONNECT_TIMEOUT: u32 = 5;
 pub const TCP_CONNECT_OTHER: u32 = 6;
 pub const TCP_ACCEPTS: u32 = 7;
-pub const TCP_SLOTS: usize = 8;
+/// Connections of the cgroup that entered ESTABLISHED (or were found in it by the start-up walk,
+/// [`PROG_TCP_ESTABLISHED_SEED`]) and that left it: their difference is the cgroup's established
+/// connections now. Two counters that only grow, so the per-CPU values sum to it exactly.
+pub const TCP_ESTABLISHED_OPENED: u32 = 8;
+pub const TCP_ESTABLISHED_CLOSED: u32 = 9;
+pub const TCP_SLOTS: usize = 10;
+/// Hash: a socket's address -> the cgroup its entering ESTABLISHED was charged to, while it is
+/// established; or [`TCP_TOMBSTONE`]. Key 0 (no socket) is set while the seed walks.
+pub const MAP_TCP_ESTABLISHED: &str = "TCP_ESTABLISHED";
+/// Capacity of [`MAP_TCP_ESTABLISHED`], allocated as connections come (no preallocation): about
+/// 80 bytes per established connection of the node. A connection beyond it is not counted, and
+/// counted in [`STAT_TCP_ESTABLISHED_UNTRACKED`].
+pub const TCP_ESTABLISHED_ENTRIES: u32 = 262_144;
+/// The value of a socket that left ESTABLISHED while the seed walked: the walk must not count it.
+pub const TCP_TOMBSTONE: u64 = u64::MAX;
+/// `iter/task_file`: run once at start-up, counts the connections established before the agent
+/// (every open file of every task that is a TCP socket in ESTABLISHED, each socket once).
+pub const PROG_TCP_ESTABLISHED_SEED: &str = "tcp_established_seed";
 
 /// Default capacity of [`MAP_CPU_NS`]; userspace may resize it at load time.
 pub const DEFAULT_CPU_NS_ENTRIES: u32 = 16_384;
@@ -193,8 +210,10 @@ pub const STAT_BLKIO_ISSUE_UNSEEN: u32 = 20;
 pub const STAT_TCP_MAP_FULL: u32 = 21;
 /// TCP events whose socket's cgroup could not be read: not counted.
 pub const STAT_TCP_UNREADABLE: u32 = 22;
+/// Established connections not counted because [`MAP_TCP_ESTABLISHED`] was full.
+pub const STAT_TCP_ESTABLISHED_UNTRACKED: u32 = 23;
 /// Number of slots in [`MAP_STATS`].
-pub const STAT_SLOTS: u32 = 23;
+pub const STAT_SLOTS: u32 = 24;
 
 /// What one CPU runs since the last context switch, and what it has not yet written to the
 /// shared maps.
@@ -346,7 +365,7 @@ const _: () = assert!(core::mem::size_of::<BlkioKey>() == 16);
 pub struct TcpCounters {
     pub counts: [u64; TCP_SLOTS],
 }
-const _: () = assert!(core::mem::size_of::<TcpCounters>() == 64);
+const _: () = assert!(core::mem::size_of::<TcpCounters>() == 80);
 
 /// Offsets the TCP programs follow from a `struct sock` and a `struct sk_buff` (from BTF, like
 /// [`BlkioOffsets`]; the cgroup's `kn->id` uses [`KernelOffsets`]' two).
@@ -365,10 +384,12 @@ pub struct TcpOffsets {
     pub skb_gso_segs: u32,
     /// `tcp_sock.srtt_us` (u32, the smoothed RTT in µs times 8)
     pub tp_srtt: u32,
+    /// `socket.sk` (the seed's way from an open file's socket to its `struct sock`)
+    pub socket_sk: u32,
     /// 1 once userspace filled the struct.
     pub valid: u32,
 }
-const _: () = assert!(core::mem::size_of::<TcpOffsets>() == 28);
+const _: () = assert!(core::mem::size_of::<TcpOffsets>() == 32);
 
 /// Value of [`MAP_TCP_RTT`].
 #[repr(C)]
@@ -391,8 +412,8 @@ fn pack<const N: usize>(fields: &[u32]) -> [u8; N] {
 }
 
 impl TcpOffsets {
-    /// The struct's bytes as the program reads them (seven `u32`, no padding).
-    pub fn to_ne_bytes(&self) -> [u8; 28] {
+    /// The struct's bytes as the program reads them (eight `u32`, no padding).
+    pub fn to_ne_bytes(&self) -> [u8; 32] {
         let fields = [
             self.sk_cgroup,
             self.sk_state,
@@ -400,6 +421,7 @@ impl TcpOffsets {
             self.sk_err,
             self.skb_gso_segs,
             self.tp_srtt,
+            self.socket_sk,
             self.valid,
         ];
         pack(&fields)

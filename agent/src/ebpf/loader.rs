@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use aya::{
     Btf as AyaBtf, Ebpf, EbpfLoader,
     maps::{MapData, RingBuf},
-    programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, TracePoint},
+    programs::{BtfTracePoint, CgroupAttachMode, CgroupSkb, CgroupSkbAttachType, Iter, TracePoint},
 };
 use nodetel_common::{
     GLOBAL_OFFSETS, MAP_CPU_NS, MAP_NET_TRAFFIC, MAP_OOM_EVENTS, MAP_SCHED_HIST, PROG_CGROUP_MKDIR,
@@ -122,6 +122,9 @@ pub enum Attach {
     Classic(&'static str, &'static str),
     /// The cgroup v2 root (`LoadOptions::cgroup2_root`), one direction.
     CgroupSkb(CgroupSkbAttachType),
+    /// An iterator over the kernel's objects (`iter/<target>`), walked once to its end when its
+    /// turn comes (after the programs before it are attached), then dropped.
+    IterOnce(&'static str),
 }
 
 impl Probes {
@@ -200,6 +203,7 @@ impl Probes {
             let done = match how {
                 Attach::Btf(tp) => attach_btf_tracepoint(&mut ebpf, name, tp, &kernel_btf),
                 Attach::Classic(category, tp) => attach_tracepoint(&mut ebpf, name, category, tp),
+                Attach::IterOnce(target) => walk_iterator(&mut ebpf, name, target, &kernel_btf),
                 Attach::CgroupSkb(direction) => match &opts.cgroup2_root {
                     Some(root) => attach_cgroup_skb(&mut ebpf, name, root, direction),
                     None => {
@@ -384,6 +388,32 @@ fn attach_btf_tracepoint(
     prog.load(tracepoint, btf).map_err(err)?;
     prog.attach().map_err(err)?;
     Ok(())
+}
+
+/// Loads an iterator, walks it to its end (reading its output, which is empty: it works through
+/// maps), and unloads it.
+fn walk_iterator(
+    ebpf: &mut Ebpf,
+    name: &'static str,
+    target: &str,
+    btf: &AyaBtf,
+) -> Result<(), LoadError> {
+    let err = |source| LoadError::Program { name, source };
+    let prog: &mut Iter = ebpf
+        .program_mut(name)
+        .ok_or(LoadError::MissingProgram(name))?
+        .try_into()
+        .map_err(err)?;
+    prog.load(target, btf).map_err(err)?;
+    let link = prog.attach().map_err(err)?;
+    let link = prog.take_link(link).map_err(err)?;
+    let walked = link
+        .into_file()
+        .map_err(std::io::Error::other)
+        .and_then(|mut f| std::io::copy(&mut f, &mut std::io::sink()))
+        .map_err(aya::programs::ProgramError::IOError);
+    let _ = prog.unload();
+    walked.map(|_| ()).map_err(err)
 }
 
 fn attach_tracepoint(

@@ -345,6 +345,7 @@ mod tests {
                 connects_timeout: 1,
                 connects_other: 0,
                 accepts: 7,
+                established: Some(4),
                 // 100 round trips around 100 ms (bucket 17: 65.5-131 ms), 20 on loopback.
                 rtt_buckets: (0..27u64)
                     .map(|b| match b {

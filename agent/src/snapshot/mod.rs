@@ -113,6 +113,9 @@ pub struct TcpHealth {
     pub connects_other: u64,
     /// Connections accepted by the cgroup's listeners (SYN_RECV to ESTABLISHED).
     pub accepts: u64,
+    /// The cgroup's connections in ESTABLISHED now; `None` where the agent could not find the
+    /// ones established before it started (not in the host's pid namespace).
+    pub established: Option<u64>,
     /// Smoothed round-trip times sampled as connections were established and as they left
     /// ESTABLISHED: per log2 bucket (bucket b: under 2^b µs, not cumulative), their sum and
     /// count. Empty buckets when there was none.
@@ -133,6 +136,9 @@ pub struct TcpKindHealth {
     pub unreadable: u64,
     /// Cumulative: entries deleted because their cgroup was removed.
     pub entries_forgotten: u64,
+    /// Cumulative, from the kernel: established connections not counted because the socket map
+    /// was full.
+    pub established_untracked: u64,
 }
 
 /// The `blkio` kind's own figures.

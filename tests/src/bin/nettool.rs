@@ -10,6 +10,11 @@
 //!                                          `connects ok <n> refused <n> timeout <n> other <n>`
 //! tcp-abort <addr> <count>                 connect <count> times, each closed with a reset
 //!                                          (SO_LINGER 0)
+//! tcp-hold-accept <bind> <port-file> <count-file>
+//!                                          accept clients and hold them open until killed,
+//!                                          writing the number accepted so far to <count-file>
+//! tcp-hold <addr> <count> <ready-file>     connect <count> times, each socket held by two
+//!                                          descriptors, write <ready-file>, hold until killed
 //! spin <cpu>                               a busy loop pinned to <cpu>, until killed
 //! spin-rt <cpu> <run_ms> <rest_ms> <count> pinned to <cpu> at SCHED_FIFO: <count> times, spin
 //!                                          <run_ms> then sleep <rest_ms> (run-queue waits of a
@@ -85,6 +90,28 @@ fn main() -> anyhow::Result<()> {
                 drop(listener.accept()?);
             }
             println!("accepted {}", num(3)?);
+        }
+        "tcp-hold-accept" => {
+            let listener = TcpListener::bind(arg(1)?)?;
+            std::fs::write(arg(2)?, listener.local_addr()?.port().to_string())?;
+            let mut held = Vec::new();
+            loop {
+                held.push(listener.accept()?.0);
+                std::fs::write(arg(3)?, held.len().to_string())?;
+            }
+        }
+        "tcp-hold" => {
+            let mut held = Vec::new();
+            for _ in 0..num(2)? {
+                let conn = TcpStream::connect(arg(1)?)?;
+                // A second descriptor of the same socket: still one connection.
+                held.push(conn.try_clone()?);
+                held.push(conn);
+            }
+            std::fs::write(arg(3)?, "held")?;
+            loop {
+                std::thread::sleep(Duration::from_secs(3600));
+            }
         }
         "tcp-connect" => {
             let addr: std::net::SocketAddr = arg(1)?.parse()?;

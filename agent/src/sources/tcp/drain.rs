@@ -4,10 +4,11 @@ use std::collections::HashMap;
 
 use aya::{
     Ebpf,
-    maps::{MapError, PerCpuHashMap},
+    maps::{HashMap as BpfHashMap, MapError, PerCpuHashMap},
 };
 use nodetel_common::{
-    HistKey, MAP_TCP_COUNTERS, MAP_TCP_RTT, TCP_RTT_BUCKETS, TcpCounters, TcpRttBucket,
+    HistKey, MAP_TCP_COUNTERS, MAP_TCP_ESTABLISHED, MAP_TCP_RTT, TCP_RTT_BUCKETS, TCP_TOMBSTONE,
+    TcpCounters, TcpRttBucket,
 };
 
 use crate::ebpf::{deleted, each_entry, missing};
@@ -69,7 +70,6 @@ pub fn drain(ebpf: &Ebpf) -> Result<TcpDrain, MapError> {
     })?;
     let map = ebpf.map(MAP_TCP_RTT).ok_or_else(|| missing(MAP_TCP_RTT))?;
     let rtt: PerCpuHashMap<_, HistKey, TcpRttBucket> = PerCpuHashMap::try_from(map)?;
-    let mut buckets = Vec::new();
     each_entry(&rtt, |key, per_cpu| {
         let v = per_cpu
             .iter()
@@ -77,12 +77,9 @@ pub fn drain(ebpf: &Ebpf) -> Result<TcpDrain, MapError> {
                 count: a.count.saturating_add(v.count),
                 rtt_us: a.rtt_us.saturating_add(v.rtt_us),
             });
-        buckets.push((key, v));
-    })?;
-    out.entries += buckets.len() as u64;
-    for (key, v) in buckets {
+        out.entries += 1;
         out.add_rtt(key, v);
-    }
+    })?;
     Ok(out)
 }
 
@@ -93,6 +90,27 @@ pub fn sum_counters(per_cpu: &[TcpCounters]) -> TcpCounters {
         }
         a
     })
+}
+
+/// Ends the seed of the established count (agent-ebpf/src/tcp.rs): the walking mark (key 0) is
+/// removed, then the tombstones connections left while it walked. Returns how many tombstones.
+pub fn end_seed(ebpf: &mut Ebpf) -> Result<u64, MapError> {
+    let map = ebpf
+        .map_mut(MAP_TCP_ESTABLISHED)
+        .ok_or_else(|| missing(MAP_TCP_ESTABLISHED))?;
+    let mut sockets: BpfHashMap<_, u64, u64> = BpfHashMap::try_from(map)?;
+    deleted(sockets.remove(&0))?;
+    let tombs: Vec<u64> = sockets
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|(_, cgroup)| *cgroup == TCP_TOMBSTONE)
+        .map(|(sk, _)| sk)
+        .collect();
+    let mut removed = 0;
+    for sk in tombs {
+        removed += u64::from(deleted(sockets.remove(&sk))?);
+    }
+    Ok(removed)
 }
 
 /// Deletes both maps' entries of the given cgroups. Returns how many.

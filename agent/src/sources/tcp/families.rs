@@ -56,6 +56,13 @@ pub static FAMILIES: &[ContainerFamily] = &[
         value: Value::One(|c| one(c, |t| t.accepts)),
     },
     ContainerFamily {
+        name: "nodetel_container_tcp_established",
+        help: "TCP connections of the cgroup's sockets in ESTABLISHED now (those open before the agent started found by a walk of every open file).",
+        kind: Kind::Gauge,
+        extra: &[],
+        value: Value::One(|c| c.tcp.as_ref()?.established.map(|n| n as f64)),
+    },
+    ContainerFamily {
         name: "nodetel_container_tcp_rtt_seconds",
         help: "Smoothed round-trip time of the cgroup's TCP connections, sampled as each is established and as it leaves ESTABLISHED, in buckets built in the kernel.",
         kind: Kind::Histogram,
@@ -101,6 +108,12 @@ pub static AGENT: &[AgentFamily] = &[
         help: "TCP events whose socket's cgroup could not be read: not counted.",
         kind: Kind::Counter,
         series: |a| health(a, |h| h.unreadable),
+    },
+    AgentFamily {
+        name: "nodetel_tcp_established_untracked_total",
+        help: "TCP connections established but not counted in nodetel_container_tcp_established: the socket map was full.",
+        kind: Kind::Counter,
+        series: |a| health(a, |h| h.established_untracked),
     },
     AgentFamily {
         name: "nodetel_tcp_entries_forgotten_total",

@@ -10,9 +10,11 @@ pub use programs::programs;
 use std::collections::HashMap;
 
 use nodetel_common::{
-    STAT_TCP_MAP_FULL, STAT_TCP_UNREADABLE, TCP_ACCEPTS, TCP_CONNECT_OK, TCP_CONNECT_OTHER,
-    TCP_CONNECT_REFUSED, TCP_CONNECT_TIMEOUT, TCP_COUNTERS_ENTRIES, TCP_RESETS_RECEIVED,
-    TCP_RESETS_SENT, TCP_RETRANS_SEGS, TCP_RTT_BUCKETS, TCP_RTT_ENTRIES, TcpCounters,
+    PROG_TCP_ESTABLISHED_SEED, STAT_TCP_ESTABLISHED_UNTRACKED, STAT_TCP_MAP_FULL,
+    STAT_TCP_UNREADABLE, TCP_ACCEPTS, TCP_CONNECT_OK, TCP_CONNECT_OTHER, TCP_CONNECT_REFUSED,
+    TCP_CONNECT_TIMEOUT, TCP_COUNTERS_ENTRIES, TCP_ESTABLISHED_CLOSED, TCP_ESTABLISHED_OPENED,
+    TCP_RESETS_RECEIVED, TCP_RESETS_SENT, TCP_RETRANS_SEGS, TCP_RTT_BUCKETS, TCP_RTT_ENTRIES,
+    TcpCounters,
 };
 
 use super::{Pass, Source};
@@ -29,11 +31,13 @@ pub struct Tcp {
     /// This pass's figures per exported cgroup.
     shown: HashMap<u64, TcpHealth>,
     health: TcpKindHealth,
+    /// The seed walked: the established count is served.
+    established: bool,
 }
 
 impl Tcp {
     /// `None` when the programs are not all attached (the kind is then absent, not zero).
-    pub fn new(probes: &Probes) -> Option<Tcp> {
+    pub fn new(probes: &mut Probes) -> Option<Tcp> {
         let attached = programs::PROGRAMS
             .iter()
             .filter(|p| probes.is_attached(p))
@@ -44,7 +48,19 @@ impl Tcp {
             }
             return None;
         }
+        let established = probes.is_attached(PROG_TCP_ESTABLISHED_SEED)
+            && match drain::end_seed(&mut probes.ebpf) {
+                Ok(tombstones) => {
+                    tracing::debug!(tombstones, "established TCP connections seeded");
+                    true
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "failed to end the seed of established TCP connections; their count is not served");
+                    false
+                }
+            };
         Some(Tcp {
+            established,
             last: TcpDrain::default(),
             drained: None,
             shown: HashMap::new(),
@@ -57,7 +73,9 @@ impl Tcp {
 }
 
 /// The kernel's slots, named; added into `h` (a folded cgroup's into its exported ancestor's).
-fn add(h: &mut TcpHealth, c: &TcpCounters) {
+/// The established count is opened less closed, both of which only grow (so a cgroup's sum over
+/// CPUs, and over folded cgroups, is exact); `established` says whether it is served.
+fn add(h: &mut TcpHealth, c: &TcpCounters, established: bool) {
     let at = |slot: u32| c.counts.get(slot as usize).copied().unwrap_or(0);
     for (field, slot) in [
         (&mut h.retransmits, TCP_RETRANS_SEGS),
@@ -70,6 +88,10 @@ fn add(h: &mut TcpHealth, c: &TcpCounters) {
         (&mut h.accepts, TCP_ACCEPTS),
     ] {
         *field = field.saturating_add(at(slot));
+    }
+    if established {
+        let now = at(TCP_ESTABLISHED_OPENED).saturating_sub(at(TCP_ESTABLISHED_CLOSED));
+        h.established = Some(h.established.unwrap_or(0).saturating_add(now));
     }
 }
 
@@ -119,6 +141,10 @@ impl Source for Tcp {
         for (field, slot) in [
             (&mut self.health.map_full, STAT_TCP_MAP_FULL),
             (&mut self.health.unreadable, STAT_TCP_UNREADABLE),
+            (
+                &mut self.health.established_untracked,
+                STAT_TCP_ESTABLISHED_UNTRACKED,
+            ),
         ] {
             if let Ok(v) = probes.stat(slot) {
                 *field = v;
@@ -128,7 +154,11 @@ impl Source for Tcp {
         // A cgroup not in the walk was removed (its entry was just deleted): shown under none.
         let live = |id: &&u64| pass.tree.contains(**id);
         for (id, c) in self.last.counters.iter().filter(|(id, _)| live(id)) {
-            add(shown.entry(pass.tree.charged_to(*id)).or_default(), c);
+            add(
+                shown.entry(pass.tree.charged_to(*id)).or_default(),
+                c,
+                self.established,
+            );
         }
         for (id, r) in self.last.rtt.iter().filter(|(id, _)| live(id)) {
             add_rtt(shown.entry(pass.tree.charged_to(*id)).or_default(), r);
@@ -139,7 +169,11 @@ impl Source for Tcp {
 
     fn fill(&mut self, _: &mut Probes, containers: &mut [ContainerSample], _: &mut Pass<'_>) {
         for c in containers {
-            c.tcp = Some(self.shown.remove(&c.cgroup_id).unwrap_or_default());
+            let mut t = self.shown.remove(&c.cgroup_id).unwrap_or_default();
+            if self.established && t.established.is_none() {
+                t.established = Some(0);
+            }
+            c.tcp = Some(t);
         }
     }
 }
@@ -160,6 +194,7 @@ pub fn json(c: &ContainerSample) -> serde_json::Value {
             "other": t.connects_other,
         },
         "accepts": t.accepts,
+        "established": t.established,
         "rtt_sum_seconds": t.rtt_sum_us as f64 * 1e-6,
         "rtt_count": t.rtt_count,
         "rtt_buckets": super::log2_buckets(&t.rtt_buckets),
@@ -180,10 +215,34 @@ mod tests {
         b.counts[TCP_ACCEPTS as usize] = 2;
         let total = drain::sum_counters(&[a, b]);
         let mut h = TcpHealth::default();
-        add(&mut h, &total);
-        add(&mut h, &a);
+        add(&mut h, &total, false);
+        add(&mut h, &a, false);
         assert_eq!(h.retransmits, u64::MAX, "saturates, never wraps");
         assert_eq!((h.connects_refused, h.accepts), (2, 2));
         assert_eq!(h.connects_ok + h.resets_sent + h.connects_timeout, 0);
+        assert_eq!(h.established, None, "not served without the seed");
+    }
+
+    #[test]
+    fn established_is_opened_less_closed_over_cpus_and_folded_cgroups() {
+        let counters = |opened, closed| {
+            let mut c = TcpCounters::default();
+            c.counts[TCP_ESTABLISHED_OPENED as usize] = opened;
+            c.counts[TCP_ESTABLISHED_CLOSED as usize] = closed;
+            c
+        };
+        // Opened on one CPU, closed on another: only the sum means anything.
+        let total = drain::sum_counters(&[counters(5, 0), counters(0, 3)]);
+        let mut h = TcpHealth::default();
+        add(&mut h, &total, true);
+        assert_eq!(h.established, Some(2));
+        // A folded child cgroup's connections add to its ancestor's.
+        add(&mut h, &counters(4, 4), true);
+        add(&mut h, &counters(1, 0), true);
+        assert_eq!(h.established, Some(3));
+        // More closes than opens cannot be (each close was an open), and never shows negative.
+        let mut odd = TcpHealth::default();
+        add(&mut odd, &counters(1, 2), true);
+        assert_eq!(odd.established, Some(0));
     }
 }
