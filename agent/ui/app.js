@@ -1,8 +1,8 @@
 /* nodetel's pages. Every figure comes from the agent's own JSON API (cAdvisor's, plus the
- * run-queue histogram under ?nodetel=true) and its event store: the page is a reader of what any
- * API client sees. Charts are uPlot's. Memory stays bounded however long a page is open: each
- * series keeps POINTS points, tables are redrawn in place, and one request of each kind is in
- * flight at a time. */
+ * run-queue histogram and TCP health under ?nodetel=true) and its event store: the page is a
+ * reader of what any API client sees. Charts are uPlot's. Memory stays bounded however long a
+ * page is open: each series keeps POINTS points, tables are redrawn in place, and one request of
+ * each kind is in flight at a time. */
 (() => {
   'use strict';
 
@@ -89,9 +89,20 @@
       : `The agent answered with an error: ${err.message}.${since}`;
   }
 
+  // A page left for another may be kept whole in the back/forward cache with its event stream
+  // still open: each such page held one of the browser's six connections to the agent, and after
+  // a few pages every request of the new one waited for a free connection (found by the browser
+  // test: 11.4 s for one fetch). Leaving closes the stream and ends the polls; coming back from
+  // that cache reloads the page.
+  const leaving = new AbortController();
+  window.addEventListener('pagehide', () => leaving.abort());
+  window.addEventListener('pageshow', e => { if (e.persisted) location.reload(); });
+
   async function api(url, body) {
     const ctl = new AbortController();
     const timer = setTimeout(() => ctl.abort(), REQUEST_TIMEOUT);
+    const onLeave = () => ctl.abort();
+    leaving.signal.addEventListener('abort', onLeave, { once: true });
     const opts = { cache: 'no-store', signal: ctl.signal };
     if (body) {
       opts.method = 'POST';
@@ -107,6 +118,7 @@
       throw err;
     } finally {
       clearTimeout(timer);
+      leaving.signal.removeEventListener('abort', onLeave);
     }
     if (!r.ok) {
       const text = (await r.text()).trim();
@@ -126,9 +138,9 @@
         setStatus(null);
       } catch (e) {
         setStatus(e);
-        console.warn('nodetel:', e.message);
+        if (!leaving.signal.aborted) console.warn('nodetel:', e.message);
       }
-      setTimeout(run, every);
+      if (!leaving.signal.aborted) setTimeout(run, every);
     };
     return run();
   }
@@ -136,9 +148,9 @@
   /** Follows an event stream (`stream=true`: one JSON object per line), reconnecting after
    *  two intervals whenever it ends; a partial line is bounded at 1 MiB. */
   async function follow(url, onEvent) {
-    for (;;) {
+    while (!leaving.signal.aborted) {
       try {
-        const r = await fetch(new URL(url, API_BASE), { cache: 'no-store' });
+        const r = await fetch(new URL(url, API_BASE), { cache: 'no-store', signal: leaving.signal });
         if (!r.ok) throw new Error(`${r.status}`);
         const reader = r.body.getReader();
         const dec = new TextDecoder();
@@ -393,6 +405,9 @@
     const cMem2 = chart(memG, 'Memory: cache and RSS', ['cache', 'rss'], fmtBytes);
     const netG = sec('network', 'Network');
     netG.append(h('p', { class: 'note' }, 'No traffic of this cgroup seen yet (or the network kind is off).'));
+    const tcpG = sec('tcp', 'TCP');
+    const tcpNote = h('p', { class: 'note' }, 'TCP health is not measured: the tcp_health kind is off (--enable-metrics=tcp_health turns it on).');
+    tcpG.append(tcpNote);
     const ioG = sec('blkio', 'Block I/O');
     ioG.append(h('p', { class: 'note' }, 'No block I/O of this cgroup seen yet (or the diskIO kind is off).'));
     const oomS = sec('oom', 'OOM kills');
@@ -456,6 +471,10 @@
     };
     for (const s of info.stats || []) pushStats(s);
 
+    const stampOf = i => {
+      const s = i.stats || [];
+      return s.length ? Date.parse(s[s.length - 1].timestamp) : null;
+    };
     // Run-queue: differences of the cumulative histogram between two answers.
     let rqPrev = null;
     const rqWindow = [];
@@ -493,6 +512,34 @@
     pushRunqueue(Date.now(), rqOf(info));
     if (!rqOf(info)) rqHist.replaceChildren(h('figcaption', {}, 'Run-queue latency histogram'),
       h('p', { class: 'note' }, 'No run-queue waits recorded for this cgroup\'s own tasks (a pod or slice cgroup has none of its own), or the sched kind is off.'));
+
+    // TCP health (nodetel's tcp_health kind): rates from the cumulative counters of two answers,
+    // and the established connections as they are.
+    let tcpPrev = null, tcpCharts = null;
+    const tcpOf = i => i.nodetel && i.nodetel.tcp;
+    // The figures are the newest pass's: timed by its sample, not by when the page asked (two
+    // answers can fall within one pass, or one answer be late).
+    const pushTcp = (t, x) => {
+      if (!x || t == null || (tcpPrev && t <= tcpPrev.t)) return;
+      if (!tcpCharts) {
+        tcpNote.remove();
+        tcpCharts = {
+          est: x.established == null ? null : chart(tcpG, 'TCP established connections', ['established'], v => ok(v) ? String(v) : dash),
+          conn: chart(tcpG, 'TCP connects and accepts', ['ok', 'refused', 'timed out', 'other', 'accepted'], fmtPerSec),
+          err: chart(tcpG, 'TCP retransmits and resets', ['retransmitted segments', 'resets sent', 'resets received'], fmtPerSec),
+        };
+      }
+      if (tcpCharts.est) tcpCharts.est.push(t, [x.established]);
+      if (tcpPrev) {
+        const dt = (t - tcpPrev.t) / 1000, p = tcpPrev.x;
+        const rate = (b, a) => dt > 0 && ok(b) && ok(a) && b >= a ? (b - a) / dt : null;
+        tcpCharts.conn.push(t, [rate(x.connects.ok, p.connects.ok), rate(x.connects.refused, p.connects.refused),
+          rate(x.connects.timeout, p.connects.timeout), rate(x.connects.other, p.connects.other), rate(x.accepts, p.accepts)]);
+        tcpCharts.err.push(t, [rate(x.retransmits, p.retransmits), rate(x.resets_sent, p.resets_sent), rate(x.resets_received, p.resets_received)]);
+      }
+      tcpPrev = { t, x };
+    };
+    pushTcp(stampOf(info), tcpOf(info));
 
     // Processes (cAdvisor's /api/v2.0/ps).
     const psSec = h('section', { 'aria-labelledby': 'ps' }, h('h2', { id: 'ps' }, 'Processes'));
@@ -551,6 +598,7 @@
       const now = await api(`api/v1.3/containers${encPath(name)}?nodetel=true`, { num_stats: 3 });
       for (const s of now.stats || []) pushStats(s);
       pushRunqueue(Date.now(), rqOf(now));
+      pushTcp(stampOf(now), tcpOf(now));
       if (tick++ % Math.max(1, Math.round(TABLE_EVERY / INTERVAL)) === 0) {
         subTable.set((await usage(name)).filter(r => r.path !== name));
         try {

@@ -131,7 +131,7 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
     }
     let dockerd = Dockerd::start("ui")?;
     dockerd.ensure_image()?;
-    for name in ["ui-busy", "ui-idle", "ui-pod-app", "ui-oom"] {
+    for name in ["ui-busy", "ui-idle", "ui-pod-app", "ui-oom", "ui-tcp"] {
         let _ = dockerd.docker(&["rm", "-f", name]);
     }
     // Docker leaves the pod container's parent cgroups behind; a `/kubepods` left on the host
@@ -187,6 +187,20 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
         "ui-oom",
         &["--memory=24m", "--memory-swap=24m"],
         &["sleep", "3600"],
+    )?;
+    // TCP: one connection to itself held open (two established sockets: the client's and the
+    // accepted one), and a connect to a closed port every 0.3 s (refused).
+    run(
+        "ui-tcp",
+        &[],
+        &[
+            "sh",
+            "-c",
+            // nc closes its side when its input ends: each end reads from a sleep.
+            "sleep 3600 | nc -l -p 8081 > /dev/null & sleep 1; \
+             sleep 3600 | nc 127.0.0.1 8081 > /dev/null & \
+             while :; do nc 127.0.0.1 9 < /dev/null 2> /dev/null; sleep 0.3; done",
+        ],
     )?;
     // The OOM tracepoint's layout is read from tracefs, which this host does not mount by itself.
     let agent = Agent::start_with_runtime(
@@ -339,8 +353,41 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
     )?;
     let idle = chart_max(&b, "CPU usage", 0)?.context("no idle CPU")?;
     anyhow::ensure!(idle < 0.02, "idle container at {idle} cores");
+    b.wait_for(
+        "idle container's TCP: no connection established",
+        "const e = nodetel.charts.get('TCP established connections'); return e && e.data[1].slice(-1)[0] === 0",
+        Duration::from_secs(5),
+    )?;
     b.screenshot(&dir.join("container-idle.png"))?;
     no_console_errors(&b, "idle container page")?;
+
+    // TCP health: the connection it holds (2 sockets) and its refused connects, per second. The
+    // eighth page of this browser: its polls are answered only if the pages left behind gave
+    // back their connections (they did not before the UI closed its stream on pagehide).
+    b.goto(&format!("{base}docker/ui-tcp"))?;
+    let shown = b.wait_for(
+        "the TCP charts: 2 established, refused connects",
+        "const e = window.nodetel && nodetel.charts.get('TCP established connections'), \
+         c = window.nodetel && nodetel.charts.get('TCP connects and accepts'); \
+         return e && c && e.data[1].slice(-1)[0] === 2 && c.data[2].some(v => v > 0)",
+        Duration::from_secs(15),
+    );
+    if shown.is_err() {
+        // What the page showed: its status line says whether its requests were answered.
+        eprintln!(
+            "TCP page: {:?}",
+            b.eval("return {status: document.body.innerText.slice(0, 300), tcp: [...nodetel.charts.entries()].filter(([k]) => k.startsWith('TCP')).map(([k, c]) => [k, c.data])}")
+        );
+        let _ = b.screenshot(&dir.join("container-tcp-failed.png"));
+    }
+    shown?;
+    let refused = chart_max(&b, "TCP connects and accepts", 1)?.context("no refused rate")?;
+    anyhow::ensure!(
+        refused > 0.5 && refused < 5.0,
+        "a refused connect every 0.3 s plotted at {refused}/s"
+    );
+    b.screenshot(&dir.join("container-tcp.png"))?;
+    no_console_errors(&b, "TCP container page")?;
 
     // An OOM kill on the open page's timeline within two intervals of the kill.
     b.goto(&format!("{base}docker/ui-oom"))?;
@@ -470,7 +517,7 @@ fn pages_in_a_real_browser() -> anyhow::Result<()> {
     b.screenshot(&dir.join("agent-gone.png"))?;
 
     drop(b);
-    for name in ["ui-busy", "ui-idle", "ui-pod-app", "ui-oom"] {
+    for name in ["ui-busy", "ui-idle", "ui-pod-app", "ui-oom", "ui-tcp"] {
         dockerd.docker(&["rm", "-f", name])?;
     }
     Ok(())
