@@ -407,12 +407,20 @@ fn walk_iterator(
     prog.load(target, btf).map_err(err)?;
     let link = prog.attach().map_err(err)?;
     let link = prog.take_link(link).map_err(err)?;
+    let t0 = std::time::Instant::now();
     let walked = link
         .into_file()
         .map_err(std::io::Error::other)
         .and_then(|mut f| std::io::copy(&mut f, &mut std::io::sink()))
         .map_err(aya::programs::ProgramError::IOError);
     let _ = prog.unload();
+    if walked.is_ok() {
+        tracing::info!(
+            program = name,
+            ms = t0.elapsed().as_secs_f64() * 1e3,
+            "walked once"
+        );
+    }
     walked.map(|_| ()).map_err(err)
 }
 
