@@ -406,7 +406,7 @@
     const netG = sec('network', 'Network');
     netG.append(h('p', { class: 'note' }, 'No traffic of this cgroup seen yet (or the network kind is off).'));
     const tcpG = sec('tcp', 'TCP');
-    const tcpNote = h('p', { class: 'note' }, 'TCP health is not measured: the tcp_health kind is off (--enable-metrics=tcp_health turns it on).');
+    const tcpNote = h('p', { class: 'note' }, 'TCP health is not measured: the tcp_health kind is off by default (--disable-metrics=process,sched,pressure,blkio turns it on with the other defaults).');
     tcpG.append(tcpNote);
     const ioG = sec('blkio', 'Block I/O');
     ioG.append(h('p', { class: 'note' }, 'No block I/O of this cgroup seen yet (or the diskIO kind is off).'));

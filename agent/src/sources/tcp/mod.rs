@@ -38,6 +38,9 @@ pub struct Tcp {
 impl Tcp {
     /// `None` when the programs are not all attached (the kind is then absent, not zero).
     pub fn new(probes: &mut Probes) -> Option<Tcp> {
+        // Whatever became of the walk, its mark must not outlive it: while it is set, each close
+        // of a connection the kernel does not remember leaves a tombstone in the hash.
+        let ended = drain::end_seed(&mut probes.ebpf);
         let attached = programs::PROGRAMS
             .iter()
             .filter(|p| probes.is_attached(p))
@@ -49,7 +52,7 @@ impl Tcp {
             return None;
         }
         let established = probes.is_attached(PROG_TCP_ESTABLISHED_SEED)
-            && match drain::end_seed(&mut probes.ebpf) {
+            && match ended {
                 Ok(tombstones) => {
                     tracing::debug!(tombstones, "established TCP connections seeded");
                     true
