@@ -324,6 +324,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> anyhow::
                 snapshot.agent.http = http.counts(with_web_config);
                 snapshot.agent.versions = api_versions.versions();
                 snapshot.agent.push = push_stats.snapshot();
+                snapshot.agent.allocator = crate::allocator::read();
                 // Held only for the copy of this pass's numbers into the history.
                 h.write()
                     .unwrap_or_else(PoisonError::into_inner)

@@ -5,6 +5,7 @@
 //! `prepared` -> `http`.
 pub mod access;
 pub mod agent;
+pub mod allocator;
 pub mod api;
 pub mod btf;
 pub mod cgroup;
@@ -33,3 +34,8 @@ pub mod unix_time;
 
 #[cfg(test)]
 mod testutil;
+
+/// The unit tests allocate as the agent does (main.rs), so `allocator`'s figures are jemalloc's.
+#[cfg(test)]
+#[global_allocator]
+static TEST_ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -1064,6 +1064,18 @@ static AGENT: &[AgentFamily] = &[
         },
     },
     AgentFamily {
+        name: "nodetel_allocator_allocated_bytes",
+        help: "Bytes in the agent's live heap allocations, as its allocator (jemalloc) counts them at the end of the last pass.",
+        kind: Kind::Gauge,
+        series: |a| a.allocator.map_or(vec![], |m| one(m.allocated as f64)),
+    },
+    AgentFamily {
+        name: "nodetel_allocator_resident_bytes",
+        help: "Bytes of memory pages the agent's allocator (jemalloc) holds: live allocations, freed memory not yet returned, its own metadata; an upper bound (pages mapped, perhaps never touched).",
+        kind: Kind::Gauge,
+        series: |a| a.allocator.map_or(vec![], |m| one(m.resident as f64)),
+    },
+    AgentFamily {
         name: "nodetel_http_open_connections",
         help: "HTTP connections open at the last pass.",
         kind: Kind::Gauge,

@@ -234,6 +234,8 @@ pub struct AgentStats {
     pub http: health::HttpCounts,
     /// Kernel, OS and Docker versions (`cadvisor_version_info`, the API's `version`).
     pub versions: Versions,
+    /// The allocator's live and resident bytes at the end of the pass.
+    pub allocator: Option<crate::allocator::AllocatorStats>,
 }
 
 /// What `cadvisor_version_info` and the API's `version`/`attributes` report about the software.
@@ -285,6 +287,7 @@ impl Default for AgentStats {
             panics: Default::default(),
             http: Default::default(),
             versions: Versions::default(),
+            allocator: None,
         }
     }
 }
