@@ -165,6 +165,11 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     if unsafe { read_at::<u16>(sk, off.sk_protocol) } != Ok(IPPROTO_TCP) {
         return 0;
     }
+    // Leaving needs no cgroup (the remembered entry names the one the opening was counted for):
+    // handled before the read, so a socket whose cgroup cannot be read is not left counted.
+    if old == TCP_ESTABLISHED && new != TCP_ESTABLISHED {
+        left_established(sk as u64);
+    }
     let Ok(id) = cgroup_of(sk, &off) else {
         stat_add(STAT_TCP_UNREADABLE, 1);
         return 0;
@@ -174,8 +179,6 @@ pub fn inet_sock_set_state(ctx: BtfTracePointContext) -> i32 {
     }
     if new == TCP_ESTABLISHED {
         entered_established(sk as u64, id);
-    } else if old == TCP_ESTABLISHED {
-        left_established(sk as u64);
     }
     if slot == TCP_CONNECT_OK || slot == TCP_ACCEPTS || slot == NO_SLOT {
         sample_rtt(sk, &off, id);
