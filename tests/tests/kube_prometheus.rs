@@ -232,6 +232,21 @@ enum Outcome {
     Differs(String),
 }
 
+/// An `irate` query as `rate` over the same range. `irate` takes the last two samples, one 30 s
+/// step, which two servers scraping at different phases take over different 30 s of a bursty
+/// download loop (measured once in CI: 72.4 against 58.2 kB/s for kp-web's Receive Bandwidth,
+/// within 5 % in every other run): its series are compared as they are, its values over the
+/// range's four steps, as every `rate` panel's.
+fn over_the_range(expr: &str) -> Option<String> {
+    expr.contains("irate(")
+        .then(|| expr.replace("irate(", "rate("))
+}
+
+/// The same series (labels) on both sides, whatever their values.
+fn same_series(ours: &[Value], theirs: &[Value]) -> bool {
+    keyed(ours).keys().eq(keyed(theirs).keys())
+}
+
 /// Same series, values within 5 % (or within 1 % of the largest value in the answer, for
 /// figures near zero such as a pause container's CPU).
 fn compare(ours: &[Value], theirs: &[Value]) -> Outcome {
@@ -399,7 +414,15 @@ fn kube_prometheus_rules_and_dashboards_agree_with_cadvisor() -> anyhow::Result<
     let mut empty_records = Vec::new();
     let mut check = |what: String, expr: &str, must_have_pods: bool| -> anyhow::Result<()> {
         let (a, b) = (ours.query(expr)?, theirs.query(expr)?);
-        match compare(&a, &b) {
+        let (outcome, what) = match over_the_range(expr) {
+            // Same series as they are; values as `rate` over the same range.
+            Some(range) if same_series(&a, &b) => (
+                compare(&ours.query(&range)?, &theirs.query(&range)?),
+                format!("{what} (values as rate over the range)"),
+            ),
+            _ => (compare(&a, &b), what),
+        };
+        match outcome {
             Outcome::Same(n) => {
                 report.push(format!("same ({n} series)  {what}"));
                 let pods = a.iter().any(|r| {
