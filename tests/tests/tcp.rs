@@ -419,7 +419,11 @@ fn median_bucket(buckets: &[u64]) -> Option<usize> {
 /// Round trips where the path sets them: netem delays every packet 50 ms on both ends of a veth
 /// pair, so each connection's round trip is 100 ms, and the client's and the listener's
 /// histograms put their median in the bucket of 65.5-131 ms (bucket 17). Connections on the
-/// host's loopback land under 2 ms. netem is a module of the VM's kernel; this host's has none.
+/// host's loopback put their median under 2 ms and every sample under the delayed path's bucket:
+/// the VM suite's single-threaded emulation stalls a handshake's ACK for milliseconds now and
+/// then (a CI run saw 2 of a listener's 10 samples in 2-4 ms, its median in 256-512 µs), so a bound on
+/// every loopback sample would test the emulator. netem is a module of the VM's kernel; this
+/// host's has none.
 #[test]
 fn round_trips_land_in_the_paths_bucket() -> anyhow::Result<()> {
     if !privileged("round_trips_land_in_the_paths_bucket")
@@ -429,7 +433,8 @@ fn round_trips_land_in_the_paths_bucket() -> anyhow::Result<()> {
     }
     let agent = Agent::start(Duration::from_millis(500), &[TCP_ON])?;
 
-    // Loopback: every round trip under 2 ms (buckets 0..=11).
+    // Loopback: the median round trip under 2 ms (buckets 0..=11), none in the delayed path's
+    // bucket or above.
     let (lo_server, lo_client) = (
         TestCgroup::create("rtt-lo-server")?,
         TestCgroup::create("rtt-lo-client")?,
@@ -451,10 +456,15 @@ fn round_trips_land_in_the_paths_bucket() -> anyhow::Result<()> {
         let total: u64 = b.iter().sum();
         // At each end: 5 established, and up to 5 leaving ESTABLISHED.
         assert!(total >= 5, "{}: {total} round trips", cg.rel);
+        assert!(
+            median_bucket(&b).is_some_and(|m| m <= 11),
+            "{}: the median loopback round trip is over 2 ms: {b:?}",
+            cg.rel
+        );
         assert_eq!(
-            b.iter().take(12).sum::<u64>(),
+            b.iter().take(17).sum::<u64>(),
             total,
-            "{}: loopback round trips over 2 ms: {b:?}",
+            "{}: loopback round trips of 65.5 ms or more: {b:?}",
             cg.rel
         );
     }
