@@ -86,6 +86,7 @@ fn figures(agent: &Agent) -> anyhow::Result<Figures> {
             .unwrap_or(0.0)
     };
     let fds = std::fs::read_dir(format!("/proc/{}/fd", agent.pid()))?.count() as f64;
+    let (rss, hwm) = probe::rss(agent.pid())?;
     let ids = body
         .lines()
         .filter(|l| l.starts_with("container_last_seen{"))
@@ -104,11 +105,11 @@ fn figures(agent: &Agent) -> anyhow::Result<Figures> {
         sched_entries: map("sched"),
         open_files: scrape::scalar(&body, "nodetel_cgroupfs_open_files").unwrap_or(0.0),
         fds,
-        rss_mib: probe::rss(agent.pid())?.0 as f64 / (1 << 20) as f64,
+        rss_mib: rss as f64 / (1 << 20) as f64,
         allocated_mib: scrape::scalar(&body, "nodetel_allocator_allocated_bytes")
             .context("no nodetel_allocator_allocated_bytes")?
             / (1 << 20) as f64,
-        hwm_mib: probe::rss(agent.pid())?.1 as f64 / (1 << 20) as f64,
+        hwm_mib: hwm as f64 / (1 << 20) as f64,
         ids,
     })
 }
@@ -246,8 +247,8 @@ fn churn(
     Ok(ok)
 }
 
-/// One churn: make, scrape, remove, settle, compare with the baseline (RSS is reported; the
-/// caller compares it between cycles).
+/// One churn: make, scrape, remove, settle, compare with the baseline (the caller prints each
+/// cycle's RSS next to the others).
 fn cycle(
     n: usize,
     args: &Args,
@@ -464,7 +465,7 @@ fn soak(args: &Args, agent: &Agent, root: &std::path::Path) -> anyhow::Result<bo
             }
         }));
     }
-    // Every 2 s (a median of the CI run's 40 s is then of four readings, not one), printed
+    // Every 2 s (a median of the CI run's 40 s is then of three or four readings, not one), printed
     // every 10 s.
     let mut samples = Vec::new();
     let started = Instant::now();
