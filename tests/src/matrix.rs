@@ -474,7 +474,7 @@ pub static ROWS: &[Row] = &[
     live(
         "nodetel_container_tcp_rtt_seconds",
         &[],
-        "netem delaying every packet 50 ms at both ends of a veth pair: the client's and the listener's median round trip in the 65.5-131 ms bucket (VM); loopback round trips all under 2 ms",
+        "netem delaying every packet 50 ms at both ends of a veth pair: the client's and the listener's median round trip in the 65.5-131 ms bucket (VM); loopback: the median under 2 ms, none at 65.5 ms or more",
         "tcp.rs::round_trips_land_in_the_paths_bucket",
     ),
     live(
